@@ -1,0 +1,514 @@
+// Package rpcclient is a client for 2Checkout's (Verifone's) JSON-RPC 6.0 API:
+// login with HMAC, one session shared by all goroutines, and the refund
+// methods cancelRefund, getOrder and issueRefund.
+//
+// Every failure is an *APIError (the server answered) or a *TransportError (it
+// did not); Classify is the one place that decides whether a failure is
+// transient, a credentials problem, or a permanent refusal. The package knows
+// nothing of queues or retries: it makes one call (plus one re-login on a
+// session error) and says what happened.
+package rpcclient
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.uber.org/zap"
+)
+
+// Secret holds a secret value. It prints, marshals and logs as "[REDACTED]";
+// only Reveal gives the value.
+type Secret string
+
+const redacted = "[REDACTED]"
+
+// String answers "[REDACTED]".
+func (Secret) String() string { return redacted }
+
+// GoString answers "[REDACTED]", so %#v hides it too.
+func (Secret) GoString() string { return redacted }
+
+// MarshalText answers "[REDACTED]", so JSON and zap's reflection hide it.
+func (Secret) MarshalText() ([]byte, error) { return []byte(redacted), nil }
+
+// Reveal answers the secret value. Call it only where the value is used.
+func (s Secret) Reveal() string { return string(s) }
+
+// Config configures a Client. The zero value of each optional field means
+// the default written beside it.
+type Config struct {
+	// URL of the JSON-RPC endpoint. Default DefaultURL. https is required
+	// unless the host is a loopback address (the sandbox server).
+	URL string
+	// MerchantCode is the merchant's code. Required.
+	MerchantCode string
+	// SecretKey is the merchant's secret key. Required.
+	SecretKey Secret
+	// HashAlgo is the login HMAC: HashMD5 (default) or HashSHA256.
+	HashAlgo string
+	// HTTPClient makes the requests. Default: a client with keep-alive,
+	// verified TLS (RootCAs if set) and the timeouts below. A given client is
+	// used as it is.
+	HTTPClient *http.Client
+	// RootCAs verifies the server's certificate when HTTPClient is nil.
+	// Default: the system's roots. TLS is always verified.
+	RootCAs *x509.CertPool
+	// RequestTimeout bounds one HTTP request when the caller's context has no
+	// sooner deadline. Default 15s.
+	RequestTimeout time.Duration
+	// SessionTTL is how long a session lives after login. Default 10m, as
+	// 2Checkout documents.
+	SessionTTL time.Duration
+	// RenewBefore: a session is renewed this long before it would expire.
+	// Default 1m.
+	RenewBefore time.Duration
+	// MaxResponseBytes caps the size of an answer read. Default 1 MiB.
+	MaxResponseBytes int64
+	// Logger receives debug lines for logins and calls. Default zap.NewNop().
+	Logger *zap.Logger
+	// Now is the clock. Default time.Now.
+	Now func() time.Time
+}
+
+// Defaults of Config.
+const (
+	DefaultRequestTimeout   = 15 * time.Second
+	DefaultSessionTTL       = 10 * time.Minute
+	DefaultRenewBefore      = time.Minute
+	DefaultMaxResponseBytes = 1 << 20
+)
+
+// Client calls 2Checkout's JSON-RPC 6.0 API. It is safe for concurrent use;
+// share one per process.
+type Client struct {
+	cfg    Config
+	url    string
+	hc     *http.Client
+	log    *zap.Logger
+	now    func() time.Time
+	nextID atomic.Int64
+
+	mu      sync.Mutex
+	sess    *session   // current session, nil if none
+	pending *loginCall // login in flight, nil if none
+
+	logins       atomic.Int64
+	loginFailure atomic.Pointer[error] // last login's error, nil once one succeeds
+}
+
+type session struct {
+	id      string
+	renewAt time.Time
+}
+
+type loginCall struct {
+	done chan struct{}
+	sess *session
+	err  error
+}
+
+// New validates cfg, fills in its defaults and returns a Client. Errors name
+// the field at fault; the secret key never appears in them.
+func New(cfg Config) (*Client, error) {
+	if cfg.URL == "" {
+		cfg.URL = DefaultURL
+	}
+	u, err := url.Parse(cfg.URL)
+	if err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http") {
+		return nil, fmt.Errorf("rpcclient: URL %q: want an absolute http(s) URL", cfg.URL)
+	}
+	if u.Scheme == "http" && !isLoopback(u.Hostname()) {
+		return nil, fmt.Errorf("rpcclient: URL %q: plain http is allowed only to a loopback host", cfg.URL)
+	}
+	if cfg.MerchantCode == "" {
+		return nil, errors.New("rpcclient: MerchantCode is required")
+	}
+	if cfg.SecretKey == "" {
+		return nil, errors.New("rpcclient: SecretKey is required")
+	}
+	if cfg.HashAlgo == "" {
+		cfg.HashAlgo = HashMD5
+	}
+	if cfg.HashAlgo != HashMD5 && cfg.HashAlgo != HashSHA256 {
+		return nil, fmt.Errorf("rpcclient: HashAlgo %q: want %q or %q", cfg.HashAlgo, HashMD5, HashSHA256)
+	}
+	for _, d := range []struct {
+		name string
+		v    *time.Duration
+		def  time.Duration
+	}{
+		{"RequestTimeout", &cfg.RequestTimeout, DefaultRequestTimeout},
+		{"SessionTTL", &cfg.SessionTTL, DefaultSessionTTL},
+		{"RenewBefore", &cfg.RenewBefore, DefaultRenewBefore},
+	} {
+		if *d.v < 0 {
+			return nil, fmt.Errorf("rpcclient: %s %v: must not be negative", d.name, *d.v)
+		}
+		if *d.v == 0 {
+			*d.v = d.def
+		}
+	}
+	if cfg.RenewBefore >= cfg.SessionTTL {
+		return nil, fmt.Errorf("rpcclient: RenewBefore %v must be shorter than SessionTTL %v", cfg.RenewBefore, cfg.SessionTTL)
+	}
+	if cfg.MaxResponseBytes < 0 {
+		return nil, fmt.Errorf("rpcclient: MaxResponseBytes %d: must not be negative", cfg.MaxResponseBytes)
+	}
+	if cfg.MaxResponseBytes == 0 {
+		cfg.MaxResponseBytes = DefaultMaxResponseBytes
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = zap.NewNop()
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	hc := cfg.HTTPClient
+	if hc == nil {
+		hc = newHTTPClient(cfg.RootCAs, cfg.RequestTimeout)
+	}
+	return &Client{cfg: cfg, url: u.String(), hc: hc, log: cfg.Logger, now: cfg.Now}, nil
+}
+
+func isLoopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// newHTTPClient is the one http.Client of a Client: keep-alive, verified TLS,
+// explicit timeouts at every stage.
+func newHTTPClient(roots *x509.CertPool, requestTimeout time.Duration) *http.Client {
+	tr := &http.Transport{
+		Proxy:                 http.ProxyFromEnvironment,
+		DialContext:           (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		TLSClientConfig:       &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12},
+		TLSHandshakeTimeout:   5 * time.Second,
+		ResponseHeaderTimeout: requestTimeout,
+		ExpectContinueTimeout: time.Second,
+		MaxIdleConns:          256,
+		MaxIdleConnsPerHost:   256,
+		IdleConnTimeout:       90 * time.Second,
+		ForceAttemptHTTP2:     true,
+	}
+	return &http.Client{Transport: tr, Timeout: requestTimeout}
+}
+
+// String describes the client without its secret.
+func (c *Client) String() string {
+	return fmt.Sprintf("rpcclient.Client{URL: %s, MerchantCode: %s, HashAlgo: %s}", c.url, c.cfg.MerchantCode, c.cfg.HashAlgo)
+}
+
+// Logins answers how many successful logins this client has made.
+func (c *Client) Logins() int64 { return c.logins.Load() }
+
+// LoginFailure answers the error of the most recent login if it failed, or
+// nil if it succeeded (or none was made yet). Readiness checks use it.
+func (c *Client) LoginFailure() error {
+	if p := c.loginFailure.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
+// CancelRefund cancels the pending or approved refund of the order and
+// answers the refund's ID (which may be empty if the server sent none).
+func (c *Client) CancelRefund(ctx context.Context, orderRef string) (string, error) {
+	var raw json.RawMessage
+	if err := c.call(ctx, MethodCancelRefund, []any{orderRef}, &raw); err != nil {
+		return "", err
+	}
+	id, err := ParseRefundID(raw)
+	if err != nil {
+		return "", &APIError{Method: MethodCancelRefund, Name: NameMalformedResponse, Message: err.Error(), HTTPStatus: http.StatusOK}
+	}
+	return id, nil
+}
+
+// Order is what getOrder answers, as far as this project reads it. The
+// Refund* fields are the sandbox's extension; 2Checkout documents no method
+// that returns a refund's own status, so on the real API they may be empty.
+type Order struct {
+	RefNo             string `json:"RefNo"`
+	Status            string `json:"Status"`
+	ApproveStatus     string `json:"ApproveStatus,omitempty"`
+	RefundID          string `json:"RefundID,omitempty"`
+	RefundStatus      string `json:"RefundStatus,omitempty"`
+	RefundInitiatedAt string `json:"RefundInitiatedAt,omitempty"`
+}
+
+// GetOrder answers the order with the given reference.
+func (c *Client) GetOrder(ctx context.Context, orderRef string) (*Order, error) {
+	var o Order
+	if err := c.call(ctx, MethodGetOrder, []any{orderRef}, &o); err != nil {
+		return nil, err
+	}
+	return &o, nil
+}
+
+// IssueRefund asks for a total refund of the order (amount and items empty:
+// the whole order). It answers nil once the refund is PENDING.
+func (c *Client) IssueRefund(ctx context.Context, orderRef string, amount float64, comment, reason string) error {
+	var ok bool
+	if err := c.call(ctx, MethodIssueRefund, []any{orderRef, amount, []any{}, comment, reason}, &ok); err != nil {
+		return err
+	}
+	if !ok {
+		return &APIError{Method: MethodIssueRefund, Name: NameMalformedResponse, Message: "result is not true", HTTPStatus: http.StatusOK}
+	}
+	return nil
+}
+
+// call makes a session call: params follow the session ID. On a session
+// error it logs in again once and retries once.
+func (c *Client) call(ctx context.Context, method string, params []any, out any) error {
+	sess, err := c.session(ctx)
+	if err != nil {
+		return err
+	}
+	err = c.do(ctx, method, append([]any{sess.id}, params...), out)
+	if Classify(err) != ClassSession {
+		return err
+	}
+	c.log.Debug("session refused; logging in again", zap.String("method", method), zap.Error(err))
+	c.dropSession(sess)
+	if sess, err = c.session(ctx); err != nil {
+		return err
+	}
+	return c.do(ctx, method, append([]any{sess.id}, params...), out)
+}
+
+// session answers a live session, logging in if needed. Concurrent callers
+// share one login; each waits only as long as its own context allows.
+func (c *Client) session(ctx context.Context) (*session, error) {
+	c.mu.Lock()
+	if s := c.sess; s != nil && c.now().Before(s.renewAt) {
+		c.mu.Unlock()
+		return s, nil
+	}
+	lc := c.pending
+	if lc == nil {
+		lc = &loginCall{done: make(chan struct{})}
+		c.pending = lc
+		// The login outlives a caller that gives up: others may be waiting.
+		go c.runLogin(context.WithoutCancel(ctx), lc)
+	}
+	c.mu.Unlock()
+	select {
+	case <-lc.done:
+		return lc.sess, lc.err
+	case <-ctx.Done():
+		return nil, &TransportError{Method: MethodLogin, Err: ctx.Err()}
+	}
+}
+
+func (c *Client) runLogin(ctx context.Context, lc *loginCall) {
+	ctx, cancel := context.WithTimeout(ctx, c.cfg.RequestTimeout)
+	defer cancel()
+	start := c.now()
+	id, err := c.login(ctx, start)
+	if err == nil {
+		lc.sess = &session{id: id, renewAt: start.Add(c.cfg.SessionTTL - c.cfg.RenewBefore)}
+		c.logins.Add(1)
+		c.loginFailure.Store(nil)
+		c.log.Debug("logged in", zap.Duration("duration", c.now().Sub(start)))
+	} else {
+		lc.err = err
+		c.loginFailure.Store(&err)
+	}
+	c.mu.Lock()
+	if lc.sess != nil {
+		c.sess = lc.sess
+	}
+	c.pending = nil
+	c.mu.Unlock()
+	close(lc.done)
+}
+
+func (c *Client) login(ctx context.Context, now time.Time) (string, error) {
+	date := FormatDate(now)
+	hash, err := LoginHash(c.cfg.HashAlgo, c.cfg.MerchantCode, date, []byte(c.cfg.SecretKey.Reveal()))
+	if err != nil {
+		return "", err
+	}
+	params := []any{c.cfg.MerchantCode, date, hash}
+	if c.cfg.HashAlgo == HashSHA256 {
+		params = append(params, HashSHA256)
+	}
+	var id string
+	if err := c.do(ctx, MethodLogin, params, &id); err != nil {
+		return "", err
+	}
+	if id == "" {
+		return "", &APIError{Method: MethodLogin, Name: NameMalformedResponse, Message: "empty session ID", HTTPStatus: http.StatusOK}
+	}
+	return id, nil
+}
+
+func (c *Client) dropSession(s *session) {
+	c.mu.Lock()
+	if c.sess == s {
+		c.sess = nil
+	}
+	c.mu.Unlock()
+}
+
+type request struct {
+	JSONRPC string `json:"jsonrpc"`
+	Method  string `json:"method"`
+	Params  []any  `json:"params"`
+	ID      int64  `json:"id"`
+}
+
+// do sends one JSON-RPC request and decodes its result into out.
+func (c *Client) do(ctx context.Context, method string, params []any, out any) error {
+	if t, ok := startDeadline(ctx); ok && !c.now().Before(t) {
+		return ErrStartDeadline
+	}
+	if err := ctx.Err(); err != nil {
+		return &TransportError{Method: method, Err: err}
+	}
+	id := c.nextID.Add(1)
+	body, err := json.Marshal(request{JSONRPC: "2.0", Method: method, Params: params, ID: id})
+	if err != nil {
+		return fmt.Errorf("2checkout %s: encode request: %w", method, err)
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.url, bytes.NewReader(body))
+	if err != nil {
+		return fmt.Errorf("2checkout %s: %w", method, err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", "application/json")
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		return &TransportError{Method: method, Err: stripURL(err)}
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, c.cfg.MaxResponseBytes+1))
+	if err != nil {
+		return &TransportError{Method: method, Err: fmt.Errorf("read answer: %w", err)}
+	}
+	if int64(len(data)) > c.cfg.MaxResponseBytes {
+		return &APIError{Method: method, Name: NameMalformedResponse, HTTPStatus: resp.StatusCode,
+			Message: fmt.Sprintf("answer larger than %d bytes", c.cfg.MaxResponseBytes)}
+	}
+	return DecodeResponse(method, id, resp.StatusCode, parseRetryAfter(resp.Header.Get("Retry-After"), c.now()), data, out)
+}
+
+// stripURL drops the URL from *url.Error so errors stay short and never carry
+// query strings; the method name already says which call failed.
+func stripURL(err error) error {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		return ue.Err
+	}
+	return err
+}
+
+type response struct {
+	ID       json.RawMessage `json:"id"`
+	Result   json.RawMessage `json:"result"`
+	Response json.RawMessage `json:"response"`
+	Error    *struct {
+		Code    int             `json:"code"`
+		Message string          `json:"message"`
+		Data    json.RawMessage `json:"data"`
+	} `json:"error"`
+}
+
+// DecodeResponse reads one JSON-RPC answer to the request with the given id.
+// It never panics: whatever the body, it answers nil (out filled), an
+// *APIError from the server's error object, or an *APIError named
+// NameHTTPStatus or NameMalformedResponse.
+func DecodeResponse(method string, id int64, httpStatus int, retryAfter time.Duration, body []byte, out any) error {
+	fail := func(name, msg string) error {
+		return &APIError{Method: method, Name: name, Message: msg, HTTPStatus: httpStatus, RetryAfter: retryAfter}
+	}
+	var r response
+	if err := json.Unmarshal(body, &r); err != nil {
+		if httpStatus < 200 || httpStatus > 299 {
+			return fail(NameHTTPStatus, http.StatusText(httpStatus))
+		}
+		return fail(NameMalformedResponse, "answer is not JSON-RPC: "+err.Error())
+	}
+	if r.Error != nil {
+		e := &APIError{Method: method, Code: r.Error.Code, Message: truncate(r.Error.Message, 500), HTTPStatus: httpStatus, RetryAfter: retryAfter}
+		var data struct {
+			ErrorCode string `json:"error_code"`
+		}
+		if json.Unmarshal(r.Error.Data, &data) == nil && data.ErrorCode != "" {
+			e.Name = truncate(data.ErrorCode, 100)
+		} else {
+			e.Name = NameOf(e.Code)
+		}
+		return e
+	}
+	if httpStatus < 200 || httpStatus > 299 {
+		return fail(NameHTTPStatus, http.StatusText(httpStatus))
+	}
+	if string(r.ID) != strconv.FormatInt(id, 10) {
+		return fail(NameMalformedResponse, fmt.Sprintf("answer id %s does not match request id %d", truncate(string(r.ID), 40), id))
+	}
+	result := r.Result
+	if len(result) == 0 || string(result) == "null" {
+		result = r.Response // one vendor page puts the payload under "response"
+	}
+	if len(result) == 0 {
+		return fail(NameMalformedResponse, "answer has neither result nor error")
+	}
+	if err := json.Unmarshal(result, out); err != nil {
+		return fail(NameMalformedResponse, "unexpected result: "+err.Error())
+	}
+	return nil
+}
+
+// ParseRefundID reads cancelRefund's result: a RefundID string, a number, an
+// object with RefundID (or RefundId), or true (no ID given).
+func ParseRefundID(raw json.RawMessage) (string, error) {
+	var v any
+	if err := json.Unmarshal(raw, &v); err != nil {
+		return "", fmt.Errorf("unexpected cancelRefund result: %w", err)
+	}
+	switch x := v.(type) {
+	case string:
+		return truncate(x, 200), nil
+	case float64:
+		return strconv.FormatFloat(x, 'f', -1, 64), nil
+	case bool:
+		if x {
+			return "", nil
+		}
+	case map[string]any:
+		for _, k := range []string{"RefundID", "RefundId", "refund_id"} {
+			if s, ok := x[k].(string); ok {
+				return truncate(s, 200), nil
+			}
+			if f, ok := x[k].(float64); ok {
+				return strconv.FormatFloat(f, 'f', -1, 64), nil
+			}
+		}
+	}
+	return "", fmt.Errorf("unexpected cancelRefund result %s", truncate(string(raw), 100))
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "…"
+}

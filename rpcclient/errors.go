@@ -1,0 +1,187 @@
+package rpcclient
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+	"time"
+)
+
+// APIError is the one error type for every answer 2Checkout (or something in
+// front of it) gave that was not a success: a JSON-RPC error object, an HTTP
+// status without one, or a body that could not be read as JSON-RPC.
+//
+// Transport failures (refused connections, resets, timeouts) are not APIErrors:
+// they come back wrapped as *TransportError. Classify decides what either means.
+type APIError struct {
+	// Method is the JSON-RPC method called.
+	Method string
+	// Code is the JSON-RPC error code; 0 when the answer carried none.
+	Code int
+	// Name is the error's name (data.error_code, or derived from Code), e.g.
+	// REFUND_NOT_CANCELLABLE, HTTP_STATUS, MALFORMED_RESPONSE.
+	Name string
+	// Message is the vendor's message, or a description of what was wrong.
+	Message string
+	// HTTPStatus is the HTTP status code of the answer.
+	HTTPStatus int
+	// RetryAfter is the server's Retry-After, zero when it sent none.
+	RetryAfter time.Duration
+}
+
+func (e *APIError) Error() string {
+	if e.Code != 0 {
+		return fmt.Sprintf("2checkout %s: %d %s: %s", e.Method, e.Code, e.Name, e.Message)
+	}
+	return fmt.Sprintf("2checkout %s: %s (HTTP %d): %s", e.Method, e.Name, e.HTTPStatus, e.Message)
+}
+
+// TransportError is a call that got no answer: the connection failed, was
+// dropped, or timed out. The request may or may not have reached 2Checkout.
+type TransportError struct {
+	Method string
+	Err    error
+}
+
+func (e *TransportError) Error() string { return fmt.Sprintf("2checkout %s: %v", e.Method, e.Err) }
+func (e *TransportError) Unwrap() error { return e.Err }
+
+// ErrStartDeadline is returned, unwrapped, when a request would start at or
+// after the start deadline set with WithStartDeadline. No request was sent.
+var ErrStartDeadline = errors.New("request not started: start deadline passed")
+
+// Class is what a failure means for whoever decides to retry.
+type Class int
+
+// The classes of failure. Classify is the one place that assigns them.
+const (
+	// ClassNone: no error.
+	ClassNone Class = iota
+	// ClassTransient: worth retrying later — network errors, timeouts, 5xx,
+	// 429, a malformed answer, a JSON-RPC internal error.
+	ClassTransient
+	// ClassSession: the session was refused; the client logs in again and
+	// retries once by itself, so callers see this class only if that failed too.
+	ClassSession
+	// ClassCredentials: login refused — merchant code, secret key, hash
+	// algorithm, or the clock is wrong. Retrying helps only once an operator
+	// fixes it.
+	ClassCredentials
+	// ClassPermanent: 2Checkout refused the request for a reason that retrying
+	// will not change (order unknown, refund not cancellable, window passed,
+	// malformed request, an unknown vendor error).
+	ClassPermanent
+	// ClassNotStarted: the request was not sent because its start deadline had
+	// passed (ErrStartDeadline), or the caller's context ended before sending.
+	ClassNotStarted
+)
+
+func (c Class) String() string {
+	switch c {
+	case ClassNone:
+		return "none"
+	case ClassTransient:
+		return "transient"
+	case ClassSession:
+		return "session"
+	case ClassCredentials:
+		return "credentials"
+	case ClassPermanent:
+		return "permanent"
+	case ClassNotStarted:
+		return "not_started"
+	}
+	return "Class(" + strconv.Itoa(int(c)) + ")"
+}
+
+// Classify tells what err means. It is the only place in the project that
+// decides whether a failure is worth retrying.
+func Classify(err error) Class {
+	if err == nil {
+		return ClassNone
+	}
+	if errors.Is(err, ErrStartDeadline) {
+		return ClassNotStarted
+	}
+	var ae *APIError
+	if errors.As(err, &ae) {
+		return classifyAPI(ae)
+	}
+	// Transport errors, the caller's own timeouts and anything unexpected:
+	// the vendor did not refuse, so it is worth another try.
+	return ClassTransient
+}
+
+func classifyAPI(e *APIError) Class {
+	name := e.Name
+	if name == "" || name == NameHTTPStatus {
+		if n := NameOf(e.Code); n != "" {
+			name = n
+		}
+	}
+	switch name {
+	case NameMalformedResponse, NameInternalError:
+		return ClassTransient
+	case NameHTTPStatus:
+		if e.HTTPStatus == http.StatusTooManyRequests || e.HTTPStatus >= 500 || e.HTTPStatus == http.StatusRequestTimeout {
+			return ClassTransient
+		}
+		return ClassPermanent
+	case NameAuthenticationFailed:
+		return ClassCredentials
+	case NameForbidden, NameInvalidSession, NameSessionExpired:
+		if e.Method == MethodLogin {
+			// A refused login is never a session problem: the hash is wrong.
+			return ClassCredentials
+		}
+		return ClassSession
+	case NameNotAllowed:
+		return ClassCredentials
+	}
+	return ClassPermanent
+}
+
+// RetryAfter answers the server's Retry-After for err, if it sent one.
+func RetryAfter(err error) (time.Duration, bool) {
+	var ae *APIError
+	if errors.As(err, &ae) && ae.RetryAfter > 0 {
+		return ae.RetryAfter, true
+	}
+	return 0, false
+}
+
+// IsName reports whether err is an *APIError with the given name.
+func IsName(err error, name string) bool {
+	var ae *APIError
+	return errors.As(err, &ae) && ae.Name == name
+}
+
+// parseRetryAfter reads a Retry-After header: delay-seconds or an HTTP date.
+func parseRetryAfter(v string, now time.Time) time.Duration {
+	if v == "" {
+		return 0
+	}
+	if s, err := strconv.Atoi(v); err == nil && s >= 0 {
+		return time.Duration(s) * time.Second
+	}
+	if t, err := http.ParseTime(v); err == nil && t.After(now) {
+		return t.Sub(now)
+	}
+	return 0
+}
+
+type startDeadlineKey struct{}
+
+// WithStartDeadline returns a context under which no request is started at or
+// after t (by the client's clock); such calls fail with ErrStartDeadline
+// without sending. Running requests are bounded by the context's own deadline.
+func WithStartDeadline(ctx context.Context, t time.Time) context.Context {
+	return context.WithValue(ctx, startDeadlineKey{}, t)
+}
+
+func startDeadline(ctx context.Context) (time.Time, bool) {
+	t, ok := ctx.Value(startDeadlineKey{}).(time.Time)
+	return t, ok
+}
