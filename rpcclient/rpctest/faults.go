@@ -219,7 +219,9 @@ func (f *faultSet) match(method string) action {
 func answerFor(r FaultRule) func(http.ResponseWriter, *http.Request, <-chan struct{}) {
 	switch r.Kind {
 	case FaultStatus:
-		return func(w http.ResponseWriter, _ *http.Request, _ <-chan struct{}) { writeStatus(w, r.Status, r.RetryAfter) }
+		return func(w http.ResponseWriter, _ *http.Request, _ <-chan struct{}) {
+			writeStatus(w, r.Status, r.RetryAfter)
+		}
 	case FaultDrop:
 		return func(w http.ResponseWriter, _ *http.Request, _ <-chan struct{}) { dropConn(w) }
 	case FaultHang:

@@ -151,7 +151,7 @@ func TestCancelRefundPaths(t *testing.T) {
 	sid := login(t, srv, t0)
 	cases := []struct {
 		name, ref, wantErr, wantID string
-		wantInWindow           *bool
+		wantInWindow               *bool
 	}{
 		{"pending in window", "PENDING1", "", "R-1", ptr(true)},
 		{"approved one ns before close", "APPROVED1", "", "RF-APPROVED1", ptr(true)},
