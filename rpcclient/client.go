@@ -453,8 +453,8 @@ func DecodeResponse(method string, id int64, httpStatus int, retryAfter time.Dur
 		}
 		if json.Unmarshal(r.Error.Data, &data) == nil && data.ErrorCode != "" {
 			e.Name = truncate(data.ErrorCode, 100)
-		} else {
-			e.Name = NameOf(e.Code)
+		} else if e.Name = NameOf(e.Code); e.Name == "" {
+			e.Name = "ERROR_" + strconv.Itoa(e.Code)
 		}
 		return e
 	}

@@ -1,0 +1,401 @@
+package rpcclient_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
+
+	"github.com/refundd/refund-canceller/rpcclient"
+	"github.com/refundd/refund-canceller/rpcclient/rpctest"
+)
+
+var t0 = time.Date(2026, 11, 25, 10, 0, 0, 0, time.UTC)
+
+func TestLoginHashVectors(t *testing.T) {
+	// The vendor's documented example string is 8AVANGATE192010-05-13 12:12:12.
+	// Expected values computed independently (Python's hmac module).
+	cases := []struct{ algo, want string }{
+		{"md5", "bf763db7d333e9c3038698cf59ada3e6"},
+		{"sha256", "29e85dbf92ce0113e7755c31c0438a7db98a4de9f910bf0a527e005f35e43739"},
+	}
+	for _, tc := range cases {
+		got, err := rpcclient.LoginHash(tc.algo, "AVANGATE", "2010-05-13 12:12:12", []byte("SECRET_KEY"))
+		if err != nil || got != tc.want {
+			t.Errorf("%s: %s %v, want %s", tc.algo, got, err, tc.want)
+		}
+	}
+	// Lengths are byte lengths, not rune counts.
+	a, _ := rpcclient.LoginHash("md5", "Ü", "d", []byte("k"))
+	b, _ := rpcclient.LoginHash("md5", "Ü", "d", []byte("k"))
+	if a != b {
+		t.Fatal("not deterministic")
+	}
+	if _, err := rpcclient.LoginHash("sha1", "A", "d", nil); err == nil {
+		t.Fatal("sha1 accepted")
+	}
+}
+
+func TestNewValidates(t *testing.T) {
+	ok := rpcclient.Config{URL: "https://api.example.test/rpc/6.0/", MerchantCode: "M", SecretKey: "topsecret"}
+	cases := []struct {
+		name   string
+		mutate func(*rpcclient.Config)
+		want   string
+	}{
+		{"no merchant", func(c *rpcclient.Config) { c.MerchantCode = "" }, "MerchantCode"},
+		{"no secret", func(c *rpcclient.Config) { c.SecretKey = "" }, "SecretKey"},
+		{"bad algo", func(c *rpcclient.Config) { c.HashAlgo = "sha1" }, "HashAlgo"},
+		{"relative url", func(c *rpcclient.Config) { c.URL = "/rpc" }, "URL"},
+		{"ftp url", func(c *rpcclient.Config) { c.URL = "ftp://x/rpc" }, "URL"},
+		{"plain http remote", func(c *rpcclient.Config) { c.URL = "http://api.2checkout.com/rpc/6.0/" }, "loopback"},
+		{"negative timeout", func(c *rpcclient.Config) { c.RequestTimeout = -time.Second }, "RequestTimeout"},
+		{"renew too late", func(c *rpcclient.Config) { c.RenewBefore = 10 * time.Minute }, "RenewBefore"},
+		{"negative size", func(c *rpcclient.Config) { c.MaxResponseBytes = -1 }, "MaxResponseBytes"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := ok
+			tc.mutate(&cfg)
+			_, err := rpcclient.New(cfg)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("error %v, want one naming %s", err, tc.want)
+			}
+			if strings.Contains(err.Error(), "topsecret") {
+				t.Fatal("secret in error")
+			}
+		})
+	}
+	c, err := rpcclient.New(ok)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := fmt.Sprintf("%v %+v %#v %s", c, ok, ok, c); strings.Contains(s, "topsecret") {
+		t.Fatalf("secret printed: %s", s)
+	}
+	if b, _ := json.Marshal(ok); strings.Contains(string(b), "topsecret") {
+		t.Fatalf("secret marshalled: %s", b)
+	}
+	core, logs := observer.New(zap.DebugLevel)
+	zap.New(core).Info("cfg", zap.Any("cfg", ok))
+	if b, _ := json.Marshal(logs.All()[0].ContextMap()); strings.Contains(string(b), "topsecret") {
+		t.Fatalf("secret logged: %s", b)
+	}
+}
+
+type fixture struct {
+	srv    *rpctest.Server
+	clock  *rpctest.Clock
+	client *rpcclient.Client
+}
+
+func newFixture(t *testing.T, mutate ...func(*rpcclient.Config)) *fixture {
+	t.Helper()
+	clock := rpctest.NewClock(t0)
+	srv := rpctest.NewServer(rpctest.Config{Now: clock.Now})
+	t.Cleanup(srv.Close)
+	cfg := rpcclient.Config{URL: srv.RPCURL, MerchantCode: rpctest.DefaultMerchantCode, SecretKey: rpctest.DefaultSecretKey, Now: clock.Now, RequestTimeout: 2 * time.Second}
+	for _, m := range mutate {
+		m(&cfg)
+	}
+	c, err := rpcclient.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &fixture{srv: srv, clock: clock, client: c}
+}
+
+func TestCancelRefund(t *testing.T) {
+	for _, algo := range []string{"md5", "sha256"} {
+		t.Run(algo, func(t *testing.T) {
+			f := newFixture(t, func(c *rpcclient.Config) { c.HashAlgo = algo })
+			_ = f.srv.Seed(rpctest.Refund{OrderRef: "A1", RefundID: "R-77", InitiatedAt: t0})
+			id, err := f.client.CancelRefund(context.Background(), "A1")
+			if err != nil || id != "R-77" {
+				t.Fatalf("%q %v", id, err)
+			}
+			_, err = f.client.CancelRefund(context.Background(), "A1")
+			var ae *rpcclient.APIError
+			if !errors.As(err, &ae) || ae.Name != rpcclient.NameRefundNotCancellable || ae.Code != 20004 || ae.Method != "cancelRefund" {
+				t.Fatalf("second cancel: %#v", err)
+			}
+			if rpcclient.Classify(err) != rpcclient.ClassPermanent {
+				t.Fatalf("class %v", rpcclient.Classify(err))
+			}
+			o, err := f.client.GetOrder(context.Background(), "A1")
+			if err != nil || o.RefundStatus != "CANCELED" || o.RefNo != "A1" {
+				t.Fatalf("%+v %v", o, err)
+			}
+		})
+	}
+}
+
+func TestOneLoginForManyGoroutines(t *testing.T) {
+	f := newFixture(t)
+	_ = f.srv.Seed(rpctest.Refund{OrderRef: "A1", Status: "NONE"})
+	// Slow logins make the race real: every goroutine arrives while one is in flight.
+	_ = f.srv.SetFaults(rpctest.FaultRule{Method: "login", Kind: "latency", Latency: rpctest.Duration(50 * time.Millisecond)})
+	var wg sync.WaitGroup
+	errs := make(chan error, 50)
+	for range 50 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, err := f.client.GetOrder(context.Background(), "A1")
+			errs <- err
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := f.srv.Stats().Logins; n != 1 {
+		t.Fatalf("%d logins, want 1", n)
+	}
+}
+
+func TestSessionRenewalAndRelogin(t *testing.T) {
+	f := newFixture(t)
+	_ = f.srv.Seed(rpctest.Refund{OrderRef: "A1", Status: "NONE"})
+	ctx := context.Background()
+	get := func() {
+		t.Helper()
+		if _, err := f.client.GetOrder(ctx, "A1"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	get()
+	f.clock.Advance(9*time.Minute - time.Nanosecond) // just before renew time (10m - 1m)
+	get()
+	if n := f.srv.Stats().Logins; n != 1 {
+		t.Fatalf("%d logins before renew time", n)
+	}
+	f.clock.Advance(time.Nanosecond)
+	get()
+	if n := f.srv.Stats().Logins; n != 2 {
+		t.Fatalf("%d logins after renew time, want 2", n)
+	}
+	// The server expires the session: one re-login, one retry, success.
+	_ = f.srv.SetFaults(rpctest.FaultRule{Method: "getOrder", Kind: "expire_session", FirstN: 1})
+	get()
+	st := f.srv.Stats()
+	if st.Logins != 3 || st.Calls["getOrder"]["SESSION_EXPIRED"] != 1 {
+		t.Fatalf("stats %+v", st)
+	}
+	// Expired on every call: one re-login and one retry only, then the error.
+	_ = f.srv.SetFaults(rpctest.FaultRule{Method: "getOrder", Kind: "expire_session"})
+	_, err := f.client.GetOrder(ctx, "A1")
+	if rpcclient.Classify(err) != rpcclient.ClassSession {
+		t.Fatalf("err %v class %v", err, rpcclient.Classify(err))
+	}
+	if st := f.srv.Stats(); st.Logins != 4 {
+		t.Fatalf("logins %d, want 4", st.Logins)
+	}
+}
+
+func TestBadCredentials(t *testing.T) {
+	f := newFixture(t, func(c *rpcclient.Config) { c.SecretKey = "wrong-secret" })
+	_, err := f.client.CancelRefund(context.Background(), "A1")
+	if rpcclient.Classify(err) != rpcclient.ClassCredentials {
+		t.Fatalf("err %v class %v", err, rpcclient.Classify(err))
+	}
+	if f.client.LoginFailure() == nil {
+		t.Fatal("LoginFailure nil after a failed login")
+	}
+	if strings.Contains(err.Error(), "wrong-secret") {
+		t.Fatal("secret in error")
+	}
+}
+
+func TestFaultsClassify(t *testing.T) {
+	cases := []struct {
+		rule      rpctest.FaultRule
+		want      rpcclient.Class
+		wantRetry time.Duration
+	}{
+		{rpctest.FaultRule{Kind: "status", Status: 503}, rpcclient.ClassTransient, 0},
+		{rpctest.FaultRule{Kind: "status", Status: 429, RetryAfter: 9}, rpcclient.ClassTransient, 9 * time.Second},
+		{rpctest.FaultRule{Kind: "status", Status: 404}, rpcclient.ClassPermanent, 0},
+		{rpctest.FaultRule{Kind: "drop"}, rpcclient.ClassTransient, 0},
+		{rpctest.FaultRule{Kind: "hang"}, rpcclient.ClassTransient, 0},
+		{rpctest.FaultRule{Kind: "malformed"}, rpcclient.ClassTransient, 0},
+		{rpctest.FaultRule{Kind: "apply_then_drop"}, rpcclient.ClassTransient, 0},
+	}
+	for _, tc := range cases {
+		t.Run(tc.rule.Kind+fmt.Sprint(tc.rule.Status), func(t *testing.T) {
+			f := newFixture(t, func(c *rpcclient.Config) { c.RequestTimeout = 300 * time.Millisecond })
+			_ = f.srv.Seed(rpctest.Refund{OrderRef: "A1", InitiatedAt: t0})
+			tc.rule.Method = "cancelRefund"
+			_ = f.srv.SetFaults(tc.rule)
+			_, err := f.client.CancelRefund(context.Background(), "A1")
+			if got := rpcclient.Classify(err); got != tc.want {
+				t.Fatalf("err %v: class %v, want %v", err, got, tc.want)
+			}
+			if ra, _ := rpcclient.RetryAfter(err); ra != tc.wantRetry {
+				t.Fatalf("retry after %v, want %v", ra, tc.wantRetry)
+			}
+		})
+	}
+}
+
+func TestContextAndStartDeadline(t *testing.T) {
+	f := newFixture(t)
+	_ = f.srv.Seed(rpctest.Refund{OrderRef: "A1", InitiatedAt: t0})
+	ctx := rpcclient.WithStartDeadline(context.Background(), t0)
+	if _, err := f.client.CancelRefund(ctx, "A1"); !errors.Is(err, rpcclient.ErrStartDeadline) || rpcclient.Classify(err) != rpcclient.ClassNotStarted {
+		t.Fatalf("at deadline: %v", err)
+	}
+	if len(f.srv.Ledger()) != 0 {
+		t.Fatal("a request was sent after its start deadline")
+	}
+	ctx = rpcclient.WithStartDeadline(context.Background(), t0.Add(time.Nanosecond))
+	if _, err := f.client.CancelRefund(ctx, "A1"); err != nil {
+		t.Fatalf("before deadline: %v", err)
+	}
+	// A hanging server is cut off by the caller's context.
+	_ = f.srv.SetFaults(rpctest.FaultRule{Method: "getOrder", Kind: "hang"})
+	cctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	if _, err := f.client.GetOrder(cctx, "A1"); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("hang: %v", err)
+	}
+}
+
+func TestResponseHandling(t *testing.T) {
+	cases := []struct {
+		name     string
+		status   int
+		header   string
+		body     string
+		wantName string
+		wantID   string
+	}{
+		{"result string", 200, "", `{"jsonrpc":"2.0","id":%d,"result":"R1"}`, "", "R1"},
+		{"result object", 200, "", `{"jsonrpc":"2.0","id":%d,"result":{"RefundID":"R2"}}`, "", "R2"},
+		{"result true", 200, "", `{"jsonrpc":"2.0","id":%d,"result":true}`, "", ""},
+		{"response field", 200, "", `{"jsonrpc":"6.0","id":%d,"response":"R3"}`, "", "R3"},
+		{"wrong id", 200, "", `{"jsonrpc":"2.0","id":999999,"result":"R1"}`, "MALFORMED_RESPONSE", ""},
+		{"no result", 200, "", `{"jsonrpc":"2.0","id":%d}`, "MALFORMED_RESPONSE", ""},
+		{"result false", 200, "", `{"jsonrpc":"2.0","id":%d,"result":false}`, "MALFORMED_RESPONSE", ""},
+		{"html 502", 502, "", `<html>bad gateway</html>`, "HTTP_STATUS", ""},
+		{"error with name", 500, "", `{"jsonrpc":"2.0","id":%d,"error":{"code":20005,"message":"late","data":{"error_code":"REFUND_WINDOW_EXPIRED"}}}`, "REFUND_WINDOW_EXPIRED", ""},
+		{"error code only", 200, "", `{"jsonrpc":"2.0","id":%d,"error":{"code":-32603,"message":"oops"}}`, "INTERNAL_ERROR", ""},
+		{"too large", 200, "", `{"jsonrpc":"2.0","id":%d,"result":"` + strings.Repeat("x", 2048) + `"}`, "MALFORMED_RESPONSE", ""},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			var hits int
+			var loginID int64
+			hs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				var req struct {
+					Method string `json:"method"`
+					ID     int64  `json:"id"`
+				}
+				b, _ := io.ReadAll(r.Body)
+				_ = json.Unmarshal(b, &req)
+				if req.Method == "login" {
+					loginID = req.ID
+					fmt.Fprintf(w, `{"jsonrpc":"2.0","id":%d,"result":"sid"}`, req.ID)
+					return
+				}
+				hits++
+				w.WriteHeader(tc.status)
+				body := tc.body
+				if strings.Contains(body, "%d") {
+					body = fmt.Sprintf(body, req.ID)
+				}
+				_, _ = io.WriteString(w, body)
+			}))
+			defer hs.Close()
+			c, _ := rpcclient.New(rpcclient.Config{URL: hs.URL, MerchantCode: "M", SecretKey: "S", MaxResponseBytes: 1024})
+			id, err := c.CancelRefund(context.Background(), "A1")
+			var ae *rpcclient.APIError
+			if tc.wantName == "" {
+				if err != nil || id != tc.wantID {
+					t.Fatalf("%q %v", id, err)
+				}
+			} else if !errors.As(err, &ae) || ae.Name != tc.wantName {
+				t.Fatalf("err %v, want %s", err, tc.wantName)
+			}
+			if hits != 1 || loginID == 0 {
+				t.Fatalf("hits %d", hits)
+			}
+		})
+	}
+}
+
+func TestClassify(t *testing.T) {
+	api := func(method, name string, code, status int) error {
+		return fmt.Errorf("wrapped: %w", &rpcclient.APIError{Method: method, Name: name, Code: code, HTTPStatus: status})
+	}
+	cases := []struct {
+		err  error
+		want rpcclient.Class
+	}{
+		{nil, rpcclient.ClassNone},
+		{rpcclient.ErrStartDeadline, rpcclient.ClassNotStarted},
+		{&rpcclient.TransportError{Method: "x", Err: io.ErrUnexpectedEOF}, rpcclient.ClassTransient},
+		{context.DeadlineExceeded, rpcclient.ClassTransient},
+		{api("cancelRefund", "HTTP_STATUS", 0, 429), rpcclient.ClassTransient},
+		{api("cancelRefund", "HTTP_STATUS", 0, 500), rpcclient.ClassTransient},
+		{api("cancelRefund", "HTTP_STATUS", 0, 599), rpcclient.ClassTransient},
+		{api("cancelRefund", "HTTP_STATUS", 0, 403), rpcclient.ClassPermanent},
+		{api("cancelRefund", "MALFORMED_RESPONSE", 0, 200), rpcclient.ClassTransient},
+		{api("cancelRefund", "INTERNAL_ERROR", -32603, 200), rpcclient.ClassTransient},
+		{api("login", "AUTHENTICATION_FAILED", 10003, 200), rpcclient.ClassCredentials},
+		{api("login", "FORBIDDEN", 10000, 200), rpcclient.ClassCredentials},
+		{api("login", "", 10000, 200), rpcclient.ClassCredentials},
+		{api("getOrder", "NOT_ALLOWED", 10004, 200), rpcclient.ClassCredentials},
+		{api("cancelRefund", "FORBIDDEN", 10000, 200), rpcclient.ClassSession},
+		{api("cancelRefund", "", 10001, 200), rpcclient.ClassSession},
+		{api("cancelRefund", "SESSION_EXPIRED", 10002, 200), rpcclient.ClassSession},
+		{api("cancelRefund", "REFUND_NOT_CANCELLABLE", 20004, 200), rpcclient.ClassPermanent},
+		{api("cancelRefund", "REFUND_WINDOW_EXPIRED", 20005, 200), rpcclient.ClassPermanent},
+		{api("cancelRefund", "ORDER_NOT_FOUND", 20002, 200), rpcclient.ClassPermanent},
+		{api("cancelRefund", "SOMETHING_NEW", 31337, 200), rpcclient.ClassPermanent},
+		{api("cancelRefund", "INVALID_PARAMS", -32602, 200), rpcclient.ClassPermanent},
+	}
+	for _, tc := range cases {
+		if got := rpcclient.Classify(tc.err); got != tc.want {
+			t.Errorf("Classify(%v) = %v, want %v", tc.err, got, tc.want)
+		}
+	}
+}
+
+func FuzzDecodeResponse(f *testing.F) {
+	f.Add(200, []byte(`{"jsonrpc":"2.0","id":1,"result":"R1"}`))
+	f.Add(200, []byte(`{"jsonrpc":"2.0","id":1,"result":{"RefundID":5}}`))
+	f.Add(500, []byte(`{"jsonrpc":"2.0","id":1,"error":{"code":1,"message":"m","data":[1]}}`))
+	f.Add(502, []byte(`<html>`))
+	f.Add(200, []byte(`{"id":1,"response":null,"result":null}`))
+	f.Fuzz(func(t *testing.T, status int, body []byte) {
+		var raw json.RawMessage
+		err := rpcclient.DecodeResponse("cancelRefund", 1, status, 0, body, &raw)
+		if err == nil {
+			if _, perr := rpcclient.ParseRefundID(raw); perr != nil {
+				return // the client reports this as MALFORMED_RESPONSE
+			}
+			return
+		}
+		var ae *rpcclient.APIError
+		if !errors.As(err, &ae) || ae.Name == "" {
+			t.Fatalf("error %v is not a named *APIError", err)
+		}
+		if rpcclient.Classify(err) == rpcclient.ClassNone {
+			t.Fatal("an error classified as none")
+		}
+	})
+}
