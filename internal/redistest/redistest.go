@@ -1,0 +1,158 @@
+// Package redistest finds a Redis for tests: REDIS_URL if set; else a
+// redis-server from PATH started on a free port for the test; else, only
+// outside CI, an in-process miniredis. In CI (CI set) a test that needs Redis
+// fails when there is none.
+//
+// Tests never flush a database: each takes its own queue name (Queue) and
+// deletes only that queue when it ends.
+package redistest
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/alicebob/miniredis/v2"
+	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
+)
+
+// Redis is a Redis a test may use.
+type Redis struct {
+	// URL is redis://… for the server.
+	URL string
+	// Opt connects asynq to it.
+	Opt asynq.RedisConnOpt
+	// Kind says where it came from: "REDIS_URL", "redis-server" or "miniredis".
+	Kind string
+
+	cmd  *exec.Cmd
+	port int
+	dir  string
+}
+
+// New answers a Redis for t, following the package's order of preference.
+func New(t testing.TB) *Redis {
+	t.Helper()
+	if u := os.Getenv("REDIS_URL"); u != "" {
+		opt, err := asynq.ParseRedisURI(u)
+		if err != nil {
+			t.Fatalf("REDIS_URL: %v", err)
+		}
+		r := &Redis{URL: u, Opt: opt, Kind: "REDIS_URL"}
+		r.ping(t)
+		return r
+	}
+	if _, err := exec.LookPath("redis-server"); err == nil {
+		return Start(t)
+	}
+	if os.Getenv("CI") != "" {
+		t.Fatal("CI: no Redis for this test: set REDIS_URL or put redis-server on PATH")
+	}
+	m := miniredis.NewMiniRedis()
+	m.ClockTTL(true)
+	if err := m.Start(); err != nil {
+		t.Fatalf("miniredis: %v", err)
+	}
+	t.Cleanup(m.Close)
+	return &Redis{URL: "redis://" + m.Addr(), Opt: asynq.RedisClientOpt{Addr: m.Addr()}, Kind: "miniredis"}
+}
+
+// Start starts a redis-server of the test's own on a free port, stopped when
+// the test ends. Tests that stop and restart Redis use it. Outside CI it
+// skips when redis-server is not on PATH; in CI it fails.
+func Start(t testing.TB) *Redis {
+	t.Helper()
+	if _, err := exec.LookPath("redis-server"); err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatal("CI: redis-server is not on PATH")
+		}
+		t.Skip("redis-server not on PATH")
+	}
+	port := freePort(t)
+	r := &Redis{URL: fmt.Sprintf("redis://127.0.0.1:%d/0", port), Opt: asynq.RedisClientOpt{Addr: fmt.Sprintf("127.0.0.1:%d", port)}, Kind: "redis-server", port: port, dir: t.TempDir()}
+	r.Restart(t)
+	t.Cleanup(r.Stop)
+	return r
+}
+
+// Stop kills a redis-server started by Start. Its data is gone.
+func (r *Redis) Stop() {
+	if r.cmd != nil && r.cmd.Process != nil {
+		_ = r.cmd.Process.Kill()
+		_ = r.cmd.Wait()
+		r.cmd = nil
+	}
+}
+
+// Restart starts the redis-server again on the same port (after Stop).
+func (r *Redis) Restart(t testing.TB) {
+	t.Helper()
+	if r.port == 0 {
+		t.Fatal("redistest: Restart needs a Redis from Start")
+	}
+	cmd := exec.Command("redis-server", "--port", strconv.Itoa(r.port), "--bind", "127.0.0.1",
+		"--save", "", "--appendonly", "no", "--dir", r.dir, "--maxmemory-policy", "noeviction")
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("redis-server: %v", err)
+	}
+	r.cmd = cmd
+	r.ping(t)
+}
+
+func (r *Redis) ping(t testing.TB) {
+	t.Helper()
+	c := r.Client()
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	var err error
+	for ctx.Err() == nil {
+		if err = c.Ping(ctx).Err(); err == nil {
+			return
+		}
+		time.Sleep(5 * time.Millisecond) // polling with a deadline for the server to listen
+	}
+	t.Fatalf("redis %s not answering: %v", r.Kind, err)
+}
+
+// Client answers a go-redis client for the server; close it.
+func (r *Redis) Client() *redis.Client {
+	opt, err := redis.ParseURL(r.URL)
+	if err != nil {
+		panic(err)
+	}
+	return redis.NewClient(opt)
+}
+
+// Queue answers a queue name unique to this test and deletes that queue,
+// with all its tasks, when the test ends.
+func (r *Redis) Queue(t testing.TB) string {
+	t.Helper()
+	var b [6]byte
+	_, _ = rand.Read(b[:])
+	q := "test-" + hex.EncodeToString(b[:])
+	t.Cleanup(func() {
+		insp := asynq.NewInspector(r.Opt)
+		defer insp.Close()
+		_ = insp.DeleteQueue(q, true)
+	})
+	return q
+}
+
+func freePort(t testing.TB) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}

@@ -1,0 +1,168 @@
+package tasks_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hibiken/asynq"
+
+	"github.com/refundd/refund-canceller/internal/redistest"
+	"github.com/refundd/refund-canceller/tasks"
+)
+
+var now = time.Date(2026, 11, 25, 11, 0, 0, 0, time.UTC)
+
+func TestValidate(t *testing.T) {
+	ok := tasks.CancelRefund{OrderRef: "73152889", RefundInitiatedAt: now.Add(-time.Hour)}
+	cases := []struct {
+		name   string
+		mutate func(*tasks.CancelRefund)
+		fields string
+	}{
+		{"ok", func(*tasks.CancelRefund) {}, ""},
+		{"empty ref", func(p *tasks.CancelRefund) { p.OrderRef = "" }, "order_ref"},
+		{"ref with space", func(p *tasks.CancelRefund) { p.OrderRef = "73 15" }, "order_ref"},
+		{"ref too long", func(p *tasks.CancelRefund) { p.OrderRef = strings.Repeat("1", 33) }, "order_ref"},
+		{"zero time", func(p *tasks.CancelRefund) { p.RefundInitiatedAt = time.Time{} }, "refund_initiated_at"},
+		{"future within skew", func(p *tasks.CancelRefund) { p.RefundInitiatedAt = now.Add(tasks.FutureSkew) }, ""},
+		{"future beyond skew", func(p *tasks.CancelRefund) { p.RefundInitiatedAt = now.Add(tasks.FutureSkew + time.Nanosecond) }, "refund_initiated_at"},
+		{"both", func(p *tasks.CancelRefund) { p.OrderRef = ""; p.RefundInitiatedAt = time.Time{} }, "order_ref,refund_initiated_at"},
+		{"long reason", func(p *tasks.CancelRefund) { p.Reason = strings.Repeat("x", 501) }, "reason"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			p := ok
+			tc.mutate(&p)
+			err := p.Validate(now)
+			var ve tasks.ValidationError
+			var got []string
+			if errors.As(err, &ve) {
+				for _, f := range ve {
+					got = append(got, f.Field)
+				}
+			}
+			if strings.Join(got, ",") != tc.fields {
+				t.Fatalf("fields %v (%v), want %s", got, err, tc.fields)
+			}
+			if err != nil && !errors.Is(err, tasks.ErrInvalidPayload) {
+				t.Fatal("not ErrInvalidPayload")
+			}
+		})
+	}
+}
+
+func TestDecode(t *testing.T) {
+	cases := []struct {
+		name, body, wantField string
+		strict                bool
+	}{
+		{"contract example", `{"order_ref":"73152889","refund_initiated_at":"2026-11-25T10:00:00Z","reason":"duplicate request","requested_by":"support-tool"}`, "", false},
+		{"offset time", `{"order_ref":"A1","refund_initiated_at":"2026-11-25T12:00:00+02:00"}`, "", false},
+		{"unknown field tolerated", `{"order_ref":"A1","refund_initiated_at":"2026-11-25T10:00:00Z","priority":1}`, "", false},
+		{"unknown field strict", `{"order_ref":"A1","refund_initiated_at":"2026-11-25T10:00:00Z","priority":1}`, "priority", true},
+		{"not json", `hello`, "payload", false},
+		{"array", `[]`, "payload", false},
+		{"ref is number", `{"order_ref":73152889,"refund_initiated_at":"2026-11-25T10:00:00Z"}`, "order_ref", false},
+		{"bad time", `{"order_ref":"A1","refund_initiated_at":"25/11/2026"}`, "refund_initiated_at", false},
+		{"missing time", `{"order_ref":"A1"}`, "refund_initiated_at", false},
+		{"trailing", `{"order_ref":"A1","refund_initiated_at":"2026-11-25T10:00:00Z"} {}`, "payload", false},
+		{"huge", `{"order_ref":"A1","reason":"` + strings.Repeat("x", 9000) + `"}`, "payload", false},
+		{"null", `null`, "order_ref", false},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			dec := tasks.Decode
+			if tc.strict {
+				dec = tasks.DecodeStrict
+			}
+			_, err := dec([]byte(tc.body))
+			var ve tasks.ValidationError
+			if tc.wantField == "" {
+				if err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			if !errors.As(err, &ve) || ve[0].Field != tc.wantField {
+				t.Fatalf("err %v, want field %s", err, tc.wantField)
+			}
+		})
+	}
+}
+
+func FuzzDecode(f *testing.F) {
+	f.Add([]byte(`{"order_ref":"73152889","refund_initiated_at":"2026-11-25T10:00:00Z"}`))
+	f.Add([]byte(`{"order_ref":"","refund_initiated_at":"0001-01-01T00:00:00Z"}`))
+	f.Add([]byte(`{"order_ref":"A","refund_initiated_at":"9999-12-31T23:59:59.999999999-23:59"}`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		p, err := tasks.Decode(b)
+		if err != nil {
+			if !errors.Is(err, tasks.ErrInvalidPayload) || err.Error() == "" {
+				t.Fatalf("error %v", err)
+			}
+			return
+		}
+		// A decoded payload round-trips and builds a task.
+		again, _ := json.Marshal(p)
+		if q, err := tasks.Decode(again); err != nil || q.OrderRef != p.OrderRef || !q.RefundInitiatedAt.Equal(p.RefundInitiatedAt) {
+			t.Fatalf("round trip %s: %v", again, err)
+		}
+	})
+}
+
+func TestNewTask(t *testing.T) {
+	p := tasks.CancelRefund{OrderRef: "A1", RefundInitiatedAt: now.In(time.FixedZone("x", 3600))}
+	task, err := tasks.NewTask(p, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if task.Type() != "refund:cancel" || !strings.Contains(string(task.Payload()), `"refund_initiated_at":"2026-11-25T11:00:00Z"`) {
+		t.Fatalf("%s %s", task.Type(), task.Payload())
+	}
+	if _, err := tasks.NewTask(tasks.CancelRefund{}, now); !errors.Is(err, tasks.ErrInvalidPayload) {
+		t.Fatalf("invalid payload built: %v", err)
+	}
+}
+
+func TestEnqueue(t *testing.T) {
+	r := redistest.New(t)
+	q := r.Queue(t)
+	e, err := tasks.NewEnqueuer(tasks.EnqueuerConfig{Redis: r.Opt, Queue: q, Now: func() time.Time { return now }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	ctx := context.Background()
+	p := tasks.CancelRefund{OrderRef: "E1", RefundInitiatedAt: now.Add(-time.Hour), Reason: "dup"}
+	info, err := e.Enqueue(ctx, p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.ID != "refund:cancel:E1" || info.Queue != q || info.State != asynq.TaskStatePending || info.Retention != tasks.DefaultRetention || info.MaxRetry != tasks.DefaultMaxRetry {
+		t.Fatalf("%+v", info)
+	}
+	_, err = e.Enqueue(ctx, p)
+	var aq *tasks.AlreadyQueuedError
+	if !errors.As(err, &aq) || !errors.Is(err, tasks.ErrAlreadyQueued) || aq.State() != "pending" {
+		t.Fatalf("second enqueue: %v", err)
+	}
+	// Window edges: closing exactly now is closed; one ns later is open.
+	_, err = e.Enqueue(ctx, tasks.CancelRefund{OrderRef: "E2", RefundInitiatedAt: now.Add(-2 * time.Hour)})
+	var wc *tasks.WindowClosedError
+	if !errors.As(err, &wc) || !errors.Is(err, tasks.ErrWindowClosed) || !wc.ClosedAt.Equal(now) {
+		t.Fatalf("closed window: %v", err)
+	}
+	if _, err := e.Status("E2"); !errors.Is(err, asynq.ErrTaskNotFound) {
+		t.Fatalf("closed-window task was queued: %v", err)
+	}
+	if _, err := e.Enqueue(ctx, tasks.CancelRefund{OrderRef: "E3", RefundInitiatedAt: now.Add(-2*time.Hour + time.Nanosecond)}); err != nil {
+		t.Fatalf("open window refused: %v", err)
+	}
+	if _, err := e.Enqueue(ctx, tasks.CancelRefund{OrderRef: "bad ref"}); !errors.Is(err, tasks.ErrInvalidPayload) {
+		t.Fatalf("invalid: %v", err)
+	}
+}
