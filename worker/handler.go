@@ -181,7 +181,8 @@ func (h *Handler) attempt(ctx context.Context, p tasks.CancelRefund, a Attempt, 
 		return nil, windowClosed(closes, cutoff, nil)
 	}
 	rctx := rpcclient.WithStartDeadline(ctx, cutoff)
-	rctx, cancel := context.WithDeadline(rctx, cutoff.Add(h.policy.RequestTimeout))
+	// Relative, so the bound is right whatever clock h.now reads.
+	rctx, cancel := context.WithTimeout(rctx, cutoff.Sub(now)+h.policy.RequestTimeout)
 	defer cancel()
 	result := func(outcome, refundID string, confirmed bool) *Result {
 		return &Result{Outcome: outcome, OrderRef: p.OrderRef, RefundID: refundID, Attempts: a.Retried + 1,

@@ -1,0 +1,224 @@
+package worker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hibiken/asynq"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"go.uber.org/zap/zaptest/observer"
+
+	"github.com/refundd/refund-canceller/rpcclient"
+	"github.com/refundd/refund-canceller/rpcclient/rpctest"
+)
+
+type env struct {
+	clock *rpctest.Clock
+	srv   *rpctest.Server
+	api   *rpcclient.Client
+	h     *Handler
+	logs  *observer.ObservedLogs
+	obs   *countingObserver
+}
+
+type countingObserver struct{ outcomes []string }
+
+func (c *countingObserver) Attempted(outcome string, _ time.Duration) {
+	c.outcomes = append(c.outcomes, outcome)
+}
+
+func newEnv(t *testing.T, secret string) *env {
+	t.Helper()
+	clock := rpctest.NewClock(t0)
+	srv := rpctest.NewServer(rpctest.Config{Now: clock.Now})
+	t.Cleanup(srv.Close)
+	if secret == "" {
+		secret = rpctest.DefaultSecretKey
+	}
+	api, err := rpcclient.New(rpcclient.Config{URL: srv.RPCURL, MerchantCode: rpctest.DefaultMerchantCode, SecretKey: rpcclient.Secret(secret), Now: clock.Now, RequestTimeout: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	core, logs := observer.New(zapcore.DebugLevel)
+	obs := &countingObserver{}
+	h, err := NewHandler(HandlerConfig{API: api, Logger: zap.New(core), Now: clock.Now, Observer: obs, Policy: Policy{Rand: func() float64 { return 0.5 }}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &env{clock: clock, srv: srv, api: api, h: h, logs: logs, obs: obs}
+}
+
+func payload(ref string, initiated time.Time) []byte {
+	return []byte(fmt.Sprintf(`{"order_ref":%q,"refund_initiated_at":%q}`, ref, initiated.Format(time.RFC3339Nano)))
+}
+
+func TestHandle(t *testing.T) {
+	initiated := t0.Add(-time.Hour)
+	cases := []struct {
+		name        string
+		seed        *rpctest.Refund
+		faults      []rpctest.FaultRule
+		payload     []byte
+		secret      string
+		wantOutcome string
+		wantReason  string // prefix of the terminal reason
+		wantRetry   bool
+		wantCancels int // cancelRefund calls in the ledger
+	}{
+		{name: "cancelled", seed: &rpctest.Refund{OrderRef: "H1", RefundID: "R1", InitiatedAt: initiated},
+			payload: payload("H1", initiated), wantOutcome: OutcomeCancelled, wantCancels: 1},
+		{name: "already cancelled, confirmed", seed: &rpctest.Refund{OrderRef: "H1", Status: "CANCELED", InitiatedAt: initiated},
+			payload: payload("H1", initiated), wantOutcome: OutcomeAlreadyCancelled, wantCancels: 1},
+		{name: "apply then drop: the retry confirms", seed: &rpctest.Refund{OrderRef: "H1", InitiatedAt: initiated},
+			faults:  []rpctest.FaultRule{{Method: "cancelRefund", Kind: "apply_then_drop", FirstN: 1}},
+			payload: payload("H1", initiated), wantOutcome: OutcomeRetry, wantRetry: true, wantCancels: 1},
+		{name: "refused: completed refund", seed: &rpctest.Refund{OrderRef: "H1", Status: "COMPLETED", InitiatedAt: initiated},
+			payload: payload("H1", initiated), wantOutcome: OutcomeRefused, wantReason: "2Checkout refused: 20004 REFUND_NOT_CANCELLABLE: ", wantCancels: 1},
+		{name: "refused: unknown order", payload: payload("H404", initiated), wantOutcome: OutcomeRefused,
+			wantReason: "2Checkout refused: 20002 ORDER_NOT_FOUND: ", wantCancels: 1},
+		{name: "invalid payload", payload: []byte(`{"order_ref":""}`), wantOutcome: OutcomeInvalid,
+			wantReason: "invalid payload: order_ref: is required; refund_initiated_at: is required"},
+		{name: "window closed before the call", seed: &rpctest.Refund{OrderRef: "H1", InitiatedAt: t0.Add(-119 * time.Minute)},
+			payload: payload("H1", t0.Add(-119*time.Minute)), wantOutcome: OutcomeWindowClosed, wantReason: "window closed at 2026-11-25T10:01:00Z"},
+		{name: "vendor says the window passed", seed: &rpctest.Refund{OrderRef: "H1", InitiatedAt: t0.Add(-3 * time.Hour)},
+			payload: payload("H1", t0.Add(-time.Hour)), wantOutcome: OutcomeWindowClosed, wantReason: "window closed at 2026-11-25T11:00:00Z: 2Checkout refused: 20005 REFUND_WINDOW_EXPIRED", wantCancels: 1},
+		{name: "503 retried", seed: &rpctest.Refund{OrderRef: "H1", InitiatedAt: initiated},
+			faults:  []rpctest.FaultRule{{Method: "cancelRefund", Kind: "status", Status: 503}},
+			payload: payload("H1", initiated), wantOutcome: OutcomeRetry, wantRetry: true, wantCancels: 1},
+		{name: "bad credentials retried", seed: &rpctest.Refund{OrderRef: "H1", InitiatedAt: initiated}, secret: "wrong",
+			payload: payload("H1", initiated), wantOutcome: OutcomeRetry, wantRetry: true},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t, tc.secret)
+			if tc.seed != nil {
+				if err := e.srv.Seed(*tc.seed); err != nil {
+					t.Fatal(err)
+				}
+			}
+			_ = e.srv.SetFaults(tc.faults...)
+			res, err := e.h.Handle(context.Background(), Attempt{TaskID: "refund:cancel:H1", Payload: tc.payload})
+			if got := e.obs.outcomes; len(got) != 1 || got[0] != tc.wantOutcome {
+				t.Fatalf("outcomes %v, want [%s] (err %v)", got, tc.wantOutcome, err)
+			}
+			var terr *TerminalError
+			var rerr *RetryError
+			switch {
+			case tc.wantReason != "":
+				if !errors.As(err, &terr) || !strings.HasPrefix(terr.Reason, tc.wantReason) || !errors.Is(err, asynq.SkipRetry) {
+					t.Fatalf("err %v, want terminal %q", err, tc.wantReason)
+				}
+			case tc.wantRetry:
+				cutoff := e.h.policy.Cutoff(initiated)
+				if !errors.As(err, &rerr) || !rerr.At.After(t0) || !rerr.At.Before(cutoff) {
+					t.Fatalf("err %v, want a retry before %v", err, cutoff)
+				}
+			default:
+				if err != nil || res.Outcome != tc.wantOutcome || res.Attempts != 1 || !res.WindowClosesAt.Equal(initiated.Add(2*time.Hour)) {
+					t.Fatalf("res %+v err %v", res, err)
+				}
+			}
+			if n := e.srv.Stats().Calls["cancelRefund"]; sum(n) != tc.wantCancels {
+				t.Fatalf("%d cancelRefund calls, want %d", sum(n), tc.wantCancels)
+			}
+			if e.logs.FilterField(zap.String("task_id", "refund:cancel:H1")).Len() != 1 {
+				t.Fatalf("want one log line per attempt with task_id: %v", e.logs.All())
+			}
+		})
+	}
+}
+
+func sum(m map[string]int) int {
+	n := 0
+	for _, v := range m {
+		n += v
+	}
+	return n
+}
+
+// The apply-then-drop fault cancels the refund but loses the answer; the
+// next attempt hears "not cancellable", confirms with getOrder, and
+// completes as already_cancelled.
+func TestAmbiguousOutcomeEndsInTheTruth(t *testing.T) {
+	e := newEnv(t, "")
+	initiated := t0.Add(-time.Hour)
+	_ = e.srv.Seed(rpctest.Refund{OrderRef: "A1", RefundID: "R-A1", InitiatedAt: initiated})
+	_ = e.srv.SetFaults(rpctest.FaultRule{Method: "cancelRefund", Kind: "apply_then_drop", FirstN: 1})
+	_, err := e.h.Handle(context.Background(), Attempt{TaskID: "t", Payload: payload("A1", initiated)})
+	var rerr *RetryError
+	if !errors.As(err, &rerr) {
+		t.Fatalf("first attempt: %v", err)
+	}
+	e.clock.Set(rerr.At)
+	res, err := e.h.Handle(context.Background(), Attempt{TaskID: "t", Retried: 1, Payload: payload("A1", initiated)})
+	if err != nil || res.Outcome != OutcomeAlreadyCancelled || !res.Confirmed || res.Attempts != 2 || res.RefundID != "R-A1" {
+		t.Fatalf("second attempt: %+v %v", res, err)
+	}
+}
+
+func TestNoRequestAfterCutoff(t *testing.T) {
+	// Every attempt fails with 503; the clock follows each retry. The task
+	// ends archived, and no call in the ledger arrived at or after the cut-off.
+	e := newEnv(t, "")
+	initiated := t0.Add(-110 * time.Minute)
+	_ = e.srv.Seed(rpctest.Refund{OrderRef: "S1", InitiatedAt: initiated})
+	_ = e.srv.SetFaults(rpctest.FaultRule{Method: "cancelRefund", Kind: "status", Status: 503})
+	cutoff := e.h.policy.Cutoff(initiated)
+	var err error
+	attempts := 0
+	for ; attempts < 1000; attempts++ {
+		_, err = e.h.Handle(context.Background(), Attempt{TaskID: "t", Retried: attempts, Payload: payload("S1", initiated)})
+		var rerr *RetryError
+		if !errors.As(err, &rerr) {
+			break
+		}
+		e.clock.Set(rerr.At)
+	}
+	var terr *TerminalError
+	if !errors.As(err, &terr) || terr.Outcome != OutcomeWindowClosed || !strings.HasPrefix(terr.Reason, "no retry fits before the window closes at 2026-11-25T10:10:00Z") {
+		t.Fatalf("after %d attempts: %v", attempts, err)
+	}
+	calls := 0
+	for _, c := range e.srv.Ledger() {
+		if c.Method == "cancelRefund" {
+			calls++
+			if !c.Time.Before(cutoff) {
+				t.Fatalf("call at %v, cut-off %v", c.Time, cutoff)
+			}
+		}
+	}
+	if calls < 5 || calls != attempts+1 { // every run, including the last, made one call
+		t.Fatalf("%d calls for %d attempts", calls, attempts)
+	}
+}
+
+func TestRetryDelay(t *testing.T) {
+	e := newEnv(t, "")
+	task := asynq.NewTask("refund:cancel", payload("D1", t0.Add(-time.Hour)))
+	if d := e.h.RetryDelay(1, &RetryError{At: t0.Add(42 * time.Second), Cause: errors.New("x")}, task); d != 42*time.Second {
+		t.Fatalf("from RetryError: %v", d)
+	}
+	if d := e.h.RetryDelay(1, context.DeadlineExceeded, task); d != time.Second { // rand 0.5 of 2s, floored at 1s
+		t.Fatalf("from policy: %v", d)
+	}
+	late := asynq.NewTask("refund:cancel", payload("D1", t0.Add(-2*time.Hour)))
+	if d := e.h.RetryDelay(1, context.DeadlineExceeded, late); d != 0 {
+		t.Fatalf("past cut-off: %v", d)
+	}
+	if d := e.h.RetryDelay(1, errors.New("x"), asynq.NewTask("refund:cancel", []byte("junk"))); d != 0 {
+		t.Fatalf("junk payload: %v", d)
+	}
+}
+
+func TestUnknownTaskType(t *testing.T) {
+	e := newEnv(t, "")
+	err := e.h.ProcessTask(context.Background(), asynq.NewTask("email:send", nil))
+	if !errors.Is(err, asynq.SkipRetry) || !strings.Contains(err.Error(), "unknown task type") {
+		t.Fatalf("%v", err)
+	}
+}
