@@ -1,0 +1,195 @@
+package worker_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hibiken/asynq"
+	"go.uber.org/zap/zaptest"
+
+	"github.com/refundd/refund-canceller/internal/redistest"
+	"github.com/refundd/refund-canceller/rpcclient"
+	"github.com/refundd/refund-canceller/rpcclient/rpctest"
+	"github.com/refundd/refund-canceller/tasks"
+	"github.com/refundd/refund-canceller/worker"
+)
+
+type stack struct {
+	redis *redistest.Redis
+	queue string
+	sb    *rpctest.Server
+	api   *rpcclient.Client
+	enq   *tasks.Enqueuer
+	insp  *asynq.Inspector
+}
+
+// startStack runs the real worker server against a Redis of the test's own
+// queue and an in-process sandbox.
+func startStack(t *testing.T, concurrency int) *stack {
+	t.Helper()
+	r := redistest.New(t)
+	q := r.Queue(t)
+	sb := rpctest.NewServer(rpctest.Config{})
+	t.Cleanup(sb.Close)
+	api, err := rpcclient.New(rpcclient.Config{URL: sb.RPCURL, MerchantCode: rpctest.DefaultMerchantCode, SecretKey: rpctest.DefaultSecretKey})
+	if err != nil {
+		t.Fatal(err)
+	}
+	log := zaptest.NewLogger(t)
+	h, err := worker.NewHandler(worker.HandlerConfig{API: api, Logger: log, Policy: worker.Policy{BaseDelay: 100 * time.Millisecond, MinDelay: 50 * time.Millisecond}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := worker.NewServer(worker.ServerConfig{Redis: r.Opt, Queue: q, Concurrency: concurrency, Logger: log, ShutdownTimeout: 5 * time.Second}, h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Start(h); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Shutdown)
+	enq, err := tasks.NewEnqueuer(tasks.EnqueuerConfig{Redis: r.Opt, Queue: q})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = enq.Close() })
+	insp := asynq.NewInspector(r.Opt)
+	t.Cleanup(func() { _ = insp.Close() })
+	return &stack{redis: r, queue: q, sb: sb, api: api, enq: enq, insp: insp}
+}
+
+// waitFinished polls the task until it is completed or archived.
+func (s *stack) waitFinished(t *testing.T, id string) *asynq.TaskInfo {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for time.Now().Before(deadline) {
+		info, err := s.insp.GetTaskInfo(s.queue, id)
+		if err == nil && (info.State == asynq.TaskStateCompleted || info.State == asynq.TaskStateArchived) {
+			return info
+		}
+		time.Sleep(20 * time.Millisecond) // polling with a deadline
+	}
+	t.Fatalf("task %s did not finish in 20s", id)
+	return nil
+}
+
+func TestPipeline(t *testing.T) {
+	s := startStack(t, 5)
+	ctx := context.Background()
+	initiated := time.Now().Add(-10 * time.Minute).UTC().Truncate(time.Second)
+	_ = s.sb.Seed(
+		rpctest.Refund{OrderRef: "P-OK", RefundID: "R-OK", InitiatedAt: initiated},
+		rpctest.Refund{OrderRef: "P-DONE", Status: "COMPLETED", InitiatedAt: initiated},
+		rpctest.Refund{OrderRef: "P-FLAKY", RefundID: "R-FLAKY", InitiatedAt: initiated},
+	)
+	_ = s.sb.SetFaults(rpctest.FaultRule{Method: "cancelRefund", Kind: "apply_then_drop", FirstN: 1, Probability: nil})
+
+	t.Run("ambiguous first call ends already_cancelled", func(t *testing.T) {
+		if _, err := s.enq.Enqueue(ctx, tasks.CancelRefund{OrderRef: "P-FLAKY", RefundInitiatedAt: initiated}); err != nil {
+			t.Fatal(err)
+		}
+		info := s.waitFinished(t, "refund:cancel:P-FLAKY")
+		var res worker.Result
+		if err := json.Unmarshal(info.Result, &res); err != nil || info.State != asynq.TaskStateCompleted {
+			t.Fatalf("%v %s %v", info.State, info.Result, err)
+		}
+		if res.Outcome != "already_cancelled" || !res.Confirmed || res.Attempts != 2 || res.RefundID != "R-FLAKY" {
+			t.Fatalf("result %+v", res)
+		}
+	})
+
+	t.Run("completed with its result", func(t *testing.T) {
+		if _, err := s.enq.Enqueue(ctx, tasks.CancelRefund{OrderRef: "P-OK", RefundInitiatedAt: initiated, Reason: "duplicate"}); err != nil {
+			t.Fatal(err)
+		}
+		info := s.waitFinished(t, "refund:cancel:P-OK")
+		if info.State != asynq.TaskStateCompleted {
+			t.Fatalf("state %v: %s", info.State, info.LastErr)
+		}
+		var res map[string]any
+		if err := json.Unmarshal(info.Result, &res); err != nil {
+			t.Fatal(err)
+		}
+		if res["outcome"] != "cancelled" || res["refund_id"] != "R-OK" || res["attempts"] != 1.0 ||
+			res["window_closes_at"] != initiated.Add(2*time.Hour).Format(time.RFC3339) || res["finished_at"] == nil {
+			t.Fatalf("result %v", res)
+		}
+		if r, _ := s.sb.Refund("P-OK"); r.Status != "CANCELED" {
+			t.Fatalf("sandbox says %s", r.Status)
+		}
+		_, err := s.enq.Enqueue(ctx, tasks.CancelRefund{OrderRef: "P-OK", RefundInitiatedAt: initiated})
+		var aq *tasks.AlreadyQueuedError
+		if !errors.As(err, &aq) || aq.State() != "completed" {
+			t.Fatalf("duplicate: %v", err)
+		}
+	})
+
+	t.Run("permanent refusal archived with its reason", func(t *testing.T) {
+		if _, err := s.enq.Enqueue(ctx, tasks.CancelRefund{OrderRef: "P-DONE", RefundInitiatedAt: initiated}); err != nil {
+			t.Fatal(err)
+		}
+		info := s.waitFinished(t, "refund:cancel:P-DONE")
+		if info.State != asynq.TaskStateArchived || !strings.HasPrefix(info.LastErr, "2Checkout refused: 20004 REFUND_NOT_CANCELLABLE: ") {
+			t.Fatalf("%v %q", info.State, info.LastErr)
+		}
+	})
+
+	t.Run("bad payload archived without a call", func(t *testing.T) {
+		c := asynq.NewClient(s.redis.Opt)
+		defer c.Close()
+		before := len(s.sb.Ledger())
+		_, err := c.Enqueue(asynq.NewTask(tasks.TypeCancelRefund, []byte(`{"order_ref":"P-BAD","refund_initiated_at":"soon"}`)),
+			asynq.Queue(s.queue), asynq.TaskID("bad-1"), asynq.MaxRetry(100))
+		if err != nil {
+			t.Fatal(err)
+		}
+		info := s.waitFinished(t, "bad-1")
+		if info.State != asynq.TaskStateArchived || info.LastErr != "invalid payload: refund_initiated_at: must be RFC 3339, e.g. 2026-11-25T10:00:00Z" || info.Retried != 0 {
+			t.Fatalf("%v %q retried %d", info.State, info.LastErr, info.Retried)
+		}
+		if len(s.sb.Ledger()) != before {
+			t.Fatal("a bad payload reached 2Checkout")
+		}
+	})
+}
+
+// 1,000 cancellations through one worker share one session: at most 2 logins.
+func TestThousandCancellationsTwoLogins(t *testing.T) {
+	s := startStack(t, 20)
+	ctx := context.Background()
+	initiated := time.Now().Add(-5 * time.Minute)
+	const n = 1000
+	refs := make([]rpctest.Refund, n)
+	for i := range refs {
+		refs[i] = rpctest.Refund{OrderRef: fmt.Sprintf("K%05d", i), InitiatedAt: initiated}
+	}
+	_ = s.sb.Seed(refs...)
+	for _, r := range refs {
+		if _, err := s.enq.Enqueue(ctx, tasks.CancelRefund{OrderRef: r.OrderRef, RefundInitiatedAt: initiated}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		qi, err := s.insp.GetQueueInfo(s.queue)
+		if err == nil && qi.Completed+qi.Archived == n {
+			if qi.Archived != 0 {
+				t.Fatalf("%d archived", qi.Archived)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("not done in 60s: %+v", qi)
+		}
+		time.Sleep(50 * time.Millisecond) // polling with a deadline
+	}
+	st := s.sb.Stats()
+	if st.Logins > 2 || st.Calls["cancelRefund"]["ok"] != n {
+		t.Fatalf("logins %d, cancels %v", st.Logins, st.Calls["cancelRefund"])
+	}
+}
