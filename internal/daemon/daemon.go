@@ -1,0 +1,138 @@
+// Package daemon assembles refundd: the 2Checkout client, the worker and its
+// asynq server, and the ops HTTP server; it runs them together and shuts
+// them down together. cmd/refundd and the demo both use it.
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"sync/atomic"
+	"time"
+
+	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
+	"go.uber.org/zap"
+
+	"github.com/refundd/refund-canceller/internal/config"
+	"github.com/refundd/refund-canceller/internal/ops"
+	"github.com/refundd/refund-canceller/rpcclient"
+	"github.com/refundd/refund-canceller/worker"
+)
+
+// Options configures a Daemon.
+type Options struct {
+	Config *config.Config
+	Logger *zap.Logger
+	// Policy, if set, replaces the policy built from Config (the demo and
+	// tests shorten delays).
+	Policy *worker.Policy
+	// OnListen, if set, is told the ops server's bound address.
+	OnListen func(net.Addr)
+}
+
+// Daemon is a configured, not yet running refundd.
+type Daemon struct {
+	cfg      *config.Config
+	log      *zap.Logger
+	api      *rpcclient.Client
+	handler  *worker.Handler
+	server   *asynq.Server
+	redis    redis.UniversalClient
+	mux      *http.ServeMux
+	running  atomic.Bool
+	onListen func(net.Addr)
+}
+
+// New builds a Daemon from opts.
+func New(opts Options) (*Daemon, error) {
+	cfg, log := opts.Config, opts.Logger
+	if log == nil {
+		log = zap.NewNop()
+	}
+	api, err := rpcclient.New(rpcclient.Config{
+		URL: cfg.APIURL, MerchantCode: cfg.MerchantCode, SecretKey: cfg.SecretKey, HashAlgo: cfg.HashAlgo,
+		RootCAs: cfg.RootCAs, RequestTimeout: cfg.RequestTimeout, Logger: log.Named("rpcclient"),
+	})
+	if err != nil {
+		return nil, err
+	}
+	policy := cfg.Policy()
+	if opts.Policy != nil {
+		policy = *opts.Policy
+	}
+	h, err := worker.NewHandler(worker.HandlerConfig{API: api, Policy: policy, Logger: log.Named("worker")})
+	if err != nil {
+		return nil, err
+	}
+	srv, err := worker.NewServer(worker.ServerConfig{
+		Redis: cfg.Redis, Queue: cfg.Queue, Concurrency: cfg.Concurrency, ShutdownTimeout: cfg.ShutdownTimeout, Logger: log,
+	}, h)
+	if err != nil {
+		return nil, err
+	}
+	rc, ok := cfg.Redis.MakeRedisClient().(redis.UniversalClient)
+	if !ok {
+		return nil, errors.New("daemon: unexpected Redis client type")
+	}
+	d := &Daemon{cfg: cfg, log: log, api: api, handler: h, server: srv, redis: rc, mux: http.NewServeMux(), onListen: opts.OnListen}
+	ops.NewHealth(ops.Checks{
+		Redis:         func(ctx context.Context) error { return rc.Ping(ctx).Err() },
+		WorkerRunning: d.running.Load,
+		LoginFailure: func() error {
+			if err := api.LoginFailure(); rpcclient.Classify(err) == rpcclient.ClassCredentials {
+				return fmt.Errorf("2Checkout refuses our credentials: %w", err)
+			}
+			return nil
+		},
+	}).Register(d.mux)
+	return d, nil
+}
+
+// API answers the daemon's 2Checkout client.
+func (d *Daemon) API() *rpcclient.Client { return d.api }
+
+// Mux answers the ops server's mux, for routes added by the caller.
+func (d *Daemon) Mux() *http.ServeMux { return d.mux }
+
+// Run starts the worker and the ops server and blocks until ctx ends; then
+// it stops taking tasks, lets running ones finish (or go back to pending
+// after ShutdownTimeout), and closes the ops server.
+func (d *Daemon) Run(ctx context.Context) error {
+	defer d.redis.Close()
+	ln, err := net.Listen("tcp", d.cfg.OpsAddr)
+	if err != nil {
+		return fmt.Errorf("OPS_ADDR %s: %w", d.cfg.OpsAddr, err)
+	}
+	hs := &http.Server{Handler: d.mux, ReadHeaderTimeout: 5 * time.Second, IdleTimeout: 2 * time.Minute}
+	httpErr := make(chan error, 1)
+	go func() { httpErr <- hs.Serve(ln) }()
+	if err := d.server.Start(d.handler); err != nil {
+		_ = hs.Close()
+		return fmt.Errorf("start worker: %w", err)
+	}
+	d.running.Store(true)
+	d.log.Info("refundd running", zap.String("queue", d.cfg.Queue), zap.Int("concurrency", d.cfg.Concurrency),
+		zap.String("ops", "http://"+ln.Addr().String()))
+	if d.onListen != nil {
+		d.onListen(ln.Addr())
+	}
+
+	select {
+	case <-ctx.Done():
+	case err = <-httpErr:
+		err = fmt.Errorf("ops server: %w", err)
+	}
+	d.log.Info("shutting down: no new tasks; running tasks finish or go back to pending", zap.Duration("timeout", d.cfg.ShutdownTimeout))
+	d.server.Shutdown()
+	d.running.Store(false)
+	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if herr := hs.Shutdown(sctx); herr != nil && err == nil {
+		err = herr
+	}
+	d.log.Info("refundd stopped")
+	return err
+}

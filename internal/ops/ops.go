@@ -1,0 +1,86 @@
+// Package ops is refundd's operations HTTP surface: liveness and readiness
+// (and, as they are added, metrics, the dashboard and the producer API).
+package ops
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"time"
+)
+
+// Checks are what readiness asks.
+type Checks struct {
+	// Redis pings the queue's Redis.
+	Redis func(ctx context.Context) error
+	// WorkerRunning reports whether the worker server is processing.
+	WorkerRunning func() bool
+	// LoginFailure answers the last login's error, nil if it succeeded.
+	LoginFailure func() error
+}
+
+// Health serves /healthz and /readyz.
+type Health struct{ checks Checks }
+
+// NewHealth returns the health handlers for checks.
+func NewHealth(checks Checks) *Health { return &Health{checks: checks} }
+
+// Register adds /healthz and /readyz to mux.
+func (h *Health) Register(mux *http.ServeMux) {
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		WriteJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	})
+	mux.HandleFunc("GET /readyz", h.ready)
+}
+
+type check struct {
+	OK     bool   `json:"ok"`
+	Detail string `json:"detail,omitempty"`
+}
+
+func (h *Health) ready(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+	defer cancel()
+	checks := map[string]check{}
+	ready := true
+	add := func(name string, err error) {
+		c := check{OK: err == nil}
+		if err != nil {
+			c.Detail = err.Error()
+			ready = false
+		}
+		checks[name] = c
+	}
+	if h.checks.Redis != nil {
+		add("redis", h.checks.Redis(ctx))
+	}
+	if h.checks.WorkerRunning != nil {
+		var err error
+		if !h.checks.WorkerRunning() {
+			err = errString("worker is not running")
+		}
+		add("worker", err)
+	}
+	if h.checks.LoginFailure != nil {
+		add("2checkout_login", h.checks.LoginFailure())
+	}
+	status := http.StatusOK
+	if !ready {
+		status = http.StatusServiceUnavailable
+	}
+	WriteJSON(w, status, map[string]any{"ready": ready, "checks": checks})
+}
+
+type errString string
+
+func (e errString) Error() string { return string(e) }
+
+// WriteJSON writes v as an indented JSON body with status.
+func WriteJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(v)
+}
