@@ -177,7 +177,7 @@ func seed(sb *rpctest.Server, now time.Time, n int) []tasks.CancelRefund {
 		add(fmt.Sprintf("DEMODONE%d", i+1), rpctest.StatusCompleted, now.Add(-30*time.Minute), true)
 	}
 	add("DEMOUNKNOWN1", "", now.Add(-10*time.Minute), false) // 2Checkout has no such order
-	for i := range 3 { // inside the window, past the worker's safety margin
+	for i := range 3 {                                       // inside the window, past the worker's safety margin
 		add(fmt.Sprintf("DEMOLATE%d", i+1), rpctest.StatusPending, now.Add(-2*time.Hour+30*time.Second), true)
 	}
 	for i := range 2 { // window long closed: the producer is refused
@@ -197,10 +197,10 @@ func waitDone(ctx context.Context, insp *asynq.Inspector, queue string, total in
 	tick := time.NewTicker(250 * time.Millisecond)
 	defer tick.Stop()
 	// On a terminal the line redraws in place; elsewhere each change is a line.
-	prefix, last := "\n", ""
+	tty, last := false, ""
 	if f, ok := out.(*os.File); ok {
 		if st, err := f.Stat(); err == nil && st.Mode()&os.ModeCharDevice != 0 {
-			prefix = "\r"
+			tty = true
 		}
 	}
 	for {
@@ -208,18 +208,21 @@ func waitDone(ctx context.Context, insp *asynq.Inspector, queue string, total in
 		if err == nil {
 			line := fmt.Sprintf("progress: %d/%d finished · pending %d · active %d · retry %d · completed %d · archived %d",
 				qi.Completed+qi.Archived, total, qi.Pending, qi.Active, qi.Retry, qi.Completed, qi.Archived)
-			if line != last {
-				fmt.Fprint(out, prefix, line, "  ")
-				last = line
+			if line != last && tty {
+				fmt.Fprint(out, "\r", line, "  ")
+			} else if line != last {
+				fmt.Fprintln(out, line)
 			}
+			last = line
 			if qi.Completed+qi.Archived >= total {
-				fmt.Fprintln(out)
+				if tty {
+					fmt.Fprintln(out)
+				}
 				return nil
 			}
 		}
 		select {
 		case <-ctx.Done():
-			fmt.Fprintln(out)
 			return ctx.Err()
 		case <-tick.C:
 		}
