@@ -1,0 +1,90 @@
+package config
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func envOf(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
+
+func base() map[string]string {
+	return map[string]string{"REDIS_URL": "redis://:redispass@127.0.0.1:6390/2", "TCO_MERCHANT_CODE": "M", "TCO_SECRET_KEY": "hunter2hunter2"}
+}
+
+func TestLoadDefaults(t *testing.T) {
+	c, err := Load(envOf(base()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.APIURL != "https://api.2checkout.com/rpc/6.0/" || c.HashAlgo != "md5" || c.Queue != "refunds" || c.Concurrency != 10 ||
+		c.OpsAddr != "127.0.0.1:8080" || c.LogFormat != "json" || c.SafetyMargin.String() != "1m0s" || c.SecretKey.Reveal() != "hunter2hunter2" {
+		t.Fatalf("%+v", c)
+	}
+	eff := c.Effective(envOf(base()))
+	if eff["TCO_SECRET_KEY"] != "[REDACTED]" || strings.Contains(eff["REDIS_URL"], "redispass") {
+		t.Fatalf("effective config leaks: %v", eff)
+	}
+}
+
+func TestLoadErrors(t *testing.T) {
+	dir := t.TempDir()
+	keyFile := filepath.Join(dir, "key")
+	_ = os.WriteFile(keyFile, []byte("filesecret\n"), 0o600)
+	empty := filepath.Join(dir, "empty")
+	_ = os.WriteFile(empty, nil, 0o600)
+	cases := []struct {
+		name string
+		set  map[string]string
+		want string // the error must start with this
+	}{
+		{"no redis", map[string]string{"REDIS_URL": ""}, "REDIS_URL is required"},
+		{"bad redis", map[string]string{"REDIS_URL": "http://:pw@x"}, "REDIS_URL is not a redis://"},
+		{"no merchant", map[string]string{"TCO_MERCHANT_CODE": ""}, "TCO_MERCHANT_CODE is required"},
+		{"no secret", map[string]string{"TCO_SECRET_KEY": ""}, "TCO_SECRET_KEY_FILE or TCO_SECRET_KEY is required"},
+		{"both secrets", map[string]string{"TCO_SECRET_KEY_FILE": keyFile}, "TCO_SECRET_KEY_FILE and TCO_SECRET_KEY are both set"},
+		{"missing secret file", map[string]string{"TCO_SECRET_KEY": "", "TCO_SECRET_KEY_FILE": "/nonexistent/k"}, "TCO_SECRET_KEY_FILE cannot be read"},
+		{"empty secret file", map[string]string{"TCO_SECRET_KEY": "", "TCO_SECRET_KEY_FILE": empty}, "TCO_SECRET_KEY_FILE names an empty file"},
+		{"bad algo", map[string]string{"TCO_HASH_ALGO": "sha1"}, "TCO_HASH_ALGO must be md5 or sha256"},
+		{"plain http remote", map[string]string{"TCO_API_URL": "http://api.2checkout.com/rpc/6.0/"}, "TCO_API_URL must be https"},
+		{"bad concurrency", map[string]string{"WORKER_CONCURRENCY": "0"}, "WORKER_CONCURRENCY must be"},
+		{"bad duration", map[string]string{"SHUTDOWN_TIMEOUT": "soon"}, "SHUTDOWN_TIMEOUT must be a positive duration"},
+		{"bad ops addr", map[string]string{"OPS_ADDR": "8080"}, "OPS_ADDR must be host:port"},
+		{"bad level", map[string]string{"LOG_LEVEL": "loud"}, "LOG_LEVEL must be"},
+		{"bad format", map[string]string{"LOG_FORMAT": "xml"}, "LOG_FORMAT must be json or console"},
+		{"bad ca", map[string]string{"TCO_CA_FILE": keyFile}, "TCO_CA_FILE holds no PEM certificate"},
+		{"delays inverted", map[string]string{"RETRY_BASE_DELAY": "10m"}, "RETRY_MAX_DELAY 5m0s is shorter"},
+		{"margin eats window", map[string]string{"WINDOW_SAFETY_MARGIN": "2h"}, "WINDOW_SAFETY_MARGIN 2h0m0s leaves no time"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			env := base()
+			for k, v := range tc.set {
+				env[k] = v
+			}
+			_, err := Load(envOf(env))
+			if err == nil || !strings.HasPrefix(err.Error(), tc.want) {
+				t.Fatalf("error %v, want %q…", err, tc.want)
+			}
+			if s := err.Error(); strings.Contains(s, "hunter2") || strings.Contains(s, "redispass") || strings.Contains(s, "filesecret") || strings.Contains(s, "\n") {
+				t.Fatalf("error leaks a secret or spans lines: %q", s)
+			}
+		})
+	}
+	env := base()
+	env["TCO_SECRET_KEY"], env["TCO_SECRET_KEY_FILE"] = "", keyFile
+	c, err := Load(envOf(env))
+	if err != nil || c.SecretKey.Reveal() != "filesecret" {
+		t.Fatalf("secret file: %v", err)
+	}
+}
+
+func TestUsageListsEveryVariable(t *testing.T) {
+	u := Usage()
+	for _, v := range Vars {
+		if !strings.Contains(u, v.Name) {
+			t.Errorf("--help misses %s", v.Name)
+		}
+	}
+}
