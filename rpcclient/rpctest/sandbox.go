@@ -38,6 +38,7 @@ import (
 	"regexp"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
@@ -142,6 +143,8 @@ type Sandbox struct {
 	mux    *http.ServeMux
 	closed chan struct{}
 	once   sync.Once
+
+	inFlight atomic.Int64 // RPC requests being served now
 
 	mu       sync.Mutex
 	orders   map[string]*Refund
@@ -266,6 +269,10 @@ func (s *Sandbox) Refund(orderRef string) (Refund, bool) {
 	return *r, true
 }
 
+// InFlight answers how many RPC requests are being served right now (held
+// by a latency or hang fault, say). The ledger records a call when it ends.
+func (s *Sandbox) InFlight() int { return int(s.inFlight.Load()) }
+
 // Ledger answers a copy of every RPC call so far, in arrival order.
 func (s *Sandbox) Ledger() []Call {
 	s.mu.Lock()
@@ -357,6 +364,8 @@ func (s *Sandbox) serveRPC(w http.ResponseWriter, r *http.Request) {
 		writeRPC(w, http.StatusOK, id, nil, derr.(*rpcError))
 		return
 	}
+	s.inFlight.Add(1)
+	defer s.inFlight.Add(-1)
 	act := s.faults.match(method)
 	now := s.cfg.Now()
 	if act.latency > 0 {
