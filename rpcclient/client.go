@@ -277,6 +277,9 @@ func (c *Client) IssueRefund(ctx context.Context, orderRef string, amount float6
 // call makes a session call: params follow the session ID. On a session
 // error it logs in again once and retries once.
 func (c *Client) call(ctx context.Context, method string, params []any, out any) error {
+	if t, ok := startDeadline(ctx); ok && !c.now().Before(t) {
+		return ErrStartDeadline // not even a login
+	}
 	sess, err := c.session(ctx)
 	if err != nil {
 		return err
@@ -305,8 +308,9 @@ func (c *Client) session(ctx context.Context) (*session, error) {
 	if lc == nil {
 		lc = &loginCall{done: make(chan struct{})}
 		c.pending = lc
-		// The login outlives a caller that gives up: others may be waiting.
-		go c.runLogin(context.WithoutCancel(ctx), lc)
+		// The login belongs to no one caller: it outlives a caller that gives
+		// up, and no caller's start deadline may fail it for the others.
+		go c.runLogin(lc)
 	}
 	c.mu.Unlock()
 	select {
@@ -317,8 +321,8 @@ func (c *Client) session(ctx context.Context) (*session, error) {
 	}
 }
 
-func (c *Client) runLogin(ctx context.Context, lc *loginCall) {
-	ctx, cancel := context.WithTimeout(ctx, c.cfg.RequestTimeout)
+func (c *Client) runLogin(lc *loginCall) {
+	ctx, cancel := context.WithTimeout(context.Background(), c.cfg.RequestTimeout)
 	defer cancel()
 	start := c.now()
 	id, err := c.login(ctx, start)

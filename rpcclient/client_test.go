@@ -265,6 +265,20 @@ func TestContextAndStartDeadline(t *testing.T) {
 	if _, err := f.client.CancelRefund(ctx, "A1"); err != nil {
 		t.Fatalf("before deadline: %v", err)
 	}
+	// One caller past its start deadline never fails the shared login of
+	// another: it does not even start one.
+	f2 := newFixture(t)
+	_ = f2.srv.Seed(rpctest.Refund{OrderRef: "B1", InitiatedAt: t0})
+	late := rpcclient.WithStartDeadline(context.Background(), t0.Add(-time.Second))
+	if _, err := f2.client.CancelRefund(late, "B1"); !errors.Is(err, rpcclient.ErrStartDeadline) {
+		t.Fatalf("late caller: %v", err)
+	}
+	if f2.srv.Stats().Logins != 0 || len(f2.srv.Ledger()) != 0 {
+		t.Fatalf("a late caller logged in: %+v", f2.srv.Ledger())
+	}
+	if _, err := f2.client.CancelRefund(context.Background(), "B1"); err != nil {
+		t.Fatalf("next caller: %v", err)
+	}
 	// A hanging server is cut off by the caller's context.
 	_ = f.srv.SetFaults(rpctest.FaultRule{Method: "getOrder", Kind: "hang"})
 	cctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)

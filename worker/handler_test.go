@@ -222,3 +222,35 @@ func TestUnknownTaskType(t *testing.T) {
 		t.Fatalf("%v", err)
 	}
 }
+
+// ctxSpy records the context of each call and fails it.
+type ctxSpy struct{ deadlines []time.Time }
+
+func (s *ctxSpy) CancelRefund(ctx context.Context, _ string) (string, error) {
+	d, _ := ctx.Deadline()
+	s.deadlines = append(s.deadlines, d)
+	return "", &rpcclient.APIError{Method: "cancelRefund", Name: rpcclient.NameHTTPStatus, HTTPStatus: 503}
+}
+func (s *ctxSpy) GetOrder(context.Context, string) (*rpcclient.Order, error) { return nil, errors.New("unused") }
+
+// Rule 1: every request's context has a deadline no later than the cut-off
+// plus the request timeout, measured from the injected clock.
+func TestRequestDeadlineBoundedByCutoff(t *testing.T) {
+	for _, left := range []time.Duration{time.Nanosecond, time.Second, 90 * time.Minute} {
+		clock := rpctest.NewClock(t0)
+		spy := &ctxSpy{}
+		h, err := NewHandler(HandlerConfig{API: spy, Now: clock.Now, Policy: Policy{RequestTimeout: 5 * time.Second}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		initiated := t0.Add(left - (2*time.Hour - time.Minute)) // cut-off = t0 + left
+		before := time.Now()
+		_, _ = h.Handle(context.Background(), Attempt{TaskID: "t", Payload: payload("D1", initiated)})
+		if len(spy.deadlines) != 1 {
+			t.Fatalf("left %v: %d calls", left, len(spy.deadlines))
+		}
+		if limit := time.Now().Add(left + 5*time.Second); spy.deadlines[0].After(limit) || spy.deadlines[0].Before(before.Add(left)) {
+			t.Fatalf("left %v: deadline %v, want within (%v, %v]", left, spy.deadlines[0], before.Add(left), limit)
+		}
+	}
+}
