@@ -231,7 +231,9 @@ func (s *ctxSpy) CancelRefund(ctx context.Context, _ string) (string, error) {
 	s.deadlines = append(s.deadlines, d)
 	return "", &rpcclient.APIError{Method: "cancelRefund", Name: rpcclient.NameHTTPStatus, HTTPStatus: 503}
 }
-func (s *ctxSpy) GetOrder(context.Context, string) (*rpcclient.Order, error) { return nil, errors.New("unused") }
+func (s *ctxSpy) GetOrder(context.Context, string) (*rpcclient.Order, error) {
+	return nil, errors.New("unused")
+}
 
 // Rule 1: every request's context has a deadline no later than the cut-off
 // plus the request timeout, measured from the injected clock.
