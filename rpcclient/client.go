@@ -81,6 +81,15 @@ type Config struct {
 	Logger *zap.Logger
 	// Now is the clock. Default time.Now.
 	Now func() time.Time
+	// Observer, if set, is told of every request (metrics).
+	Observer RequestObserver
+}
+
+// RequestObserver is told how each HTTP request to 2Checkout went: the
+// method (login included), the class of its failure (ClassNone for
+// success), and how long it took. It must be safe for concurrent use.
+type RequestObserver interface {
+	ObserveRequest(method string, class Class, took time.Duration)
 }
 
 // Defaults of Config.
@@ -387,6 +396,17 @@ func (c *Client) do(ctx context.Context, method string, params []any, out any) e
 	if err := ctx.Err(); err != nil {
 		return &TransportError{Method: method, Err: err}
 	}
+	if c.cfg.Observer == nil {
+		return c.send(ctx, method, params, out)
+	}
+	start := time.Now() // wall clock: a duration, whatever c.now reads
+	err := c.send(ctx, method, params, out)
+	c.cfg.Observer.ObserveRequest(method, Classify(err), time.Since(start))
+	return err
+}
+
+// send makes the HTTP round trip of one request.
+func (c *Client) send(ctx context.Context, method string, params []any, out any) error {
 	id := c.nextID.Add(1)
 	body, err := json.Marshal(request{JSONRPC: "2.0", Method: method, Params: params, ID: id})
 	if err != nil {

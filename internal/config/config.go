@@ -41,6 +41,11 @@ type Config struct {
 	OpsAddr         string
 	LogLevel        string
 	LogFormat       string
+	// The ops server's dashboard and producer API.
+	DashboardUser     string
+	DashboardPassword rpcclient.Secret
+	DashboardReadOnly bool
+	APIToken          rpcclient.Secret
 }
 
 // Var is one environment variable refundd reads.
@@ -161,12 +166,42 @@ var Vars = []Var{
 		set: durationVar(func(c *Config) *time.Duration { return &c.RetryBaseDelay })},
 	{Name: "RETRY_MAX_DELAY", Default: "5m", Help: "cap of the retry delay",
 		set: durationVar(func(c *Config) *time.Duration { return &c.RetryMaxDelay })},
-	{Name: "OPS_ADDR", Default: "127.0.0.1:8080", Help: "ops HTTP server: /healthz /readyz",
+	{Name: "OPS_ADDR", Default: "127.0.0.1:8080", Help: "ops HTTP server: /healthz /readyz /metrics /monitoring/ /v1/",
 		set: func(c *Config, v string) error {
 			if _, _, err := net.SplitHostPort(v); err != nil {
 				return errors.New("must be host:port")
 			}
 			c.OpsAddr = v
+			return nil
+		}},
+	{Name: "DASHBOARD_USER", Help: "basic-auth user of the dashboard at /monitoring/ (required, with the password, unless OPS_ADDR is loopback)",
+		set: func(c *Config, v string) error { c.DashboardUser = v; return nil }},
+	{Name: "DASHBOARD_PASSWORD", Secret: true, Help: "basic-auth password of the dashboard",
+		set: func(c *Config, v string) error {
+			if (v == "") != (c.DashboardUser == "") {
+				return errors.New("and DASHBOARD_USER must be set together")
+			}
+			if v != "" && len(v) < 12 {
+				return errors.New("must be at least 12 characters")
+			}
+			c.DashboardPassword = rpcclient.Secret(v)
+			return nil
+		}},
+	{Name: "DASHBOARD_READ_ONLY", Default: "false", Help: "true: the dashboard shows but cannot change tasks or queues",
+		set: func(c *Config, v string) error {
+			b, err := strconv.ParseBool(v)
+			if err != nil {
+				return errors.New("must be true or false")
+			}
+			c.DashboardReadOnly = b
+			return nil
+		}},
+	{Name: "API_TOKEN", Secret: true, Help: "bearer token of the producer API at /v1/ (the API is off without it)",
+		set: func(c *Config, v string) error {
+			if v != "" && len(v) < 16 {
+				return errors.New("must be at least 16 characters")
+			}
+			c.APIToken = rpcclient.Secret(v)
 			return nil
 		}},
 	{Name: "LOG_LEVEL", Default: "info", Help: "debug, info, warn or error",
@@ -242,6 +277,12 @@ func Load(getenv func(string) string, skip ...string) (*Config, error) {
 		return nil, fmt.Errorf("WINDOW_SAFETY_MARGIN %v leaves no time in the %v window", c.SafetyMargin, tasks.Window)
 	}
 	return c, nil
+}
+
+// OpsLoopback reports whether OPS_ADDR listens on loopback only.
+func (c *Config) OpsLoopback() bool {
+	host, _, _ := net.SplitHostPort(c.OpsAddr)
+	return host == "localhost" || isLoopbackIP(host)
 }
 
 // Policy answers the worker policy the configuration asks for.

@@ -54,6 +54,10 @@ func TestLoadErrors(t *testing.T) {
 		{"bad level", map[string]string{"LOG_LEVEL": "loud"}, "LOG_LEVEL must be"},
 		{"bad format", map[string]string{"LOG_FORMAT": "xml"}, "LOG_FORMAT must be json or console"},
 		{"bad ca", map[string]string{"TCO_CA_FILE": keyFile}, "TCO_CA_FILE holds no PEM certificate"},
+		{"dashboard user alone", map[string]string{"DASHBOARD_USER": "ops"}, "DASHBOARD_PASSWORD and DASHBOARD_USER must be set together"},
+		{"dashboard password short", map[string]string{"DASHBOARD_USER": "ops", "DASHBOARD_PASSWORD": "hunter2"}, "DASHBOARD_PASSWORD must be at least 12"},
+		{"read only not bool", map[string]string{"DASHBOARD_READ_ONLY": "maybe"}, "DASHBOARD_READ_ONLY must be true or false"},
+		{"api token short", map[string]string{"API_TOKEN": "hunter2hunter2"}, "API_TOKEN must be at least 16"},
 		{"delays inverted", map[string]string{"RETRY_BASE_DELAY": "10m"}, "RETRY_MAX_DELAY 5m0s is shorter"},
 		{"margin eats window", map[string]string{"WINDOW_SAFETY_MARGIN": "2h"}, "WINDOW_SAFETY_MARGIN 2h0m0s leaves no time"},
 	}

@@ -17,8 +17,10 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/refundd/refund-canceller/internal/config"
+	"github.com/refundd/refund-canceller/internal/metrics"
 	"github.com/refundd/refund-canceller/internal/ops"
 	"github.com/refundd/refund-canceller/rpcclient"
+	"github.com/refundd/refund-canceller/tasks"
 	"github.com/refundd/refund-canceller/worker"
 )
 
@@ -44,6 +46,7 @@ type Daemon struct {
 	mux      *http.ServeMux
 	running  atomic.Bool
 	onListen func(net.Addr)
+	closers  []func() error
 }
 
 // New builds a Daemon from opts.
@@ -52,9 +55,11 @@ func New(opts Options) (*Daemon, error) {
 	if log == nil {
 		log = zap.NewNop()
 	}
+	insp := asynq.NewInspector(cfg.Redis)
+	m := metrics.New(insp)
 	api, err := rpcclient.New(rpcclient.Config{
 		URL: cfg.APIURL, MerchantCode: cfg.MerchantCode, SecretKey: cfg.SecretKey, HashAlgo: cfg.HashAlgo,
-		RootCAs: cfg.RootCAs, RequestTimeout: cfg.RequestTimeout, Logger: log.Named("rpcclient"),
+		RootCAs: cfg.RootCAs, RequestTimeout: cfg.RequestTimeout, Logger: log.Named("rpcclient"), Observer: m,
 	})
 	if err != nil {
 		return nil, err
@@ -63,7 +68,7 @@ func New(opts Options) (*Daemon, error) {
 	if opts.Policy != nil {
 		policy = *opts.Policy
 	}
-	h, err := worker.NewHandler(worker.HandlerConfig{API: api, Policy: policy, Logger: log.Named("worker")})
+	h, err := worker.NewHandler(worker.HandlerConfig{API: api, Policy: policy, Logger: log.Named("worker"), Observer: m})
 	if err != nil {
 		return nil, err
 	}
@@ -77,7 +82,20 @@ func New(opts Options) (*Daemon, error) {
 	if !ok {
 		return nil, errors.New("daemon: unexpected Redis client type")
 	}
-	d := &Daemon{cfg: cfg, log: log, api: api, handler: h, server: srv, redis: rc, mux: http.NewServeMux(), onListen: opts.OnListen}
+	enq, err := tasks.NewEnqueuer(tasks.EnqueuerConfig{Redis: cfg.Redis, Queue: cfg.Queue})
+	if err != nil {
+		return nil, err
+	}
+	dash := ops.NewDashboard(ops.DashboardConfig{Redis: cfg.Redis, User: cfg.DashboardUser, Password: cfg.DashboardPassword.Reveal(),
+		ReadOnly: cfg.DashboardReadOnly, Loopback: cfg.OpsLoopback()})
+	d := &Daemon{cfg: cfg, log: log, api: api, handler: h, server: srv, redis: rc, mux: http.NewServeMux(), onListen: opts.OnListen,
+		closers: []func() error{insp.Close, enq.Close, dash.Close}}
+	d.mux.Handle("GET /metrics", m.Handler())
+	dash.Register(d.mux)
+	ops.NewAPI(enq, cfg.APIToken.Reveal(), log.Named("api")).Register(d.mux)
+	if cfg.DashboardUser == "" && !cfg.OpsLoopback() {
+		log.Warn("the dashboard is refused (403): set DASHBOARD_USER and DASHBOARD_PASSWORD to serve it on a non-loopback OPS_ADDR")
+	}
 	ops.NewHealth(ops.Checks{
 		Redis:         func(ctx context.Context) error { return rc.Ping(ctx).Err() },
 		WorkerRunning: d.running.Load,
@@ -91,6 +109,13 @@ func New(opts Options) (*Daemon, error) {
 	return d, nil
 }
 
+func (d *Daemon) close() {
+	for _, c := range d.closers {
+		_ = c()
+	}
+	_ = d.redis.Close()
+}
+
 // API answers the daemon's 2Checkout client.
 func (d *Daemon) API() *rpcclient.Client { return d.api }
 
@@ -101,7 +126,7 @@ func (d *Daemon) Mux() *http.ServeMux { return d.mux }
 // it stops taking tasks, lets running ones finish (or go back to pending
 // after ShutdownTimeout), and closes the ops server.
 func (d *Daemon) Run(ctx context.Context) error {
-	defer d.redis.Close()
+	defer d.close()
 	ln, err := net.Listen("tcp", d.cfg.OpsAddr)
 	if err != nil {
 		return fmt.Errorf("OPS_ADDR %s: %w", d.cfg.OpsAddr, err)

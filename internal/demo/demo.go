@@ -88,10 +88,12 @@ func Run(ctx context.Context, opts Options) (*Summary, error) {
 		return nil, err
 	}
 
+	dashPassword, apiToken := randomHex(8), randomHex(16)
 	cfg, err := config.Load(func(name string) string {
 		return map[string]string{
 			"REDIS_URL": "redis://" + mr.Addr(), "TCO_API_URL": sb.RPCURL, "TCO_MERCHANT_CODE": "DEMO", "TCO_SECRET_KEY": secret,
 			"OPS_ADDR": opts.OpsAddr, "WORKER_CONCURRENCY": "8", "SHUTDOWN_TIMEOUT": "5s",
+			"DASHBOARD_USER": "demo", "DASHBOARD_PASSWORD": dashPassword, "API_TOKEN": apiToken,
 		}[name]
 	})
 	if err != nil {
@@ -101,7 +103,9 @@ func Run(ctx context.Context, opts Options) (*Summary, error) {
 	policy := cfg.Policy()
 	policy.BaseDelay, policy.MinDelay, policy.LastRetryLead = 300*time.Millisecond, 200*time.Millisecond, 2*time.Second
 	d, err := daemon.New(daemon.Options{Config: cfg, Logger: opts.Logger, Policy: &policy, OnListen: func(a net.Addr) {
-		fmt.Fprintf(out, "ops server: http://%s  (/healthz, /readyz)\n", a)
+		fmt.Fprintf(out, "dashboard (Asynqmon): http://%s/monitoring/   user demo, password %s\n", a, dashPassword)
+		fmt.Fprintf(out, "producer API: curl -H 'Authorization: Bearer %s' http://%s/v1/cancellations/DEMO0001\n", apiToken, a)
+		fmt.Fprintf(out, "metrics: http://%s/metrics   health: http://%s/readyz\n", a, a)
 		if opts.OnListen != nil {
 			opts.OnListen(a)
 		}
@@ -145,7 +149,7 @@ func Run(ctx context.Context, opts Options) (*Summary, error) {
 	}
 	printSummary(out, sum, sb.Stats())
 	if !opts.ExitWhenDone {
-		fmt.Fprintln(out, "Still serving; press Ctrl-C to stop.")
+		fmt.Fprintln(out, "Still serving the dashboard, API and metrics above; press Ctrl-C to stop.")
 		<-ctx.Done()
 	}
 	stop()
