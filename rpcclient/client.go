@@ -22,6 +22,7 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -51,8 +52,12 @@ func (s Secret) Reveal() string { return string(s) }
 // the default written beside it.
 type Config struct {
 	// URL of the JSON-RPC endpoint. Default DefaultURL. https is required
-	// unless the host is a loopback address (the sandbox server).
+	// unless the host is a loopback address (the sandbox server) or
+	// AllowHTTP is set.
 	URL string
+	// AllowHTTP permits plain http to a non-loopback host: a sandbox in
+	// another container. It never permits http to 2Checkout's own hosts.
+	AllowHTTP bool
 	// MerchantCode is the merchant's code. Required.
 	MerchantCode string
 	// SecretKey is the merchant's secret key. Required.
@@ -139,8 +144,8 @@ func New(cfg Config) (*Client, error) {
 	if err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http") {
 		return nil, fmt.Errorf("rpcclient: URL %q: want an absolute http(s) URL", cfg.URL)
 	}
-	if u.Scheme == "http" && !isLoopback(u.Hostname()) {
-		return nil, fmt.Errorf("rpcclient: URL %q: plain http is allowed only to a loopback host", cfg.URL)
+	if err := CheckURL(u, cfg.AllowHTTP); err != nil {
+		return nil, fmt.Errorf("rpcclient: URL %q: %w", cfg.URL, err)
 	}
 	if cfg.MerchantCode == "" {
 		return nil, errors.New("rpcclient: MerchantCode is required")
@@ -190,6 +195,24 @@ func New(cfg Config) (*Client, error) {
 		hc = newHTTPClient(cfg.RootCAs, cfg.RequestTimeout)
 	}
 	return &Client{cfg: cfg, url: u.String(), hc: hc, log: cfg.Logger, now: cfg.Now}, nil
+}
+
+// CheckURL answers nil if u may be called: https always; http only to a
+// loopback host, or to any host but 2Checkout's own when allowHTTP is set.
+func CheckURL(u *url.URL, allowHTTP bool) error {
+	if u.Scheme == "https" {
+		return nil
+	}
+	host := strings.ToLower(u.Hostname())
+	switch {
+	case isLoopback(host):
+		return nil
+	case strings.HasSuffix(host, "2checkout.com") || strings.HasSuffix(host, "avangate.com") || strings.HasSuffix(host, "verifone.cloud"):
+		return errors.New("2Checkout is only ever called over https")
+	case !allowHTTP:
+		return errors.New("plain http is allowed only to a loopback host (or a sandbox, with AllowHTTP)")
+	}
+	return nil
 }
 
 func isLoopback(host string) bool {

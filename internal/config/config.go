@@ -29,6 +29,7 @@ type Config struct {
 	MerchantCode    string
 	SecretKey       rpcclient.Secret
 	HashAlgo        string
+	AllowHTTP       bool
 	RootCAs         *x509.CertPool // nil: the system's
 	CAFile          string
 	RequestTimeout  time.Duration
@@ -71,14 +72,23 @@ var Vars = []Var{
 			c.RedisURL, c.Redis = v, opt
 			return nil
 		}},
-	{Name: "TCO_API_URL", Default: rpcclient.DefaultURL, Help: "2Checkout JSON-RPC 6.0 endpoint (http only to a loopback sandbox)",
+	{Name: "TCO_ALLOW_HTTP", Default: "false", Help: "true: allow plain http to a non-loopback TCO_API_URL (a sandbox in another container; never 2Checkout itself)",
+		set: func(c *Config, v string) error {
+			b, err := strconv.ParseBool(v)
+			if err != nil {
+				return errors.New("must be true or false")
+			}
+			c.AllowHTTP = b
+			return nil
+		}},
+	{Name: "TCO_API_URL", Default: rpcclient.DefaultURL, Help: "2Checkout JSON-RPC 6.0 endpoint (plain http only to a loopback sandbox, or with TCO_ALLOW_HTTP)",
 		set: func(c *Config, v string) error {
 			u, err := url.Parse(v)
 			if err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http") {
 				return errors.New("is not an http(s) URL")
 			}
-			if h := u.Hostname(); u.Scheme == "http" && h != "localhost" && !isLoopbackIP(h) {
-				return errors.New("must be https (http is allowed only to a loopback host)")
+			if err := rpcclient.CheckURL(u, c.AllowHTTP); err != nil {
+				return fmt.Errorf("refused: %v", err)
 			}
 			c.APIURL = v
 			return nil

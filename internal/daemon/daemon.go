@@ -58,7 +58,7 @@ func New(opts Options) (*Daemon, error) {
 	insp := asynq.NewInspector(cfg.Redis)
 	m := metrics.New(insp)
 	api, err := rpcclient.New(rpcclient.Config{
-		URL: cfg.APIURL, MerchantCode: cfg.MerchantCode, SecretKey: cfg.SecretKey, HashAlgo: cfg.HashAlgo,
+		URL: cfg.APIURL, AllowHTTP: cfg.AllowHTTP, MerchantCode: cfg.MerchantCode, SecretKey: cfg.SecretKey, HashAlgo: cfg.HashAlgo,
 		RootCAs: cfg.RootCAs, RequestTimeout: cfg.RequestTimeout, Logger: log.Named("rpcclient"), Observer: m,
 	})
 	if err != nil {
