@@ -7,9 +7,12 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strings"
 	"testing"
 	"time"
+
+	"gopkg.in/yaml.v3"
 
 	"github.com/refundd/refund-canceller/internal/ops"
 	"github.com/refundd/refund-canceller/internal/redistest"
@@ -251,5 +254,27 @@ func TestReadinessFollowsRedis(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != 200 {
 		t.Fatalf("healthz %d", resp.StatusCode)
+	}
+}
+
+// api/openapi.yaml describes every route the API serves.
+func TestOpenAPIMatchesRoutes(t *testing.T) {
+	b, err := os.ReadFile("../../api/openapi.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc struct {
+		Paths map[string]map[string]any `yaml:"paths"`
+	}
+	if err := yaml.Unmarshal(b, &doc); err != nil {
+		t.Fatalf("openapi.yaml: %v", err)
+	}
+	for path, method := range map[string]string{"/v1/cancellations": "post", "/v1/cancellations:batch": "post", "/v1/cancellations/{order_ref}": "get"} {
+		if _, ok := doc.Paths[path][method]; !ok {
+			t.Errorf("openapi.yaml lacks %s %s", method, path)
+		}
+	}
+	if len(doc.Paths) != 3 {
+		t.Errorf("openapi.yaml has %d paths, the API 3", len(doc.Paths))
 	}
 }
