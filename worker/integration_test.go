@@ -13,6 +13,7 @@ import (
 	"go.uber.org/zap/zaptest"
 
 	"github.com/refundd/refund-canceller/internal/redistest"
+	"github.com/refundd/refund-canceller/internal/testutil"
 	"github.com/refundd/refund-canceller/rpcclient"
 	"github.com/refundd/refund-canceller/rpcclient/rpctest"
 	"github.com/refundd/refund-canceller/tasks"
@@ -66,16 +67,7 @@ func startStack(t *testing.T, concurrency int) *stack {
 // waitFinished polls the task until it is completed or archived.
 func (s *stack) waitFinished(t *testing.T, id string) *asynq.TaskInfo {
 	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for time.Now().Before(deadline) {
-		info, err := s.insp.GetTaskInfo(s.queue, id)
-		if err == nil && (info.State == asynq.TaskStateCompleted || info.State == asynq.TaskStateArchived) {
-			return info
-		}
-		time.Sleep(20 * time.Millisecond) // polling with a deadline
-	}
-	t.Fatalf("task %s did not finish in 20s", id)
-	return nil
+	return waitState(t, s.insp, s.queue, id, 20*time.Second, finished)
 }
 
 func TestPipeline(t *testing.T) {
@@ -174,19 +166,14 @@ func TestThousandCancellationsTwoLogins(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		qi, err := s.insp.GetQueueInfo(s.queue)
-		if err == nil && qi.Completed+qi.Archived == n {
-			if qi.Archived != 0 {
-				t.Fatalf("%d archived", qi.Archived)
-			}
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("not done in 60s: %+v", qi)
-		}
-		time.Sleep(50 * time.Millisecond) // polling with a deadline
+	var qi *asynq.QueueInfo
+	testutil.Eventually(t, 60*time.Second, "1,000 tasks to finish", func() bool {
+		var err error
+		qi, err = s.insp.GetQueueInfo(s.queue)
+		return err == nil && qi.Completed+qi.Archived == n
+	})
+	if qi.Archived != 0 {
+		t.Fatalf("%d archived", qi.Archived)
 	}
 	st := s.sb.Stats()
 	if st.Logins > 2 || st.Calls["cancelRefund"]["ok"] != n {

@@ -9,6 +9,7 @@ import (
 	"go.uber.org/zap/zaptest"
 
 	"github.com/refundd/refund-canceller/internal/redistest"
+	"github.com/refundd/refund-canceller/internal/testutil"
 	"github.com/refundd/refund-canceller/rpcclient"
 	"github.com/refundd/refund-canceller/rpcclient/rpctest"
 	"github.com/refundd/refund-canceller/tasks"
@@ -49,17 +50,13 @@ func windowStack(t *testing.T, policy worker.Policy, secret string) (*rpctest.Se
 
 func waitState(t *testing.T, insp *asynq.Inspector, q, id string, within time.Duration, done func(*asynq.TaskInfo) bool) *asynq.TaskInfo {
 	t.Helper()
-	deadline := time.Now().Add(within)
 	var info *asynq.TaskInfo
-	for time.Now().Before(deadline) {
-		var err error
-		if info, err = insp.GetTaskInfo(q, id); err == nil && done(info) {
-			return info
-		}
-		time.Sleep(20 * time.Millisecond) // polling with a deadline
-	}
-	t.Fatalf("task %s: condition not reached in %v; last %+v", id, within, info)
-	return nil
+	testutil.Eventually(t, within, "task "+id, func() bool {
+		i, err := insp.GetTaskInfo(q, id)
+		info = i
+		return err == nil && done(i)
+	})
+	return info
 }
 
 func finished(i *asynq.TaskInfo) bool {

@@ -17,6 +17,7 @@ import (
 	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/refundd/refund-canceller/internal/redistest"
+	"github.com/refundd/refund-canceller/internal/testutil"
 	"github.com/refundd/refund-canceller/rpcclient/rpctest"
 	"github.com/refundd/refund-canceller/tasks"
 	"github.com/refundd/refund-canceller/worker"
@@ -64,12 +65,12 @@ func TestSIGKILLMidCallTaskFinishesAfterRedelivery(t *testing.T) {
 	if _, err := enq.Enqueue(context.Background(), tasks.CancelRefund{OrderRef: "K1", RefundInitiatedAt: time.Now().Add(-time.Minute)}); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 15*time.Second, "the child's call to reach the sandbox", func() bool { return sb.InFlight() == 1 })
+	testutil.Eventually(t, 15*time.Second, "the child's call to reach the sandbox", func() bool { return sb.InFlight() == 1 })
 	if err := child.Process.Kill(); err != nil { // SIGKILL, mid-call
 		t.Fatal(err)
 	}
 	_ = child.Wait()
-	waitFor(t, 10*time.Second, "the sandbox to apply the abandoned call", func() bool {
+	testutil.Eventually(t, 10*time.Second, "the sandbox to apply the abandoned call", func() bool {
 		rf, _ := sb.Refund("K1")
 		return rf.Status == "CANCELED"
 	})
@@ -94,7 +95,7 @@ func TestSIGKILLMidCallTaskFinishesAfterRedelivery(t *testing.T) {
 	defer func() { cancel(); <-done }()
 
 	var info *asynq.TaskInfo
-	waitFor(t, 20*time.Second, "the re-delivered task to finish", func() bool {
+	testutil.Eventually(t, 20*time.Second, "the re-delivered task to finish", func() bool {
 		info, _ = enq.Status("K1")
 		return info != nil && (info.State == asynq.TaskStateCompleted || info.State == asynq.TaskStateArchived)
 	})
@@ -128,7 +129,7 @@ func TestReadinessReportsBadCredentials(t *testing.T) {
 		t.Fatal(err)
 	}
 	var body string
-	waitFor(t, 15*time.Second, "/readyz to report the credentials", func() bool {
+	testutil.Eventually(t, 15*time.Second, "/readyz to report the credentials", func() bool {
 		resp, err := http.Get("http://" + addr + "/readyz")
 		if err != nil {
 			return false
@@ -145,17 +146,6 @@ func TestReadinessReportsBadCredentials(t *testing.T) {
 	info, err := enq.Status("B1")
 	if err != nil || info.State == asynq.TaskStateArchived || info.State == asynq.TaskStateCompleted {
 		t.Fatalf("task %+v %v", info, err)
-	}
-}
-
-func waitFor(t *testing.T, within time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", within, what)
-		}
-		time.Sleep(10 * time.Millisecond) // polling with a deadline
 	}
 }
 

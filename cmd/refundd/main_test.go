@@ -11,6 +11,7 @@ import (
 
 	"github.com/refundd/refund-canceller/internal/config"
 	"github.com/refundd/refund-canceller/internal/redistest"
+	"github.com/refundd/refund-canceller/internal/testutil"
 	"github.com/refundd/refund-canceller/rpcclient/rpctest"
 	"github.com/refundd/refund-canceller/tasks"
 )
@@ -61,13 +62,7 @@ func TestGracefulShutdownFinishesInFlightTask(t *testing.T) {
 	if _, err := enq.Enqueue(context.Background(), tasks.CancelRefund{OrderRef: "G1", RefundInitiatedAt: time.Now()}); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for len(sb.Ledger()) < 2 { // login + the cancelRefund now sleeping in the sandbox
-		if time.Now().After(deadline) {
-			t.Fatal("the task never reached the sandbox")
-		}
-		time.Sleep(5 * time.Millisecond) // polling with a deadline
-	}
+	testutil.Eventually(t, 10*time.Second, "the cancelRefund to sit in the sandbox", func() bool { return sb.InFlight() == 1 })
 	cancel()
 	select {
 	case err := <-done:

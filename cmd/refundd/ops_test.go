@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/refundd/refund-canceller/internal/redistest"
+	"github.com/refundd/refund-canceller/internal/testutil"
 	"github.com/refundd/refund-canceller/rpcclient/rpctest"
 )
 
@@ -34,7 +35,7 @@ func TestOpsEndToEnd(t *testing.T) {
 	go func() { done <- run(ctx, nil, func(k string) string { return env[k] }, &bytes.Buffer{}) }()
 	defer func() { cancel(); <-done }()
 	base := "http://" + addr
-	waitFor(t, 10*time.Second, "the ops server", func() bool {
+	testutil.Eventually(t, 10*time.Second, "the ops server", func() bool {
 		resp, err := http.Get(base + "/healthz")
 		if err == nil {
 			resp.Body.Close()
@@ -59,7 +60,7 @@ func TestOpsEndToEnd(t *testing.T) {
 	}
 	resp.Body.Close()
 	var last string
-	waitFor(t, 15*time.Second, "the cancellation to complete", func() bool {
+	testutil.Eventually(t, 15*time.Second, "the cancellation to complete", func() bool {
 		req, _ := http.NewRequest("GET", base+"/v1/cancellations/H1", nil)
 		req.Header.Set("Authorization", "Bearer "+tok)
 		resp, err := http.DefaultClient.Do(req)

@@ -16,6 +16,7 @@ import (
 
 	"github.com/refundd/refund-canceller/internal/ops"
 	"github.com/refundd/refund-canceller/internal/redistest"
+	"github.com/refundd/refund-canceller/internal/testutil"
 	"github.com/refundd/refund-canceller/tasks"
 )
 
@@ -243,13 +244,7 @@ func TestReadinessFollowsRedis(t *testing.T) {
 		t.Fatalf("down: %d %s", code, body)
 	}
 	r.Restart(t)
-	deadline := time.Now().Add(10 * time.Second)
-	for code, _ := ready(); code != 200; code, _ = ready() {
-		if time.Now().After(deadline) {
-			t.Fatal("readiness did not come back with Redis")
-		}
-		time.Sleep(20 * time.Millisecond) // polling with a deadline
-	}
+	testutil.Eventually(t, 10*time.Second, "readiness to come back with Redis", func() bool { code, _ := ready(); return code == 200 })
 	resp, _ := http.Get(srv.URL + "/healthz")
 	resp.Body.Close()
 	if resp.StatusCode != 200 {

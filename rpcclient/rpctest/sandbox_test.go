@@ -2,7 +2,6 @@ package rpctest_test
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -12,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/refundd/refund-canceller/internal/testutil"
 	"github.com/refundd/refund-canceller/rpcclient"
 	"github.com/refundd/refund-canceller/rpcclient/rpctest"
 )
@@ -532,22 +532,14 @@ func TestHangReleasedByClose(t *testing.T) {
 		}
 		done <- err
 	}()
-	// Wait until the call is in the ledger, i.e. hanging.
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	for len(srv.Ledger()) == 0 {
-		if ctx.Err() != nil {
-			t.Fatal("call never arrived")
-		}
-		time.Sleep(time.Millisecond) // polling with a deadline
-	}
+	testutil.Eventually(t, 5*time.Second, "the call to hang", func() bool { return len(srv.Ledger()) == 1 && srv.InFlight() == 1 })
 	srv.Close()
 	select {
 	case err := <-done:
 		if err == nil {
 			t.Fatal("hang answered")
 		}
-	case <-ctx.Done():
+	case <-time.After(5 * time.Second):
 		t.Fatal("Close did not release the hanging request")
 	}
 }
