@@ -1,0 +1,113 @@
+package worker_test
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/hibiken/asynq"
+
+	"github.com/refundd/refund-canceller/internal/redistest"
+	"github.com/refundd/refund-canceller/internal/testutil"
+	"github.com/refundd/refund-canceller/rpcclient"
+	"github.com/refundd/refund-canceller/rpcclient/rpctest"
+	"github.com/refundd/refund-canceller/tasks"
+	"github.com/refundd/refund-canceller/worker"
+)
+
+// BenchmarkThroughput measures cancellations per second through the whole
+// pipeline (real Redis, asynq, the handler, the client, the sandbox over
+// loopback HTTP) beside a bare asynq server with a no-op handler on the
+// same Redis in the same run, the ceiling of the queue layer.
+//
+//	go test ./worker -run '^$' -bench Throughput -benchtime 5000x
+func BenchmarkThroughput(b *testing.B) {
+	b.Run("bare-asynq-noop", func(b *testing.B) {
+		benchQueue(b, func(*testing.B) asynq.Handler {
+			return asynq.HandlerFunc(func(context.Context, *asynq.Task) error { return nil })
+		}, nil)
+	})
+	b.Run("refundd", func(b *testing.B) {
+		var sb *rpctest.Server
+		benchQueue(b, func(b *testing.B) asynq.Handler {
+			sb = rpctest.NewServer(rpctest.Config{})
+			b.Cleanup(sb.Close)
+			api, err := rpcclient.New(rpcclient.Config{URL: sb.RPCURL, MerchantCode: rpctest.DefaultMerchantCode, SecretKey: rpctest.DefaultSecretKey})
+			if err != nil {
+				b.Fatal(err)
+			}
+			h, err := worker.NewHandler(worker.HandlerConfig{API: api})
+			if err != nil {
+				b.Fatal(err)
+			}
+			return h
+		}, func(refs []string) {
+			seed := make([]rpctest.Refund, len(refs))
+			for i, r := range refs {
+				seed[i] = rpctest.Refund{OrderRef: r}
+			}
+			_ = sb.Seed(seed...)
+		})
+		if st := sb.Stats(); st.Calls["cancelRefund"]["ok"] < b.N {
+			b.Fatalf("only %d cancelled", st.Calls["cancelRefund"]["ok"])
+		}
+	})
+}
+
+// benchQueue enqueues b.N tasks, then times one server (concurrency 20)
+// draining them.
+func benchQueue(b *testing.B, handler func(*testing.B) asynq.Handler, seed func([]string)) {
+	r := redistest.New(b)
+	q := r.Queue(b)
+	h := handler(b)
+	refs := make([]string, b.N)
+	for i := range refs {
+		refs[i] = fmt.Sprintf("T%09d", i)
+	}
+	if seed != nil {
+		seed(refs)
+	}
+	c := asynq.NewClient(r.Opt)
+	defer c.Close()
+	now := time.Now()
+	for _, ref := range refs {
+		task, err := tasks.NewTask(tasks.CancelRefund{OrderRef: ref, RefundInitiatedAt: now}, now, asynq.Queue(q), asynq.Retention(time.Hour))
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, err := c.Enqueue(task); err != nil {
+			b.Fatal(err)
+		}
+	}
+	insp := asynq.NewInspector(r.Opt)
+	defer insp.Close()
+	hh, _ := worker.NewHandler(worker.HandlerConfig{API: noAPI{}}) // for RetryDelay only
+	srv, err := worker.NewServer(worker.ServerConfig{Redis: r.Opt, Queue: q, Concurrency: 20}, hh)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ResetTimer()
+	start := time.Now()
+	if err := srv.Start(h); err != nil {
+		b.Fatal(err)
+	}
+	var qi *asynq.QueueInfo
+	testutil.Eventually(b, 10*time.Minute, "the queue to drain", func() bool {
+		var err error
+		qi, err = insp.GetQueueInfo(q)
+		return err == nil && qi.Completed+qi.Archived >= b.N
+	})
+	elapsed := time.Since(start)
+	if qi.Archived > 0 {
+		b.Fatalf("%d archived", qi.Archived)
+	}
+	b.StopTimer()
+	srv.Shutdown()
+	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "tasks/s")
+}
+
+type noAPI struct{}
+
+func (noAPI) CancelRefund(context.Context, string) (string, error)       { return "", nil }
+func (noAPI) GetOrder(context.Context, string) (*rpcclient.Order, error) { return nil, nil }
