@@ -80,6 +80,11 @@ type Config struct {
 	// RenewBefore: a session is renewed this long before it would expire.
 	// Default 1m.
 	RenewBefore time.Duration
+	// CredentialsBackoff: after 2Checkout refuses our credentials at login,
+	// calls fail at once with that error for this long instead of logging in
+	// again, so a wrong key does not hammer the API (or lock the account)
+	// while thousands of tasks retry. Default 5s.
+	CredentialsBackoff time.Duration
 	// MaxResponseBytes caps the size of an answer read. Default 1 MiB.
 	MaxResponseBytes int64
 	// Logger receives debug lines for logins and calls. Default zap.NewNop().
@@ -99,10 +104,11 @@ type RequestObserver interface {
 
 // Defaults of Config.
 const (
-	DefaultRequestTimeout   = 15 * time.Second
-	DefaultSessionTTL       = 10 * time.Minute
-	DefaultRenewBefore      = time.Minute
-	DefaultMaxResponseBytes = 1 << 20
+	DefaultRequestTimeout     = 15 * time.Second
+	DefaultSessionTTL         = 10 * time.Minute
+	DefaultRenewBefore        = time.Minute
+	DefaultCredentialsBackoff = 5 * time.Second
+	DefaultMaxResponseBytes   = 1 << 20
 )
 
 // Client calls 2Checkout's JSON-RPC 6.0 API. It is safe for concurrent use;
@@ -118,6 +124,8 @@ type Client struct {
 	mu      sync.Mutex
 	sess    *session   // current session, nil if none
 	pending *loginCall // login in flight, nil if none
+	refused error      // the last login's credentials error, if any
+	retryAt time.Time  // no login before this after a credentials error
 
 	logins       atomic.Int64
 	loginFailure atomic.Pointer[error] // last login's error, nil once one succeeds
@@ -167,6 +175,7 @@ func New(cfg Config) (*Client, error) {
 		{"RequestTimeout", &cfg.RequestTimeout, DefaultRequestTimeout},
 		{"SessionTTL", &cfg.SessionTTL, DefaultSessionTTL},
 		{"RenewBefore", &cfg.RenewBefore, DefaultRenewBefore},
+		{"CredentialsBackoff", &cfg.CredentialsBackoff, DefaultCredentialsBackoff},
 	} {
 		if *d.v < 0 {
 			return nil, fmt.Errorf("rpcclient: %s %v: must not be negative", d.name, *d.v)
@@ -336,6 +345,11 @@ func (c *Client) session(ctx context.Context) (*session, error) {
 		c.mu.Unlock()
 		return s, nil
 	}
+	if c.refused != nil && c.now().Before(c.retryAt) {
+		err := c.refused
+		c.mu.Unlock()
+		return nil, err
+	}
 	lc := c.pending
 	if lc == nil {
 		lc = &loginCall{done: make(chan struct{})}
@@ -370,6 +384,10 @@ func (c *Client) runLogin(lc *loginCall) {
 	c.mu.Lock()
 	if lc.sess != nil {
 		c.sess = lc.sess
+	}
+	c.refused = nil
+	if Classify(err) == ClassCredentials {
+		c.refused, c.retryAt = err, c.now().Add(c.cfg.CredentialsBackoff)
 	}
 	c.pending = nil
 	c.mu.Unlock()

@@ -219,6 +219,20 @@ func TestBadCredentials(t *testing.T) {
 	if strings.Contains(err.Error(), "wrong-secret") {
 		t.Fatal("secret in error")
 	}
+	// Within the backoff, calls fail at once without another login.
+	for range 10 {
+		if _, err := f.client.CancelRefund(context.Background(), "A1"); rpcclient.Classify(err) != rpcclient.ClassCredentials {
+			t.Fatalf("during backoff: %v", err)
+		}
+	}
+	if n := f.srv.Stats().Calls["login"]["AUTHENTICATION_FAILED"]; n != 1 {
+		t.Fatalf("%d login attempts during the backoff, want 1", n)
+	}
+	f.clock.Advance(rpcclient.DefaultCredentialsBackoff)
+	_, _ = f.client.CancelRefund(context.Background(), "A1")
+	if n := f.srv.Stats().Calls["login"]["AUTHENTICATION_FAILED"]; n != 2 {
+		t.Fatalf("%d login attempts after the backoff, want 2", n)
+	}
 }
 
 func TestFaultsClassify(t *testing.T) {

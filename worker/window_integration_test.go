@@ -24,7 +24,8 @@ func windowStack(t *testing.T, policy worker.Policy, secret string) (*rpctest.Se
 	q := r.Queue(t)
 	sb := rpctest.NewServer(rpctest.Config{Window: policy.Window})
 	t.Cleanup(sb.Close)
-	api, err := rpcclient.New(rpcclient.Config{URL: sb.RPCURL, MerchantCode: rpctest.DefaultMerchantCode, SecretKey: rpcclient.Secret(secret), RequestTimeout: time.Second})
+	api, err := rpcclient.New(rpcclient.Config{URL: sb.RPCURL, MerchantCode: rpctest.DefaultMerchantCode, SecretKey: rpcclient.Secret(secret),
+		RequestTimeout: time.Second, CredentialsBackoff: time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
