@@ -49,7 +49,8 @@ type Options struct {
 // Summary counts how the demo's cancellations ended.
 type Summary struct {
 	Counts   map[string]int      // outcome → tasks (plus "rejected_at_enqueue")
-	Examples map[string][]string // outcome → a few "order: reason" lines
+	Examples map[string][]string // outcome → a few "order: reason" lines, distinct reasons
+	shapes   map[string]bool
 }
 
 // Run runs the demo until it is done (ExitWhenDone) or ctx ends.
@@ -130,7 +131,7 @@ func Run(ctx context.Context, opts Options) (*Summary, error) {
 		var wc *tasks.WindowClosedError
 		switch {
 		case errors.As(err, &wc):
-			sum.add("rejected_at_enqueue", p.OrderRef+": "+wc.Error())
+			sum.add("rejected_at_enqueue", p.OrderRef, wc.Error())
 		case err != nil:
 			return nil, fmt.Errorf("enqueue %s: %w", p.OrderRef, err)
 		default:
@@ -190,10 +191,16 @@ func seed(sb *rpctest.Server, now time.Time, n int) []tasks.CancelRefund {
 	return plan
 }
 
-func (s *Summary) add(outcome, example string) {
+// add counts one task and keeps up to three examples of distinct reasons.
+func (s *Summary) add(outcome, orderRef, reason string) {
 	s.Counts[outcome]++
-	if len(s.Examples[outcome]) < 3 {
-		s.Examples[outcome] = append(s.Examples[outcome], example)
+	shape := strings.ReplaceAll(reason, orderRef, "#")
+	if s.shapes == nil {
+		s.shapes = map[string]bool{}
+	}
+	if len(s.Examples[outcome]) < 3 && !s.shapes[outcome+shape] {
+		s.shapes[outcome+shape] = true
+		s.Examples[outcome] = append(s.Examples[outcome], orderRef+": "+reason)
 	}
 }
 
@@ -242,7 +249,11 @@ func collect(insp *asynq.Inspector, queue string, sum *Summary) error {
 		for _, ti := range infos {
 			var r worker.Result
 			_ = json.Unmarshal(ti.Result, &r)
-			sum.add(r.Outcome, fmt.Sprintf("%s: refund %s, %d attempt(s)", r.OrderRef, r.RefundID, r.Attempts))
+			reason := fmt.Sprintf("refund %s, %d attempt(s)", r.RefundID, r.Attempts)
+			if r.Confirmed {
+				reason += ", confirmed with getOrder"
+			}
+			sum.add(r.Outcome, r.OrderRef, reason)
 		}
 		if len(infos) < 100 {
 			break
@@ -255,7 +266,7 @@ func collect(insp *asynq.Inspector, queue string, sum *Summary) error {
 		}
 		for _, ti := range infos {
 			p, _ := tasks.Decode(ti.Payload)
-			sum.add(archivedOutcome(ti.LastErr), p.OrderRef+": "+ti.LastErr)
+			sum.add(archivedOutcome(ti.LastErr), p.OrderRef, ti.LastErr)
 		}
 		if len(infos) < 100 {
 			break
