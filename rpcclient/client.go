@@ -127,7 +127,6 @@ type Client struct {
 	refused error      // the last login's credentials error, if any
 	retryAt time.Time  // no login before this after a credentials error
 
-	logins       atomic.Int64
 	loginFailure atomic.Pointer[error] // last login's error, nil once one succeeds
 }
 
@@ -255,9 +254,6 @@ func (c *Client) String() string {
 	return fmt.Sprintf("rpcclient.Client{URL: %s, MerchantCode: %s, HashAlgo: %s}", c.url, c.cfg.MerchantCode, c.cfg.HashAlgo)
 }
 
-// Logins answers how many successful logins this client has made.
-func (c *Client) Logins() int64 { return c.logins.Load() }
-
 // LoginFailure answers the error of the most recent login if it failed, or
 // nil if it succeeded (or none was made yet). Readiness checks use it.
 func (c *Client) LoginFailure() error {
@@ -374,7 +370,6 @@ func (c *Client) runLogin(lc *loginCall) {
 	id, err := c.login(ctx, start)
 	if err == nil {
 		lc.sess = &session{id: id, renewAt: start.Add(c.cfg.SessionTTL - c.cfg.RenewBefore)}
-		c.logins.Add(1)
 		c.loginFailure.Store(nil)
 		c.log.Debug("logged in", zap.Duration("duration", c.now().Sub(start)))
 	} else {

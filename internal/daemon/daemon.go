@@ -116,12 +116,6 @@ func (d *Daemon) close() {
 	_ = d.redis.Close()
 }
 
-// API answers the daemon's 2Checkout client.
-func (d *Daemon) API() *rpcclient.Client { return d.api }
-
-// Mux answers the ops server's mux, for routes added by the caller.
-func (d *Daemon) Mux() *http.ServeMux { return d.mux }
-
 // Run starts the worker and the ops server and blocks until ctx ends; then
 // it stops taking tasks, lets running ones finish (or go back to pending
 // after ShutdownTimeout), and closes the ops server.
