@@ -2,6 +2,7 @@ package rpcclient_test
 
 import (
 	"context"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -427,4 +428,31 @@ func FuzzDecodeResponse(f *testing.F) {
 			t.Fatal("an error classified as none")
 		}
 	})
+}
+
+// TLS is always verified: a server with an unknown certificate is refused;
+// with its CA configured, the same server is trusted.
+func TestTLSVerified(t *testing.T) {
+	sb, _ := rpctest.New(rpctest.Config{})
+	_ = sb.Seed(rpctest.Refund{OrderRef: "T1"})
+	srv := httptest.NewTLSServer(sb)
+	defer srv.Close()
+	cfg := rpcclient.Config{URL: srv.URL + "/rpc/6.0/", MerchantCode: rpctest.DefaultMerchantCode, SecretKey: rpctest.DefaultSecretKey}
+
+	c, _ := rpcclient.New(cfg)
+	_, err := c.GetOrder(context.Background(), "T1")
+	if err == nil || !strings.Contains(err.Error(), "certificate") {
+		t.Fatalf("unknown certificate accepted: %v", err)
+	}
+	if len(sb.Ledger()) != 0 {
+		t.Fatal("a request went through an unverified connection")
+	}
+
+	pool := x509.NewCertPool()
+	pool.AddCert(srv.Certificate())
+	cfg.RootCAs = pool
+	c, _ = rpcclient.New(cfg)
+	if o, err := c.GetOrder(context.Background(), "T1"); err != nil || o.RefNo != "T1" {
+		t.Fatalf("with the CA: %+v %v", o, err)
+	}
 }
