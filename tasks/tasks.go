@@ -125,12 +125,21 @@ func TaskID(orderRef string) string { return TypeCancelRefund + ":" + orderRef }
 // producers don't break older workers); missing, mistyped or malformed ones
 // give a ValidationError. Decode does not judge the initiation time against
 // a clock: Validate does.
-func Decode(b []byte) (CancelRefund, error) {
+func Decode(b []byte) (CancelRefund, error) { return decode(b, false) }
+
+// DecodeStrict is Decode that also rejects unknown fields, for front doors
+// (the HTTP API, the CLI) where a misspelt field should fail loudly.
+func DecodeStrict(b []byte) (CancelRefund, error) { return decode(b, true) }
+
+func decode(b []byte, strict bool) (CancelRefund, error) {
 	var p CancelRefund
 	if len(b) > MaxPayloadBytes {
 		return p, ValidationError{{"payload", fmt.Sprintf("larger than %d bytes", MaxPayloadBytes)}}
 	}
 	dec := json.NewDecoder(bytes.NewReader(b))
+	if strict {
+		dec.DisallowUnknownFields()
+	}
 	if err := dec.Decode(&p); err != nil {
 		return p, decodeError(err)
 	}
@@ -138,18 +147,6 @@ func Decode(b []byte) (CancelRefund, error) {
 		return p, ValidationError{{"payload", "trailing data after the JSON object"}}
 	}
 	return p, p.check(nil)
-}
-
-// DecodeStrict is Decode that also rejects unknown fields, for front doors
-// (the HTTP API, the CLI) where a misspelt field should fail loudly.
-func DecodeStrict(b []byte) (CancelRefund, error) {
-	dec := json.NewDecoder(bytes.NewReader(b))
-	dec.DisallowUnknownFields()
-	var p CancelRefund
-	if err := dec.Decode(&p); err != nil {
-		return p, decodeError(err)
-	}
-	return Decode(b)
 }
 
 func decodeError(err error) error {
