@@ -20,33 +20,50 @@ import (
 	"github.com/refundd/refund-canceller/worker"
 )
 
+// stack is the real worker server on a queue of the test's own, against
+// real Redis and an in-process sandbox.
 type stack struct {
-	redis *redistest.Redis
-	queue string
-	sb    *rpctest.Server
-	api   *rpcclient.Client
-	enq   *tasks.Enqueuer
-	insp  *asynq.Inspector
+	redis  *redistest.Redis
+	queue  string
+	sb     *rpctest.Server
+	enq    *tasks.Enqueuer
+	client *asynq.Client // for tasks the Enqueuer would refuse
+	insp   *asynq.Inspector
 }
 
-// startStack runs the real worker server against a Redis of the test's own
-// queue and an in-process sandbox.
-func startStack(t *testing.T, concurrency int) *stack {
+// stackOptions varies a stack; zero values take the defaults beside them.
+type stackOptions struct {
+	Concurrency int            // default 5
+	Policy      *worker.Policy // default: the real window with short retry delays
+	Secret      string         // the key the worker logs in with; default the sandbox's
+}
+
+func startStack(t *testing.T, o stackOptions) *stack {
 	t.Helper()
+	if o.Concurrency == 0 {
+		o.Concurrency = 5
+	}
+	if o.Policy == nil {
+		o.Policy = &worker.Policy{BaseDelay: 100 * time.Millisecond, MinDelay: 50 * time.Millisecond}
+	}
+	if o.Secret == "" {
+		o.Secret = rpctest.DefaultSecretKey
+	}
 	r := redistest.New(t)
 	q := r.Queue(t)
-	sb := rpctest.NewServer(rpctest.Config{})
+	sb := rpctest.NewServer(rpctest.Config{Window: o.Policy.Window})
 	t.Cleanup(sb.Close)
-	api, err := rpcclient.New(rpcclient.Config{URL: sb.RPCURL, MerchantCode: rpctest.DefaultMerchantCode, SecretKey: rpctest.DefaultSecretKey})
+	api, err := rpcclient.New(rpcclient.Config{URL: sb.RPCURL, MerchantCode: rpctest.DefaultMerchantCode, SecretKey: rpcclient.Secret(o.Secret),
+		RequestTimeout: time.Second, CredentialsBackoff: time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
 	log := zaptest.NewLogger(t)
-	h, err := worker.NewHandler(worker.HandlerConfig{API: api, Logger: log, Policy: worker.Policy{BaseDelay: 100 * time.Millisecond, MinDelay: 50 * time.Millisecond}})
+	h, err := worker.NewHandler(worker.HandlerConfig{API: api, Logger: log, Policy: *o.Policy})
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, err := worker.NewServer(worker.ServerConfig{Redis: r.Opt, Queue: q, Concurrency: concurrency, Logger: log, ShutdownTimeout: 5 * time.Second}, h)
+	srv, err := worker.NewServer(worker.ServerConfig{Redis: r.Opt, Queue: q, Concurrency: o.Concurrency, Logger: log, ShutdownTimeout: 5 * time.Second}, h)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -59,19 +76,21 @@ func startStack(t *testing.T, concurrency int) *stack {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = enq.Close() })
+	client := asynq.NewClient(r.Opt)
+	t.Cleanup(func() { _ = client.Close() })
 	insp := asynq.NewInspector(r.Opt)
 	t.Cleanup(func() { _ = insp.Close() })
-	return &stack{redis: r, queue: q, sb: sb, api: api, enq: enq, insp: insp}
+	return &stack{redis: r, queue: q, sb: sb, enq: enq, client: client, insp: insp}
 }
 
 // waitFinished polls the task until it is completed or archived.
 func (s *stack) waitFinished(t *testing.T, id string) *asynq.TaskInfo {
 	t.Helper()
-	return waitState(t, s.insp, s.queue, id, 20*time.Second, finished)
+	return s.waitState(t, id, 20*time.Second, finished)
 }
 
 func TestPipeline(t *testing.T) {
-	s := startStack(t, 5)
+	s := startStack(t, stackOptions{})
 	ctx := context.Background()
 	initiated := time.Now().Add(-10 * time.Minute).UTC().Truncate(time.Second)
 	_ = s.sb.Seed(
@@ -132,10 +151,8 @@ func TestPipeline(t *testing.T) {
 	})
 
 	t.Run("bad payload archived without a call", func(t *testing.T) {
-		c := asynq.NewClient(s.redis.Opt)
-		defer c.Close()
 		before := len(s.sb.Ledger())
-		_, err := c.Enqueue(asynq.NewTask(tasks.TypeCancelRefund, []byte(`{"order_ref":"P-BAD","refund_initiated_at":"soon"}`)),
+		_, err := s.client.Enqueue(asynq.NewTask(tasks.TypeCancelRefund, []byte(`{"order_ref":"P-BAD","refund_initiated_at":"soon"}`)),
 			asynq.Queue(s.queue), asynq.TaskID("bad-1"), asynq.MaxRetry(100))
 		if err != nil {
 			t.Fatal(err)
@@ -152,7 +169,7 @@ func TestPipeline(t *testing.T) {
 
 // 1,000 cancellations through one worker share one session: at most 2 logins.
 func TestThousandCancellationsTwoLogins(t *testing.T) {
-	s := startStack(t, 20)
+	s := startStack(t, stackOptions{Concurrency: 20})
 	ctx := context.Background()
 	initiated := time.Now().Add(-5 * time.Minute)
 	const n = 1000

@@ -6,54 +6,19 @@ import (
 	"time"
 
 	"github.com/hibiken/asynq"
-	"go.uber.org/zap/zaptest"
 
-	"github.com/refundd/refund-canceller/internal/redistest"
 	"github.com/refundd/refund-canceller/internal/testutil"
-	"github.com/refundd/refund-canceller/rpcclient"
 	"github.com/refundd/refund-canceller/rpcclient/rpctest"
 	"github.com/refundd/refund-canceller/tasks"
 	"github.com/refundd/refund-canceller/worker"
 )
 
-// windowStack runs the real worker server with a policy of the test's own
-// (a window of seconds) against real Redis and a sandbox with the same window.
-func windowStack(t *testing.T, policy worker.Policy, secret string) (*rpctest.Server, *asynq.Client, *asynq.Inspector, string) {
-	t.Helper()
-	r := redistest.New(t)
-	q := r.Queue(t)
-	sb := rpctest.NewServer(rpctest.Config{Window: policy.Window})
-	t.Cleanup(sb.Close)
-	api, err := rpcclient.New(rpcclient.Config{URL: sb.RPCURL, MerchantCode: rpctest.DefaultMerchantCode, SecretKey: rpcclient.Secret(secret),
-		RequestTimeout: time.Second, CredentialsBackoff: time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	log := zaptest.NewLogger(t)
-	h, err := worker.NewHandler(worker.HandlerConfig{API: api, Logger: log, Policy: policy})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv, err := worker.NewServer(worker.ServerConfig{Redis: r.Opt, Queue: q, Concurrency: 4, Logger: log, ShutdownTimeout: 5 * time.Second}, h)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := srv.Start(h); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(srv.Shutdown)
-	c := asynq.NewClient(r.Opt)
-	t.Cleanup(func() { _ = c.Close() })
-	insp := asynq.NewInspector(r.Opt)
-	t.Cleanup(func() { _ = insp.Close() })
-	return sb, c, insp, q
-}
-
-func waitState(t *testing.T, insp *asynq.Inspector, q, id string, within time.Duration, done func(*asynq.TaskInfo) bool) *asynq.TaskInfo {
+// waitState polls the task until done says so.
+func (s *stack) waitState(t *testing.T, id string, within time.Duration, done func(*asynq.TaskInfo) bool) *asynq.TaskInfo {
 	t.Helper()
 	var info *asynq.TaskInfo
 	testutil.Eventually(t, within, "task "+id, func() bool {
-		i, err := insp.GetTaskInfo(q, id)
+		i, err := s.insp.GetTaskInfo(s.queue, id)
 		info = i
 		return err == nil && done(i)
 	})
@@ -67,22 +32,22 @@ func finished(i *asynq.TaskInfo) bool {
 // Rule 3: a task whose window closed while it sat in the queue is archived
 // in one handler run, with no call to 2Checkout and no retry burnt.
 func TestExpiredTaskArchivedAtOnce(t *testing.T) {
-	sb, c, insp, q := windowStack(t, worker.Policy{}, rpctest.DefaultSecretKey)
+	s := startStack(t, stackOptions{Policy: &worker.Policy{}})
 	initiated := time.Now().Add(-2*time.Hour - time.Minute)
-	_ = sb.Seed(rpctest.Refund{OrderRef: "X1", InitiatedAt: initiated})
-	task, err := tasks.NewTask(tasks.CancelRefund{OrderRef: "X1", RefundInitiatedAt: initiated}, time.Now(), asynq.Queue(q))
+	_ = s.sb.Seed(rpctest.Refund{OrderRef: "X1", InitiatedAt: initiated})
+	task, err := tasks.NewTask(tasks.CancelRefund{OrderRef: "X1", RefundInitiatedAt: initiated}, time.Now(), asynq.Queue(s.queue))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := c.Enqueue(task); err != nil { // a producer that skipped the Enqueuer's check
+	if _, err := s.client.Enqueue(task); err != nil { // a producer that skipped the Enqueuer's check
 		t.Fatal(err)
 	}
-	info := waitState(t, insp, q, "refund:cancel:X1", 10*time.Second, finished)
+	info := s.waitState(t, "refund:cancel:X1", 10*time.Second, finished)
 	want := "window closed at " + initiated.Add(2*time.Hour).UTC().Format(time.RFC3339)
 	if info.State != asynq.TaskStateArchived || !strings.HasPrefix(info.LastErr, want) || info.Retried != 0 {
 		t.Fatalf("%v %q retried %d", info.State, info.LastErr, info.Retried)
 	}
-	for _, call := range sb.Ledger() {
+	for _, call := range s.sb.Ledger() {
 		if call.Method == "cancelRefund" {
 			t.Fatalf("2Checkout was called: %+v", call)
 		}
@@ -94,22 +59,22 @@ func TestExpiredTaskArchivedAtOnce(t *testing.T) {
 func TestPermanent503RetriedUntilCutoff(t *testing.T) {
 	policy := worker.Policy{Window: 8 * time.Second, SafetyMargin: 2 * time.Second, LastRetryLead: time.Second,
 		BaseDelay: 300 * time.Millisecond, MaxDelay: time.Second, MinDelay: 200 * time.Millisecond, RequestTimeout: time.Second}
-	sb, c, insp, q := windowStack(t, policy, rpctest.DefaultSecretKey)
+	s := startStack(t, stackOptions{Policy: &policy})
 	initiated := time.Now()
 	cutoff := initiated.Add(policy.Window - policy.SafetyMargin)
-	_ = sb.Seed(rpctest.Refund{OrderRef: "F503", InitiatedAt: initiated})
-	_ = sb.SetFaults(rpctest.FaultRule{Method: "cancelRefund", Kind: "status", Status: 503})
-	task, _ := tasks.NewTask(tasks.CancelRefund{OrderRef: "F503", RefundInitiatedAt: initiated}, time.Now(), asynq.Queue(q))
-	if _, err := c.Enqueue(task); err != nil {
+	_ = s.sb.Seed(rpctest.Refund{OrderRef: "F503", InitiatedAt: initiated})
+	_ = s.sb.SetFaults(rpctest.FaultRule{Method: "cancelRefund", Kind: "status", Status: 503})
+	task, _ := tasks.NewTask(tasks.CancelRefund{OrderRef: "F503", RefundInitiatedAt: initiated}, time.Now(), asynq.Queue(s.queue))
+	if _, err := s.client.Enqueue(task); err != nil {
 		t.Fatal(err)
 	}
-	info := waitState(t, insp, q, "refund:cancel:F503", 20*time.Second, finished)
+	info := s.waitState(t, "refund:cancel:F503", 20*time.Second, finished)
 	if info.State != asynq.TaskStateArchived ||
 		!(strings.HasPrefix(info.LastErr, "no retry fits before the window closes at") || strings.HasPrefix(info.LastErr, "window closed at")) {
 		t.Fatalf("%v %q", info.State, info.LastErr)
 	}
 	calls, lastCall := 0, time.Time{}
-	for _, call := range sb.Ledger() {
+	for _, call := range s.sb.Ledger() {
 		if call.Method != "cancelRefund" {
 			continue
 		}
@@ -130,18 +95,18 @@ func TestPermanent503RetriedUntilCutoff(t *testing.T) {
 // Rule 5: bad credentials leave tasks retrying within their windows, not archived.
 func TestBadCredentialsKeepRetrying(t *testing.T) {
 	policy := worker.Policy{BaseDelay: 100 * time.Millisecond, MaxDelay: 200 * time.Millisecond, MinDelay: 50 * time.Millisecond}
-	sb, c, insp, q := windowStack(t, policy, "not-the-key")
+	s := startStack(t, stackOptions{Policy: &policy, Secret: "not-the-key"})
 	initiated := time.Now()
-	_ = sb.Seed(rpctest.Refund{OrderRef: "C1", InitiatedAt: initiated})
-	task, _ := tasks.NewTask(tasks.CancelRefund{OrderRef: "C1", RefundInitiatedAt: initiated}, time.Now(), asynq.Queue(q))
-	if _, err := c.Enqueue(task); err != nil {
+	_ = s.sb.Seed(rpctest.Refund{OrderRef: "C1", InitiatedAt: initiated})
+	task, _ := tasks.NewTask(tasks.CancelRefund{OrderRef: "C1", RefundInitiatedAt: initiated}, time.Now(), asynq.Queue(s.queue))
+	if _, err := s.client.Enqueue(task); err != nil {
 		t.Fatal(err)
 	}
-	info := waitState(t, insp, q, "refund:cancel:C1", 15*time.Second, func(i *asynq.TaskInfo) bool { return i.Retried >= 3 || finished(i) })
+	info := s.waitState(t, "refund:cancel:C1", 15*time.Second, func(i *asynq.TaskInfo) bool { return i.Retried >= 3 || finished(i) })
 	if finished(info) || !strings.Contains(info.LastErr, "AUTHENTICATION_FAILED") {
 		t.Fatalf("%v %q", info.State, info.LastErr)
 	}
-	if st := sb.Stats(); st.Calls["cancelRefund"] != nil || st.Calls["login"]["AUTHENTICATION_FAILED"] < 3 {
+	if st := s.sb.Stats(); st.Calls["cancelRefund"] != nil || st.Calls["login"]["AUTHENTICATION_FAILED"] < 3 {
 		t.Fatalf("stats %+v", st)
 	}
 }

@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -16,7 +15,6 @@ import (
 	"github.com/hibiken/asynq"
 	goredis "github.com/redis/go-redis/v9"
 
-	"github.com/refundd/refund-canceller/internal/redistest"
 	"github.com/refundd/refund-canceller/internal/testutil"
 	"github.com/refundd/refund-canceller/rpcclient/rpctest"
 	"github.com/refundd/refund-canceller/tasks"
@@ -42,17 +40,17 @@ func TestMain(m *testing.M) {
 // recoverer, and the next attempt ends in the truth: already_cancelled,
 // confirmed with getOrder.
 func TestSIGKILLMidCallTaskFinishesAfterRedelivery(t *testing.T) {
-	r := redistest.New(t)
-	q := r.Queue(t)
-	sb := rpctest.NewServer(rpctest.Config{MerchantCode: "M", SecretKey: "S"})
-	defer sb.Close()
-	_ = sb.Seed(rpctest.Refund{OrderRef: "K1", RefundID: "R-K1", InitiatedAt: time.Now().Add(-time.Minute)})
+	f := newFixture(t)
+	_ = f.sb.Seed(rpctest.Refund{OrderRef: "K1", RefundID: "R-K1", InitiatedAt: time.Now().Add(-time.Minute)})
 	// The first cancelRefund sits in the sandbox "in flight" until its client goes away.
-	_ = sb.SetFaults(rpctest.FaultRule{Method: "cancelRefund", Kind: "latency", Latency: rpctest.Duration(10 * time.Minute), FirstN: 1})
+	_ = f.sb.SetFaults(rpctest.FaultRule{Method: "cancelRefund", Kind: "latency", Latency: rpctest.Duration(10 * time.Minute), FirstN: 1})
 
 	child := exec.Command(os.Args[0], "-test.run=^$")
-	child.Env = append(os.Environ(), "REFUNDD_TEST_CHILD=1", "REDIS_URL="+r.URL, "TCO_API_URL="+sb.RPCURL, "TCO_MERCHANT_CODE=M",
-		"TCO_SECRET_KEY=S", "REFUND_QUEUE="+q, "OPS_ADDR=127.0.0.1:0", "LOG_LEVEL=warn")
+	child.Env = append(os.Environ(), "REFUNDD_TEST_CHILD=1")
+	for k, v := range f.env {
+		child.Env = append(child.Env, k+"="+v)
+	}
+	child.Env = append(child.Env, "LOG_LEVEL=warn") // the last value wins
 	var childOut bytes.Buffer
 	child.Stdout, child.Stderr = &childOut, &childOut
 	if err := child.Start(); err != nil {
@@ -60,43 +58,36 @@ func TestSIGKILLMidCallTaskFinishesAfterRedelivery(t *testing.T) {
 	}
 	defer func() { _ = child.Process.Kill(); _ = child.Wait() }()
 
-	enq, _ := tasks.NewEnqueuer(tasks.EnqueuerConfig{Redis: r.Opt, Queue: q})
-	defer enq.Close()
-	if _, err := enq.Enqueue(context.Background(), tasks.CancelRefund{OrderRef: "K1", RefundInitiatedAt: time.Now().Add(-time.Minute)}); err != nil {
+	if _, err := f.enq.Enqueue(context.Background(), tasks.CancelRefund{OrderRef: "K1", RefundInitiatedAt: time.Now().Add(-time.Minute)}); err != nil {
 		t.Fatal(err)
 	}
-	testutil.Eventually(t, 15*time.Second, "the child's call to reach the sandbox", func() bool { return sb.InFlight() == 1 })
+	testutil.Eventually(t, 15*time.Second, "the child's call to reach the sandbox", func() bool { return f.sb.InFlight() == 1 })
 	if err := child.Process.Kill(); err != nil { // SIGKILL, mid-call
 		t.Fatal(err)
 	}
 	_ = child.Wait()
 	testutil.Eventually(t, 10*time.Second, "the sandbox to apply the abandoned call", func() bool {
-		rf, _ := sb.Refund("K1")
+		rf, _ := f.sb.Refund("K1")
 		return rf.Status == "CANCELED"
 	})
-	if info, _ := enq.Status("K1"); info == nil || info.State != asynq.TaskStateActive {
+	if info, _ := f.enq.Status("K1"); info == nil || info.State != asynq.TaskStateActive {
 		t.Fatalf("after the kill the task should still be active (leased to the dead worker): %+v", info)
 	}
 
 	// asynq re-delivers a task once its lease is 30s past expiry, checking at
 	// server start and every minute. Move the lease into the past rather
 	// than wait: the new worker's start-up sweep then recovers it.
-	rc := r.Client()
+	rc := f.redis.Client()
 	defer rc.Close()
-	leaseKey := "asynq:{" + q + "}:lease"
+	leaseKey := "asynq:{" + f.queue + "}:lease"
 	if n, err := rc.ZAdd(context.Background(), leaseKey, redisZ(time.Now().Add(-2*time.Minute), "refund:cancel:K1")).Result(); err != nil || n != 0 {
 		t.Fatalf("lease %s not found (asynq's layout changed?): added %d, %v", leaseKey, n, err)
 	}
-	env := map[string]string{"REDIS_URL": r.URL, "TCO_API_URL": sb.RPCURL, "TCO_MERCHANT_CODE": "M", "TCO_SECRET_KEY": "S",
-		"REFUND_QUEUE": q, "OPS_ADDR": "127.0.0.1:0", "LOG_LEVEL": "error", "RETRY_BASE_DELAY": "100ms", "RETRY_MAX_DELAY": "1s"}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- run(ctx, nil, func(k string) string { return env[k] }, &bytes.Buffer{}) }()
-	defer func() { cancel(); <-done }()
+	f.start(t, map[string]string{"RETRY_BASE_DELAY": "100ms", "RETRY_MAX_DELAY": "1s"})
 
 	var info *asynq.TaskInfo
 	testutil.Eventually(t, 20*time.Second, "the re-delivered task to finish", func() bool {
-		info, _ = enq.Status("K1")
+		info, _ = f.enq.Status("K1")
 		return info != nil && (info.State == asynq.TaskStateCompleted || info.State == asynq.TaskStateArchived)
 	})
 	var res worker.Result
@@ -111,21 +102,11 @@ func TestSIGKILLMidCallTaskFinishesAfterRedelivery(t *testing.T) {
 // Rule 5: with credentials 2Checkout refuses, /readyz says so, and tasks
 // keep retrying rather than being archived.
 func TestReadinessReportsBadCredentials(t *testing.T) {
-	r := redistest.New(t)
-	q := r.Queue(t)
-	sb := rpctest.NewServer(rpctest.Config{MerchantCode: "M", SecretKey: "S"})
-	defer sb.Close()
+	f := newFixture(t)
 	addr := freeAddr(t)
-	env := map[string]string{"REDIS_URL": r.URL, "TCO_API_URL": sb.RPCURL, "TCO_MERCHANT_CODE": "M", "TCO_SECRET_KEY": "WRONG",
-		"REFUND_QUEUE": q, "OPS_ADDR": addr, "LOG_LEVEL": "error", "RETRY_BASE_DELAY": "100ms", "RETRY_MAX_DELAY": "200ms"}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- run(ctx, nil, func(k string) string { return env[k] }, &bytes.Buffer{}) }()
-	defer func() { cancel(); <-done }()
+	f.start(t, map[string]string{"TCO_SECRET_KEY": "WRONG", "OPS_ADDR": addr, "RETRY_BASE_DELAY": "100ms", "RETRY_MAX_DELAY": "200ms"})
 
-	enq, _ := tasks.NewEnqueuer(tasks.EnqueuerConfig{Redis: r.Opt, Queue: q})
-	defer enq.Close()
-	if _, err := enq.Enqueue(context.Background(), tasks.CancelRefund{OrderRef: "B1", RefundInitiatedAt: time.Now()}); err != nil {
+	if _, err := f.enq.Enqueue(context.Background(), tasks.CancelRefund{OrderRef: "B1", RefundInitiatedAt: time.Now()}); err != nil {
 		t.Fatal(err)
 	}
 	var body string
@@ -143,20 +124,10 @@ func TestReadinessReportsBadCredentials(t *testing.T) {
 	if strings.Contains(body, "WRONG") {
 		t.Fatalf("readiness shows the secret: %s", body)
 	}
-	info, err := enq.Status("B1")
+	info, err := f.enq.Status("B1")
 	if err != nil || info.State == asynq.TaskStateArchived || info.State == asynq.TaskStateCompleted {
 		t.Fatalf("task %+v %v", info, err)
 	}
-}
-
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
 }
 
 func redisZ(t time.Time, member string) goredis.Z {

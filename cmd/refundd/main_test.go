@@ -10,7 +10,6 @@ import (
 	"github.com/hibiken/asynq"
 
 	"github.com/refundd/refund-canceller/internal/config"
-	"github.com/refundd/refund-canceller/internal/redistest"
 	"github.com/refundd/refund-canceller/internal/testutil"
 	"github.com/refundd/refund-canceller/rpcclient/rpctest"
 	"github.com/refundd/refund-canceller/tasks"
@@ -45,34 +44,19 @@ func TestBadConfigFailsAtStart(t *testing.T) {
 // SIGTERM (here: the context ending) while a task is in flight: the task
 // finishes, nothing is lost, and run returns cleanly.
 func TestGracefulShutdownFinishesInFlightTask(t *testing.T) {
-	r := redistest.New(t)
-	q := r.Queue(t)
-	sb := rpctest.NewServer(rpctest.Config{MerchantCode: "M", SecretKey: "S"})
-	defer sb.Close()
-	_ = sb.Seed(rpctest.Refund{OrderRef: "G1"})
-	_ = sb.SetFaults(rpctest.FaultRule{Method: "cancelRefund", Kind: "latency", Latency: rpctest.Duration(700 * time.Millisecond)})
-	env := map[string]string{"REDIS_URL": r.URL, "TCO_API_URL": sb.RPCURL, "TCO_MERCHANT_CODE": "M", "TCO_SECRET_KEY": "S",
-		"REFUND_QUEUE": q, "OPS_ADDR": "127.0.0.1:0", "LOG_LEVEL": "error"}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- run(ctx, nil, func(k string) string { return env[k] }, &bytes.Buffer{}) }()
+	f := newFixture(t)
+	_ = f.sb.Seed(rpctest.Refund{OrderRef: "G1"})
+	_ = f.sb.SetFaults(rpctest.FaultRule{Method: "cancelRefund", Kind: "latency", Latency: rpctest.Duration(700 * time.Millisecond)})
+	stop := f.start(t, nil)
 
-	enq, _ := tasks.NewEnqueuer(tasks.EnqueuerConfig{Redis: r.Opt, Queue: q})
-	defer enq.Close()
-	if _, err := enq.Enqueue(context.Background(), tasks.CancelRefund{OrderRef: "G1", RefundInitiatedAt: time.Now()}); err != nil {
+	if _, err := f.enq.Enqueue(context.Background(), tasks.CancelRefund{OrderRef: "G1", RefundInitiatedAt: time.Now()}); err != nil {
 		t.Fatal(err)
 	}
-	testutil.Eventually(t, 10*time.Second, "the cancelRefund to sit in the sandbox", func() bool { return sb.InFlight() == 1 })
-	cancel()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatal(err)
-		}
-	case <-time.After(20 * time.Second):
-		t.Fatal("run did not return after shutdown")
+	testutil.Eventually(t, 10*time.Second, "the cancelRefund to sit in the sandbox", func() bool { return f.sb.InFlight() == 1 })
+	if err := stop(); err != nil {
+		t.Fatal(err)
 	}
-	info, err := enq.Status("G1")
+	info, err := f.enq.Status("G1")
 	if err != nil || info.State != asynq.TaskStateCompleted {
 		t.Fatalf("after shutdown: %+v %v", info, err)
 	}

@@ -1,8 +1,6 @@
 package main
 
 import (
-	"bytes"
-	"context"
 	"fmt"
 	"io"
 	"net/http"
@@ -12,7 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/refundd/refund-canceller/internal/redistest"
 	"github.com/refundd/refund-canceller/internal/testutil"
 	"github.com/refundd/refund-canceller/rpcclient/rpctest"
 )
@@ -20,20 +17,11 @@ import (
 // A non-Go producer enqueues over HTTP and follows the cancellation; the
 // metrics move with it.
 func TestOpsEndToEnd(t *testing.T) {
-	r := redistest.New(t)
-	q := r.Queue(t)
-	sb := rpctest.NewServer(rpctest.Config{MerchantCode: "M", SecretKey: "S"})
-	defer sb.Close()
-	_ = sb.Seed(rpctest.Refund{OrderRef: "H1", RefundID: "R-H1"})
+	f := newFixture(t)
+	_ = f.sb.Seed(rpctest.Refund{OrderRef: "H1", RefundID: "R-H1"})
 	addr := freeAddr(t)
 	const tok = "e2e-token-0123456789"
-	env := map[string]string{"REDIS_URL": r.URL, "TCO_API_URL": sb.RPCURL, "TCO_MERCHANT_CODE": "M", "TCO_SECRET_KEY": "S",
-		"REFUND_QUEUE": q, "OPS_ADDR": addr, "LOG_LEVEL": "error", "API_TOKEN": tok,
-		"DASHBOARD_USER": "ops", "DASHBOARD_PASSWORD": "dashboard-pass-1"}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- run(ctx, nil, func(k string) string { return env[k] }, &bytes.Buffer{}) }()
-	defer func() { cancel(); <-done }()
+	f.start(t, map[string]string{"OPS_ADDR": addr, "API_TOKEN": tok, "DASHBOARD_USER": "ops", "DASHBOARD_PASSWORD": "dashboard-pass-1"})
 	base := "http://" + addr
 	testutil.Eventually(t, 10*time.Second, "the ops server", func() bool {
 		resp, err := http.Get(base + "/healthz")
@@ -84,7 +72,7 @@ func TestOpsEndToEnd(t *testing.T) {
 		{`refundd_logins_total{result="ok"}`, 1},
 		{`refundd_rpc_request_duration_seconds_count{method="cancelRefund"}`, 1},
 		{`refundd_window_slack_seconds_count`, 1},
-		{`asynq_tasks_enqueued_total{queue="` + q + `",state="completed"}`, 1},
+		{`asynq_tasks_enqueued_total{queue="` + f.queue + `",state="completed"}`, 1},
 	} {
 		if got := value(after, m.series); got < m.min || value(before, m.series) >= got {
 			t.Errorf("%s: before %v, after %v", m.series, value(before, m.series), got)
