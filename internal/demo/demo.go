@@ -103,14 +103,8 @@ func Run(ctx context.Context, opts Options) (*Summary, error) {
 	// Short delays so the demo ends in seconds; the window rules are the real ones.
 	policy := cfg.Policy()
 	policy.BaseDelay, policy.MinDelay, policy.LastRetryLead = 300*time.Millisecond, 200*time.Millisecond, 2*time.Second
-	d, err := daemon.New(daemon.Options{Config: cfg, Logger: opts.Logger, Policy: &policy, OnListen: func(a net.Addr) {
-		fmt.Fprintf(out, "dashboard (Asynqmon): http://%s/monitoring/   user demo, password %s\n", a, dashPassword)
-		fmt.Fprintf(out, "producer API: curl -H 'Authorization: Bearer %s' http://%s/v1/cancellations/DEMO0001\n", apiToken, a)
-		fmt.Fprintf(out, "metrics: http://%s/metrics   health: http://%s/readyz\n", a, a)
-		if opts.OnListen != nil {
-			opts.OnListen(a)
-		}
-	}})
+	listening := make(chan net.Addr, 1)
+	d, err := daemon.New(daemon.Options{Config: cfg, Logger: opts.Logger, Policy: &policy, OnListen: func(a net.Addr) { listening <- a }})
 	if err != nil {
 		return nil, err
 	}
@@ -118,6 +112,20 @@ func Run(ctx context.Context, opts Options) (*Summary, error) {
 	defer stop()
 	done := make(chan error, 1)
 	go func() { done <- d.Run(runCtx) }()
+	// Wait for the ops server, so its URLs print before any work starts
+	// (and from this goroutine only: out is not safe for concurrent use).
+	var a net.Addr
+	select {
+	case a = <-listening:
+	case err := <-done:
+		return nil, fmt.Errorf("demo: refundd did not start: %w", err)
+	}
+	fmt.Fprintf(out, "dashboard (Asynqmon): http://%s/monitoring/   user demo, password %s\n", a, dashPassword)
+	fmt.Fprintf(out, "producer API: curl -H 'Authorization: Bearer %s' http://%s/v1/cancellations/DEMO0001\n", apiToken, a)
+	fmt.Fprintf(out, "metrics: http://%s/metrics   health: http://%s/readyz\n", a, a)
+	if opts.OnListen != nil {
+		opts.OnListen(a)
+	}
 
 	enq, err := tasks.NewEnqueuer(tasks.EnqueuerConfig{Redis: cfg.Redis, Queue: cfg.Queue})
 	if err != nil {
