@@ -28,6 +28,8 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+
+	"github.com/refundd/refund-canceller/internal/clip"
 )
 
 // Secret holds a secret value. It prints, marshals and logs as "[REDACTED]";
@@ -507,12 +509,12 @@ func DecodeResponse(method string, id int64, httpStatus int, retryAfter time.Dur
 		return fail(NameMalformedResponse, "answer is not JSON-RPC: "+err.Error())
 	}
 	if r.Error != nil {
-		e := &APIError{Method: method, Code: r.Error.Code, Message: truncate(r.Error.Message, 500), HTTPStatus: httpStatus, RetryAfter: retryAfter}
+		e := &APIError{Method: method, Code: r.Error.Code, Message: clip.String(r.Error.Message, 500), HTTPStatus: httpStatus, RetryAfter: retryAfter}
 		var data struct {
 			ErrorCode string `json:"error_code"`
 		}
 		if json.Unmarshal(r.Error.Data, &data) == nil && data.ErrorCode != "" {
-			e.Name = truncate(data.ErrorCode, 100)
+			e.Name = clip.String(data.ErrorCode, 100)
 		} else if e.Name = NameOf(e.Code); e.Name == "" {
 			e.Name = "ERROR_" + strconv.Itoa(e.Code)
 		}
@@ -522,7 +524,7 @@ func DecodeResponse(method string, id int64, httpStatus int, retryAfter time.Dur
 		return fail(NameHTTPStatus, http.StatusText(httpStatus))
 	}
 	if string(r.ID) != strconv.FormatInt(id, 10) {
-		return fail(NameMalformedResponse, fmt.Sprintf("answer id %s does not match request id %d", truncate(string(r.ID), 40), id))
+		return fail(NameMalformedResponse, fmt.Sprintf("answer id %s does not match request id %d", clip.String(string(r.ID), 40), id))
 	}
 	result := r.Result
 	if len(result) == 0 || string(result) == "null" {
@@ -546,7 +548,7 @@ func ParseRefundID(raw json.RawMessage) (string, error) {
 	}
 	switch x := v.(type) {
 	case string:
-		return truncate(x, 200), nil
+		return clip.String(x, 200), nil
 	case float64:
 		return strconv.FormatFloat(x, 'f', -1, 64), nil
 	case bool:
@@ -556,19 +558,12 @@ func ParseRefundID(raw json.RawMessage) (string, error) {
 	case map[string]any:
 		for _, k := range []string{"RefundID", "RefundId", "refund_id"} {
 			if s, ok := x[k].(string); ok {
-				return truncate(s, 200), nil
+				return clip.String(s, 200), nil
 			}
 			if f, ok := x[k].(float64); ok {
 				return strconv.FormatFloat(f, 'f', -1, 64), nil
 			}
 		}
 	}
-	return "", fmt.Errorf("unexpected cancelRefund result %s", truncate(string(raw), 100))
-}
-
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return s[:n] + "…"
+	return "", fmt.Errorf("unexpected cancelRefund result %s", clip.String(string(raw), 100))
 }

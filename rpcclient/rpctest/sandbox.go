@@ -43,6 +43,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/refundd/refund-canceller/internal/clip"
 	"github.com/refundd/refund-canceller/rpcclient"
 )
 
@@ -452,7 +453,7 @@ func (s *Sandbox) run(now time.Time, method string, params []json.RawMessage, ca
 		return nil, rerr
 	}
 	if !orderRefRE.MatchString(ref) {
-		return nil, errNamed(rpcclient.NameInvalidOrderReference, "invalid order reference %q", clip(ref))
+		return nil, errNamed(rpcclient.NameInvalidOrderReference, "invalid order reference %q", clip.String(ref, 40))
 	}
 	o, ok := s.orders[ref]
 	if !ok {
@@ -570,13 +571,6 @@ func orderView(o *Refund) rpcclient.Order {
 		v.RefundID, v.RefundStatus, v.RefundInitiatedAt = o.RefundID, o.Status, o.InitiatedAt.Format(time.RFC3339Nano)
 	}
 	return v
-}
-
-func clip(s string) string {
-	if len(s) > 40 {
-		return s[:40] + "…"
-	}
-	return s
 }
 
 type wireError struct {
