@@ -30,6 +30,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/refundd/refund-canceller/internal/clip"
+	"github.com/refundd/refund-canceller/internal/loopback"
 )
 
 // Secret holds a secret value. It prints, marshals and logs as "[REDACTED]";
@@ -215,7 +216,7 @@ func CheckURL(u *url.URL, allowHTTP bool) error {
 	}
 	host := strings.ToLower(u.Hostname())
 	switch {
-	case isLoopback(host):
+	case loopback.Host(host):
 		return nil
 	case strings.HasSuffix(host, "2checkout.com") || strings.HasSuffix(host, "avangate.com") || strings.HasSuffix(host, "verifone.cloud"):
 		return errors.New("2Checkout is only ever called over https")
@@ -223,14 +224,6 @@ func CheckURL(u *url.URL, allowHTTP bool) error {
 		return errors.New("plain http is allowed only to a loopback host (or a sandbox, with AllowHTTP)")
 	}
 	return nil
-}
-
-func isLoopback(host string) bool {
-	if host == "localhost" {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
 }
 
 // newHTTPClient is the one http.Client of a Client: keep-alive, verified TLS,

@@ -16,6 +16,7 @@ import (
 
 	"github.com/hibiken/asynq"
 
+	"github.com/refundd/refund-canceller/internal/loopback"
 	"github.com/refundd/refund-canceller/rpcclient"
 	"github.com/refundd/refund-canceller/tasks"
 	"github.com/refundd/refund-canceller/worker"
@@ -237,11 +238,6 @@ func durationVar(field func(*Config) *time.Duration) func(*Config, string) error
 	}
 }
 
-func isLoopbackIP(h string) bool {
-	ip := net.ParseIP(h)
-	return ip != nil && ip.IsLoopback()
-}
-
 // unwrapPath drops the path from *os.PathError: the variable already names it.
 func unwrapPath(err error) error {
 	var pe *os.PathError
@@ -304,7 +300,7 @@ func (c *Config) check() error {
 // OpsLoopback reports whether OPS_ADDR listens on loopback only.
 func (c *Config) OpsLoopback() bool {
 	host, _, _ := net.SplitHostPort(c.OpsAddr)
-	return host == "localhost" || isLoopbackIP(host)
+	return loopback.Host(host)
 }
 
 // Policy answers the worker policy the configuration asks for.
