@@ -103,7 +103,7 @@ func TestSIGKILLMidCallTaskFinishesAfterRedelivery(t *testing.T) {
 // keep retrying rather than being archived.
 func TestReadinessReportsBadCredentials(t *testing.T) {
 	f := newFixture(t)
-	addr := freeAddr(t)
+	addr := testutil.FreeAddr(t)
 	f.start(t, map[string]string{"TCO_SECRET_KEY": "WRONG", "OPS_ADDR": addr, "RETRY_BASE_DELAY": "100ms", "RETRY_MAX_DELAY": "200ms"})
 
 	if _, err := f.enq.Enqueue(context.Background(), tasks.CancelRefund{OrderRef: "B1", RefundInitiatedAt: time.Now()}); err != nil {

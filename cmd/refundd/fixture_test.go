@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"maps"
-	"net"
 	"sync"
 	"testing"
 	"time"
@@ -67,14 +66,4 @@ func (f *fixture) start(t *testing.T, extra map[string]string) (stop func() erro
 	}
 	t.Cleanup(func() { _ = stop() })
 	return stop
-}
-
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
 }

@@ -19,7 +19,7 @@ import (
 func TestOpsEndToEnd(t *testing.T) {
 	f := newFixture(t)
 	_ = f.sb.Seed(rpctest.Refund{OrderRef: "H1", RefundID: "R-H1"})
-	addr := freeAddr(t)
+	addr := testutil.FreeAddr(t)
 	const tok = "e2e-token-0123456789"
 	f.start(t, map[string]string{"OPS_ADDR": addr, "API_TOKEN": tok, "DASHBOARD_USER": "ops", "DASHBOARD_PASSWORD": "dashboard-pass-1"})
 	base := "http://" + addr

@@ -12,7 +12,6 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"strconv"
@@ -22,6 +21,8 @@ import (
 	"github.com/alicebob/miniredis/v2"
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
+
+	"github.com/refundd/refund-canceller/internal/testutil"
 )
 
 // Redis is a Redis a test may use.
@@ -76,7 +77,7 @@ func Start(t testing.TB) *Redis {
 		}
 		t.Skip("redis-server not on PATH")
 	}
-	port := freePort(t)
+	port := testutil.FreePort(t)
 	r := &Redis{URL: fmt.Sprintf("redis://127.0.0.1:%d/0", port), Opt: asynq.RedisClientOpt{Addr: fmt.Sprintf("127.0.0.1:%d", port)}, Kind: "redis-server", port: port, dir: t.TempDir()}
 	r.Restart(t)
 	t.Cleanup(r.Stop)
@@ -145,14 +146,4 @@ func (r *Redis) Queue(t testing.TB) string {
 		_ = insp.DeleteQueue(q, true)
 	})
 	return q
-}
-
-func freePort(t testing.TB) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
 }

@@ -2,6 +2,8 @@
 package testutil
 
 import (
+	"net"
+	"strconv"
 	"testing"
 	"time"
 )
@@ -18,4 +20,22 @@ func Eventually(t testing.TB, within time.Duration, what string, cond func() boo
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+}
+
+// FreePort answers a TCP port on 127.0.0.1 that was free a moment ago, for
+// a server the test starts itself (a redis-server, a refundd process).
+func FreePort(t testing.TB) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// FreeAddr answers "127.0.0.1:<FreePort>".
+func FreeAddr(t testing.TB) string {
+	t.Helper()
+	return net.JoinHostPort("127.0.0.1", strconv.Itoa(FreePort(t)))
 }
