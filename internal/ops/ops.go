@@ -4,9 +4,10 @@ package ops
 
 import (
 	"context"
-	"encoding/json"
 	"net/http"
 	"time"
+
+	"github.com/refundd/refund-canceller/internal/httpjson"
 )
 
 // Checks are what readiness asks.
@@ -75,12 +76,5 @@ type errString string
 
 func (e errString) Error() string { return string(e) }
 
-// WriteJSON writes v as an indented JSON body with status.
-func WriteJSON(w http.ResponseWriter, status int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Cache-Control", "no-store")
-	w.WriteHeader(status)
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	_ = enc.Encode(v)
-}
+// WriteJSON writes v as an indented JSON body with status (httpjson.Write).
+func WriteJSON(w http.ResponseWriter, status int, v any) { httpjson.Write(w, status, v) }

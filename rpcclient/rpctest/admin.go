@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/refundd/refund-canceller/internal/clip"
+	"github.com/refundd/refund-canceller/internal/httpjson"
 )
 
 // The admin API, under /admin/ (never reachable through /rpc/):
@@ -21,13 +22,13 @@ func (s *Sandbox) routeAdmin(mux *http.ServeMux) {
 	mux.HandleFunc("POST /admin/refunds", s.adminSeed)
 	mux.HandleFunc("GET /admin/refunds/{order_ref}", s.adminRefund)
 	mux.HandleFunc("GET /admin/ledger", func(w http.ResponseWriter, _ *http.Request) {
-		writeJSON(w, http.StatusOK, map[string][]Call{"calls": s.Ledger()})
+		httpjson.Write(w, http.StatusOK, map[string][]Call{"calls": s.Ledger()})
 	})
 	mux.HandleFunc("GET /admin/stats", func(w http.ResponseWriter, _ *http.Request) {
-		writeJSON(w, http.StatusOK, s.Stats())
+		httpjson.Write(w, http.StatusOK, s.Stats())
 	})
 	mux.HandleFunc("GET /admin/faults", func(w http.ResponseWriter, _ *http.Request) {
-		writeJSON(w, http.StatusOK, map[string][]FaultRule{"rules": s.Faults()})
+		httpjson.Write(w, http.StatusOK, map[string][]FaultRule{"rules": s.Faults()})
 	})
 	mux.HandleFunc("POST /admin/faults", s.adminFaults)
 }
@@ -59,7 +60,7 @@ func (s *Sandbox) adminSeed(w http.ResponseWriter, r *http.Request) {
 		writeJSONError(w, http.StatusBadRequest, err.Error())
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]int{"seeded": len(refunds)})
+	httpjson.Write(w, http.StatusOK, map[string]int{"seeded": len(refunds)})
 }
 
 func (s *Sandbox) adminRefund(w http.ResponseWriter, r *http.Request) {
@@ -69,7 +70,7 @@ func (s *Sandbox) adminRefund(w http.ResponseWriter, r *http.Request) {
 		writeJSONError(w, http.StatusNotFound, "order "+clip.String(ref, 40)+" not found")
 		return
 	}
-	writeJSON(w, http.StatusOK, rf)
+	httpjson.Write(w, http.StatusOK, rf)
 }
 
 func (s *Sandbox) adminFaults(w http.ResponseWriter, r *http.Request) {
@@ -84,17 +85,9 @@ func (s *Sandbox) adminFaults(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.faults.set(rules)
-	writeJSON(w, http.StatusOK, map[string][]FaultRule{"rules": s.Faults()})
-}
-
-func writeJSON(w http.ResponseWriter, status int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	_ = enc.Encode(v)
+	httpjson.Write(w, http.StatusOK, map[string][]FaultRule{"rules": s.Faults()})
 }
 
 func writeJSONError(w http.ResponseWriter, status int, msg string) {
-	writeJSON(w, status, map[string]string{"error": msg})
+	httpjson.Write(w, status, map[string]string{"error": msg})
 }
