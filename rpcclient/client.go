@@ -30,6 +30,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/refundd/refund-canceller/internal/clip"
+	"github.com/refundd/refund-canceller/internal/defaults"
 	"github.com/refundd/refund-canceller/internal/loopback"
 )
 
@@ -179,21 +180,15 @@ func New(cfg Config) (*Client, error) {
 		{"RenewBefore", &cfg.RenewBefore, DefaultRenewBefore},
 		{"CredentialsBackoff", &cfg.CredentialsBackoff, DefaultCredentialsBackoff},
 	} {
-		if *d.v < 0 {
-			return nil, fmt.Errorf("rpcclient: %s %v: must not be negative", d.name, *d.v)
-		}
-		if *d.v == 0 {
-			*d.v = d.def
+		if err := defaults.Fill(d.name, d.v, d.def); err != nil {
+			return nil, fmt.Errorf("rpcclient: %w", err)
 		}
 	}
 	if cfg.RenewBefore >= cfg.SessionTTL {
 		return nil, fmt.Errorf("rpcclient: RenewBefore %v must be shorter than SessionTTL %v", cfg.RenewBefore, cfg.SessionTTL)
 	}
-	if cfg.MaxResponseBytes < 0 {
-		return nil, fmt.Errorf("rpcclient: MaxResponseBytes %d: must not be negative", cfg.MaxResponseBytes)
-	}
-	if cfg.MaxResponseBytes == 0 {
-		cfg.MaxResponseBytes = DefaultMaxResponseBytes
+	if err := defaults.Fill("MaxResponseBytes", &cfg.MaxResponseBytes, DefaultMaxResponseBytes); err != nil {
+		return nil, fmt.Errorf("rpcclient: %w", err)
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = zap.NewNop()

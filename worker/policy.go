@@ -5,6 +5,7 @@ import (
 	"math/rand/v2"
 	"time"
 
+	"github.com/refundd/refund-canceller/internal/defaults"
 	"github.com/refundd/refund-canceller/rpcclient"
 	"github.com/refundd/refund-canceller/tasks"
 )
@@ -64,11 +65,8 @@ func (p Policy) withDefaults() (Policy, error) {
 		{"MinDelay", &p.MinDelay, DefaultMinDelay},
 		{"LastRetryLead", &p.LastRetryLead, DefaultLastRetryLead},
 	} {
-		if *d.v < 0 {
-			return p, fmt.Errorf("policy: %s %v must not be negative", d.name, *d.v)
-		}
-		if *d.v == 0 {
-			*d.v = d.def
+		if err := defaults.Fill(d.name, d.v, d.def); err != nil {
+			return p, fmt.Errorf("policy: %w", err)
 		}
 	}
 	if p.MaxDelay < p.BaseDelay {

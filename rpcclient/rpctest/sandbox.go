@@ -43,6 +43,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/refundd/refund-canceller/internal/clip"
+	"github.com/refundd/refund-canceller/internal/defaults"
 	"github.com/refundd/refund-canceller/internal/orderref"
 	"github.com/refundd/refund-canceller/rpcclient"
 )
@@ -169,11 +170,8 @@ func New(cfg Config) (*Sandbox, error) {
 		v    *time.Duration
 		def  time.Duration
 	}{{"SessionTTL", &cfg.SessionTTL, DefaultSessionTTL}, {"DateSkew", &cfg.DateSkew, DefaultDateSkew}, {"Window", &cfg.Window, DefaultWindow}} {
-		if *d.v < 0 {
-			return nil, fmt.Errorf("rpctest: %s %v: must not be negative", d.name, *d.v)
-		}
-		if *d.v == 0 {
-			*d.v = d.def
+		if err := defaults.Fill(d.name, d.v, d.def); err != nil {
+			return nil, fmt.Errorf("rpctest: %w", err)
 		}
 	}
 	if cfg.MaxBodyBytes <= 0 {
