@@ -24,13 +24,11 @@ import (
 //	go test ./worker -run '^$' -bench Throughput -benchtime 5000x
 func BenchmarkThroughput(b *testing.B) {
 	b.Run("bare-asynq-noop", func(b *testing.B) {
-		benchQueue(b, func(*testing.B) asynq.Handler {
-			return asynq.HandlerFunc(func(context.Context, *asynq.Task) error { return nil })
-		}, nil)
+		benchQueue(b, func(*testing.B) worker.TaskHandler { return noopHandler{} }, nil)
 	})
 	b.Run("refundd", func(b *testing.B) {
 		var sb *rpctest.Server
-		benchQueue(b, func(b *testing.B) asynq.Handler {
+		benchQueue(b, func(b *testing.B) worker.TaskHandler {
 			sb = rpctest.NewServer(rpctest.Config{})
 			b.Cleanup(sb.Close)
 			api, err := rpcclient.New(rpcclient.Config{URL: sb.RPCURL, MerchantCode: rpctest.DefaultMerchantCode, SecretKey: rpctest.DefaultSecretKey})
@@ -57,7 +55,7 @@ func BenchmarkThroughput(b *testing.B) {
 
 // benchQueue enqueues b.N tasks, then times one server (concurrency 20)
 // draining them.
-func benchQueue(b *testing.B, handler func(*testing.B) asynq.Handler, seed func([]string)) {
+func benchQueue(b *testing.B, handler func(*testing.B) worker.TaskHandler, seed func([]string)) {
 	r := redistest.New(b)
 	q := r.Queue(b)
 	h := handler(b)
@@ -82,14 +80,13 @@ func benchQueue(b *testing.B, handler func(*testing.B) asynq.Handler, seed func(
 	}
 	insp := asynq.NewInspector(r.Opt)
 	defer insp.Close()
-	hh, _ := worker.NewHandler(worker.HandlerConfig{API: noAPI{}}) // for RetryDelay only
-	srv, err := worker.NewServer(worker.ServerConfig{Redis: r.Opt, Queue: q, Concurrency: 20}, hh)
+	srv, err := worker.NewServer(worker.ServerConfig{Redis: r.Opt, Queue: q, Concurrency: 20}, h)
 	if err != nil {
 		b.Fatal(err)
 	}
 	b.ResetTimer()
 	start := time.Now()
-	if err := srv.Start(h); err != nil {
+	if err := srv.Start(); err != nil {
 		b.Fatal(err)
 	}
 	var qi *asynq.QueueInfo
@@ -107,7 +104,8 @@ func benchQueue(b *testing.B, handler func(*testing.B) asynq.Handler, seed func(
 	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "tasks/s")
 }
 
-type noAPI struct{}
+// noopHandler does nothing: the queue layer's ceiling.
+type noopHandler struct{}
 
-func (noAPI) CancelRefund(context.Context, string) (string, error)       { return "", nil }
-func (noAPI) GetOrder(context.Context, string) (*rpcclient.Order, error) { return nil, nil }
+func (noopHandler) ProcessTask(context.Context, *asynq.Task) error   { return nil }
+func (noopHandler) RetryDelay(int, error, *asynq.Task) time.Duration { return 0 }

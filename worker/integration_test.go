@@ -67,7 +67,7 @@ func startStack(t *testing.T, o stackOptions) *stack {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := srv.Start(h); err != nil {
+	if err := srv.Start(); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(srv.Shutdown)

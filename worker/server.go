@@ -44,9 +44,23 @@ const (
 	DefaultDelayedTaskCheckInterval = time.Second
 )
 
-// NewServer builds the asynq server for h. Run it with srv.Run(h) or
-// srv.Start(h); stop it with srv.Shutdown().
-func NewServer(cfg ServerConfig, h *Handler) (*asynq.Server, error) {
+// TaskHandler is what a Server runs: an asynq.Handler that also places its
+// own retries. *Handler is one.
+type TaskHandler interface {
+	asynq.Handler
+	RetryDelay(n int, err error, t *asynq.Task) time.Duration
+}
+
+// Server is an asynq server bound to one handler: the handler that processes
+// the tasks is the one that places their retries, so the two cannot differ.
+type Server struct {
+	srv *asynq.Server
+	h   TaskHandler
+}
+
+// NewServer builds the asynq server for h. Start it with Start (or Run, which
+// also waits for SIGINT or SIGTERM); stop it with Shutdown.
+func NewServer(cfg ServerConfig, h TaskHandler) (*Server, error) {
 	if cfg.Redis == nil {
 		return nil, errors.New("worker: ServerConfig.Redis is required")
 	}
@@ -75,7 +89,7 @@ func NewServer(cfg ServerConfig, h *Handler) (*asynq.Server, error) {
 		cfg.Logger = zap.NewNop()
 	}
 	log := cfg.Logger.With(zap.String("component", "asynq"))
-	return asynq.NewServer(cfg.Redis, asynq.Config{
+	srv := asynq.NewServer(cfg.Redis, asynq.Config{
 		Concurrency:              cfg.Concurrency,
 		Queues:                   map[string]int{cfg.Queue: 1},
 		BaseContext:              cfg.BaseContext,
@@ -91,5 +105,17 @@ func NewServer(cfg ServerConfig, h *Handler) (*asynq.Server, error) {
 				log.Error("task handler panicked", zap.String("task_id", id), zap.Error(err))
 			}
 		}),
-	}), nil
+	})
+	return &Server{srv: srv, h: h}, nil
 }
+
+// Start starts processing tasks in the background.
+func (s *Server) Start() error { return s.srv.Start(s.h) }
+
+// Run processes tasks until the process gets SIGINT or SIGTERM, then shuts
+// down as Shutdown does.
+func (s *Server) Run() error { return s.srv.Run(s.h) }
+
+// Shutdown stops taking tasks, gives running ones ShutdownTimeout to finish
+// (then they go back to pending), and closes the server's Redis connection.
+func (s *Server) Shutdown() { s.srv.Shutdown() }

@@ -40,8 +40,7 @@ type Daemon struct {
 	cfg      *config.Config
 	log      *zap.Logger
 	api      *rpcclient.Client
-	handler  *worker.Handler
-	server   *asynq.Server
+	server   *worker.Server
 	redis    redis.UniversalClient
 	mux      *http.ServeMux
 	running  atomic.Bool
@@ -88,7 +87,7 @@ func New(opts Options) (*Daemon, error) {
 	}
 	dash := ops.NewDashboard(ops.DashboardConfig{Redis: cfg.Redis, User: cfg.DashboardUser, Password: cfg.DashboardPassword.Reveal(),
 		ReadOnly: cfg.DashboardReadOnly, Loopback: cfg.OpsLoopback()})
-	d := &Daemon{cfg: cfg, log: log, api: api, handler: h, server: srv, redis: rc, mux: http.NewServeMux(), onListen: opts.OnListen,
+	d := &Daemon{cfg: cfg, log: log, api: api, server: srv, redis: rc, mux: http.NewServeMux(), onListen: opts.OnListen,
 		closers: []func() error{insp.Close, enq.Close, dash.Close}}
 	d.mux.Handle("GET /metrics", m.Handler())
 	dash.Register(d.mux)
@@ -128,7 +127,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	hs := &http.Server{Handler: d.mux, ReadHeaderTimeout: 5 * time.Second, IdleTimeout: 2 * time.Minute}
 	httpErr := make(chan error, 1)
 	go func() { httpErr <- hs.Serve(ln) }()
-	if err := d.server.Start(d.handler); err != nil {
+	if err := d.server.Start(); err != nil {
 		_ = hs.Close()
 		return fmt.Errorf("start worker: %w", err)
 	}
