@@ -3,6 +3,7 @@ package worker
 import (
 	"context"
 	"errors"
+	"sync"
 	"time"
 
 	"github.com/hibiken/asynq"
@@ -53,9 +54,15 @@ type TaskHandler interface {
 
 // Server is an asynq server bound to one handler: the handler that processes
 // the tasks is the one that places their retries, so the two cannot differ.
+// It connects to Redis when it starts: a Server never started holds nothing
+// to release.
 type Server struct {
-	srv *asynq.Server
-	h   TaskHandler
+	redis asynq.RedisConnOpt
+	cfg   asynq.Config
+	h     TaskHandler
+
+	mu  sync.Mutex
+	srv *asynq.Server // made by the first Start or Run
 }
 
 // NewServer builds the asynq server for h. Start it with Start (or Run, which
@@ -89,7 +96,7 @@ func NewServer(cfg ServerConfig, h TaskHandler) (*Server, error) {
 		cfg.Logger = zap.NewNop()
 	}
 	log := cfg.Logger.With(zap.String("component", "asynq"))
-	srv := asynq.NewServer(cfg.Redis, asynq.Config{
+	return &Server{redis: cfg.Redis, h: h, cfg: asynq.Config{
 		Concurrency:              cfg.Concurrency,
 		Queues:                   map[string]int{cfg.Queue: 1},
 		BaseContext:              cfg.BaseContext,
@@ -105,17 +112,34 @@ func NewServer(cfg ServerConfig, h TaskHandler) (*Server, error) {
 				log.Error("task handler panicked", zap.String("task_id", id), zap.Error(err))
 			}
 		}),
-	})
-	return &Server{srv: srv, h: h}, nil
+	}}, nil
+}
+
+// server answers the asynq server, making it (and its Redis client) once.
+func (s *Server) server() *asynq.Server {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.srv == nil {
+		s.srv = asynq.NewServer(s.redis, s.cfg)
+	}
+	return s.srv
 }
 
 // Start starts processing tasks in the background.
-func (s *Server) Start() error { return s.srv.Start(s.h) }
+func (s *Server) Start() error { return s.server().Start(s.h) }
 
 // Run processes tasks until the process gets SIGINT or SIGTERM, then shuts
 // down as Shutdown does.
-func (s *Server) Run() error { return s.srv.Run(s.h) }
+func (s *Server) Run() error { return s.server().Run(s.h) }
 
 // Shutdown stops taking tasks, gives running ones ShutdownTimeout to finish
 // (then they go back to pending), and closes the server's Redis connection.
-func (s *Server) Shutdown() { s.srv.Shutdown() }
+// It does nothing if the server never started.
+func (s *Server) Shutdown() {
+	s.mu.Lock()
+	srv := s.srv
+	s.mu.Unlock()
+	if srv != nil {
+		srv.Shutdown()
+	}
+}
