@@ -39,22 +39,27 @@ type Options struct {
 type Daemon struct {
 	cfg      *config.Config
 	log      *zap.Logger
-	api      *rpcclient.Client
 	server   *worker.Server
-	redis    redis.UniversalClient
 	mux      *http.ServeMux
 	running  atomic.Bool
 	onListen func(net.Addr)
-	closers  []func() error
+	closers  []func() error // what New opened, closed in reverse order
 }
 
-// New builds a Daemon from opts.
-func New(opts Options) (*Daemon, error) {
+// New builds a Daemon from opts. If it fails, it closes what it opened.
+func New(opts Options) (_ *Daemon, err error) {
 	cfg, log := opts.Config, opts.Logger
 	if log == nil {
 		log = zap.NewNop()
 	}
+	var closers []func() error
+	defer func() {
+		if err != nil {
+			closeAll(closers)
+		}
+	}()
 	insp := asynq.NewInspector(cfg.Redis)
+	closers = append(closers, insp.Close)
 	m := metrics.New(insp)
 	api, err := rpcclient.New(rpcclient.Config{
 		URL: cfg.APIURL, AllowHTTP: cfg.AllowHTTP, MerchantCode: cfg.MerchantCode, SecretKey: cfg.SecretKey, HashAlgo: cfg.HashAlgo,
@@ -81,14 +86,16 @@ func New(opts Options) (*Daemon, error) {
 	if !ok {
 		return nil, errors.New("daemon: unexpected Redis client type")
 	}
+	closers = append(closers, rc.Close)
 	enq, err := tasks.NewEnqueuer(tasks.EnqueuerConfig{Redis: cfg.Redis, Queue: cfg.Queue})
 	if err != nil {
 		return nil, err
 	}
+	closers = append(closers, enq.Close)
 	dash := ops.NewDashboard(ops.DashboardConfig{Redis: cfg.Redis, User: cfg.DashboardUser, Password: cfg.DashboardPassword.Reveal(),
 		ReadOnly: cfg.DashboardReadOnly, Loopback: cfg.OpsLoopback()})
-	d := &Daemon{cfg: cfg, log: log, api: api, server: srv, redis: rc, mux: http.NewServeMux(), onListen: opts.OnListen,
-		closers: []func() error{insp.Close, enq.Close, dash.Close}}
+	closers = append(closers, dash.Close)
+	d := &Daemon{cfg: cfg, log: log, server: srv, mux: http.NewServeMux(), onListen: opts.OnListen, closers: closers}
 	d.mux.Handle("GET /metrics", m.Handler())
 	dash.Register(d.mux)
 	ops.NewAPI(enq, cfg.APIToken.Reveal(), log.Named("api")).Register(d.mux)
@@ -108,11 +115,12 @@ func New(opts Options) (*Daemon, error) {
 	return d, nil
 }
 
-func (d *Daemon) close() {
-	for _, c := range d.closers {
-		_ = c()
+func (d *Daemon) close() { closeAll(d.closers) }
+
+func closeAll(closers []func() error) {
+	for i := len(closers) - 1; i >= 0; i-- {
+		_ = closers[i]()
 	}
-	_ = d.redis.Close()
 }
 
 // Run starts the worker and the ops server and blocks until ctx ends; then
