@@ -149,6 +149,32 @@ func TestCancelRefund(t *testing.T) {
 	}
 }
 
+// IssueRefund puts a PENDING refund on a complete order, initiated now; a
+// second one is refused for good, and the refund it made can be cancelled.
+func TestIssueRefund(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	_ = f.srv.Seed(rpctest.Refund{OrderRef: "I1", Status: rpctest.StatusNone})
+	if err := f.client.IssueRefund(ctx, "I1", 0, "comment", "reason"); err != nil {
+		t.Fatal(err)
+	}
+	if r, ok := f.srv.Refund("I1"); !ok || r.Status != rpctest.StatusPending || !r.InitiatedAt.Equal(t0) {
+		t.Fatalf("sandbox after issueRefund: %+v", r)
+	}
+	o, err := f.client.GetOrder(ctx, "I1")
+	if err != nil || o.RefundStatus != rpctest.StatusPending || o.RefundInitiatedAt != t0.Format(time.RFC3339Nano) {
+		t.Fatalf("getOrder after issueRefund: %+v %v", o, err)
+	}
+	err = f.client.IssueRefund(ctx, "I1", 0, "comment", "reason")
+	var ae *rpcclient.APIError
+	if !errors.As(err, &ae) || ae.Name != rpcclient.NamePendingRefundExists || ae.Method != rpcclient.MethodIssueRefund || rpcclient.Classify(err) != rpcclient.ClassPermanent {
+		t.Fatalf("second issueRefund: %#v", err)
+	}
+	if id, err := f.client.CancelRefund(ctx, "I1"); err != nil || id != o.RefundID {
+		t.Fatalf("cancel the issued refund: %q %v, want %q", id, err, o.RefundID)
+	}
+}
+
 func TestOneLoginForManyGoroutines(t *testing.T) {
 	f := newFixture(t)
 	_ = f.srv.Seed(rpctest.Refund{OrderRef: "A1", Status: "NONE"})
