@@ -16,6 +16,7 @@ import (
 	"os"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/alicebob/miniredis/v2"
@@ -53,17 +54,12 @@ type Summary struct {
 	shapes   map[string]bool
 }
 
-// Run runs the demo until it is done (ExitWhenDone) or ctx ends.
+// Run runs the demo until it is done (ExitWhenDone) or ctx ends. Its steps:
+// start Redis and the sandbox (seeded, with transient faults), configure and
+// start refundd, enqueue the cancellations as a producer would, wait for
+// them to finish, and print the summary.
 func Run(ctx context.Context, opts Options) (*Summary, error) {
-	if opts.Orders <= 0 {
-		opts.Orders = 40
-	}
-	if opts.OpsAddr == "" {
-		opts.OpsAddr = "127.0.0.1:8080"
-	}
-	if opts.Logger == nil {
-		opts.Logger = zap.NewNop()
-	}
+	opts = opts.withDefaults()
 	out := opts.Out
 	fmt.Fprintln(out, "refundd demo: in-process Redis (miniredis) and sandbox 2Checkout. NOTHING IS DURABLE in this mode: stop it and everything is gone.")
 
@@ -77,59 +73,131 @@ func Run(ctx context.Context, opts Options) (*Summary, error) {
 	secret := randomHex(16)
 	sb := rpctest.NewServer(rpctest.Config{MerchantCode: "DEMO", SecretKey: secret, Logger: opts.Logger.Named("sandbox")})
 	defer sb.Close()
-	now := time.Now()
-	plan := seed(sb, now, opts.Orders)
-	// Transient trouble, seeded so every run is alike: some 503s with
-	// Retry-After, and answers lost after the refund was cancelled.
-	half, tenth := 0.5, 0.1
-	if err := sb.SetFaults(
-		rpctest.FaultRule{Method: rpcclient.MethodCancelRefund, Kind: rpctest.FaultStatus, Status: 503, RetryAfter: 1, Probability: &half, FirstN: 12},
-		rpctest.FaultRule{Method: rpcclient.MethodCancelRefund, Kind: rpctest.FaultApplyThenDrop, Probability: &tenth, FirstN: 30},
-	); err != nil {
+	plan := seed(sb, time.Now(), opts.Orders)
+	if err := setFaults(sb); err != nil {
 		return nil, err
 	}
 
-	dashPassword, apiToken := randomHex(8), randomHex(16)
-	cfg, err := config.Load(func(name string) string {
-		return map[string]string{
-			"REDIS_URL": "redis://" + mr.Addr(), "TCO_API_URL": sb.RPCURL, "TCO_MERCHANT_CODE": "DEMO", "TCO_SECRET_KEY": secret,
-			"OPS_ADDR": opts.OpsAddr, "WORKER_CONCURRENCY": "8", "SHUTDOWN_TIMEOUT": "5s",
-			"DASHBOARD_USER": "demo", "DASHBOARD_PASSWORD": dashPassword, "API_TOKEN": apiToken,
-		}[name]
-	})
+	cfg, creds, err := configure(mr.Addr(), sb.RPCURL, secret, opts.OpsAddr)
 	if err != nil {
 		return nil, err
 	}
-	// Short delays so the demo ends in seconds; the window rules are the real ones.
+	rd, err := startRefundd(ctx, cfg, opts.Logger)
+	if err != nil {
+		return nil, err
+	}
+	defer rd.stop()
+	creds.print(out, rd.addr)
+	if opts.OnListen != nil {
+		opts.OnListen(rd.addr)
+	}
+
+	sum, queued, err := produce(ctx, cfg, plan)
+	if err != nil {
+		return nil, err
+	}
+	fmt.Fprintf(out, "producer: %d cancellations queued, %d refused at enqueue (window already closed)\n", queued, sum.Counts["rejected_at_enqueue"])
+
+	if err := await(ctx, cfg, queued, sum, out); err != nil {
+		return nil, err
+	}
+	printSummary(out, sum, sb.Stats())
+	if !opts.ExitWhenDone {
+		fmt.Fprintln(out, "Still serving the dashboard, API and metrics above; press Ctrl-C to stop.")
+		<-ctx.Done()
+	}
+	return sum, rd.stop()
+}
+
+func (o Options) withDefaults() Options {
+	if o.Orders <= 0 {
+		o.Orders = 40
+	}
+	if o.OpsAddr == "" {
+		o.OpsAddr = "127.0.0.1:8080"
+	}
+	if o.Logger == nil {
+		o.Logger = zap.NewNop()
+	}
+	return o
+}
+
+// setFaults adds transient trouble, seeded so every run is alike: some 503s
+// with Retry-After, and answers lost after the refund was cancelled.
+func setFaults(sb *rpctest.Server) error {
+	half, tenth := 0.5, 0.1
+	return sb.SetFaults(
+		rpctest.FaultRule{Method: rpcclient.MethodCancelRefund, Kind: rpctest.FaultStatus, Status: 503, RetryAfter: 1, Probability: &half, FirstN: 12},
+		rpctest.FaultRule{Method: rpcclient.MethodCancelRefund, Kind: rpctest.FaultApplyThenDrop, Probability: &tenth, FirstN: 30},
+	)
+}
+
+// credentials are the ops server's, made up for this run.
+type credentials struct{ dashPassword, apiToken string }
+
+func (c credentials) print(out io.Writer, a net.Addr) {
+	fmt.Fprintf(out, "dashboard (Asynqmon): http://%s/monitoring/   user demo, password %s\n", a, c.dashPassword)
+	fmt.Fprintf(out, "producer API: curl -H 'Authorization: Bearer %s' http://%s/v1/cancellations/DEMO0001\n", c.apiToken, a)
+	fmt.Fprintf(out, "metrics: http://%s/metrics   health: http://%s/readyz\n", a, a)
+}
+
+// configure answers refundd's configuration for the demo, through the same
+// parser as the real daemon's environment.
+func configure(redisAddr, rpcURL, secret, opsAddr string) (*config.Config, credentials, error) {
+	creds := credentials{dashPassword: randomHex(8), apiToken: randomHex(16)}
+	cfg, err := config.Load(func(name string) string {
+		return map[string]string{
+			"REDIS_URL": "redis://" + redisAddr, "TCO_API_URL": rpcURL, "TCO_MERCHANT_CODE": "DEMO", "TCO_SECRET_KEY": secret,
+			"OPS_ADDR": opsAddr, "WORKER_CONCURRENCY": "8", "SHUTDOWN_TIMEOUT": "5s",
+			"DASHBOARD_USER": "demo", "DASHBOARD_PASSWORD": creds.dashPassword, "API_TOKEN": creds.apiToken,
+		}[name]
+	})
+	return cfg, creds, err
+}
+
+// running is a refundd started by startRefundd.
+type running struct {
+	addr net.Addr     // the ops server's
+	stop func() error // ends it and answers Run's error; safe to call again
+}
+
+// startRefundd starts refundd with short retry delays (the window rules are
+// the real ones) and waits until its ops server listens, so the URLs print
+// before any work starts (and from Run's goroutine only: out is not safe for
+// concurrent use).
+func startRefundd(ctx context.Context, cfg *config.Config, log *zap.Logger) (*running, error) {
 	policy := cfg.Policy()
 	policy.BaseDelay, policy.MinDelay, policy.LastRetryLead = 300*time.Millisecond, 200*time.Millisecond, 2*time.Second
 	listening := make(chan net.Addr, 1)
-	d, err := daemon.New(daemon.Options{Config: cfg, Logger: opts.Logger, Policy: &policy, OnListen: func(a net.Addr) { listening <- a }})
+	d, err := daemon.New(daemon.Options{Config: cfg, Logger: log, Policy: &policy, OnListen: func(a net.Addr) { listening <- a }})
 	if err != nil {
 		return nil, err
 	}
-	runCtx, stop := context.WithCancel(ctx)
-	defer stop()
+	runCtx, cancel := context.WithCancel(ctx)
 	done := make(chan error, 1)
 	go func() { done <- d.Run(runCtx) }()
-	// Wait for the ops server, so its URLs print before any work starts
-	// (and from this goroutine only: out is not safe for concurrent use).
-	var a net.Addr
+	var once sync.Once
+	var runErr error
+	stop := func() error {
+		once.Do(func() { cancel(); runErr = <-done })
+		return runErr
+	}
 	select {
-	case a = <-listening:
+	case a := <-listening:
+		return &running{addr: a, stop: stop}, nil
 	case err := <-done:
+		cancel()
 		return nil, fmt.Errorf("demo: refundd did not start: %w", err)
 	}
-	fmt.Fprintf(out, "dashboard (Asynqmon): http://%s/monitoring/   user demo, password %s\n", a, dashPassword)
-	fmt.Fprintf(out, "producer API: curl -H 'Authorization: Bearer %s' http://%s/v1/cancellations/DEMO0001\n", apiToken, a)
-	fmt.Fprintf(out, "metrics: http://%s/metrics   health: http://%s/readyz\n", a, a)
-	if opts.OnListen != nil {
-		opts.OnListen(a)
-	}
+}
 
+// produce enqueues the plan through the tasks package, as a producer would,
+// and answers how many were queued; those refused (window already closed)
+// start the summary.
+func produce(ctx context.Context, cfg *config.Config, plan []tasks.CancelRefund) (*Summary, int, error) {
 	enq, err := tasks.NewEnqueuer(tasks.EnqueuerConfig{Redis: cfg.Redis, Queue: cfg.Queue})
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	defer enq.Close()
 	sum := &Summary{Counts: map[string]int{}, Examples: map[string][]string{}}
@@ -141,28 +209,23 @@ func Run(ctx context.Context, opts Options) (*Summary, error) {
 		case errors.As(err, &wc):
 			sum.add("rejected_at_enqueue", p.OrderRef, wc.Error())
 		case err != nil:
-			return nil, fmt.Errorf("enqueue %s: %w", p.OrderRef, err)
+			return nil, 0, fmt.Errorf("enqueue %s: %w", p.OrderRef, err)
 		default:
 			queued++
 		}
 	}
-	fmt.Fprintf(out, "producer: %d cancellations queued, %d refused at enqueue (window already closed)\n", queued, sum.Counts["rejected_at_enqueue"])
+	return sum, queued, nil
+}
 
+// await shows progress until the queued tasks have all finished, then adds
+// each one's outcome to sum, from asynq's own records.
+func await(ctx context.Context, cfg *config.Config, queued int, sum *Summary, out io.Writer) error {
 	insp := asynq.NewInspector(cfg.Redis)
 	defer insp.Close()
 	if err := waitDone(ctx, insp, cfg.Queue, queued, out); err != nil {
-		return nil, err
+		return err
 	}
-	if err := collect(insp, cfg.Queue, sum); err != nil {
-		return nil, err
-	}
-	printSummary(out, sum, sb.Stats())
-	if !opts.ExitWhenDone {
-		fmt.Fprintln(out, "Still serving the dashboard, API and metrics above; press Ctrl-C to stop.")
-		<-ctx.Done()
-	}
-	stop()
-	return sum, <-done
+	return collect(insp, cfg.Queue, sum)
 }
 
 func randomHex(n int) string {
