@@ -1,6 +1,7 @@
 // Package demo runs refundd's main job with no setup: an in-process Redis
 // (miniredis), the in-process sandbox 2Checkout seeded with a mix of
-// refunds, the real worker and ops server, and a producer enqueuing through
+// refunds (a few issued through rpcclient.IssueRefund, as a back office
+// would), the real worker and ops server, and a producer enqueuing through
 // the tasks package. It prints a live progress line and a summary.
 package demo
 
@@ -73,7 +74,13 @@ func Run(ctx context.Context, opts Options) (*Summary, error) {
 	secret := randomHex(16)
 	sb := rpctest.NewServer(rpctest.Config{MerchantCode: "DEMO", SecretKey: secret, Logger: opts.Logger.Named("sandbox")})
 	defer sb.Close()
-	plan := seed(sb, time.Now(), opts.Orders)
+	plan, issue := seed(sb, time.Now(), opts.Orders)
+	issued, err := issueRefunds(ctx, sb.RPCURL, secret, issue)
+	if err != nil {
+		return nil, err
+	}
+	plan = append(issued, plan...)
+	seeding := sb.Stats() // the summary counts refundd's calls only
 	if err := setFaults(sb); err != nil {
 		return nil, err
 	}
@@ -101,7 +108,7 @@ func Run(ctx context.Context, opts Options) (*Summary, error) {
 	if err := await(ctx, cfg, queued, sum, out); err != nil {
 		return nil, err
 	}
-	printSummary(out, sum, sb.Stats())
+	printSummary(out, sum, since(sb.Stats(), seeding))
 	if !opts.ExitWhenDone {
 		fmt.Fprintln(out, "Still serving the dashboard, API and metrics above; press Ctrl-C to stop.")
 		<-ctx.Done()
@@ -234,9 +241,14 @@ func randomHex(n int) string {
 	return hex.EncodeToString(b)
 }
 
-// seed fills the sandbox with a mix and answers what the producer will enqueue.
-func seed(sb *rpctest.Server, now time.Time, n int) []tasks.CancelRefund {
-	var plan []tasks.CancelRefund
+// issuedByAPI is how many of the cancellable refunds are issued through
+// rpcclient.IssueRefund rather than seeded.
+const issuedByAPI = 3
+
+// seed fills the sandbox with a mix and answers what the producer will
+// enqueue, and the complete orders (no refund yet) whose refunds
+// issueRefunds makes.
+func seed(sb *rpctest.Server, now time.Time, n int) (plan []tasks.CancelRefund, issue []string) {
 	add := func(ref, status string, initiated time.Time, seedIt bool) {
 		if seedIt {
 			_ = sb.Seed(rpctest.Refund{OrderRef: ref, Status: status, InitiatedAt: initiated})
@@ -244,7 +256,13 @@ func seed(sb *rpctest.Server, now time.Time, n int) []tasks.CancelRefund {
 		plan = append(plan, tasks.CancelRefund{OrderRef: ref, RefundInitiatedAt: initiated, Reason: "demo", RequestedBy: "refundd-demo"})
 	}
 	for i := range n {
-		add(fmt.Sprintf("DEMO%04d", i+1), rpctest.StatusPending, now.Add(-time.Duration(5+i%90)*time.Minute), true)
+		ref := fmt.Sprintf("DEMO%04d", i+1)
+		if i < issuedByAPI {
+			_ = sb.Seed(rpctest.Refund{OrderRef: ref, Status: rpctest.StatusNone})
+			issue = append(issue, ref)
+			continue
+		}
+		add(ref, rpctest.StatusPending, now.Add(-time.Duration(5+i%90)*time.Minute), true)
 	}
 	for i := range 3 { // someone cancelled these already
 		add(fmt.Sprintf("DEMOCXL%d", i+1), rpctest.StatusCanceled, now.Add(-20*time.Minute), true)
@@ -259,7 +277,45 @@ func seed(sb *rpctest.Server, now time.Time, n int) []tasks.CancelRefund {
 	for i := range 2 { // window long closed: the producer is refused
 		add(fmt.Sprintf("DEMOOLD%d", i+1), rpctest.StatusPending, now.Add(-3*time.Hour), true)
 	}
-	return plan
+	return plan, issue
+}
+
+// issueRefunds refunds each order in full through the 2Checkout client, as a
+// back office would, and answers a cancellation for each refund, initiated
+// when 2Checkout says it was.
+func issueRefunds(ctx context.Context, rpcURL, secret string, refs []string) ([]tasks.CancelRefund, error) {
+	api, err := rpcclient.New(rpcclient.Config{URL: rpcURL, MerchantCode: "DEMO", SecretKey: rpcclient.Secret(secret)})
+	if err != nil {
+		return nil, err
+	}
+	var plan []tasks.CancelRefund
+	for _, ref := range refs {
+		if err := api.IssueRefund(ctx, ref, 0, "demo", "customer request"); err != nil {
+			return nil, fmt.Errorf("demo: issue refund %s: %w", ref, err)
+		}
+		o, err := api.GetOrder(ctx, ref)
+		if err != nil {
+			return nil, fmt.Errorf("demo: read refund %s: %w", ref, err)
+		}
+		initiated, err := time.Parse(time.RFC3339Nano, o.RefundInitiatedAt)
+		if err != nil {
+			return nil, fmt.Errorf("demo: refund %s initiated at %q: %w", ref, o.RefundInitiatedAt, err)
+		}
+		plan = append(plan, tasks.CancelRefund{OrderRef: ref, RefundInitiatedAt: initiated, Reason: "demo", RequestedBy: "refundd-demo"})
+	}
+	return plan, nil
+}
+
+// since answers the logins and calls made after before.
+func since(now, before rpctest.Stats) rpctest.Stats {
+	d := rpctest.Stats{Logins: now.Logins - before.Logins, Calls: map[string]map[string]int{}}
+	for method, byOutcome := range now.Calls {
+		d.Calls[method] = map[string]int{}
+		for outcome, n := range byOutcome {
+			d.Calls[method][outcome] = n - before.Calls[method][outcome]
+		}
+	}
+	return d
 }
 
 // add counts one task and keeps up to three examples of distinct reasons.
