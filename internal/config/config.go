@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -79,14 +80,7 @@ var Vars = []Var{
 			return nil
 		}},
 	{Name: "TCO_ALLOW_HTTP", Default: "false", Help: "true: allow plain http to a non-loopback TCO_API_URL (a sandbox in another container; never 2Checkout itself)",
-		set: func(c *Config, v string) error {
-			b, err := strconv.ParseBool(v)
-			if err != nil {
-				return errors.New("must be true or false")
-			}
-			c.AllowHTTP = b
-			return nil
-		}},
+		set: boolVar(func(c *Config) *bool { return &c.AllowHTTP })},
 	{Name: "TCO_API_URL", Default: rpcclient.DefaultURL, Help: "2Checkout JSON-RPC 6.0 endpoint (plain http only to a loopback sandbox, or with TCO_ALLOW_HTTP)",
 		set: func(c *Config, v string) error {
 			u, err := url.Parse(v)
@@ -107,45 +101,25 @@ var Vars = []Var{
 	{Name: "TCO_SECRET_KEY", Secret: true, Help: "2Checkout secret key. This or TCO_SECRET_KEY_FILE is required",
 		set: func(c *Config, v string) error { c.SecretKey = rpcclient.Secret(v); return nil }},
 	{Name: "TCO_SECRET_KEY_FILE", Help: "file holding the secret key (trailing newline ignored)",
-		set: func(c *Config, v string) error {
-			if v == "" {
-				return nil
-			}
-			b, err := os.ReadFile(v)
-			if err != nil {
-				return fmt.Errorf("cannot be read: %v", unwrapPath(err))
-			}
+		set: fileVar(func(c *Config, _ string, b []byte) error {
 			s := strings.TrimRight(string(b), "\r\n")
 			if s == "" {
 				return errors.New("names an empty file")
 			}
 			c.fileKey = rpcclient.Secret(s)
 			return nil
-		}},
+		})},
 	{Name: "TCO_HASH_ALGO", Default: rpcclient.HashMD5, Help: "login HMAC: md5 or sha256",
-		set: func(c *Config, v string) error {
-			if v != rpcclient.HashMD5 && v != rpcclient.HashSHA256 {
-				return errors.New("must be md5 or sha256")
-			}
-			c.HashAlgo = v
-			return nil
-		}},
+		set: oneOf(func(c *Config) *string { return &c.HashAlgo }, rpcclient.HashMD5, rpcclient.HashSHA256)},
 	{Name: "TCO_CA_FILE", Help: "PEM bundle to verify 2Checkout's certificate (default: the system's roots)",
-		set: func(c *Config, v string) error {
-			if v == "" {
-				return nil
-			}
-			b, err := os.ReadFile(v)
-			if err != nil {
-				return fmt.Errorf("cannot be read: %v", unwrapPath(err))
-			}
+		set: fileVar(func(c *Config, path string, b []byte) error {
 			pool := x509.NewCertPool()
 			if !pool.AppendCertsFromPEM(b) {
 				return errors.New("holds no PEM certificate")
 			}
-			c.RootCAs, c.CAFile = pool, v
+			c.RootCAs, c.CAFile = pool, path
 			return nil
-		}},
+		})},
 	{Name: "TCO_REQUEST_TIMEOUT", Default: "15s", Help: "bound on one 2Checkout request",
 		set: durationVar(func(c *Config) *time.Duration { return &c.RequestTimeout })},
 	{Name: "REFUND_QUEUE", Default: tasks.DefaultQueue, Help: "asynq queue to process",
@@ -184,47 +158,64 @@ var Vars = []Var{
 	{Name: "DASHBOARD_USER", Help: "basic-auth user of the dashboard at /monitoring/ (required, with the password, unless OPS_ADDR is loopback)",
 		set: func(c *Config, v string) error { c.DashboardUser = v; return nil }},
 	{Name: "DASHBOARD_PASSWORD", Secret: true, Help: "basic-auth password of the dashboard",
-		set: func(c *Config, v string) error {
-			if v != "" && len(v) < 12 {
-				return errors.New("must be at least 12 characters")
-			}
-			c.DashboardPassword = rpcclient.Secret(v)
-			return nil
-		}},
+		set: secretVar(12, func(c *Config) *rpcclient.Secret { return &c.DashboardPassword })},
 	{Name: "DASHBOARD_READ_ONLY", Default: "false", Help: "true: the dashboard shows but cannot change tasks or queues",
-		set: func(c *Config, v string) error {
-			b, err := strconv.ParseBool(v)
-			if err != nil {
-				return errors.New("must be true or false")
-			}
-			c.DashboardReadOnly = b
-			return nil
-		}},
+		set: boolVar(func(c *Config) *bool { return &c.DashboardReadOnly })},
 	{Name: "API_TOKEN", Secret: true, Help: "bearer token of the producer API at /v1/ (the API is off without it)",
-		set: func(c *Config, v string) error {
-			if v != "" && len(v) < 16 {
-				return errors.New("must be at least 16 characters")
-			}
-			c.APIToken = rpcclient.Secret(v)
-			return nil
-		}},
+		set: secretVar(16, func(c *Config) *rpcclient.Secret { return &c.APIToken })},
 	{Name: "LOG_LEVEL", Default: "info", Help: "debug, info, warn or error",
-		set: func(c *Config, v string) error {
-			switch v {
-			case "debug", "info", "warn", "error":
-				c.LogLevel = v
-				return nil
-			}
-			return errors.New("must be debug, info, warn or error")
-		}},
+		set: oneOf(func(c *Config) *string { return &c.LogLevel }, "debug", "info", "warn", "error")},
 	{Name: "LOG_FORMAT", Default: "json", Help: "json or console",
-		set: func(c *Config, v string) error {
-			if v != "json" && v != "console" {
-				return errors.New("must be json or console")
-			}
-			c.LogFormat = v
+		set: oneOf(func(c *Config) *string { return &c.LogFormat }, "json", "console")},
+}
+
+// fileVar reads the file a variable names, if it names one, and hands its
+// path and content to use.
+func fileVar(use func(c *Config, path string, content []byte) error) func(*Config, string) error {
+	return func(c *Config, v string) error {
+		if v == "" {
 			return nil
-		}},
+		}
+		b, err := os.ReadFile(v)
+		if err != nil {
+			return fmt.Errorf("cannot be read: %v", unwrapPath(err))
+		}
+		return use(c, v, b)
+	}
+}
+
+// oneOf reads a value that must be one of choices ("must be a, b or c").
+func oneOf(field func(*Config) *string, choices ...string) func(*Config, string) error {
+	want := strings.Join(choices[:len(choices)-1], ", ") + " or " + choices[len(choices)-1]
+	return func(c *Config, v string) error {
+		if !slices.Contains(choices, v) {
+			return errors.New("must be " + want)
+		}
+		*field(c) = v
+		return nil
+	}
+}
+
+func boolVar(field func(*Config) *bool) func(*Config, string) error {
+	return func(c *Config, v string) error {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			return errors.New("must be true or false")
+		}
+		*field(c) = b
+		return nil
+	}
+}
+
+// secretVar reads an optional secret: empty, or at least minLen bytes.
+func secretVar(minLen int, field func(*Config) *rpcclient.Secret) func(*Config, string) error {
+	return func(c *Config, v string) error {
+		if v != "" && len(v) < minLen {
+			return fmt.Errorf("must be at least %d characters", minLen)
+		}
+		*field(c) = rpcclient.Secret(v)
+		return nil
+	}
 }
 
 func durationVar(field func(*Config) *time.Duration) func(*Config, string) error {
