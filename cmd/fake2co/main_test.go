@@ -2,10 +2,8 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -13,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/refundd/refund-canceller/internal/testutil"
 )
 
 // startFake2co runs the program in-process on a free port and answers its base URL.
@@ -71,7 +71,7 @@ func TestVendorPHPSample(t *testing.T) {
 		t.Fatalf("the sample did not cancel the refund:\n%s", out)
 	}
 	var refund struct{ Status string }
-	getJSON(t, base+"/admin/refunds/SBX00001", &refund)
+	testutil.GetJSON(t, base+"/admin/refunds/SBX00001", &refund)
 	if refund.Status != "CANCELED" {
 		t.Fatalf("refund status %s", refund.Status)
 	}
@@ -79,7 +79,7 @@ func TestVendorPHPSample(t *testing.T) {
 		Logins int
 		Calls  map[string]map[string]int
 	}
-	getJSON(t, base+"/admin/stats", &stats)
+	testutil.GetJSON(t, base+"/admin/stats", &stats)
 	if stats.Logins != 1 || stats.Calls["cancelRefund"]["ok"] != 1 {
 		t.Fatalf("stats %+v", stats)
 	}
@@ -105,18 +105,6 @@ func setConst(t *testing.T, src, name, value string) string {
 		t.Fatalf("constant %s not found in the sample", name)
 	}
 	return re.ReplaceAllString(src, fmt.Sprintf("${1}'%s';", value))
-}
-
-func getJSON(t *testing.T, url string, v any) {
-	t.Helper()
-	resp, err := http.Get(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	if err := json.NewDecoder(resp.Body).Decode(v); err != nil {
-		t.Fatal(err)
-	}
 }
 
 func TestBadFlags(t *testing.T) {

@@ -2,7 +2,9 @@
 package testutil
 
 import (
+	"encoding/json"
 	"net"
+	"net/http"
 	"strconv"
 	"testing"
 	"time"
@@ -38,4 +40,18 @@ func FreePort(t testing.TB) int {
 func FreeAddr(t testing.TB) string {
 	t.Helper()
 	return net.JoinHostPort("127.0.0.1", strconv.Itoa(FreePort(t)))
+}
+
+// GetJSON GETs url and decodes its JSON body into v, failing the test on any
+// error.
+func GetJSON(t testing.TB, url string, v any) {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if err := json.NewDecoder(resp.Body).Decode(v); err != nil {
+		t.Fatal(err)
+	}
 }

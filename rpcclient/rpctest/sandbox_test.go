@@ -360,7 +360,7 @@ func TestLedgerAndStatsJSON(t *testing.T) {
 	var ledger struct {
 		Calls []map[string]any `json:"calls"`
 	}
-	getJSON(t, srv.URL+"/admin/ledger", &ledger)
+	testutil.GetJSON(t, srv.URL+"/admin/ledger", &ledger)
 	if len(ledger.Calls) != 3 {
 		t.Fatalf("ledger %+v", ledger)
 	}
@@ -369,21 +369,9 @@ func TestLedgerAndStatsJSON(t *testing.T) {
 		t.Fatalf("ledger entry %v", c)
 	}
 	var stats rpctest.Stats
-	getJSON(t, srv.URL+"/admin/stats", &stats)
+	testutil.GetJSON(t, srv.URL+"/admin/stats", &stats)
 	if stats.Logins != 1 || stats.Calls["cancelRefund"]["ok"] != 1 || stats.Calls["cancelRefund"]["REFUND_NOT_CANCELLABLE"] != 1 || stats.Calls["login"]["ok"] != 1 {
 		t.Fatalf("stats %+v", stats)
-	}
-}
-
-func getJSON(t *testing.T, url string, v any) {
-	t.Helper()
-	resp, err := http.Get(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	if err := json.NewDecoder(resp.Body).Decode(v); err != nil {
-		t.Fatal(err)
 	}
 }
 
