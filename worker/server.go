@@ -3,16 +3,20 @@ package worker
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"time"
 
 	"github.com/hibiken/asynq"
 	"go.uber.org/zap"
 
+	"github.com/refundd/refund-canceller/internal/defaults"
 	"github.com/refundd/refund-canceller/tasks"
 )
 
-// ServerConfig configures the asynq server that runs a Handler.
+// ServerConfig configures the asynq server that runs a Handler. A zero
+// optional field means the default written beside it; a negative one is an
+// error.
 type ServerConfig struct {
 	// Redis is the queue's Redis. Required.
 	Redis asynq.RedisConnOpt
@@ -77,20 +81,15 @@ func NewServer(cfg ServerConfig, h TaskHandler) (*Server, error) {
 	if cfg.Queue == "" {
 		cfg.Queue = tasks.DefaultQueue
 	}
-	if cfg.Concurrency < 0 {
-		return nil, errors.New("worker: ServerConfig.Concurrency must not be negative")
-	}
-	if cfg.Concurrency == 0 {
-		cfg.Concurrency = DefaultConcurrency
-	}
-	if cfg.ShutdownTimeout <= 0 {
-		cfg.ShutdownTimeout = DefaultShutdownTimeout
-	}
-	if cfg.TaskCheckInterval <= 0 {
-		cfg.TaskCheckInterval = DefaultTaskCheckInterval
-	}
-	if cfg.DelayedTaskCheckInterval <= 0 {
-		cfg.DelayedTaskCheckInterval = DefaultDelayedTaskCheckInterval
+	for _, err := range []error{
+		defaults.Fill("Concurrency", &cfg.Concurrency, DefaultConcurrency),
+		defaults.Fill("ShutdownTimeout", &cfg.ShutdownTimeout, DefaultShutdownTimeout),
+		defaults.Fill("TaskCheckInterval", &cfg.TaskCheckInterval, DefaultTaskCheckInterval),
+		defaults.Fill("DelayedTaskCheckInterval", &cfg.DelayedTaskCheckInterval, DefaultDelayedTaskCheckInterval),
+	} {
+		if err != nil {
+			return nil, fmt.Errorf("worker: ServerConfig.%w", err)
+		}
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = zap.NewNop()
