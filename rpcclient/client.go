@@ -28,6 +28,9 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+
+	"github.com/refundd/refund-canceller/internal/clip"
+	"github.com/refundd/refund-canceller/internal/loopback"
 )
 
 // Secret holds a secret value. It prints, marshals and logs as "[REDACTED]";
@@ -213,7 +216,7 @@ func CheckURL(u *url.URL, allowHTTP bool) error {
 	}
 	host := strings.ToLower(u.Hostname())
 	switch {
-	case isLoopback(host):
+	case loopback.Host(host):
 		return nil
 	case strings.HasSuffix(host, "2checkout.com") || strings.HasSuffix(host, "avangate.com") || strings.HasSuffix(host, "verifone.cloud"):
 		return errors.New("2Checkout is only ever called over https")
@@ -221,14 +224,6 @@ func CheckURL(u *url.URL, allowHTTP bool) error {
 		return errors.New("plain http is allowed only to a loopback host (or a sandbox, with AllowHTTP)")
 	}
 	return nil
-}
-
-func isLoopback(host string) bool {
-	if host == "localhost" {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
 }
 
 // newHTTPClient is the one http.Client of a Client: keep-alive, verified TLS,
@@ -507,12 +502,12 @@ func DecodeResponse(method string, id int64, httpStatus int, retryAfter time.Dur
 		return fail(NameMalformedResponse, "answer is not JSON-RPC: "+err.Error())
 	}
 	if r.Error != nil {
-		e := &APIError{Method: method, Code: r.Error.Code, Message: truncate(r.Error.Message, 500), HTTPStatus: httpStatus, RetryAfter: retryAfter}
+		e := &APIError{Method: method, Code: r.Error.Code, Message: clip.String(r.Error.Message, 500), HTTPStatus: httpStatus, RetryAfter: retryAfter}
 		var data struct {
 			ErrorCode string `json:"error_code"`
 		}
 		if json.Unmarshal(r.Error.Data, &data) == nil && data.ErrorCode != "" {
-			e.Name = truncate(data.ErrorCode, 100)
+			e.Name = clip.String(data.ErrorCode, 100)
 		} else if e.Name = NameOf(e.Code); e.Name == "" {
 			e.Name = "ERROR_" + strconv.Itoa(e.Code)
 		}
@@ -522,7 +517,7 @@ func DecodeResponse(method string, id int64, httpStatus int, retryAfter time.Dur
 		return fail(NameHTTPStatus, http.StatusText(httpStatus))
 	}
 	if string(r.ID) != strconv.FormatInt(id, 10) {
-		return fail(NameMalformedResponse, fmt.Sprintf("answer id %s does not match request id %d", truncate(string(r.ID), 40), id))
+		return fail(NameMalformedResponse, fmt.Sprintf("answer id %s does not match request id %d", clip.String(string(r.ID), 40), id))
 	}
 	result := r.Result
 	if len(result) == 0 || string(result) == "null" {
@@ -546,7 +541,7 @@ func ParseRefundID(raw json.RawMessage) (string, error) {
 	}
 	switch x := v.(type) {
 	case string:
-		return truncate(x, 200), nil
+		return clip.String(x, 200), nil
 	case float64:
 		return strconv.FormatFloat(x, 'f', -1, 64), nil
 	case bool:
@@ -556,19 +551,12 @@ func ParseRefundID(raw json.RawMessage) (string, error) {
 	case map[string]any:
 		for _, k := range []string{"RefundID", "RefundId", "refund_id"} {
 			if s, ok := x[k].(string); ok {
-				return truncate(s, 200), nil
+				return clip.String(s, 200), nil
 			}
 			if f, ok := x[k].(float64); ok {
 				return strconv.FormatFloat(f, 'f', -1, 64), nil
 			}
 		}
 	}
-	return "", fmt.Errorf("unexpected cancelRefund result %s", truncate(string(raw), 100))
-}
-
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return s[:n] + "…"
+	return "", fmt.Errorf("unexpected cancelRefund result %s", clip.String(string(raw), 100))
 }

@@ -36,11 +36,18 @@ func TestLoginHashVectors(t *testing.T) {
 			t.Errorf("%s: %s %v, want %s", tc.algo, got, err, tc.want)
 		}
 	}
-	// Lengths are byte lengths, not rune counts.
-	a, _ := rpcclient.LoginHash("md5", "Ü", "d", []byte("k"))
-	b, _ := rpcclient.LoginHash("md5", "Ü", "d", []byte("k"))
-	if a != b {
-		t.Fatal("not deterministic")
+	// Lengths are byte lengths, not rune counts: "MÜNCHEN" is 7 runes but 8
+	// bytes, so the signed string is 8MÜNCHEN192010-05-13 12:12:12. Expected
+	// values computed independently (Python's hmac module and openssl dgst
+	// -hmac agree); counting runes signs "7MÜNCHEN…" and fails here.
+	for _, tc := range []struct{ algo, want string }{
+		{"md5", "1852f2beff17db0f6b86fa1524beb524"},
+		{"sha256", "585e11e89c685daef7d4d2544f739bc3a3ada3123cfcd1739914138c9381363a"},
+	} {
+		got, err := rpcclient.LoginHash(tc.algo, "MÜNCHEN", "2010-05-13 12:12:12", []byte("SECRET_KEY"))
+		if err != nil || got != tc.want {
+			t.Errorf("non-ASCII merchant code, %s: %s %v, want %s", tc.algo, got, err, tc.want)
+		}
 	}
 	if _, err := rpcclient.LoginHash("sha1", "A", "d", nil); err == nil {
 		t.Fatal("sha1 accepted")
@@ -411,13 +418,15 @@ func FuzzDecodeResponse(f *testing.F) {
 	f.Add(500, []byte(`{"jsonrpc":"2.0","id":1,"error":{"code":1,"message":"m","data":[1]}}`))
 	f.Add(502, []byte(`<html>`))
 	f.Add(200, []byte(`{"id":1,"response":null,"result":null}`))
+	f.Add(200, []byte(`{"jsonrpc":"2.0","id":1,"result":true}`))
+	f.Add(200, []byte(`{"jsonrpc":"2.0","id":1,"result":"`+strings.Repeat("Ü", 150)+`"}`))
+	f.Add(200, []byte(`{"jsonrpc":"2.0","id":1,"result":{"RefundId":"R2"}}`))
+	f.Add(200, []byte(`{"jsonrpc":"2.0","id":1,"result":[1,2]}`))
 	f.Fuzz(func(t *testing.T, status int, body []byte) {
 		var raw json.RawMessage
 		err := rpcclient.DecodeResponse("cancelRefund", 1, status, 0, body, &raw)
 		if err == nil {
-			if _, perr := rpcclient.ParseRefundID(raw); perr != nil {
-				return // the client reports this as MALFORMED_RESPONSE
-			}
+			checkRefundID(t, raw)
 			return
 		}
 		var ae *rpcclient.APIError
@@ -428,6 +437,32 @@ func FuzzDecodeResponse(f *testing.F) {
 			t.Fatal("an error classified as none")
 		}
 	})
+}
+
+// checkRefundID asserts what ParseRefundID makes of a decoded result: an ID
+// that is the result itself when the result is a short string, never longer
+// than the bound, and otherwise an error that says what was unexpected (the
+// client reports it as MALFORMED_RESPONSE).
+func checkRefundID(t *testing.T, raw json.RawMessage) {
+	t.Helper()
+	id, err := rpcclient.ParseRefundID(raw)
+	if err != nil {
+		if msg := err.Error(); !strings.HasPrefix(msg, "unexpected cancelRefund result") || len(msg) > 400 {
+			t.Fatalf("ParseRefundID(%s) error %q: want a short \"unexpected cancelRefund result\"", raw, msg)
+		}
+		return
+	}
+	if len(id) > 200+len("…") {
+		t.Fatalf("ParseRefundID(%.60s…) answered %d bytes: not bounded", raw, len(id))
+	}
+	var s string
+	if json.Unmarshal(raw, &s) == nil && len(s) <= 200 && id != s {
+		t.Fatalf("ParseRefundID(%s) = %q, want %q", raw, id, s)
+	}
+	var b bool
+	if json.Unmarshal(raw, &b) == nil && id != "" {
+		t.Fatalf("ParseRefundID(%s) = %q, want no ID", raw, id)
+	}
 }
 
 // TLS is always verified: a server with an unknown certificate is refused;

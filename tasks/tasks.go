@@ -13,11 +13,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"regexp"
 	"strings"
 	"time"
 
 	"github.com/hibiken/asynq"
+
+	"github.com/refundd/refund-canceller/internal/orderref"
 )
 
 // TypeCancelRefund is the asynq task type of a refund cancellation.
@@ -58,8 +59,6 @@ type CancelRefund struct {
 	RequestedBy string `json:"requested_by,omitempty"`
 }
 
-var orderRefRE = regexp.MustCompile(`^[A-Za-z0-9_-]{1,32}$`)
-
 // FieldError is one problem with one field of a payload.
 type FieldError struct {
 	Field   string `json:"field"`
@@ -94,8 +93,8 @@ func (p CancelRefund) check(now *time.Time) error {
 	switch {
 	case p.OrderRef == "":
 		errs = append(errs, FieldError{"order_ref", "is required"})
-	case !orderRefRE.MatchString(p.OrderRef):
-		errs = append(errs, FieldError{"order_ref", "must be 1-32 letters, digits, '-' or '_'"})
+	case !orderref.Valid(p.OrderRef):
+		errs = append(errs, FieldError{"order_ref", "must be " + orderref.Want})
 	}
 	switch {
 	case p.RefundInitiatedAt.IsZero():

@@ -16,6 +16,7 @@ import (
 
 	"github.com/hibiken/asynq"
 
+	"github.com/refundd/refund-canceller/internal/loopback"
 	"github.com/refundd/refund-canceller/rpcclient"
 	"github.com/refundd/refund-canceller/tasks"
 	"github.com/refundd/refund-canceller/worker"
@@ -47,6 +48,8 @@ type Config struct {
 	DashboardPassword rpcclient.Secret
 	DashboardReadOnly bool
 	APIToken          rpcclient.Secret
+
+	fileKey rpcclient.Secret // TCO_SECRET_KEY_FILE's content, until check picks a key
 }
 
 // Var is one environment variable refundd reads.
@@ -58,7 +61,10 @@ type Var struct {
 	set     func(c *Config, v string) error
 }
 
-// Vars lists every variable, in the order --help shows them.
+// Vars lists every variable, in the order --help shows them. Each row reads
+// its own variable and sets its own fields only; the rules that join two
+// variables are in (*Config).check, which runs after every row. So the rows'
+// order is only the order of --help.
 var Vars = []Var{
 	{Name: "REDIS_URL", Help: "Redis of the queue: redis://[:password@]host:port[/db], rediss:// for TLS. Required (not in demo)",
 		set: func(c *Config, v string) error {
@@ -87,9 +93,6 @@ var Vars = []Var{
 			if err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http") {
 				return errors.New("is not an http(s) URL")
 			}
-			if err := rpcclient.CheckURL(u, c.AllowHTTP); err != nil {
-				return fmt.Errorf("refused: %v", err)
-			}
 			c.APIURL = v
 			return nil
 		}},
@@ -106,13 +109,7 @@ var Vars = []Var{
 	{Name: "TCO_SECRET_KEY_FILE", Help: "file holding the secret key (trailing newline ignored)",
 		set: func(c *Config, v string) error {
 			if v == "" {
-				if c.SecretKey == "" {
-					return errors.New("or TCO_SECRET_KEY is required")
-				}
 				return nil
-			}
-			if c.SecretKey != "" {
-				return errors.New("and TCO_SECRET_KEY are both set; set one")
 			}
 			b, err := os.ReadFile(v)
 			if err != nil {
@@ -122,7 +119,7 @@ var Vars = []Var{
 			if s == "" {
 				return errors.New("names an empty file")
 			}
-			c.SecretKey = rpcclient.Secret(s)
+			c.fileKey = rpcclient.Secret(s)
 			return nil
 		}},
 	{Name: "TCO_HASH_ALGO", Default: rpcclient.HashMD5, Help: "login HMAC: md5 or sha256",
@@ -188,9 +185,6 @@ var Vars = []Var{
 		set: func(c *Config, v string) error { c.DashboardUser = v; return nil }},
 	{Name: "DASHBOARD_PASSWORD", Secret: true, Help: "basic-auth password of the dashboard",
 		set: func(c *Config, v string) error {
-			if (v == "") != (c.DashboardUser == "") {
-				return errors.New("and DASHBOARD_USER must be set together")
-			}
 			if v != "" && len(v) < 12 {
 				return errors.New("must be at least 12 characters")
 			}
@@ -244,11 +238,6 @@ func durationVar(field func(*Config) *time.Duration) func(*Config, string) error
 	}
 }
 
-func isLoopbackIP(h string) bool {
-	ip := net.ParseIP(h)
-	return ip != nil && ip.IsLoopback()
-}
-
 // unwrapPath drops the path from *os.PathError: the variable already names it.
 func unwrapPath(err error) error {
 	var pe *os.PathError
@@ -260,18 +249,13 @@ func unwrapPath(err error) error {
 
 // Load reads the configuration with getenv (os.Getenv in production). Its
 // error is one line naming the variable; it never holds a secret's value.
-// skip names variables the caller supplies itself (the demo skips REDIS_URL
-// and the 2Checkout credentials).
-func Load(getenv func(string) string, skip ...string) (*Config, error) {
+func Load(getenv func(string) string) (*Config, error) { return load(getenv, Vars) }
+
+// load reads the rows of vars, in any order, then checks the rules that join
+// them.
+func load(getenv func(string) string, vars []Var) (*Config, error) {
 	c := &Config{}
-	skipped := make(map[string]bool, len(skip))
-	for _, s := range skip {
-		skipped[s] = true
-	}
-	for _, v := range Vars {
-		if skipped[v.Name] {
-			continue
-		}
+	for _, v := range vars {
 		val := getenv(v.Name)
 		if val == "" {
 			val = v.Default
@@ -280,19 +264,43 @@ func Load(getenv func(string) string, skip ...string) (*Config, error) {
 			return nil, fmt.Errorf("%s %s", v.Name, err)
 		}
 	}
-	if c.RetryMaxDelay < c.RetryBaseDelay {
-		return nil, fmt.Errorf("RETRY_MAX_DELAY %v is shorter than RETRY_BASE_DELAY %v", c.RetryMaxDelay, c.RetryBaseDelay)
-	}
-	if c.SafetyMargin >= tasks.Window {
-		return nil, fmt.Errorf("WINDOW_SAFETY_MARGIN %v leaves no time in the %v window", c.SafetyMargin, tasks.Window)
+	if err := c.check(); err != nil {
+		return nil, err
 	}
 	return c, nil
+}
+
+// check applies the rules that join two or more variables; each error names
+// the variable to change first.
+func (c *Config) check() error {
+	u, _ := url.Parse(c.APIURL) // parsed by its row
+	if err := rpcclient.CheckURL(u, c.AllowHTTP); err != nil {
+		return fmt.Errorf("TCO_API_URL refused: %v", err)
+	}
+	switch {
+	case c.SecretKey != "" && c.fileKey != "":
+		return errors.New("TCO_SECRET_KEY_FILE and TCO_SECRET_KEY are both set; set one")
+	case c.SecretKey == "" && c.fileKey == "":
+		return errors.New("TCO_SECRET_KEY_FILE or TCO_SECRET_KEY is required")
+	case c.SecretKey == "":
+		c.SecretKey, c.fileKey = c.fileKey, ""
+	}
+	if (c.DashboardPassword == "") != (c.DashboardUser == "") {
+		return errors.New("DASHBOARD_PASSWORD and DASHBOARD_USER must be set together")
+	}
+	if c.RetryMaxDelay < c.RetryBaseDelay {
+		return fmt.Errorf("RETRY_MAX_DELAY %v is shorter than RETRY_BASE_DELAY %v", c.RetryMaxDelay, c.RetryBaseDelay)
+	}
+	if c.SafetyMargin >= tasks.Window {
+		return fmt.Errorf("WINDOW_SAFETY_MARGIN %v leaves no time in the %v window", c.SafetyMargin, tasks.Window)
+	}
+	return nil
 }
 
 // OpsLoopback reports whether OPS_ADDR listens on loopback only.
 func (c *Config) OpsLoopback() bool {
 	host, _, _ := net.SplitHostPort(c.OpsAddr)
-	return host == "localhost" || isLoopbackIP(host)
+	return loopback.Host(host)
 }
 
 // Policy answers the worker policy the configuration asks for.

@@ -1,8 +1,12 @@
 package config
 
 import (
+	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
+	"reflect"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -82,6 +86,34 @@ func TestLoadErrors(t *testing.T) {
 	c, err := Load(envOf(env))
 	if err != nil || c.SecretKey.Reveal() != "filesecret" {
 		t.Fatalf("secret file: %v", err)
+	}
+}
+
+// The rows' order is only the order of --help: read in reverse, they give
+// the same configuration and the same errors.
+func TestRowsAreIndependent(t *testing.T) {
+	keyFile := filepath.Join(t.TempDir(), "key")
+	_ = os.WriteFile(keyFile, []byte("filesecret\n"), 0o600)
+	reversed := slices.Clone(Vars)
+	slices.Reverse(reversed)
+	for _, set := range []map[string]string{
+		{},
+		{"TCO_ALLOW_HTTP": "true", "TCO_API_URL": "http://sandbox.internal:9090/rpc/6.0/"},
+		{"TCO_API_URL": "http://sandbox.internal:9090/rpc/6.0/"},
+		{"TCO_SECRET_KEY": "", "TCO_SECRET_KEY_FILE": keyFile},
+		{"TCO_SECRET_KEY_FILE": keyFile},
+		{"TCO_SECRET_KEY": ""},
+		{"DASHBOARD_USER": "ops", "DASHBOARD_PASSWORD": "correct horse battery"},
+		{"DASHBOARD_USER": "ops"},
+		{"DASHBOARD_PASSWORD": "correct horse battery"},
+	} {
+		env := base()
+		maps.Copy(env, set)
+		want, wantErr := load(envOf(env), Vars)
+		got, gotErr := load(envOf(env), reversed)
+		if fmt.Sprint(gotErr) != fmt.Sprint(wantErr) || !reflect.DeepEqual(got, want) {
+			t.Errorf("%v: in reverse order %+v, %v; in order %+v, %v", set, got, gotErr, want, wantErr)
+		}
 	}
 }
 

@@ -13,6 +13,7 @@ import (
 	"github.com/hibiken/asynq"
 	"go.uber.org/zap"
 
+	"github.com/refundd/refund-canceller/internal/clip"
 	"github.com/refundd/refund-canceller/tasks"
 )
 
@@ -161,7 +162,7 @@ func (a *API) get(w http.ResponseWriter, r *http.Request) {
 	info, err := a.producer.Status(ref)
 	switch {
 	case errors.Is(err, asynq.ErrTaskNotFound) || errors.Is(err, asynq.ErrQueueNotFound):
-		WriteJSON(w, http.StatusNotFound, errorBody{Error: "no cancellation for order " + clip(ref, 40)})
+		WriteJSON(w, http.StatusNotFound, errorBody{Error: "no cancellation for order " + clip.String(ref, 40)})
 		return
 	case err != nil:
 		a.log.Error("task lookup failed", zap.String("order_ref", ref), zap.Error(err))

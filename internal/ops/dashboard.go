@@ -9,6 +9,7 @@ import (
 	"github.com/hibiken/asynq"
 	"github.com/hibiken/asynqmon"
 
+	"github.com/refundd/refund-canceller/internal/clip"
 	"github.com/refundd/refund-canceller/tasks"
 )
 
@@ -70,7 +71,7 @@ func FormatPayload(taskType string, payload []byte) string {
 	}
 	p, err := tasks.Decode(payload)
 	if err != nil {
-		return fmt.Sprintf("INVALID PAYLOAD (%v): %s", err, clip(string(payload), 300))
+		return fmt.Sprintf("INVALID PAYLOAD (%v): %s", err, clip.String(string(payload), 300))
 	}
 	s := fmt.Sprintf("order %s · window closes %s · refund initiated %s", p.OrderRef,
 		p.WindowClosesAt().UTC().Format(time.RFC3339), p.RefundInitiatedAt.UTC().Format(time.RFC3339))
@@ -97,13 +98,6 @@ func FormatResult(taskType string, result []byte) string {
 	s := fmt.Sprintf("%s · refund %s · %d attempt(s)", r.Outcome, r.RefundID, r.Attempts)
 	if r.Confirmed {
 		s += " · confirmed with getOrder"
-	}
-	return s
-}
-
-func clip(s string, n int) string {
-	if len(s) > n {
-		return s[:n] + "…"
 	}
 	return s
 }

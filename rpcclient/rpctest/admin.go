@@ -5,6 +5,8 @@ import (
 	"io"
 	"net/http"
 	"strings"
+
+	"github.com/refundd/refund-canceller/internal/clip"
 )
 
 // The admin API, under /admin/ (never reachable through /rpc/):
@@ -64,7 +66,7 @@ func (s *Sandbox) adminRefund(w http.ResponseWriter, r *http.Request) {
 	ref := r.PathValue("order_ref")
 	rf, ok := s.Refund(ref)
 	if !ok {
-		writeJSONError(w, http.StatusNotFound, "order "+clip(ref)+" not found")
+		writeJSONError(w, http.StatusNotFound, "order "+clip.String(ref, 40)+" not found")
 		return
 	}
 	writeJSON(w, http.StatusOK, rf)

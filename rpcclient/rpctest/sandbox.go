@@ -35,7 +35,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"regexp"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -43,6 +42,8 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/refundd/refund-canceller/internal/clip"
+	"github.com/refundd/refund-canceller/internal/orderref"
 	"github.com/refundd/refund-canceller/rpcclient"
 )
 
@@ -213,16 +214,14 @@ func (s *Sandbox) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.Serv
 // other requests.
 func (s *Sandbox) Close() { s.once.Do(func() { close(s.closed) }) }
 
-var orderRefRE = regexp.MustCompile(`^[A-Za-z0-9_-]{1,32}$`)
-
 // Seed adds or replaces orders with their refunds. A refund without an ID
 // gets one; a zero InitiatedAt means now.
 func (s *Sandbox) Seed(refunds ...Refund) error {
 	now := s.cfg.Now()
 	prepared := make([]*Refund, 0, len(refunds))
 	for i, r := range refunds {
-		if !orderRefRE.MatchString(r.OrderRef) {
-			return fmt.Errorf("refund %d: order_ref %q: want 1-32 letters, digits, '-' or '_'", i, r.OrderRef)
+		if !orderref.Valid(r.OrderRef) {
+			return fmt.Errorf("refund %d: order_ref %q: want %s", i, r.OrderRef, orderref.Want)
 		}
 		switch r.Status {
 		case "":
@@ -451,8 +450,8 @@ func (s *Sandbox) run(now time.Time, method string, params []json.RawMessage, ca
 	if rerr := s.checkSession(now, sid); rerr != nil {
 		return nil, rerr
 	}
-	if !orderRefRE.MatchString(ref) {
-		return nil, errNamed(rpcclient.NameInvalidOrderReference, "invalid order reference %q", clip(ref))
+	if !orderref.Valid(ref) {
+		return nil, errNamed(rpcclient.NameInvalidOrderReference, "invalid order reference %q", clip.String(ref, 40))
 	}
 	o, ok := s.orders[ref]
 	if !ok {
@@ -570,13 +569,6 @@ func orderView(o *Refund) rpcclient.Order {
 		v.RefundID, v.RefundStatus, v.RefundInitiatedAt = o.RefundID, o.Status, o.InitiatedAt.Format(time.RFC3339Nano)
 	}
 	return v
-}
-
-func clip(s string) string {
-	if len(s) > 40 {
-		return s[:40] + "…"
-	}
-	return s
 }
 
 type wireError struct {
