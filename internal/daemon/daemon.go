@@ -102,7 +102,7 @@ func New(opts Options) (_ *Daemon, err error) {
 	if cfg.DashboardUser == "" && !cfg.OpsLoopback() {
 		log.Warn("the dashboard is refused (403): set DASHBOARD_USER and DASHBOARD_PASSWORD to serve it on a non-loopback OPS_ADDR")
 	}
-	ops.NewHealth(ops.Checks{
+	health := ops.NewHealth(ops.Checks{
 		Redis:         func(ctx context.Context) error { return rc.Ping(ctx).Err() },
 		WorkerRunning: d.running.Load,
 		LoginFailure: func() error {
@@ -111,7 +111,9 @@ func New(opts Options) (_ *Daemon, err error) {
 			}
 			return nil
 		},
-	}).Register(d.mux)
+	})
+	health.Register(d.mux)
+	m.ReportReadiness(func() bool { return health.Ready(context.Background()) })
 	return d, nil
 }
 

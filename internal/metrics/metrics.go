@@ -21,6 +21,7 @@ import (
 // Metrics is refundd's registry and instruments.
 type Metrics struct {
 	reg           *prometheus.Registry
+	all           []prometheus.Collector // everything registered, for tests to describe
 	cancellations *prometheus.CounterVec
 	attempts      *prometheus.CounterVec
 	requests      *prometheus.CounterVec
@@ -61,15 +62,20 @@ func New(insp *asynq.Inspector) *Metrics {
 			Buckets: []float64{-60, 0, 60, 300, 900, 1800, 3600, 5400, 7200},
 		}),
 	}
-	m.reg.MustRegister(m.cancellations, m.attempts, m.requests, m.latency, m.logins, m.slack,
+	m.register(m.cancellations, m.attempts, m.requests, m.latency, m.logins, m.slack,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	if insp != nil {
-		m.reg.MustRegister(asynqmetrics.NewQueueMetricsCollector(insp))
+		m.register(asynqmetrics.NewQueueMetricsCollector(insp))
 	}
 	for _, o := range []string{worker.OutcomeCancelled, worker.OutcomeAlreadyCancelled, worker.OutcomeRefused, worker.OutcomeWindowClosed, worker.OutcomeInvalid} {
 		m.cancellations.WithLabelValues(o) // present at zero from the start
 	}
 	return m
+}
+
+func (m *Metrics) register(cs ...prometheus.Collector) {
+	m.reg.MustRegister(cs...)
+	m.all = append(m.all, cs...)
 }
 
 // Attempted implements worker.Observer.
@@ -95,6 +101,21 @@ func (m *Metrics) ObserveRequest(method string, class rpcclient.Class, took time
 	if method == rpcclient.MethodLogin {
 		m.logins.WithLabelValues(result).Inc()
 	}
+}
+
+// ReportReadiness exports ready (asked at every scrape) as the gauge
+// refundd_ready: 1 while /readyz answers 200, 0 otherwise. The alert
+// RefunddNotReady (deploy/prometheus/alerts.yml) reads it.
+func (m *Metrics) ReportReadiness(ready func() bool) {
+	m.register(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "refundd_ready",
+		Help: "1 while the replica is ready (its /readyz answers 200), else 0.",
+	}, func() float64 {
+		if ready() {
+			return 1
+		}
+		return 0
+	}))
 }
 
 // Handler serves the registry in Prometheus' text format.

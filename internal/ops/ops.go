@@ -40,7 +40,23 @@ type check struct {
 }
 
 func (h *Health) ready(w http.ResponseWriter, r *http.Request) {
-	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+	ready, checks := h.evaluate(r.Context())
+	status := http.StatusOK
+	if !ready {
+		status = http.StatusServiceUnavailable
+	}
+	WriteJSON(w, status, map[string]any{"ready": ready, "checks": checks})
+}
+
+// Ready answers what /readyz would: true when every check passes.
+func (h *Health) Ready(ctx context.Context) bool {
+	ready, _ := h.evaluate(ctx)
+	return ready
+}
+
+// evaluate runs every check, each bounded by 2s.
+func (h *Health) evaluate(ctx context.Context) (bool, map[string]check) {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
 	checks := map[string]check{}
 	ready := true
@@ -65,11 +81,7 @@ func (h *Health) ready(w http.ResponseWriter, r *http.Request) {
 	if h.checks.LoginFailure != nil {
 		add("2checkout_login", h.checks.LoginFailure())
 	}
-	status := http.StatusOK
-	if !ready {
-		status = http.StatusServiceUnavailable
-	}
-	WriteJSON(w, status, map[string]any{"ready": ready, "checks": checks})
+	return ready, checks
 }
 
 type errString string
