@@ -125,7 +125,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("OPS_ADDR %s: %w", d.cfg.OpsAddr, err)
 	}
-	hs := &http.Server{Handler: d.mux, ReadHeaderTimeout: 5 * time.Second, IdleTimeout: 2 * time.Minute}
+	hs := ops.NewServer(ops.ServerConfig{Handler: d.mux, AllowedHosts: d.cfg.OpsAllowedHosts})
 	httpErr := make(chan error, 1)
 	go func() { httpErr <- hs.Serve(ln) }()
 	if err := d.server.Start(d.handler); err != nil {

@@ -39,8 +39,7 @@ func newAPI(t *testing.T, tok string) *apiFixture {
 	t.Cleanup(func() { _ = enq.Close() })
 	mux := http.NewServeMux()
 	ops.NewAPI(enq, tok, nil).Register(mux)
-	srv := httptest.NewServer(mux)
-	t.Cleanup(srv.Close)
+	srv := serve(t, ops.ServerConfig{Handler: mux})
 	return &apiFixture{srv: srv, queue: q, redis: r}
 }
 
@@ -49,6 +48,9 @@ func (f *apiFixture) do(t *testing.T, method, path, auth, body string) (int, map
 	req, _ := http.NewRequest(method, f.srv.URL+path, strings.NewReader(body))
 	if auth != "" {
 		req.Header.Set("Authorization", auth)
+	}
+	if method == "POST" {
+		req.Header.Set("Content-Type", "application/json")
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
