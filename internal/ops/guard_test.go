@@ -3,11 +3,13 @@ package ops_test
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -20,11 +22,15 @@ import (
 )
 
 // serve runs cfg's server (ops.NewServer, as refundd runs it) on a loopback
-// port until the test ends.
-func serve(t *testing.T, cfg ops.ServerConfig) *httptest.Server {
+// port until the test ends. outer, if given, wraps the server's handler
+// (guard included), to watch what arrives.
+func serve(t *testing.T, cfg ops.ServerConfig, outer ...func(http.Handler) http.Handler) *httptest.Server {
 	t.Helper()
 	srv := httptest.NewUnstartedServer(nil)
 	srv.Config = ops.NewServer(cfg)
+	for _, o := range outer {
+		srv.Config.Handler = o(srv.Config.Handler)
+	}
 	srv.Start()
 	t.Cleanup(srv.Close)
 	return srv
@@ -32,7 +38,7 @@ func serve(t *testing.T, cfg ops.ServerConfig) *httptest.Server {
 
 // dashboardServer serves the dashboard and the API the way refundd does,
 // with a queue holding one task.
-func dashboardServer(t *testing.T, dcfg ops.DashboardConfig, allowed ...string) (srv *httptest.Server, queue string, insp *asynq.Inspector) {
+func dashboardServer(t *testing.T, dcfg ops.DashboardConfig, outer func(http.Handler) http.Handler, allowed ...string) (srv *httptest.Server, queue string, insp *asynq.Inspector) {
 	t.Helper()
 	r := redistest.New(t)
 	q := r.Queue(t)
@@ -53,7 +59,10 @@ func dashboardServer(t *testing.T, dcfg ops.DashboardConfig, allowed ...string) 
 	ops.NewHealth(ops.Checks{}).Register(mux)
 	insp = asynq.NewInspector(r.Opt)
 	t.Cleanup(func() { _ = insp.Close() })
-	return serve(t, ops.ServerConfig{Handler: mux, AllowedHosts: allowed}), q, insp
+	if outer == nil {
+		outer = func(h http.Handler) http.Handler { return h }
+	}
+	return serve(t, ops.ServerConfig{Handler: mux, AllowedHosts: allowed}, outer), q, insp
 }
 
 func paused(t *testing.T, insp *asynq.Inspector, q string) bool {
@@ -77,7 +86,7 @@ func TestGuard(t *testing.T) {
 		{"basic auth", ops.DashboardConfig{User: "ops", Password: "pw-0123456789"}},
 	} {
 		t.Run(mode.name, func(t *testing.T) {
-			srv, q, insp := dashboardServer(t, mode.cfg, "ops.example.com")
+			srv, q, insp := dashboardServer(t, mode.cfg, nil, "ops.example.com")
 			port := srv.Listener.Addr().(*net.TCPAddr).Port
 			pause := "/monitoring/api/queues/" + q + ":pause"
 			resume := "/monitoring/api/queues/" + q + ":resume"
@@ -159,13 +168,16 @@ func TestSlowClient(t *testing.T) {
 	ops.NewHealth(ops.Checks{}).Register(mux)
 	srv := serve(t, ops.ServerConfig{Handler: mux, ReadTimeout: readTimeout})
 
+	bearer := "Authorization: Bearer " + token + "\r\n"
 	for _, tc := range []struct {
 		name, auth string
+		length     int
 		want       string // the status line's code, "" for any or none
 		within     time.Duration
 	}{
-		{"unauthenticated", "", "401", readTimeout / 2},
-		{"authenticated", "Authorization: Bearer " + token + "\r\n", "", readTimeout + 2*time.Second},
+		{"unauthenticated", "", 100000, "401", readTimeout / 2},
+		{"authenticated, announced too large", bearer, 100000, "413", readTimeout / 2},
+		{"authenticated, slow within the limit", bearer, 8000, "", readTimeout + time.Second},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			conn, err := net.Dial("tcp", srv.Listener.Addr().String())
@@ -174,7 +186,7 @@ func TestSlowClient(t *testing.T) {
 			}
 			defer conn.Close()
 			start := time.Now()
-			fmt.Fprintf(conn, "POST /v1/cancellations HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n%sContent-Length: 100000\r\n\r\n{", tc.auth)
+			fmt.Fprintf(conn, "POST /v1/cancellations HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n%sContent-Length: %d\r\n\r\n{", tc.auth, tc.length)
 			// The slow client: one byte per tick until the server hangs up.
 			stop := make(chan struct{})
 			defer close(stop)
@@ -205,9 +217,9 @@ func TestSlowClient(t *testing.T) {
 			if tc.want != "" && !strings.Contains(status, " "+tc.want+" ") {
 				t.Fatalf("status line %q, want %s", status, tc.want)
 			}
-			_, err = io.Copy(io.Discard, br)
-			if err != nil { // EOF is nil here; a deadline error means the server kept the connection
-				t.Fatalf("connection still open after %v: %v", time.Since(start), err)
+			// EOF or a reset: the server hung up. The deadline: it did not.
+			if _, err = io.Copy(io.Discard, br); errors.Is(err, os.ErrDeadlineExceeded) {
+				t.Fatalf("connection still open after %v", time.Since(start))
 			}
 			if took := time.Since(start); took > tc.within {
 				t.Fatalf("connection closed after %v, bound %v", took, tc.within)
