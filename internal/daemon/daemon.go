@@ -17,6 +17,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/refundd/refund-canceller/internal/config"
+	"github.com/refundd/refund-canceller/internal/logging"
 	"github.com/refundd/refund-canceller/internal/metrics"
 	"github.com/refundd/refund-canceller/internal/ops"
 	"github.com/refundd/refund-canceller/rpcclient"
@@ -73,7 +74,7 @@ func New(opts Options) (*Daemon, error) {
 		return nil, err
 	}
 	srv, err := worker.NewServer(worker.ServerConfig{
-		Redis: cfg.Redis, Queue: cfg.Queue, Concurrency: cfg.Concurrency, ShutdownTimeout: cfg.ShutdownTimeout, Logger: log,
+		Redis: cfg.Redis, Queue: cfg.Queue, Concurrency: cfg.Concurrency, ShutdownTimeout: cfg.ShutdownTimeout, Logger: logging.ForAsynq(log),
 	}, h)
 	if err != nil {
 		return nil, err
