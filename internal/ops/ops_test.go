@@ -211,6 +211,10 @@ func TestFormatters(t *testing.T) {
 	if p := ops.FormatPayload("refund:cancel", []byte(`junk`)); !strings.HasPrefix(p, "INVALID PAYLOAD") {
 		t.Fatalf("junk payload %q", p)
 	}
+	spoof := ops.FormatPayload("refund:cancel", []byte("{\"order_ref\":\"A1\",\"refund_initiated_at\":\"2026-11-25T10:00:00Z\",\"reason\":\"x\u202e\\nY\"}"))
+	if !strings.HasPrefix(spoof, "INVALID PAYLOAD (reason: must not contain control characters") || strings.ContainsAny(spoof, "\u202e\n") {
+		t.Fatalf("spoofing payload shown as %q", spoof)
+	}
 	if p := ops.FormatPayload("other", []byte(`x`)); p != "x" {
 		t.Fatalf("other type %q", p)
 	}
