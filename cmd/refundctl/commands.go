@@ -363,7 +363,10 @@ func status(args []string, e env) error {
 	}
 	fmt.Fprintf(e.stdout, "task:     %s (queue %s)\nstate:    %s\nretried:  %d\n", v.TaskID, v.Queue, v.State, v.Retried)
 	if v.LastError != "" {
-		fmt.Fprintf(e.stdout, "last error: %s (at %s)\n", v.LastError, v.LastFailedAt)
+		fmt.Fprintf(e.stdout, "last error: %s\n", v.LastError)
+	}
+	if v.LastFailedAt != "" {
+		fmt.Fprintf(e.stdout, "last failed at: %s\n", v.LastFailedAt)
 	}
 	if v.NextProcessAt != "" {
 		fmt.Fprintf(e.stdout, "next try: %s\n", v.NextProcessAt)
