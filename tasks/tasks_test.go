@@ -266,3 +266,13 @@ func TestEnqueue(t *testing.T) {
 		t.Fatalf("invalid: %v", err)
 	}
 }
+
+func BenchmarkDecodeStrict(b *testing.B) {
+	payload := []byte(`{"order_ref":"73152889","refund_initiated_at":"2026-11-25T10:00:00Z","reason":"duplicate request","requested_by":"support-tool"}`)
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := tasks.DecodeStrict(payload); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
