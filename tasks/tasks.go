@@ -13,11 +13,17 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"regexp"
+	"strconv"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/hibiken/asynq"
 
+	"github.com/refundd/refund-canceller/internal/clip"
 	"github.com/refundd/refund-canceller/internal/orderref"
 )
 
@@ -40,8 +46,13 @@ const (
 	// FutureSkew is how far in the future refund_initiated_at may lie
 	// (clock skew between systems) before it is rejected.
 	FutureSkew = 5 * time.Minute
-	// MaxPayloadBytes caps a payload's size.
+	// MaxPayloadBytes caps a payload's size: the one limit of a
+	// cancellation, whether it comes through the HTTP API, refundctl or Redis.
 	MaxPayloadBytes = 8 << 10
+	// MaxReasonBytes caps the reason field.
+	MaxReasonBytes = 500
+	// MaxRequestedByBytes caps the requested_by field.
+	MaxRequestedByBytes = 100
 )
 
 // CancelRefund is the payload of a refund:cancel task.
@@ -92,26 +103,45 @@ func (p CancelRefund) check(now *time.Time) error {
 	var errs ValidationError
 	switch {
 	case p.OrderRef == "":
-		errs = append(errs, FieldError{"order_ref", "is required"})
+		errs = append(errs, FieldError{fieldOrderRef, "is required"})
 	case !orderref.Valid(p.OrderRef):
-		errs = append(errs, FieldError{"order_ref", "must be " + orderref.Want})
+		errs = append(errs, FieldError{fieldOrderRef, "must be " + orderref.Want})
 	}
 	switch {
 	case p.RefundInitiatedAt.IsZero():
-		errs = append(errs, FieldError{"refund_initiated_at", "is required (RFC 3339, e.g. 2026-11-25T10:00:00Z)"})
+		errs = append(errs, FieldError{fieldInitiatedAt, "is required (RFC 3339, e.g. 2026-11-25T10:00:00Z)"})
 	case now != nil && p.RefundInitiatedAt.After(now.Add(FutureSkew)):
-		errs = append(errs, FieldError{"refund_initiated_at", fmt.Sprintf("%s is in the future", p.RefundInitiatedAt.Format(time.RFC3339))})
+		errs = append(errs, FieldError{fieldInitiatedAt, fmt.Sprintf("%s is in the future", p.RefundInitiatedAt.Format(time.RFC3339))})
 	}
-	if len(p.Reason) > 500 {
-		errs = append(errs, FieldError{"reason", "must be at most 500 bytes"})
+	if problem := textProblem(p.Reason, MaxReasonBytes); problem != "" {
+		errs = append(errs, FieldError{fieldReason, problem})
 	}
-	if len(p.RequestedBy) > 100 {
-		errs = append(errs, FieldError{"requested_by", "must be at most 100 bytes"})
+	if problem := textProblem(p.RequestedBy, MaxRequestedByBytes); problem != "" {
+		errs = append(errs, FieldError{fieldRequestedBy, problem})
 	}
 	if len(errs) > 0 {
 		return errs
 	}
 	return nil
+}
+
+// textProblem answers what is wrong with a free-text field, or "": it is
+// bounded, valid UTF-8, and holds no control character (a newline or a
+// bidirectional override would let one payload forge a line of the
+// dashboard or a log).
+func textProblem(s string, maxBytes int) string {
+	if len(s) > maxBytes {
+		return fmt.Sprintf("must be at most %d bytes, got %d", maxBytes, len(s))
+	}
+	if !utf8.ValidString(s) {
+		return "must be valid UTF-8"
+	}
+	for _, r := range s {
+		if unicode.IsControl(r) || unicode.Is(unicode.Bidi_Control, r) || r == '\u2028' || r == '\u2029' {
+			return fmt.Sprintf("must not contain control characters (found %U)", r)
+		}
+	}
+	return ""
 }
 
 // WindowClosesAt answers when 2Checkout stops accepting the cancellation.
@@ -120,46 +150,224 @@ func (p CancelRefund) WindowClosesAt() time.Time { return p.RefundInitiatedAt.Ad
 // TaskID answers the task ID of the order's cancellation: one per order.
 func TaskID(orderRef string) string { return TypeCancelRefund + ":" + orderRef }
 
-// Decode parses and validates a payload. Unknown fields are ignored (so newer
-// producers don't break older workers); missing, mistyped or malformed ones
-// give a ValidationError. Decode does not judge the initiation time against
-// a clock: Validate does.
+// Decode parses and validates a payload, for the worker: unknown fields are
+// ignored (so newer producers don't break older workers). Everything else is
+// strict, as in DecodeStrict: the payload must be one JSON object in UTF-8
+// with no byte-order mark, field names are exact (case-sensitive), no field
+// appears twice, and a missing, mistyped or malformed field gives a
+// ValidationError naming the field and the problem in words. Decode does not
+// judge the initiation time against a clock: Validate does.
 func Decode(b []byte) (CancelRefund, error) { return decode(b, false) }
 
-// DecodeStrict is Decode that also rejects unknown fields, for front doors
-// (the HTTP API, the CLI) where a misspelt field should fail loudly.
+// DecodeStrict is Decode that also rejects unknown fields, for the front
+// doors (the HTTP API, refundctl) where a misspelt field must fail loudly.
 func DecodeStrict(b []byte) (CancelRefund, error) { return decode(b, true) }
+
+// Field names of the payload.
+const (
+	fieldOrderRef    = "order_ref"
+	fieldInitiatedAt = "refund_initiated_at"
+	fieldReason      = "reason"
+	fieldRequestedBy = "requested_by"
+)
+
+var knownFields = []string{fieldOrderRef, fieldInitiatedAt, fieldReason, fieldRequestedBy}
+
+var utf8BOM = []byte("\xEF\xBB\xBF")
 
 func decode(b []byte, strict bool) (CancelRefund, error) {
 	var p CancelRefund
-	if len(b) > MaxPayloadBytes {
-		return p, ValidationError{{"payload", fmt.Sprintf("larger than %d bytes", MaxPayloadBytes)}}
+	switch {
+	case len(b) > MaxPayloadBytes:
+		return p, ValidationError{{"payload", fmt.Sprintf("is larger than %d bytes", MaxPayloadBytes)}}
+	case bytes.HasPrefix(b, utf8BOM):
+		return p, ValidationError{{"payload", "starts with a UTF-8 byte-order mark (EF BB BF); send UTF-8 without one"}}
+	case !utf8.Valid(b):
+		return p, ValidationError{{"payload", "is not valid UTF-8"}}
 	}
 	dec := json.NewDecoder(bytes.NewReader(b))
-	if strict {
-		dec.DisallowUnknownFields()
+	tok, err := dec.Token()
+	if errors.Is(err, io.EOF) {
+		return p, ValidationError{{"payload", "is empty"}}
 	}
-	if err := dec.Decode(&p); err != nil {
-		return p, decodeError(err)
+	if err != nil {
+		return p, syntaxError(err)
 	}
-	if dec.More() {
-		return p, ValidationError{{"payload", "trailing data after the JSON object"}}
+	if d, ok := tok.(json.Delim); !ok || d != '{' {
+		return p, ValidationError{{"payload", "must be a JSON object, got " + tokenKind(tok)}}
 	}
-	return p, p.check(nil)
+	var errs ValidationError
+	seen := make(map[string]bool, len(knownFields))
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return p, syntaxError(err)
+		}
+		key, _ := tok.(string) // inside an object the decoder only answers string keys
+		var raw json.RawMessage
+		if err := dec.Decode(&raw); err != nil {
+			return p, syntaxError(err)
+		}
+		if seen[key] {
+			errs = append(errs, FieldError{fieldName(key), "appears more than once"})
+			continue
+		}
+		seen[key] = true
+		var problem string
+		switch key {
+		case fieldOrderRef:
+			p.OrderRef, problem = stringValue(raw)
+		case fieldReason:
+			p.Reason, problem = stringValue(raw)
+		case fieldRequestedBy:
+			p.RequestedBy, problem = stringValue(raw)
+		case fieldInitiatedAt:
+			p.RefundInitiatedAt, problem = timeValue(raw)
+		default:
+			problem = unknownField(key, strict)
+		}
+		if problem != "" {
+			errs = append(errs, FieldError{fieldName(key), problem})
+		}
+	}
+	if _, err := dec.Token(); err != nil { // the closing brace
+		return p, syntaxError(err)
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return p, ValidationError{{"payload", "has data after the JSON object"}}
+	}
+	if verr := p.check(nil); verr != nil {
+		for _, fe := range verr.(ValidationError) {
+			if !errs.has(fe.Field) {
+				errs = append(errs, fe)
+			}
+		}
+	}
+	if len(errs) > 0 {
+		return p, errs
+	}
+	return p, nil
 }
 
-func decodeError(err error) error {
-	var te *json.UnmarshalTypeError
-	var pe *time.ParseError
-	switch {
-	case errors.As(err, &te) && te.Field != "":
-		return ValidationError{{te.Field, "must be a " + te.Type.String()}}
-	case errors.As(err, &pe):
-		return ValidationError{{"refund_initiated_at", "must be RFC 3339, e.g. 2026-11-25T10:00:00Z"}}
-	case strings.HasPrefix(err.Error(), "json: unknown field "):
-		return ValidationError{{strings.Trim(strings.TrimPrefix(err.Error(), "json: unknown field "), `"`), "unknown field"}}
+func (v ValidationError) has(field string) bool {
+	for _, f := range v {
+		if f.Field == field {
+			return true
+		}
 	}
-	return ValidationError{{"payload", "not a JSON object: " + err.Error()}}
+	return false
+}
+
+// unknownField answers the problem with a field the payload does not have:
+// none in lenient mode, unless it is a known name in another letter case.
+func unknownField(key string, strict bool) string {
+	for _, k := range knownFields {
+		if strings.EqualFold(key, k) {
+			return fmt.Sprintf("is not a field: names are case-sensitive, did you mean %q?", k)
+		}
+	}
+	if strict {
+		return "is not a field of the payload (fields: " + strings.Join(knownFields, ", ") + ")"
+	}
+	return ""
+}
+
+var plainName = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,64}$`)
+
+// fieldName answers a key fit to print: as it is if plain, else quoted and
+// clipped, so a hostile key cannot forge log lines.
+func fieldName(key string) string {
+	if plainName.MatchString(key) {
+		return key
+	}
+	if len(key) > 64 {
+		key = key[:64]
+	}
+	return strconv.QuoteToASCII(key)
+}
+
+// stringValue decodes a JSON string; null counts as absent.
+func stringValue(raw json.RawMessage) (string, string) {
+	if k := rawKind(raw); k != "a string" {
+		if k == "null" {
+			return "", ""
+		}
+		return "", "must be a string, got " + k
+	}
+	var s string
+	if err := json.Unmarshal(raw, &s); err != nil {
+		return "", "must be a string"
+	}
+	return s, ""
+}
+
+// timeValue decodes an RFC 3339 time string; null counts as absent.
+func timeValue(raw json.RawMessage) (time.Time, string) {
+	const want = "must be an RFC 3339 time string, e.g. 2026-11-25T10:00:00Z"
+	s, problem := stringValue(raw)
+	switch {
+	case problem != "":
+		return time.Time{}, want + ", got " + rawKind(raw)
+	case s == "":
+		return time.Time{}, ""
+	}
+	t, err := time.Parse(time.RFC3339, s)
+	switch {
+	case err != nil:
+		return time.Time{}, fmt.Sprintf("%s, got %s", want, strconv.QuoteToASCII(clip.String(s, 40)))
+	case t.IsZero():
+		return time.Time{}, fmt.Sprintf("%s is the zero time, a placeholder rather than when the refund was initiated", s)
+	case t.Year() < 2000:
+		return time.Time{}, fmt.Sprintf("%s is before 2000: not a plausible initiation time", s)
+	}
+	return t, ""
+}
+
+// rawKind names a JSON value's kind in words.
+func rawKind(raw json.RawMessage) string {
+	switch raw[0] {
+	case '"':
+		return "a string"
+	case '{':
+		return "an object"
+	case '[':
+		return "an array"
+	case 't', 'f':
+		return "a boolean"
+	case 'n':
+		return "null"
+	}
+	return "a number"
+}
+
+// tokenKind names the kind of a top-level token in words.
+func tokenKind(tok json.Token) string {
+	switch t := tok.(type) {
+	case json.Delim:
+		if t == '[' {
+			return "an array"
+		}
+		return "an object"
+	case string:
+		return "a string"
+	case float64:
+		return "a number"
+	case bool:
+		return "a boolean"
+	}
+	return "null"
+}
+
+// syntaxError describes malformed JSON in words.
+func syntaxError(err error) error {
+	var se *json.SyntaxError
+	switch {
+	case errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF):
+		return ValidationError{{"payload", "is not valid JSON: it ends too early"}}
+	case errors.As(err, &se):
+		return ValidationError{{"payload", fmt.Sprintf("is not valid JSON: %s (at byte %d)", se.Error(), se.Offset)}}
+	}
+	return ValidationError{{"payload", "is not valid JSON"}}
 }
 
 // NewTask validates p against now and builds its task: type

@@ -158,7 +158,7 @@ func TestPipeline(t *testing.T) {
 			t.Fatal(err)
 		}
 		info := s.waitFinished(t, "bad-1")
-		if info.State != asynq.TaskStateArchived || info.LastErr != "invalid payload: refund_initiated_at: must be RFC 3339, e.g. 2026-11-25T10:00:00Z" || info.Retried != 0 {
+		if info.State != asynq.TaskStateArchived || info.LastErr != `invalid payload: refund_initiated_at: must be an RFC 3339 time string, e.g. 2026-11-25T10:00:00Z, got "soon"` || info.Retried != 0 {
 			t.Fatalf("%v %q retried %d", info.State, info.LastErr, info.Retried)
 		}
 		if len(s.sb.Ledger()) != before {

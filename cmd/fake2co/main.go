@@ -8,6 +8,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -56,7 +57,12 @@ func run(ctx context.Context, args []string, onListen func(net.Addr)) error {
 	logLevel := fs.String("log-level", "info", "debug logs every call")
 	var faults faultFlags
 	fs.Var(&faults, "fault", `fault rule as JSON (repeatable), e.g. '{"method":"cancelRefund","kind":"status","status":503,"probability":0.2}'`)
-	if err := fs.Parse(args); err != nil {
+	fs.SetOutput(io.Discard)
+	if err := fs.Parse(args); errors.Is(err, flag.ErrHelp) {
+		fs.SetOutput(os.Stdout)
+		fs.Usage()
+		return nil
+	} else if err != nil {
 		return err
 	}
 	if *secret == "" {

@@ -118,3 +118,11 @@ func TestBadFlags(t *testing.T) {
 		}
 	}
 }
+
+func TestHelpExitsZero(t *testing.T) {
+	for _, args := range [][]string{{"-help"}, {"-h"}, {"--help"}} {
+		if err := run(context.Background(), args, nil); err != nil {
+			t.Errorf("%v: %v", args, err)
+		}
+	}
+}

@@ -14,7 +14,7 @@ import (
 
 	"github.com/hibiken/asynq"
 
-	"github.com/refundd/refund-canceller/internal/config"
+	"github.com/refundd/refund-canceller/internal/taskview"
 	"github.com/refundd/refund-canceller/tasks"
 )
 
@@ -22,10 +22,29 @@ const usage = `Usage:
   refundctl enqueue --order-ref REF --initiated-at RFC3339 [--reason TEXT] [--requested-by NAME]
   refundctl enqueue --file FILE.jsonl      one payload per line; --file - reads stdin
   refundctl status ORDER_REF
+  refundctl help [COMMAND]
 
 Common flags: --redis-url URL (default $REDIS_URL), --queue NAME (default $REFUND_QUEUE or refunds), --json
 Payload line: {"order_ref":"73152889","refund_initiated_at":"2026-11-25T10:00:00Z","reason":"…","requested_by":"…"}
+Exit status: 0 done; 1 rejected or not found; 2 bad usage; 3 the queue is unavailable (nothing was decided: run it again)
 `
+
+// Exit statuses.
+const (
+	exitOK          = 0
+	exitRejected    = 1
+	exitUsage       = 2
+	exitUnavailable = 3
+)
+
+// Results of one cancellation.
+const (
+	resultQueued        = "queued"
+	resultAlreadyQueued = "already_queued"
+	resultRejected      = "rejected"
+	// resultUnavailable: Redis could not be reached; nothing was decided.
+	resultUnavailable = "unavailable"
+)
 
 type env struct {
 	getenv         func(string) string
@@ -33,12 +52,25 @@ type env struct {
 	stdout, stderr io.Writer
 }
 
-type usageError string
+// cliError is a failure with its kind (usage, rejected, not_found,
+// unavailable, interrupted, error) and exit status.
+type cliError struct {
+	Kind string `json:"kind"`
+	Msg  string `json:"error"`
+	code int
+}
 
-func (u usageError) Error() string { return string(u) }
+func (e *cliError) Error() string { return e.Msg }
 
-// errReported: the failure was already printed.
-var errReported = errors.New("reported")
+func usageError(msg string) error { return &cliError{Kind: "usage", Msg: msg, code: exitUsage} }
+
+// errReported: the failure was already printed; its status is in code.
+type errReported struct{ code int }
+
+func (e errReported) Error() string { return "reported" }
+
+// errHelp: --help was asked; the command's usage was printed.
+var errHelp = errors.New("help")
 
 type common struct {
 	redisURL, queue string
@@ -61,18 +93,25 @@ func (c *common) enqueuer() (*tasks.Enqueuer, error) {
 	}
 	opt, err := asynq.ParseRedisURI(c.redisURL)
 	if err != nil {
-		return nil, usageError("--redis-url " + config.RedactURL(c.redisURL) + " is not a redis:// URL")
+		// Not shown: a malformed URL may hold a password.
+		return nil, usageError("--redis-url (or REDIS_URL) is not a redis:// or rediss:// URL (value not shown: it may hold a password)")
 	}
 	return tasks.NewEnqueuer(tasks.EnqueuerConfig{Redis: opt, Queue: c.queue})
 }
 
 // parseFlags parses args allowing flags after positional arguments
-// ("status 73152889 --json"); the positionals are left in fs.Args().
-func parseFlags(fs *flag.FlagSet, args []string) ([]string, error) {
+// ("status 73152889 --json"); it answers the positionals. For --help it
+// prints the command's usage to stdout and answers errHelp.
+func parseFlags(fs *flag.FlagSet, args []string, stdout io.Writer) ([]string, error) {
 	fs.SetOutput(io.Discard)
 	var positional []string
 	for {
-		if err := fs.Parse(args); err != nil {
+		if err := fs.Parse(args); errors.Is(err, flag.ErrHelp) {
+			fs.SetOutput(stdout)
+			fmt.Fprintf(stdout, "%s\nFlags of %s:\n", usage, fs.Name())
+			fs.PrintDefaults()
+			return nil, errHelp
+		} else if err != nil {
 			return nil, usageError(err.Error())
 		}
 		if fs.NArg() == 0 {
@@ -87,11 +126,22 @@ func parseFlags(fs *flag.FlagSet, args []string) ([]string, error) {
 type lineResult struct {
 	Line           int    `json:"line,omitempty"`
 	OrderRef       string `json:"order_ref,omitempty"`
-	Result         string `json:"result"` // queued | already_queued | rejected
+	Result         string `json:"result"` // queued | already_queued | rejected | unavailable
 	TaskID         string `json:"task_id,omitempty"`
 	State          string `json:"state,omitempty"`
 	WindowClosesAt string `json:"window_closes_at,omitempty"`
 	Reason         string `json:"reason,omitempty"`
+}
+
+// exitCode answers the exit status for a set of results.
+func exitCode(counts map[string]int) int {
+	switch {
+	case counts[resultUnavailable] > 0:
+		return exitUnavailable
+	case counts[resultRejected] > 0:
+		return exitRejected
+	}
+	return exitOK
 }
 
 func enqueue(ctx context.Context, args []string, e env) error {
@@ -103,13 +153,33 @@ func enqueue(ctx context.Context, args []string, e env) error {
 	reason := fs.String("reason", "", "reason (optional)")
 	by := fs.String("requested-by", "refundctl", "who asks (optional)")
 	file := fs.String("file", "", "JSONL file of payloads, - for stdin")
-	if rest, err := parseFlags(fs, args); err != nil {
+	if rest, err := parseFlags(fs, args, e.stdout); err != nil {
 		return err
 	} else if len(rest) > 0 {
 		return usageError("unexpected argument " + rest[0])
 	}
 	if (*file == "") == (*ref == "") {
 		return usageError("give either --order-ref (with --initiated-at) or --file")
+	}
+	var p tasks.CancelRefund
+	if *file == "" {
+		if *initiated == "" {
+			return usageError("--initiated-at is required with --order-ref")
+		}
+		t, err := time.Parse(time.RFC3339, *initiated)
+		if err != nil {
+			return usageError("--initiated-at must be RFC 3339, e.g. 2026-11-25T10:00:00Z")
+		}
+		p = tasks.CancelRefund{OrderRef: *ref, RefundInitiatedAt: t, Reason: *reason, RequestedBy: *by}
+	}
+	var in io.Reader = e.stdin
+	if *file != "" && *file != "-" {
+		f, err := os.Open(*file)
+		if err != nil {
+			return usageError(err.Error())
+		}
+		defer f.Close()
+		in = f
 	}
 	enq, err := c.enqueuer()
 	if err != nil {
@@ -118,94 +188,130 @@ func enqueue(ctx context.Context, args []string, e env) error {
 	defer enq.Close()
 
 	if *file == "" {
-		p := tasks.CancelRefund{OrderRef: *ref, Reason: *reason, RequestedBy: *by}
-		if *initiated == "" {
-			return usageError("--initiated-at is required with --order-ref")
-		}
-		t, err := time.Parse(time.RFC3339, *initiated)
-		if err != nil {
-			return usageError("--initiated-at must be RFC 3339, e.g. 2026-11-25T10:00:00Z")
-		}
-		p.RefundInitiatedAt = t
 		r := enqueueOne(ctx, enq, p)
 		printResult(e.stdout, c.json, r)
-		if r.Result == "rejected" {
-			return errReported
+		if code := exitCode(map[string]int{r.Result: 1}); code != exitOK {
+			return errReported{code}
 		}
 		return nil
-	}
-
-	in := e.stdin
-	if *file != "-" {
-		f, err := os.Open(*file)
-		if err != nil {
-			return err
-		}
-		defer f.Close()
-		in = f
 	}
 	return enqueueBulk(ctx, enq, in, e, c.json)
 }
 
 func enqueueOne(ctx context.Context, enq *tasks.Enqueuer, p tasks.CancelRefund) lineResult {
-	r := lineResult{OrderRef: p.OrderRef, TaskID: tasks.TaskID(p.OrderRef)}
+	r := lineResult{OrderRef: p.OrderRef}
 	info, err := enq.Enqueue(ctx, p)
 	var aq *tasks.AlreadyQueuedError
 	switch {
 	case err == nil:
-		r.Result, r.State = "queued", info.State.String()
+		r.Result, r.TaskID, r.State = resultQueued, info.ID, info.State.String()
 		r.WindowClosesAt = p.WindowClosesAt().UTC().Format(time.RFC3339)
 	case errors.As(err, &aq):
-		r.Result, r.State = "already_queued", aq.State()
+		r.Result, r.TaskID, r.State = resultAlreadyQueued, aq.TaskID, aq.State()
+	case errors.Is(err, tasks.ErrInvalidPayload) || errors.Is(err, tasks.ErrWindowClosed):
+		r.Result, r.Reason = resultRejected, err.Error()
 	default:
-		r.Result, r.Reason, r.TaskID = "rejected", err.Error(), ""
+		r.Result, r.Reason = resultUnavailable, "the queue is unavailable, nothing was decided: "+err.Error()
 	}
 	return r
 }
 
+// maxLine is the longest line read: one payload.
+const maxLine = tasks.MaxPayloadBytes
+
+// readLine reads one line of at most maxLine bytes. A longer line is read
+// to its end and answered with tooLong, so the next line starts cleanly.
+func readLine(br *bufio.Reader) (line []byte, tooLong bool, err error) {
+	for {
+		chunk, isPrefix, err := br.ReadLine()
+		if err != nil {
+			return line, tooLong, err
+		}
+		if !tooLong {
+			if len(line)+len(chunk) > maxLine {
+				tooLong, line = true, nil
+			} else {
+				line = append(line, chunk...)
+			}
+		}
+		if !isPrefix {
+			return line, tooLong, nil
+		}
+	}
+}
+
+// enqueueBulk enqueues one payload per line. Every line gets its own result
+// and the summary always prints; once the queue is unavailable the rest of
+// the payloads are still checked but not sent.
 func enqueueBulk(ctx context.Context, enq *tasks.Enqueuer, in io.Reader, e env, asJSON bool) error {
-	sc := bufio.NewScanner(in)
-	sc.Buffer(make([]byte, 64<<10), tasks.MaxPayloadBytes*2)
+	br := bufio.NewReaderSize(in, 64<<10)
 	counts := map[string]int{}
-	var rejected []lineResult
+	var failed []lineResult
+	var stopped error
 	line := 0
-	for sc.Scan() {
+	unavailable := false
+	for {
 		if ctx.Err() != nil {
-			return ctx.Err()
+			stopped = &cliError{Kind: "interrupted", Msg: fmt.Sprintf("interrupted after line %d: the lines after it were not read", line), code: exitRejected}
+			break
+		}
+		raw, tooLong, err := readLine(br)
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			stopped = &cliError{Kind: "error", Msg: fmt.Sprintf("reading line %d: %v", line+1, err), code: exitRejected}
+			break
 		}
 		line++
-		text := strings.TrimSpace(sc.Text())
-		if text == "" || strings.HasPrefix(text, "#") {
+		text := strings.TrimSpace(string(raw))
+		if !tooLong && (text == "" || strings.HasPrefix(text, "#")) {
 			continue
 		}
 		var r lineResult
-		if p, err := tasks.DecodeStrict([]byte(text)); err != nil {
-			r = lineResult{Result: "rejected", Reason: err.Error(), OrderRef: p.OrderRef}
+		if tooLong {
+			r = lineResult{Result: resultRejected, Reason: fmt.Sprintf("payload: the line is longer than %d bytes", maxLine)}
+		} else if p, err := tasks.DecodeStrict([]byte(text)); err != nil {
+			r = lineResult{Result: resultRejected, Reason: err.Error(), OrderRef: p.OrderRef}
+		} else if unavailable {
+			r = lineResult{Result: resultUnavailable, OrderRef: p.OrderRef, Reason: "not sent: the queue was unavailable"}
 		} else {
 			r = enqueueOne(ctx, enq, p)
+			unavailable = r.Result == resultUnavailable
 		}
 		r.Line = line
 		counts[r.Result]++
-		if r.Result == "rejected" {
-			rejected = append(rejected, r)
-		}
 		if asJSON {
 			printResult(e.stdout, true, r)
-		} else if total := counts["queued"] + counts["already_queued"] + counts["rejected"]; total%100 == 0 {
-			fmt.Fprintf(e.stderr, "\r%d processed…", total)
+		} else if r.Result == resultRejected || r.Result == resultUnavailable {
+			failed = append(failed, r)
+		}
+		if total := line; !asJSON && total%100 == 0 {
+			fmt.Fprintf(e.stderr, "\r%d lines…", total)
 		}
 	}
-	if err := sc.Err(); err != nil {
-		return fmt.Errorf("line %d: %w", line+1, err)
-	}
-	if !asJSON {
-		fmt.Fprintf(e.stdout, "\rqueued %d, already queued %d, rejected %d\n", counts["queued"], counts["already_queued"], counts["rejected"])
-		for _, r := range rejected {
-			fmt.Fprintf(e.stdout, "  line %d %s: %s\n", r.Line, r.OrderRef, r.Reason)
+	summary := struct {
+		Lines         int `json:"lines"`
+		Queued        int `json:"queued"`
+		AlreadyQueued int `json:"already_queued"`
+		Rejected      int `json:"rejected"`
+		Unavailable   int `json:"unavailable"`
+	}{line, counts[resultQueued], counts[resultAlreadyQueued], counts[resultRejected], counts[resultUnavailable]}
+	if asJSON {
+		b, _ := json.Marshal(map[string]any{"summary": summary})
+		fmt.Fprintln(e.stdout, string(b))
+	} else {
+		fmt.Fprintf(e.stdout, "\rqueued %d, already queued %d, rejected %d, unavailable %d (%d lines)\n",
+			summary.Queued, summary.AlreadyQueued, summary.Rejected, summary.Unavailable, summary.Lines)
+		for _, r := range failed {
+			fmt.Fprintf(e.stdout, "  line %d %s %s: %s\n", r.Line, r.Result, r.OrderRef, r.Reason)
 		}
 	}
-	if len(rejected) > 0 {
-		return errReported
+	if stopped != nil {
+		return stopped
+	}
+	if code := exitCode(counts); code != exitOK {
+		return errReported{code}
 	}
 	return nil
 }
@@ -217,33 +323,20 @@ func printResult(w io.Writer, asJSON bool, r lineResult) {
 		return
 	}
 	switch r.Result {
-	case "queued":
+	case resultQueued:
 		fmt.Fprintf(w, "queued %s (window closes %s)\n", r.TaskID, r.WindowClosesAt)
-	case "already_queued":
+	case resultAlreadyQueued:
 		fmt.Fprintf(w, "already queued: %s is %s\n", r.TaskID, r.State)
 	default:
-		fmt.Fprintf(w, "rejected %s: %s\n", r.OrderRef, r.Reason)
+		fmt.Fprintf(w, "%s %s: %s\n", r.Result, r.OrderRef, r.Reason)
 	}
-}
-
-// statusView is what `refundctl status` prints.
-type statusView struct {
-	TaskID        string          `json:"task_id"`
-	Queue         string          `json:"queue"`
-	State         string          `json:"state"`
-	Retried       int             `json:"retried"`
-	LastError     string          `json:"last_error,omitempty"`
-	LastFailedAt  *time.Time      `json:"last_failed_at,omitempty"`
-	NextProcessAt *time.Time      `json:"next_process_at,omitempty"`
-	Payload       json.RawMessage `json:"payload"`
-	Result        json.RawMessage `json:"result,omitempty"`
 }
 
 func status(args []string, e env) error {
 	fs := flag.NewFlagSet("status", flag.ContinueOnError)
 	var c common
 	c.register(fs, e)
-	rest, err := parseFlags(fs, args)
+	rest, err := parseFlags(fs, args, e.stdout)
 	if err != nil {
 		return err
 	}
@@ -257,22 +350,12 @@ func status(args []string, e env) error {
 	defer enq.Close()
 	info, err := enq.Status(rest[0])
 	if errors.Is(err, asynq.ErrTaskNotFound) || errors.Is(err, asynq.ErrQueueNotFound) {
-		return fmt.Errorf("no cancellation task for order %s in queue %s", rest[0], c.queue)
+		return &cliError{Kind: "not_found", Msg: fmt.Sprintf("no cancellation task for order %s in queue %s", rest[0], c.queue), code: exitRejected}
 	}
 	if err != nil {
-		return err
+		return &cliError{Kind: "unavailable", Msg: "the queue is unavailable: " + err.Error(), code: exitUnavailable}
 	}
-	v := statusView{TaskID: info.ID, Queue: info.Queue, State: info.State.String(), Retried: info.Retried, LastError: info.LastErr,
-		Payload: json.RawMessage(info.Payload)}
-	if !info.LastFailedAt.IsZero() {
-		v.LastFailedAt = &info.LastFailedAt
-	}
-	if !info.NextProcessAt.IsZero() {
-		v.NextProcessAt = &info.NextProcessAt
-	}
-	if len(info.Result) > 0 && json.Valid(info.Result) {
-		v.Result = info.Result
-	}
+	v := taskview.Of(info)
 	if c.json {
 		b, _ := json.MarshalIndent(v, "", "  ")
 		fmt.Fprintln(e.stdout, string(b))
@@ -282,8 +365,14 @@ func status(args []string, e env) error {
 	if v.LastError != "" {
 		fmt.Fprintf(e.stdout, "last error: %s\n", v.LastError)
 	}
-	if v.NextProcessAt != nil && (v.State == "retry" || v.State == "scheduled") {
-		fmt.Fprintf(e.stdout, "next try: %s\n", v.NextProcessAt.UTC().Format(time.RFC3339))
+	if v.LastFailedAt != "" {
+		fmt.Fprintf(e.stdout, "last failed at: %s\n", v.LastFailedAt)
+	}
+	if v.NextProcessAt != "" {
+		fmt.Fprintf(e.stdout, "next try: %s\n", v.NextProcessAt)
+	}
+	if v.WindowClosesAt != "" {
+		fmt.Fprintf(e.stdout, "window closes: %s\n", v.WindowClosesAt)
 	}
 	fmt.Fprintf(e.stdout, "payload:  %s\n", v.Payload)
 	if v.Result != nil {

@@ -5,31 +5,44 @@
 //	refundctl status 73152889
 //
 // It reads REDIS_URL and REFUND_QUEUE like refundd (or --redis-url, --queue);
-// --json prints machine-readable output. Exit status: 0 success, 1 a
-// cancellation was rejected or failed, 2 bad usage.
+// --json prints every answer, errors included, as JSON on stdout. Exit
+// status: 0 success; 1 a cancellation was rejected (or none was found);
+// 2 bad usage; 3 the queue is unavailable (Redis unreachable: nothing was
+// decided, run it again).
 package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
 	"os/signal"
 	"syscall"
+
+	"go.uber.org/zap"
+
+	"github.com/refundd/refund-canceller/internal/logging"
 )
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	// go-redis's own log lines would only repeat, in another format, the
+	// errors refundctl reports.
+	logging.RouteGlobal(zap.NewNop())
 	code := run(ctx, os.Args[1:], env{getenv: os.Getenv, stdin: os.Stdin, stdout: os.Stdout, stderr: os.Stderr})
 	stop()
 	os.Exit(code)
 }
 
 func run(ctx context.Context, args []string, e env) int {
+	asJSON := false
+	for _, a := range args {
+		asJSON = asJSON || a == "--json" || a == "-json" || a == "--json=true" || a == "-json=true"
+	}
 	if len(args) == 0 {
-		fmt.Fprint(e.stderr, usage)
-		return 2
+		return report(usageError("no command given"), e, asJSON)
 	}
 	var err error
 	switch args[0] {
@@ -37,23 +50,36 @@ func run(ctx context.Context, args []string, e env) int {
 		err = enqueue(ctx, args[1:], e)
 	case "status":
 		err = status(args[1:], e)
-	case "-h", "--help", "help":
+	case "-h", "-help", "--help", "help":
 		fmt.Fprint(e.stdout, usage)
-		return 0
+		return exitOK
 	default:
 		err = usageError("unknown command " + args[0])
 	}
-	var ue usageError
+	return report(err, e, asJSON)
+}
+
+// report prints err (as JSON on stdout with --json, else on stderr) and
+// answers the exit status.
+func report(err error, e env, asJSON bool) int {
+	var ce *cliError
+	var done errReported
 	switch {
-	case err == nil:
-		return 0
-	case errors.As(err, &ue):
-		fmt.Fprintf(e.stderr, "refundctl: %v\n\n%s", err, usage)
-		return 2
-	case errors.Is(err, errReported):
-		return 1
-	default:
-		fmt.Fprintln(e.stderr, "refundctl:", err)
-		return 1
+	case err == nil, errors.Is(err, errHelp):
+		return exitOK
+	case errors.As(err, &done):
+		return done.code
+	case !errors.As(err, &ce):
+		ce = &cliError{Kind: "error", Msg: err.Error(), code: exitRejected}
 	}
+	switch {
+	case asJSON:
+		b, _ := json.Marshal(ce)
+		fmt.Fprintln(e.stdout, string(b))
+	case ce.Kind == "usage":
+		fmt.Fprintf(e.stderr, "refundctl: %s\n\n%s", ce.Msg, usage)
+	default:
+		fmt.Fprintln(e.stderr, "refundctl:", ce.Msg)
+	}
+	return ce.code
 }

@@ -6,6 +6,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -63,6 +64,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		return err
 	}
 	defer func() { _ = log.Sync() }()
+	logging.RouteGlobal(log)
 	log.Info("configuration", zap.Any("effective", cfg.Effective(getenv)))
 	d, err := daemon.New(daemon.Options{Config: cfg, Logger: log})
 	if err != nil {
@@ -76,7 +78,10 @@ func runDemo(ctx context.Context, args []string, getenv func(string) string, std
 	exit := fs.Bool("exit-when-done", false, "end when every task has finished")
 	orders := fs.Int("orders", 40, "cancellable refunds to seed")
 	addr := fs.String("ops-addr", "127.0.0.1:8080", "ops server address")
-	if err := fs.Parse(args); err != nil {
+	fs.SetOutput(stdout)
+	if err := fs.Parse(args); errors.Is(err, flag.ErrHelp) {
+		return nil // the usage went to stdout
+	} else if err != nil {
 		return err
 	}
 	level := getenv("LOG_LEVEL")
@@ -88,6 +93,7 @@ func runDemo(ctx context.Context, args []string, getenv func(string) string, std
 		return err
 	}
 	defer func() { _ = log.Sync() }()
+	logging.RouteGlobal(log)
 	_, err = demo.Run(ctx, demo.Options{Orders: *orders, ExitWhenDone: *exit, OpsAddr: *addr, Out: stdout, Logger: log})
 	return err
 }

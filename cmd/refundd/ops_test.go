@@ -42,6 +42,7 @@ func TestOpsEndToEnd(t *testing.T) {
 	body := fmt.Sprintf(`{"order_ref":"H1","refund_initiated_at":%q}`, time.Now().UTC().Format(time.RFC3339))
 	req, _ := http.NewRequest("POST", base+"/v1/cancellations", strings.NewReader(body))
 	req.Header.Set("Authorization", "Bearer "+tok)
+	req.Header.Set("Content-Type", "application/json")
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil || resp.StatusCode != 202 {
 		t.Fatalf("enqueue over HTTP: %v %v", err, resp.Status)

@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -42,6 +43,9 @@ type Config struct {
 	RetryBaseDelay  time.Duration
 	RetryMaxDelay   time.Duration
 	OpsAddr         string
+	// OpsAllowedHosts are host names the ops server answers besides
+	// localhost and IP addresses.
+	OpsAllowedHosts []string
 	LogLevel        string
 	LogFormat       string
 	// The ops server's dashboard and producer API.
@@ -155,6 +159,21 @@ var Vars = []Var{
 			c.OpsAddr = v
 			return nil
 		}},
+	{Name: "OPS_ALLOWED_HOSTS", Help: "host names the ops server answers besides localhost and IP addresses, comma-separated (e.g. refundd.internal); other Host headers get 403 (DNS rebinding)",
+		set: func(c *Config, v string) error {
+			c.OpsAllowedHosts = nil
+			for _, h := range strings.Split(v, ",") {
+				h = strings.TrimSpace(h)
+				if h == "" {
+					continue
+				}
+				if !hostNameRE.MatchString(h) {
+					return errors.New("must be comma-separated host names without scheme, port or path (e.g. refundd.internal,ops.example.com)")
+				}
+				c.OpsAllowedHosts = append(c.OpsAllowedHosts, strings.ToLower(h))
+			}
+			return nil
+		}},
 	{Name: "DASHBOARD_USER", Help: "basic-auth user of the dashboard at /monitoring/ (required, with the password, unless OPS_ADDR is loopback)",
 		set: func(c *Config, v string) error { c.DashboardUser = v; return nil }},
 	{Name: "DASHBOARD_PASSWORD", Secret: true, Help: "basic-auth password of the dashboard",
@@ -228,6 +247,8 @@ func durationVar(field func(*Config) *time.Duration) func(*Config, string) error
 		return nil
 	}
 }
+
+var hostNameRE = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9-]{0,62}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,62}[A-Za-z0-9])?)*\.?$`)
 
 // unwrapPath drops the path from *os.PathError: the variable already names it.
 func unwrapPath(err error) error {
@@ -319,11 +340,13 @@ func (c *Config) Effective(getenv func(string) string) map[string]string {
 	return m
 }
 
-// RedactURL hides the password of a URL.
+// RedactURL hides the password of a URL. A string that is not a URL with
+// a host (so that its password could not be found and hidden) is not shown
+// at all.
 func RedactURL(s string) string {
 	u, err := url.Parse(s)
-	if err != nil {
-		return "[unparsable URL]"
+	if err != nil || u.Host == "" || u.Opaque != "" {
+		return "[malformed URL, not shown]"
 	}
 	return u.Redacted()
 }

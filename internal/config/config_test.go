@@ -56,6 +56,8 @@ func TestLoadErrors(t *testing.T) {
 		{"bad concurrency", map[string]string{"WORKER_CONCURRENCY": "0"}, "WORKER_CONCURRENCY must be"},
 		{"bad duration", map[string]string{"SHUTDOWN_TIMEOUT": "soon"}, "SHUTDOWN_TIMEOUT must be a positive duration"},
 		{"bad ops addr", map[string]string{"OPS_ADDR": "8080"}, "OPS_ADDR must be host:port"},
+		{"allowed host with scheme", map[string]string{"OPS_ALLOWED_HOSTS": "refundd.internal,https://ops.example.com"}, "OPS_ALLOWED_HOSTS must be comma-separated host names"},
+		{"allowed host with port", map[string]string{"OPS_ALLOWED_HOSTS": "ops.example.com:8080"}, "OPS_ALLOWED_HOSTS must be comma-separated host names"},
 		{"bad level", map[string]string{"LOG_LEVEL": "loud"}, "LOG_LEVEL must be"},
 		{"bad format", map[string]string{"LOG_FORMAT": "xml"}, "LOG_FORMAT must be json or console"},
 		{"bad ca", map[string]string{"TCO_CA_FILE": keyFile}, "TCO_CA_FILE holds no PEM certificate"},
@@ -122,6 +124,34 @@ func TestUsageListsEveryVariable(t *testing.T) {
 	for _, v := range Vars {
 		if !strings.Contains(u, v.Name) {
 			t.Errorf("--help misses %s", v.Name)
+		}
+	}
+}
+
+func TestOpsAllowedHosts(t *testing.T) {
+	env := base()
+	env["OPS_ALLOWED_HOSTS"] = " refundd.internal, Ops.Example.com ,,"
+	c, err := Load(envOf(env))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Join(c.OpsAllowedHosts, ",") != "refundd.internal,ops.example.com" {
+		t.Fatalf("%q", c.OpsAllowedHosts)
+	}
+}
+
+// RedactURL never shows a password, even in a URL it cannot make sense of.
+func TestRedactURL(t *testing.T) {
+	for in, want := range map[string]string{
+		"redis://:pw-secret@127.0.0.1:6379/0": "redis://:xxxxx@127.0.0.1:6379/0",
+		"redis://127.0.0.1:6379/0":            "redis://127.0.0.1:6379/0",
+		"redis//:pw-secret@127.0.0.1:6379":    "[malformed URL, not shown]",
+		"redis:pw-secret@127.0.0.1":           "[malformed URL, not shown]",
+		"redis://:pw-secret@[::1":             "[malformed URL, not shown]",
+		"127.0.0.1:6379?password=pw-secret":   "[malformed URL, not shown]",
+	} {
+		if got := RedactURL(in); got != want {
+			t.Errorf("RedactURL(%q) = %q, want %q", in, got, want)
 		}
 	}
 }

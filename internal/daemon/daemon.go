@@ -17,6 +17,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/refundd/refund-canceller/internal/config"
+	"github.com/refundd/refund-canceller/internal/logging"
 	"github.com/refundd/refund-canceller/internal/metrics"
 	"github.com/refundd/refund-canceller/internal/ops"
 	"github.com/refundd/refund-canceller/rpcclient"
@@ -77,7 +78,7 @@ func New(opts Options) (_ *Daemon, err error) {
 		return nil, err
 	}
 	srv, err := worker.NewServer(worker.ServerConfig{
-		Redis: cfg.Redis, Queue: cfg.Queue, Concurrency: cfg.Concurrency, ShutdownTimeout: cfg.ShutdownTimeout, Logger: log,
+		Redis: cfg.Redis, Queue: cfg.Queue, Concurrency: cfg.Concurrency, ShutdownTimeout: cfg.ShutdownTimeout, Logger: logging.ForAsynq(log),
 	}, h)
 	if err != nil {
 		return nil, err
@@ -134,7 +135,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("OPS_ADDR %s: %w", d.cfg.OpsAddr, err)
 	}
-	hs := &http.Server{Handler: d.mux, ReadHeaderTimeout: 5 * time.Second, IdleTimeout: 2 * time.Minute}
+	hs := ops.NewServer(ops.ServerConfig{Handler: d.mux, AllowedHosts: d.cfg.OpsAllowedHosts})
 	httpErr := make(chan error, 1)
 	go func() { httpErr <- hs.Serve(ln) }()
 	if err := d.server.Start(); err != nil {

@@ -1,27 +1,30 @@
 package ops
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"mime"
 	"net/http"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/hibiken/asynq"
 	"go.uber.org/zap"
 
 	"github.com/refundd/refund-canceller/internal/clip"
+	"github.com/refundd/refund-canceller/internal/taskview"
 	"github.com/refundd/refund-canceller/tasks"
 )
 
-// Limits of the producer API.
+// Limits of the producer API. A single payload has one limit everywhere:
+// tasks.MaxPayloadBytes.
 const (
-	MaxBodyBytes  = 16 << 10 // one cancellation
 	MaxBatchItems = 1000
-	MaxBatchBytes = 4 << 20
+	MaxBatchBytes = MaxBatchItems * tasks.MaxPayloadBytes
 )
 
 // Producer is what the API needs to enqueue and look up cancellations;
@@ -34,11 +37,14 @@ type Producer interface {
 
 // API is the HTTP producer API, for systems not written in Go:
 //
-//	POST /v1/cancellations         one payload       → 202 | 400 | 409 | 422
+//	POST /v1/cancellations         one payload       → 202 | 400 | 409 | 413 | 415 | 422
 //	POST /v1/cancellations:batch   up to 1,000       → 200 with per-item results in order
 //	GET  /v1/cancellations/{ref}   the task's state  → 200 | 404
 //
-// Every route needs "Authorization: Bearer <API_TOKEN>". OpenAPI: api/openapi.yaml.
+// Every route needs "Authorization: Bearer <API_TOKEN>", checked before any
+// body is read. Bodies must be "Content-Type: application/json" (else 415)
+// and are decoded by tasks.DecodeStrict: exact field names, no duplicates,
+// no unknown fields. OpenAPI: api/openapi.yaml.
 type API struct {
 	producer Producer
 	token    string
@@ -58,8 +64,8 @@ func NewAPI(p Producer, token string, log *zap.Logger) *API {
 func (a *API) Register(mux *http.ServeMux) {
 	wrap := func(h http.HandlerFunc) http.Handler {
 		if a.token == "" {
-			return http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
-				WriteJSON(w, http.StatusServiceUnavailable, errorBody{Error: "the producer API is off: set API_TOKEN to enable it"})
+			return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				refuse(w, r, http.StatusServiceUnavailable, "the producer API is off: set API_TOKEN to enable it")
 			})
 		}
 		return Bearer(a.token, h)
@@ -82,19 +88,62 @@ type Item struct {
 }
 
 func (a *API) create(w http.ResponseWriter, r *http.Request) {
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBodyBytes))
-	if err != nil {
-		WriteJSON(w, http.StatusRequestEntityTooLarge, errorBody{Error: fmt.Sprintf("body larger than %d bytes", MaxBodyBytes)})
+	body, ok := readBody(w, r, tasks.MaxPayloadBytes)
+	if !ok {
 		return
 	}
 	it := a.enqueue(r.Context(), body)
 	WriteJSON(w, it.Status, it)
 }
 
+// readBody reads a JSON request body of at most limit bytes. It refuses a
+// body that is not JSON (415) or too large (413) before reading it, and
+// one not received within the server's read timeout (408). ok is false
+// when it has answered.
+func readBody(w http.ResponseWriter, r *http.Request, limit int64) (body []byte, ok bool) {
+	if problem := jsonContentType(r.Header.Get("Content-Type")); problem != "" {
+		refuse(w, r, http.StatusUnsupportedMediaType, problem)
+		return nil, false
+	}
+	tooLarge := fmt.Sprintf("body larger than %d bytes", limit)
+	if r.ContentLength > limit {
+		refuse(w, r, http.StatusRequestEntityTooLarge, tooLarge)
+		return nil, false
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
+	var mbe *http.MaxBytesError
+	switch {
+	case errors.As(err, &mbe):
+		refuse(w, r, http.StatusRequestEntityTooLarge, tooLarge)
+		return nil, false
+	case err != nil:
+		w.Header().Set("Connection", "close")
+		WriteJSON(w, http.StatusRequestTimeout, errorBody{Error: "the request body was not received in time"})
+		return nil, false
+	}
+	return body, true
+}
+
+// jsonContentType answers what is wrong with a request's Content-Type, or
+// "" for application/json (in UTF-8, the only charset JSON has).
+func jsonContentType(ct string) string {
+	const want = "Content-Type must be application/json"
+	if ct == "" {
+		return want + "; none was given"
+	}
+	mt, params, err := mime.ParseMediaType(ct)
+	if err != nil || mt != "application/json" {
+		return want + "; got " + clip.String(strconv.Quote(ct), 80)
+	}
+	if cs, ok := params["charset"]; ok && !strings.EqualFold(cs, "utf-8") {
+		return "a JSON body must be UTF-8; got charset " + clip.String(strconv.Quote(cs), 40)
+	}
+	return ""
+}
+
 func (a *API) batch(w http.ResponseWriter, r *http.Request) {
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBatchBytes))
-	if err != nil {
-		WriteJSON(w, http.StatusRequestEntityTooLarge, errorBody{Error: fmt.Sprintf("body larger than %d bytes", MaxBatchBytes)})
+	body, ok := readBody(w, r, MaxBatchBytes)
+	if !ok {
 		return
 	}
 	var items []json.RawMessage
@@ -118,8 +167,8 @@ func (a *API) batch(w http.ResponseWriter, r *http.Request) {
 
 // enqueue validates and enqueues one payload and says how it went.
 func (a *API) enqueue(ctx context.Context, body []byte) Item {
-	if len(bytes.TrimSpace(body)) == 0 {
-		return Item{Status: http.StatusBadRequest, Error: "invalid payload", Fields: []tasks.FieldError{{Field: "payload", Problem: "is empty"}}}
+	if len(body) > tasks.MaxPayloadBytes {
+		return Item{Status: http.StatusRequestEntityTooLarge, Error: fmt.Sprintf("payload larger than %d bytes", tasks.MaxPayloadBytes)}
 	}
 	p, err := tasks.DecodeStrict(body)
 	if err == nil {
@@ -144,19 +193,6 @@ func (a *API) enqueue(ctx context.Context, body []byte) Item {
 	return Item{Status: http.StatusServiceUnavailable, Error: "the queue is unavailable; nothing was enqueued, try again"}
 }
 
-// TaskView is GET /v1/cancellations/{order_ref}'s answer.
-type TaskView struct {
-	TaskID         string          `json:"task_id"`
-	OrderRef       string          `json:"order_ref"`
-	Queue          string          `json:"queue"`
-	State          string          `json:"state"`
-	Retried        int             `json:"retried"`
-	LastError      string          `json:"last_error,omitempty"`
-	NextProcessAt  string          `json:"next_process_at,omitempty"`
-	WindowClosesAt string          `json:"window_closes_at,omitempty"`
-	Result         json.RawMessage `json:"result,omitempty"`
-}
-
 func (a *API) get(w http.ResponseWriter, r *http.Request) {
 	ref := r.PathValue("order_ref")
 	info, err := a.producer.Status(ref)
@@ -169,15 +205,6 @@ func (a *API) get(w http.ResponseWriter, r *http.Request) {
 		WriteJSON(w, http.StatusServiceUnavailable, errorBody{Error: "the queue is unavailable; try again"})
 		return
 	}
-	v := TaskView{TaskID: info.ID, OrderRef: ref, Queue: info.Queue, State: info.State.String(), Retried: info.Retried, LastError: info.LastErr}
-	if p, err := tasks.Decode(info.Payload); err == nil {
-		v.WindowClosesAt = p.WindowClosesAt().UTC().Format(time.RFC3339)
-	}
-	if !info.NextProcessAt.IsZero() && (info.State == asynq.TaskStateRetry || info.State == asynq.TaskStateScheduled) {
-		v.NextProcessAt = info.NextProcessAt.UTC().Format(time.RFC3339)
-	}
-	if len(info.Result) > 0 && json.Valid(info.Result) {
-		v.Result = info.Result
-	}
+	v := taskview.Of(info)
 	WriteJSON(w, http.StatusOK, v)
 }

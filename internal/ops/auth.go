@@ -14,7 +14,7 @@ func equal(a, b string) bool {
 }
 
 // BasicAuth admits requests with the user and password; others get 401 with
-// a challenge.
+// a challenge, before any of their body is read.
 func BasicAuth(user, password, realm string, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		u, p, ok := r.BasicAuth()
@@ -22,20 +22,21 @@ func BasicAuth(user, password, realm string, next http.Handler) http.Handler {
 		userOK, passOK := equal(u, user), equal(p, password)
 		if !ok || !userOK || !passOK {
 			w.Header().Set("WWW-Authenticate", `Basic realm="`+realm+`", charset="UTF-8"`)
-			WriteJSON(w, http.StatusUnauthorized, errorBody{Error: "authentication required"})
+			refuse(w, r, http.StatusUnauthorized, "authentication required")
 			return
 		}
 		next.ServeHTTP(w, r)
 	})
 }
 
-// Bearer admits requests carrying "Authorization: Bearer <token>".
+// Bearer admits requests carrying "Authorization: Bearer <token>"; others
+// get 401 before any of their body is read.
 func Bearer(token string, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
 		if !ok || !equal(got, token) {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="refundd"`)
-			WriteJSON(w, http.StatusUnauthorized, errorBody{Error: "a valid bearer token is required (Authorization: Bearer $API_TOKEN)"})
+			refuse(w, r, http.StatusUnauthorized, "a valid bearer token is required (Authorization: Bearer $API_TOKEN)")
 			return
 		}
 		next.ServeHTTP(w, r)

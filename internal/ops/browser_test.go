@@ -2,10 +2,13 @@ package ops_test
 
 import (
 	"context"
+	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"os"
 	"os/exec"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -19,19 +22,7 @@ import (
 // with credentials and checks the page shows the cancellation queue. It runs
 // when chromium is on PATH (CI installs it and requires it).
 func TestDashboardInBrowser(t *testing.T) {
-	chromium := ""
-	for _, name := range []string{"chromium", "chromium-browser", "google-chrome"} {
-		if p, err := exec.LookPath(name); err == nil {
-			chromium = p
-			break
-		}
-	}
-	if chromium == "" {
-		if os.Getenv("CI") != "" {
-			t.Fatal("chromium is not on PATH; CI must install it (apt-get install chromium)")
-		}
-		t.Skip("chromium not on PATH (apt-get install chromium)")
-	}
+	chromium := findChromium(t)
 	r := redistest.New(t)
 	q := r.Queue(t)
 	enq, _ := tasks.NewEnqueuer(tasks.EnqueuerConfig{Redis: r.Opt, Queue: q})
@@ -43,20 +34,12 @@ func TestDashboardInBrowser(t *testing.T) {
 	defer d.Close()
 	mux := http.NewServeMux()
 	d.Register(mux)
-	srv := httptest.NewServer(mux)
-	defer srv.Close()
+	srv := serve(t, ops.ServerConfig{Handler: mux}) // behind the guard, as refundd serves it
 
 	page := strings.Replace(srv.URL, "http://", "http://ops:browser-pass-1@", 1) + "/monitoring/queues/" + q + "?status=pending"
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-		"--disable-background-networking", "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage",
-		"--user-data-dir="+t.TempDir(), "--virtual-time-budget=10000", "--dump-dom", page)
-	out, err := cmd.Output()
-	if err != nil {
-		t.Fatalf("chromium: %v", err)
-	}
-	dom := string(out)
+	dom := dumpDOM(ctx, t, chromium, page)
 	for _, want := range []string{q, "refund:cancel:BROWSER1", "order BROWSER1 · window closes"} {
 		if !strings.Contains(dom, want) {
 			t.Errorf("the dashboard page does not show %q (%d bytes of DOM)", want, len(dom))
@@ -65,11 +48,107 @@ func TestDashboardInBrowser(t *testing.T) {
 
 	// Without credentials the browser gets no dashboard (headless Chromium
 	// dumps an empty page on the 401 challenge; TestDashboardAuth checks the 401).
-	cmd = exec.CommandContext(ctx, chromium, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+	cmd := exec.CommandContext(ctx, chromium, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
 		"--disable-background-networking", "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage",
 		"--user-data-dir="+t.TempDir(), "--dump-dom", srv.URL+"/monitoring/")
-	out, _ = cmd.Output()
+	out, _ := cmd.Output()
 	if strings.Contains(string(out), "BROWSER1") || strings.Contains(string(out), q) {
 		t.Errorf("unauthenticated page: %.300s", out)
 	}
+}
+
+// findChromium answers the browser's path, skipping the test outside CI
+// when there is none.
+func findChromium(t *testing.T) string {
+	t.Helper()
+	for _, name := range []string{"chromium", "chromium-browser", "google-chrome"} {
+		if p, err := exec.LookPath(name); err == nil {
+			return p
+		}
+	}
+	if os.Getenv("CI") != "" {
+		t.Fatal("chromium is not on PATH; CI must install it (apt-get install chromium)")
+	}
+	t.Skip("chromium not on PATH (apt-get install chromium)")
+	return ""
+}
+
+// dumpDOM loads page in headless Chromium, lets its scripts run, and answers
+// the resulting DOM.
+func dumpDOM(ctx context.Context, t *testing.T, chromium, page string) string {
+	t.Helper()
+	cmd := exec.CommandContext(ctx, chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+		"--disable-background-networking", "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage",
+		"--user-data-dir="+t.TempDir(), "--virtual-time-budget=10000", "--dump-dom", page)
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("chromium %s: %v", page, err)
+	}
+	return string(out)
+}
+
+// TestCrossOriginInBrowser: a page on another origin makes the browser
+// POST the dashboard's pause; the guard refuses it and the queue keeps
+// running. The same request from the ops server's own page pauses the
+// queue, as the dashboard's buttons do. The dashboard here is the open
+// loopback one (no credentials): the case the issue reproduced.
+func TestCrossOriginInBrowser(t *testing.T) {
+	chromium := findChromium(t)
+	// What reached the ops server, outside its guard; and a page of its own.
+	type seen struct{ method, path, site string }
+	arrived := make(chan seen, 16)
+	srv, q, insp := dashboardServer(t, ops.DashboardConfig{Loopback: true}, func(guarded http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.URL.Path == "/same-origin-page" {
+				w.Header().Set("Content-Type", "text/html")
+				_, _ = io.WriteString(w, fetchPage(r.URL.Query().Get("target")))
+				return
+			}
+			if r.Method == "POST" {
+				arrived <- seen{r.Method, r.URL.Path, r.Header.Get("Sec-Fetch-Site")}
+			}
+			guarded.ServeHTTP(w, r)
+		})
+	})
+	pauseURL := srv.URL + "/monitoring/api/queues/" + q + ":pause"
+	evil := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/html")
+		_, _ = io.WriteString(w, fetchPage(pauseURL))
+	}))
+	defer evil.Close()
+	// localhost vs 127.0.0.1: another site, as attacker.example would be.
+	evilURL := strings.Replace(evil.URL, "127.0.0.1", "localhost", 1)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	dom := dumpDOM(ctx, t, chromium, evilURL)
+	select {
+	case s := <-arrived:
+		if s.site != "cross-site" {
+			t.Errorf("the browser sent Sec-Fetch-Site %q", s.site)
+		}
+	default:
+		t.Fatalf("the cross-origin POST never reached the ops server; page: %.300s", dom)
+	}
+	if paused(t, insp, q) {
+		t.Fatal("a page on another origin paused the queue")
+	}
+
+	dom = dumpDOM(ctx, t, chromium, srv.URL+"/same-origin-page?target="+url.QueryEscape(pauseURL))
+	if !strings.Contains(dom, "answered basic 204") {
+		t.Errorf("same-origin page: %.300s", dom)
+	}
+	if !paused(t, insp, q) {
+		t.Fatal("the ops server's own page could not pause the queue")
+	}
+}
+
+// fetchPage is an HTML page whose script POSTs to target and shows how the
+// fetch ended.
+func fetchPage(target string) string {
+	return `<!doctype html><html><body><p id="r">waiting</p><script>
+fetch(` + strconv.Quote(target) + `, {method: "POST", mode: "no-cors", credentials: "include"})
+  .then(r => { document.getElementById("r").textContent = "answered " + r.type + " " + r.status; })
+  .catch(e => { document.getElementById("r").textContent = "failed " + e; });
+</script></body></html>`
 }

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"strconv"
 	"time"
 
 	"github.com/hibiken/asynq"
@@ -71,7 +72,9 @@ func FormatPayload(taskType string, payload []byte) string {
 	}
 	p, err := tasks.Decode(payload)
 	if err != nil {
-		return fmt.Sprintf("INVALID PAYLOAD (%v): %s", err, clip.String(string(payload), 300))
+		// Quoted: a refused payload may hold the very characters (newlines,
+		// bidirectional overrides) that would spoof the dashboard's line.
+		return fmt.Sprintf("INVALID PAYLOAD (%v): %s", err, strconv.QuoteToASCII(clip.String(string(payload), 300)))
 	}
 	s := fmt.Sprintf("order %s · window closes %s · refund initiated %s", p.OrderRef,
 		p.WindowClosesAt().UTC().Format(time.RFC3339), p.RefundInitiatedAt.UTC().Format(time.RFC3339))

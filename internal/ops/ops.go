@@ -1,5 +1,8 @@
-// Package ops is refundd's operations HTTP surface: liveness and readiness
-// (and, as they are added, metrics, the dashboard and the producer API).
+// Package ops is refundd's operations HTTP surface: the server itself
+// (NewServer: bounded reads and headers, behind a Guard that refuses foreign
+// Host headers and cross-origin changes), liveness and readiness (Health),
+// the Asynqmon dashboard behind basic auth (Dashboard) and the producer API
+// (API). Metrics live in internal/metrics; the daemon mounts them here.
 package ops
 
 import (

@@ -39,8 +39,7 @@ func newAPI(t *testing.T, tok string) *apiFixture {
 	t.Cleanup(func() { _ = enq.Close() })
 	mux := http.NewServeMux()
 	ops.NewAPI(enq, tok, nil).Register(mux)
-	srv := httptest.NewServer(mux)
-	t.Cleanup(srv.Close)
+	srv := serve(t, ops.ServerConfig{Handler: mux})
 	return &apiFixture{srv: srv, queue: q, redis: r}
 }
 
@@ -49,6 +48,9 @@ func (f *apiFixture) do(t *testing.T, method, path, auth, body string) (int, map
 	req, _ := http.NewRequest(method, f.srv.URL+path, strings.NewReader(body))
 	if auth != "" {
 		req.Header.Set("Authorization", auth)
+	}
+	if method == "POST" {
+		req.Header.Set("Content-Type", "application/json")
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
@@ -208,6 +210,10 @@ func TestFormatters(t *testing.T) {
 	}
 	if p := ops.FormatPayload("refund:cancel", []byte(`junk`)); !strings.HasPrefix(p, "INVALID PAYLOAD") {
 		t.Fatalf("junk payload %q", p)
+	}
+	spoof := ops.FormatPayload("refund:cancel", []byte("{\"order_ref\":\"A1\",\"refund_initiated_at\":\"2026-11-25T10:00:00Z\",\"reason\":\"x\u202e\\nY\"}"))
+	if !strings.HasPrefix(spoof, "INVALID PAYLOAD (reason: must not contain control characters") || strings.ContainsAny(spoof, "\u202e\n") {
+		t.Fatalf("spoofing payload shown as %q", spoof)
 	}
 	if p := ops.FormatPayload("other", []byte(`x`)); p != "x" {
 		t.Fatalf("other type %q", p)
