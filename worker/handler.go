@@ -101,9 +101,6 @@ func NewHandler(cfg HandlerConfig) (*Handler, error) {
 	return &Handler{api: cfg.API, policy: p, log: cfg.Logger, now: cfg.Now, obs: cfg.Observer}, nil
 }
 
-// Policy answers the effective policy.
-func (h *Handler) Policy() Policy { return h.policy }
-
 // TerminalError ends a task: asynq archives it at once (it matches
 // asynq.SkipRetry) with Reason as its last error.
 type TerminalError struct {
@@ -225,8 +222,12 @@ func (h *Handler) retryOrGiveUp(ctx context.Context, a Attempt, closes, cutoff t
 	}
 	at, ok := h.policy.Next(h.now(), a.Retried+1, cutoff, classErr)
 	if !ok {
-		return &TerminalError{Outcome: OutcomeWindowClosed, Reason: fmt.Sprintf("no retry fits before the window closes at %s: last error: %v",
-			closes.UTC().Format(time.RFC3339), err)}
+		wait := ""
+		if ra, has := rpcclient.RetryAfter(classErr); has {
+			wait = fmt.Sprintf(" (2Checkout asked to wait %v: Retry-After)", ra)
+		}
+		return &TerminalError{Outcome: OutcomeWindowClosed, Reason: fmt.Sprintf("no retry fits before the window closes at %s%s: last error: %v",
+			closes.UTC().Format(time.RFC3339), wait, err)}
 	}
 	return &RetryError{At: at, Cause: err}
 }

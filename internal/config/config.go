@@ -39,6 +39,7 @@ type Config struct {
 	SafetyMargin    time.Duration
 	RetryBaseDelay  time.Duration
 	RetryMaxDelay   time.Duration
+	RetryAfterMax   time.Duration // 0: RetryMaxDelay
 	OpsAddr         string
 	LogLevel        string
 	LogFormat       string
@@ -176,6 +177,13 @@ var Vars = []Var{
 		set: durationVar(func(c *Config) *time.Duration { return &c.RetryBaseDelay })},
 	{Name: "RETRY_MAX_DELAY", Default: "5m", Help: "cap of the retry delay",
 		set: durationVar(func(c *Config) *time.Duration { return &c.RetryMaxDelay })},
+	{Name: "RETRY_AFTER_MAX", Help: "longest Retry-After honoured; a longer one is cut to this (default RETRY_MAX_DELAY)",
+		set: func(c *Config, v string) error {
+			if v == "" {
+				return nil
+			}
+			return durationVar(func(c *Config) *time.Duration { return &c.RetryAfterMax })(c, v)
+		}},
 	{Name: "OPS_ADDR", Default: "127.0.0.1:8080", Help: "ops HTTP server: /healthz /readyz /metrics /monitoring/ /v1/",
 		set: func(c *Config, v string) error {
 			if _, _, err := net.SplitHostPort(v); err != nil {
@@ -297,7 +305,8 @@ func (c *Config) OpsLoopback() bool {
 
 // Policy answers the worker policy the configuration asks for.
 func (c *Config) Policy() worker.Policy {
-	return worker.Policy{SafetyMargin: c.SafetyMargin, RequestTimeout: c.RequestTimeout, BaseDelay: c.RetryBaseDelay, MaxDelay: c.RetryMaxDelay}
+	return worker.Policy{SafetyMargin: c.SafetyMargin, RequestTimeout: c.RequestTimeout, BaseDelay: c.RetryBaseDelay, MaxDelay: c.RetryMaxDelay,
+		RetryAfterMax: c.RetryAfterMax}
 }
 
 // Effective answers the configuration as name → value for the start-up log,
