@@ -359,7 +359,7 @@ func (c *Client) session(ctx context.Context) (*session, error) {
 	case <-lc.done:
 		return lc.sess, lc.err
 	case <-ctx.Done():
-		return nil, &TransportError{Method: MethodLogin, Err: ctx.Err()}
+		return nil, &TransportError{Method: MethodLogin, Err: ctx.Err(), NotSent: true}
 	}
 }
 
@@ -430,7 +430,7 @@ func (c *Client) do(ctx context.Context, method string, params []any, out any) e
 		return ErrStartDeadline
 	}
 	if err := ctx.Err(); err != nil {
-		return &TransportError{Method: method, Err: err}
+		return &TransportError{Method: method, Err: err, NotSent: true}
 	}
 	if c.cfg.Observer == nil {
 		return c.send(ctx, method, params, out)
@@ -513,8 +513,8 @@ func DecodeResponse(method string, id int64, httpStatus int, retryAfter time.Dur
 		}
 		if json.Unmarshal(r.Error.Data, &data) == nil && data.ErrorCode != "" {
 			e.Name = truncate(data.ErrorCode, 100)
-		} else if e.Name = NameOf(e.Code); e.Name == "" {
-			e.Name = "ERROR_" + strconv.Itoa(e.Code)
+		} else {
+			e.Name = nameOf(e.Code, e.Message)
 		}
 		return e
 	}

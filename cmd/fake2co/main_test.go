@@ -130,3 +130,22 @@ func TestBadFlags(t *testing.T) {
 		}
 	}
 }
+
+// -documented-only: an error object carries no data.error_code.
+func TestDocumentedOnlyFlag(t *testing.T) {
+	base := startFake2co(t, "-documented-only")
+	resp, err := http.Post(base+"/rpc/6.0/", "application/json", strings.NewReader(`{"jsonrpc":"2.0","id":1,"method":"cancelRefund","params":["nosession","X1"]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var r struct {
+		Error map[string]any `json:"error"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&r); err != nil || r.Error["code"] == nil || r.Error["message"] == nil {
+		t.Fatalf("%+v %v", r, err)
+	}
+	if _, has := r.Error["data"]; has {
+		t.Fatalf("data in documented-only mode: %+v", r.Error)
+	}
+}
