@@ -82,6 +82,7 @@ func NewServer(cfg ServerConfig, h *Handler) (*asynq.Server, error) {
 		TaskCheckInterval:        cfg.TaskCheckInterval,
 		DelayedTaskCheckInterval: cfg.DelayedTaskCheckInterval,
 		RetryDelayFunc:           h.RetryDelay,
+		IsFailure:                h.IsFailure,
 		ShutdownTimeout:          cfg.ShutdownTimeout,
 		Logger:                   log.WithOptions(zap.AddCallerSkip(1)).Sugar(),
 		LogLevel:                 asynq.InfoLevel,

@@ -40,6 +40,7 @@ type Config struct {
 	RetryBaseDelay  time.Duration
 	RetryMaxDelay   time.Duration
 	RetryAfterMax   time.Duration // 0: RetryMaxDelay
+	UnknownAttempts int
 	OpsAddr         string
 	LogLevel        string
 	LogFormat       string
@@ -183,6 +184,15 @@ var Vars = []Var{
 				return nil
 			}
 			return durationVar(func(c *Config) *time.Duration { return &c.RetryAfterMax })(c, v)
+		}},
+	{Name: "UNKNOWN_ERROR_ATTEMPTS", Default: "3", Help: "an error 2Checkout answers that this worker does not recognise is retried until it came back this often (or the cut-off), then archived with the vendor's words",
+		set: func(c *Config, v string) error {
+			n, err := strconv.Atoi(v)
+			if err != nil || n < 1 || n > 1000 {
+				return errors.New("must be a whole number from 1 to 1000")
+			}
+			c.UnknownAttempts = n
+			return nil
 		}},
 	{Name: "OPS_ADDR", Default: "127.0.0.1:8080", Help: "ops HTTP server: /healthz /readyz /metrics /monitoring/ /v1/",
 		set: func(c *Config, v string) error {

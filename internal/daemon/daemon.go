@@ -68,7 +68,8 @@ func New(opts Options) (*Daemon, error) {
 	if opts.Policy != nil {
 		policy = *opts.Policy
 	}
-	h, err := worker.NewHandler(worker.HandlerConfig{API: api, Policy: policy, Logger: log.Named("worker"), Observer: m})
+	h, err := worker.NewHandler(worker.HandlerConfig{API: api, Policy: policy, UnknownErrorAttempts: cfg.UnknownAttempts, Tasks: insp,
+		Logger: log.Named("worker"), Observer: m})
 	if err != nil {
 		return nil, err
 	}
