@@ -42,7 +42,7 @@ func TestExpiredTaskArchivedAtOnce(t *testing.T) {
 	if _, err := s.client.Enqueue(task); err != nil { // a producer that skipped the Enqueuer's check
 		t.Fatal(err)
 	}
-	info := s.waitState(t, "refund:cancel:X1", 10*time.Second, finished)
+	info := s.waitState(t, tasks.TaskID("X1", initiated), 10*time.Second, finished)
 	want := "window closed at " + initiated.Add(2*time.Hour).UTC().Format(time.RFC3339)
 	if info.State != asynq.TaskStateArchived || !strings.HasPrefix(info.LastErr, want) || info.Retried != 0 {
 		t.Fatalf("%v %q retried %d", info.State, info.LastErr, info.Retried)
@@ -68,7 +68,7 @@ func TestPermanent503RetriedUntilCutoff(t *testing.T) {
 	if _, err := s.client.Enqueue(task); err != nil {
 		t.Fatal(err)
 	}
-	info := s.waitState(t, "refund:cancel:F503", 20*time.Second, finished)
+	info := s.waitState(t, tasks.TaskID("F503", initiated), 20*time.Second, finished)
 	if info.State != asynq.TaskStateArchived ||
 		!(strings.HasPrefix(info.LastErr, "no retry fits before the window closes at") || strings.HasPrefix(info.LastErr, "window closed at")) {
 		t.Fatalf("%v %q", info.State, info.LastErr)
@@ -102,7 +102,7 @@ func TestBadCredentialsKeepRetrying(t *testing.T) {
 	if _, err := s.client.Enqueue(task); err != nil {
 		t.Fatal(err)
 	}
-	info := s.waitState(t, "refund:cancel:C1", 15*time.Second, func(i *asynq.TaskInfo) bool { return i.Retried >= 3 || finished(i) })
+	info := s.waitState(t, tasks.TaskID("C1", initiated), 15*time.Second, func(i *asynq.TaskInfo) bool { return i.Retried >= 3 || finished(i) })
 	if finished(info) || !strings.Contains(info.LastErr, "AUTHENTICATION_FAILED") {
 		t.Fatalf("%v %q", info.State, info.LastErr)
 	}
