@@ -133,7 +133,7 @@ func NewHandler(cfg HandlerConfig) (*Handler, error) {
 	if cfg.API == nil {
 		return nil, errors.New("worker: HandlerConfig.API is required")
 	}
-	p, err := cfg.Policy.withDefaults()
+	p, err := cfg.Policy.WithDefaults()
 	if err != nil {
 		return nil, fmt.Errorf("worker: %w", err)
 	}
@@ -253,34 +253,31 @@ func (h *Handler) ProcessTask(ctx context.Context, t *asynq.Task) error {
 	return err
 }
 
-// prior reads the record earlier attempts left: from the header of a
-// re-enqueued copy on its first run, else from the task's result.
+// prior reads the record earlier attempts left in the task's result, or
+// else the one a re-enqueued copy carries in its PriorHeader. A first
+// delivery (retry count 0) has no record — unless its retries are not
+// counted (MaxRetry 0 or 1: see IsFailure) or the sweep re-ran it from the
+// archive, both only with MaxRetry ≤ 1 — so the common first attempt costs
+// no read.
 func (h *Handler) prior(ctx context.Context, t *asynq.Task, a Attempt) *Result {
-	if a.Retried == 0 {
-		if v, ok := t.Headers()[PriorHeader]; ok {
-			var r Result
-			if json.Unmarshal([]byte(v), &r) == nil {
-				return &r
-			}
-		}
-		return nil
-	}
-	if h.tasks == nil {
-		return nil
-	}
-	queue, _ := asynq.GetQueueName(ctx)
-	info, err := h.tasks.GetTaskInfo(queue, a.TaskID)
-	if err != nil || len(info.Result) == 0 {
-		if err != nil {
+	if h.tasks != nil && (a.Retried > 0 || a.MaxRetry <= 1) {
+		queue, _ := asynq.GetQueueName(ctx)
+		info, err := h.tasks.GetTaskInfo(queue, a.TaskID)
+		var r Result
+		switch {
+		case err != nil:
 			h.log.Warn("could not read the task's record; assuming an earlier attempt may have reached 2Checkout", zap.String("task_id", a.TaskID), zap.Error(err))
+		case len(info.Result) > 0 && json.Unmarshal(info.Result, &r) == nil && !r.Final():
+			return &r
 		}
-		return nil
 	}
-	var r Result
-	if json.Unmarshal(info.Result, &r) != nil {
-		return nil
+	if v, ok := t.Headers()[PriorHeader]; ok {
+		var r Result
+		if json.Unmarshal([]byte(v), &r) == nil {
+			return &r
+		}
 	}
-	return &r
+	return nil
 }
 
 // Handle runs one attempt. It answers the attempt's record (nil only for an

@@ -67,8 +67,8 @@ func LeadFor(delayedCheck, taskCheck time.Duration) time.Duration {
 	return delayedCheck + taskCheck*3/2 + 500*time.Millisecond
 }
 
-// withDefaults validates p and fills in its zero fields.
-func (p Policy) withDefaults() (Policy, error) {
+// WithDefaults validates p and answers it with its zero fields filled in.
+func (p Policy) WithDefaults() (Policy, error) {
 	for _, d := range []struct {
 		name string
 		v    *time.Duration

@@ -13,7 +13,7 @@ var t0 = time.Date(2026, 11, 25, 10, 0, 0, 0, time.UTC)
 
 func mustPolicy(t *testing.T, p Policy) Policy {
 	t.Helper()
-	p, err := p.withDefaults()
+	p, err := p.WithDefaults()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -148,7 +148,7 @@ func TestPolicyNextProperty(t *testing.T) {
 
 func TestPolicyValidation(t *testing.T) {
 	for _, p := range []Policy{{SafetyMargin: -1}, {BaseDelay: time.Minute, MaxDelay: time.Second}, {Window: -time.Hour}} {
-		if _, err := p.withDefaults(); err == nil {
+		if _, err := p.WithDefaults(); err == nil {
 			t.Errorf("%+v accepted", p)
 		}
 	}

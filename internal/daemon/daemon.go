@@ -19,6 +19,7 @@ import (
 	"github.com/refundd/refund-canceller/internal/config"
 	"github.com/refundd/refund-canceller/internal/metrics"
 	"github.com/refundd/refund-canceller/internal/ops"
+	"github.com/refundd/refund-canceller/internal/windowsweep"
 	"github.com/refundd/refund-canceller/rpcclient"
 	"github.com/refundd/refund-canceller/tasks"
 	"github.com/refundd/refund-canceller/worker"
@@ -42,6 +43,7 @@ type Daemon struct {
 	api      *rpcclient.Client
 	handler  *worker.Handler
 	server   *asynq.Server
+	sweep    *windowsweep.Sweeper
 	redis    redis.UniversalClient
 	mux      *http.ServeMux
 	running  atomic.Bool
@@ -79,6 +81,11 @@ func New(opts Options) (*Daemon, error) {
 	if err != nil {
 		return nil, err
 	}
+	sweep, err := windowsweep.New(windowsweep.Config{Redis: cfg.Redis, Queue: cfg.Queue, Policy: policy, Interval: cfg.SweepInterval,
+		Logger: log.Named("windowsweep")})
+	if err != nil {
+		return nil, err
+	}
 	rc, ok := cfg.Redis.MakeRedisClient().(redis.UniversalClient)
 	if !ok {
 		return nil, errors.New("daemon: unexpected Redis client type")
@@ -89,8 +96,8 @@ func New(opts Options) (*Daemon, error) {
 	}
 	dash := ops.NewDashboard(ops.DashboardConfig{Redis: cfg.Redis, User: cfg.DashboardUser, Password: cfg.DashboardPassword.Reveal(),
 		ReadOnly: cfg.DashboardReadOnly, Loopback: cfg.OpsLoopback()})
-	d := &Daemon{cfg: cfg, log: log, api: api, handler: h, server: srv, redis: rc, mux: http.NewServeMux(), onListen: opts.OnListen,
-		closers: []func() error{insp.Close, enq.Close, dash.Close}}
+	d := &Daemon{cfg: cfg, log: log, api: api, handler: h, server: srv, sweep: sweep, redis: rc, mux: http.NewServeMux(), onListen: opts.OnListen,
+		closers: []func() error{insp.Close, enq.Close, dash.Close, sweep.Close}}
 	d.mux.Handle("GET /metrics", m.Handler())
 	dash.Register(d.mux)
 	ops.NewAPI(enq, cfg.APIToken.Reveal(), log.Named("api")).Register(d.mux)
@@ -134,6 +141,10 @@ func (d *Daemon) Run(ctx context.Context) error {
 		return fmt.Errorf("start worker: %w", err)
 	}
 	d.running.Store(true)
+	sweepCtx, stopSweep := context.WithCancel(context.Background())
+	sweepDone := make(chan struct{})
+	go func() { defer close(sweepDone); d.sweep.Run(sweepCtx) }()
+	defer func() { stopSweep(); <-sweepDone }()
 	d.log.Info("refundd running", zap.String("queue", d.cfg.Queue), zap.Int("concurrency", d.cfg.Concurrency),
 		zap.String("ops", "http://"+ln.Addr().String()))
 	if d.onListen != nil {
