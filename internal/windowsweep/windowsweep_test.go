@@ -197,4 +197,3 @@ func TestArchivedByTheCounterAfterTheWindow(t *testing.T) {
 		t.Fatalf("%q; cancelRefund calls %d → %d", info.LastErr, calls, s.cancelCalls())
 	}
 }
-
