@@ -36,6 +36,8 @@ type stackOptions struct {
 	Concurrency int            // default 5
 	Policy      *worker.Policy // default: the real window with short retry delays
 	Secret      string         // the key the worker logs in with; default the sandbox's
+	// DocumentedOnly starts the sandbox speaking only what 2Checkout documents.
+	DocumentedOnly bool
 }
 
 func startStack(t *testing.T, o stackOptions) *stack {
@@ -51,7 +53,7 @@ func startStack(t *testing.T, o stackOptions) *stack {
 	}
 	r := redistest.New(t)
 	q := r.Queue(t)
-	sb := rpctest.NewServer(rpctest.Config{Window: o.Policy.Window})
+	sb := rpctest.NewServer(rpctest.Config{Window: o.Policy.Window, DocumentedOnly: o.DocumentedOnly})
 	t.Cleanup(sb.Close)
 	api, err := rpcclient.New(rpcclient.Config{URL: sb.RPCURL, MerchantCode: rpctest.DefaultMerchantCode, SecretKey: rpcclient.Secret(o.Secret),
 		RequestTimeout: time.Second, CredentialsBackoff: time.Millisecond})
