@@ -15,14 +15,14 @@ import (
 // run drives a task's attempts the way asynq would: each retry runs when
 // due (the clock jumps there), with the retry count and the record the
 // previous attempt left. It answers the last attempt's record and error.
-func (e *env) run(t *testing.T, ref string, initiated time.Time) (*Result, error, int) {
+func (e *env) run(t *testing.T, ref string, initiated time.Time) (*Result, int, error) {
 	t.Helper()
 	var prior *Result
 	for retried := 0; retried < 1000; retried++ {
 		res, err := e.h.Handle(context.Background(), Attempt{TaskID: "t", Retried: retried, Payload: payload(ref, initiated), Prior: prior})
 		var rerr *RetryError
 		if !errors.As(err, &rerr) {
-			return res, err, retried + 1
+			return res, retried + 1, err
 		}
 		if res == nil || res.Outcome != OutcomeRetry || !res.NextAttemptAt.Equal(rerr.At.UTC()) {
 			t.Fatalf("retry record %+v for %v", res, err)
@@ -31,7 +31,7 @@ func (e *env) run(t *testing.T, ref string, initiated time.Time) (*Result, error
 		prior = res
 	}
 	t.Fatal("no end after 1000 attempts")
-	return nil, nil, 0
+	return nil, 0, nil
 }
 
 // cancelCalls answers the cancelRefund calls of the ledger.
@@ -76,7 +76,7 @@ func TestUnknownErrors(t *testing.T) {
 			e := newEnv(t, "")
 			_ = e.srv.Seed(rpctest.Refund{OrderRef: "U1", InitiatedAt: initiated})
 			_ = e.srv.SetFaults(tc.rule)
-			res, err, attempts := e.run(t, "U1", initiated)
+			res, attempts, err := e.run(t, "U1", initiated)
 			terr := terminal(t, err)
 			if terr.Outcome != OutcomeRefused || terr.Reason != tc.wantReason || attempts != tc.wantCalls || res.Reason != terr.Reason {
 				t.Fatalf("after %d attempts: %q (%s)", attempts, terr.Reason, terr.Outcome)
@@ -96,7 +96,7 @@ func TestUnknownErrors(t *testing.T) {
 	_ = e.srv.Seed(rpctest.Refund{OrderRef: "U2", InitiatedAt: late})
 	_ = e.srv.SetFaults(rpctest.FaultRule{Method: "cancelRefund", Kind: "rpc_error", Code: 300, Message: "nope"})
 	e.h.policy.MinDelay = 20 * time.Second
-	_, err, attempts := e.run(t, "U2", late)
+	_, attempts, err := e.run(t, "U2", late)
 	if terr := terminal(t, err); terr.Outcome != OutcomeWindowClosed || attempts != 2 || !strings.Contains(terr.Reason, "300 ERROR_300: nope") {
 		t.Fatalf("after %d attempts: %v", attempts, err)
 	}
@@ -109,7 +109,7 @@ func TestRetryAfterNearTheCutoff(t *testing.T) {
 	initiated := t0.Add(-119*time.Minute + 14*time.Second) // cut-off in 14s
 	_ = e.srv.Seed(rpctest.Refund{OrderRef: "RA", InitiatedAt: initiated})
 	_ = e.srv.SetFaults(rpctest.FaultRule{Method: "cancelRefund", Kind: "status", Status: 429, RetryAfter: 3, FirstN: 1})
-	res, err, attempts := e.run(t, "RA", initiated)
+	res, attempts, err := e.run(t, "RA", initiated)
 	if err != nil || res.Outcome != OutcomeCancelled || attempts != 2 {
 		t.Fatalf("after %d attempts: %+v %v", attempts, res, err)
 	}
@@ -122,7 +122,7 @@ func TestRetryAfterNearTheCutoff(t *testing.T) {
 	initiated = t0.Add(-119*time.Minute + 2*time.Second) // cut-off in 2s: nothing fits after the call
 	_ = e.srv.Seed(rpctest.Refund{OrderRef: "RB", InitiatedAt: initiated})
 	_ = e.srv.SetFaults(rpctest.FaultRule{Method: "cancelRefund", Kind: "status", Status: 429, RetryAfter: 100000})
-	_, err, _ = e.run(t, "RB", initiated)
+	_, _, err = e.run(t, "RB", initiated)
 	if terr := terminal(t, err); terr.Outcome != OutcomeWindowClosed || !strings.Contains(terr.Reason, "(2Checkout asked to wait 27h46m40s: Retry-After)") {
 		t.Fatalf("%v", err)
 	}
@@ -166,7 +166,7 @@ func TestTruthAtTheEndOfTheWindow(t *testing.T) {
 			e.h.policy.LastRetryLead = lead
 			_ = e.srv.Seed(rpctest.Refund{OrderRef: "T1", RefundID: "R-T1", InitiatedAt: lastChance})
 			_ = e.srv.SetFaults(tc.faults...)
-			res, err, attempts := e.run(t, "T1", lastChance)
+			res, attempts, err := e.run(t, "T1", lastChance)
 			if attempts != 1 {
 				t.Fatalf("%d attempts", attempts)
 			}
@@ -209,7 +209,7 @@ func TestAmbiguousLastAttemptsEndAlreadyCancelled(t *testing.T) {
 	initiated := t0.Add(-119*time.Minute + 4*time.Second) // cut-off in 4s: two attempts fit
 	_ = e.srv.Seed(rpctest.Refund{OrderRef: "Z1", RefundID: "R-Z1", InitiatedAt: initiated})
 	_ = e.srv.SetFaults(rpctest.FaultRule{Method: "cancelRefund", Kind: "apply_then_drop"})
-	res, err, attempts := e.run(t, "Z1", initiated)
+	res, attempts, err := e.run(t, "Z1", initiated)
 	if err != nil || res.Outcome != OutcomeAlreadyCancelled || !res.Confirmed || attempts != 2 {
 		t.Fatalf("after %d: %+v %v", attempts, res, err)
 	}
