@@ -4,9 +4,10 @@
 //
 // Every failure is an *APIError (the server answered) or a *TransportError (it
 // did not); Classify is the one place that decides whether a failure is
-// transient, a credentials problem, or a permanent refusal. The package knows
-// nothing of queues or retries: it makes one call (plus one re-login on a
-// session error) and says what happened.
+// transient, a credentials problem, a permanent refusal, or an answer it does
+// not recognise, and MaybeApplied whether a failed call may have gone
+// through. The package knows nothing of queues or retries: it makes one call
+// (plus one re-login on a session error) and says what happened.
 package rpcclient
 
 import (

@@ -4,8 +4,13 @@
 //
 // The handler never sends a request after a task's cut-off (window close
 // minus a safety margin), archives an expired task in one run without calling
-// 2Checkout, schedules every retry before the cut-off, and confirms an
-// ambiguous "not cancellable" answer with getOrder. It knows nothing of HTTP.
+// 2Checkout, and schedules every retry before the cut-off (Policy). It
+// retries answers it does not recognise a bounded number of times, keeps in
+// the task's result what its attempts learned (above all: whether one may
+// have cancelled the refund with its answer lost), and before archiving after
+// such an attempt asks getOrder what is true — ending "unknown" where
+// 2Checkout cannot tell. A retry never cancels a refund other than its own.
+// It knows nothing of HTTP.
 package worker
 
 import (
