@@ -527,6 +527,8 @@ func FuzzDecodeResponse(f *testing.F) {
 	f.Add(500, []byte(`{"jsonrpc":"2.0","id":1,"error":{"code":1,"message":"m","data":[1]}}`))
 	f.Add(502, []byte(`<html>`))
 	f.Add(200, []byte(`{"id":1,"response":null,"result":null}`))
+	f.Add(200, []byte(`{"jsonrpc":"2.0","id":1,"error":{"code":42,"message":"Order already canceled: x"}}`))
+	f.Add(200, []byte(`{"jsonrpc":"2.0","id":1,"error":{"code":20004,"message":":"}}`))
 	f.Fuzz(func(t *testing.T, status int, body []byte) {
 		var raw json.RawMessage
 		err := rpcclient.DecodeResponse("cancelRefund", 1, status, 0, body, &raw)
@@ -543,6 +545,7 @@ func FuzzDecodeResponse(f *testing.F) {
 		if rpcclient.Classify(err) == rpcclient.ClassNone {
 			t.Fatal("an error classified as none")
 		}
+		_ = rpcclient.MaybeApplied(err) // never panics
 	})
 }
 
