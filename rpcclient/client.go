@@ -4,9 +4,10 @@
 //
 // Every failure is an *APIError (the server answered) or a *TransportError (it
 // did not); Classify is the one place that decides whether a failure is
-// transient, a credentials problem, or a permanent refusal. The package knows
-// nothing of queues or retries: it makes one call (plus one re-login on a
-// session error) and says what happened.
+// transient, a credentials problem, a permanent refusal, or an answer it does
+// not recognise, and MaybeApplied whether a failed call may have gone
+// through. The package knows nothing of queues or retries: it makes one call
+// (plus one re-login on a session error) and says what happened.
 package rpcclient
 
 import (
@@ -349,7 +350,7 @@ func (c *Client) session(ctx context.Context) (*session, error) {
 	case <-lc.done:
 		return lc.sess, lc.err
 	case <-ctx.Done():
-		return nil, &TransportError{Method: MethodLogin, Err: ctx.Err()}
+		return nil, &TransportError{Method: MethodLogin, Err: ctx.Err(), NotSent: true}
 	}
 }
 
@@ -420,7 +421,7 @@ func (c *Client) do(ctx context.Context, method string, params []any, out any) e
 		return ErrStartDeadline
 	}
 	if err := ctx.Err(); err != nil {
-		return &TransportError{Method: method, Err: err}
+		return &TransportError{Method: method, Err: err, NotSent: true}
 	}
 	if c.cfg.Observer == nil {
 		return c.send(ctx, method, params, out)
@@ -503,8 +504,8 @@ func DecodeResponse(method string, id int64, httpStatus int, retryAfter time.Dur
 		}
 		if json.Unmarshal(r.Error.Data, &data) == nil && data.ErrorCode != "" {
 			e.Name = clip.String(data.ErrorCode, 100)
-		} else if e.Name = NameOf(e.Code); e.Name == "" {
-			e.Name = "ERROR_" + strconv.Itoa(e.Code)
+		} else {
+			e.Name = nameOf(e.Code, e.Message)
 		}
 		return e
 	}

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -277,7 +278,11 @@ func TestFaultsClassify(t *testing.T) {
 	}{
 		{rpctest.FaultRule{Kind: "status", Status: 503}, rpcclient.ClassTransient, 0},
 		{rpctest.FaultRule{Kind: "status", Status: 429, RetryAfter: 9}, rpcclient.ClassTransient, 9 * time.Second},
-		{rpctest.FaultRule{Kind: "status", Status: 404}, rpcclient.ClassPermanent, 0},
+		{rpctest.FaultRule{Kind: "status", Status: 404}, rpcclient.ClassUnknown, 0},
+		{rpctest.FaultRule{Kind: "rpc_error", Code: 31337, Message: "Something we never heard of"}, rpcclient.ClassUnknown, 0},
+		{rpctest.FaultRule{Kind: "rpc_error", Code: 20004, Message: "refund not cancellable"}, rpcclient.ClassUnknown, 0},
+		{rpctest.FaultRule{Kind: "rpc_error", Code: 400, Message: "Invalid ORDER_REF"}, rpcclient.ClassPermanent, 0},
+		{rpctest.FaultRule{Kind: "rpc_error", Code: 10001, Message: "whatever"}, rpcclient.ClassSession, 0},
 		{rpctest.FaultRule{Kind: "drop"}, rpcclient.ClassTransient, 0},
 		{rpctest.FaultRule{Kind: "hang"}, rpcclient.ClassTransient, 0},
 		{rpctest.FaultRule{Kind: "malformed"}, rpcclient.ClassTransient, 0},
@@ -415,7 +420,8 @@ func TestClassify(t *testing.T) {
 		{api("cancelRefund", "HTTP_STATUS", 0, 429), rpcclient.ClassTransient},
 		{api("cancelRefund", "HTTP_STATUS", 0, 500), rpcclient.ClassTransient},
 		{api("cancelRefund", "HTTP_STATUS", 0, 599), rpcclient.ClassTransient},
-		{api("cancelRefund", "HTTP_STATUS", 0, 403), rpcclient.ClassPermanent},
+		{api("cancelRefund", "HTTP_STATUS", 0, 403), rpcclient.ClassUnknown},
+		{api("cancelRefund", "HTTP_STATUS", 0, 408), rpcclient.ClassTransient},
 		{api("cancelRefund", "MALFORMED_RESPONSE", 0, 200), rpcclient.ClassTransient},
 		{api("cancelRefund", "INTERNAL_ERROR", -32603, 200), rpcclient.ClassTransient},
 		{api("login", "AUTHENTICATION_FAILED", 10003, 200), rpcclient.ClassCredentials},
@@ -428,13 +434,123 @@ func TestClassify(t *testing.T) {
 		{api("cancelRefund", "REFUND_NOT_CANCELLABLE", 20004, 200), rpcclient.ClassPermanent},
 		{api("cancelRefund", "REFUND_WINDOW_EXPIRED", 20005, 200), rpcclient.ClassPermanent},
 		{api("cancelRefund", "ORDER_NOT_FOUND", 20002, 200), rpcclient.ClassPermanent},
-		{api("cancelRefund", "SOMETHING_NEW", 31337, 200), rpcclient.ClassPermanent},
+		{api("cancelRefund", "SOMETHING_NEW", 31337, 200), rpcclient.ClassUnknown},
+		{api("cancelRefund", "ERROR_20004", 20004, 200), rpcclient.ClassUnknown},
+		{api("cancelRefund", "", 20004, 200), rpcclient.ClassUnknown},
+		{api("cancelRefund", "ORDER_CANCELED", 0, 200), rpcclient.ClassPermanent},
+		{&rpcclient.TransportError{Method: "cancelRefund", Err: context.Canceled, NotSent: true}, rpcclient.ClassTransient},
 		{api("cancelRefund", "INVALID_PARAMS", -32602, 200), rpcclient.ClassPermanent},
 	}
 	for _, tc := range cases {
 		if got := rpcclient.Classify(tc.err); got != tc.want {
 			t.Errorf("Classify(%v) = %v, want %v", tc.err, got, tc.want)
 		}
+	}
+}
+
+// Error objects without data.error_code are named by the codes others
+// documented, then by 2Checkout's documented messages, else ERROR_<code>.
+func TestDecodeResponseNames(t *testing.T) {
+	cases := []struct {
+		body, want string
+		class      rpcclient.Class
+	}{
+		{`{"code":10001,"message":"x"}`, rpcclient.NameInvalidSession, rpcclient.ClassSession},
+		{`{"code":10003,"message":"Authentication failed"}`, rpcclient.NameAuthenticationFailed, rpcclient.ClassCredentials},
+		{`{"code":1,"message":"Authentication failed: date too far"}`, rpcclient.NameAuthenticationFailed, rpcclient.ClassCredentials},
+		{`{"code":20004,"message":"refund is CANCELED"}`, "ERROR_20004", rpcclient.ClassUnknown},
+		{`{"code":42,"message":" Order already canceled. "}`, rpcclient.NameOrderCanceled, rpcclient.ClassPermanent},
+		{`{"code":42,"message":"ORDER_REF missing or format incorrect"}`, rpcclient.NameInvalidOrderReference, rpcclient.ClassPermanent},
+		{`{"code":42,"message":"You already have a pending refund request."}`, rpcclient.NamePendingRefundExists, rpcclient.ClassPermanent},
+		{`{"code":42,"message":"The allowed period to request a new refund for this order has expired"}`, rpcclient.NameRefundPeriodExpired, rpcclient.ClassPermanent},
+		{`{"code":42,"message":"Order already canceled, or not"}`, "ERROR_42", rpcclient.ClassUnknown},
+		{`{"code":42,"message":"x","data":{"error_code":"REFUND_NOT_CANCELLABLE"}}`, rpcclient.NameRefundNotCancellable, rpcclient.ClassPermanent},
+	}
+	for _, tc := range cases {
+		err := rpcclient.DecodeResponse("cancelRefund", 1, 200, 0, []byte(`{"jsonrpc":"2.0","id":1,"error":`+tc.body+`}`), new(string))
+		var ae *rpcclient.APIError
+		if !errors.As(err, &ae) || ae.Name != tc.want || rpcclient.Classify(err) != tc.class {
+			t.Errorf("%s: %v (class %v), want %s %v", tc.body, err, rpcclient.Classify(err), tc.want, tc.class)
+		}
+	}
+}
+
+// MaybeApplied: only failures after which the call may have gone through.
+func TestMaybeApplied(t *testing.T) {
+	api := func(method, name string, status int) error {
+		return &rpcclient.APIError{Method: method, Name: name, HTTPStatus: status}
+	}
+	cases := []struct {
+		err  error
+		want bool
+	}{
+		{nil, false},
+		{rpcclient.ErrStartDeadline, false},
+		{&rpcclient.TransportError{Method: "cancelRefund", Err: io.ErrUnexpectedEOF}, true},
+		{&rpcclient.TransportError{Method: "cancelRefund", Err: context.DeadlineExceeded}, true},
+		{&rpcclient.TransportError{Method: "cancelRefund", Err: context.Canceled, NotSent: true}, false},
+		{&rpcclient.TransportError{Method: "login", Err: io.ErrUnexpectedEOF}, false},
+		{&rpcclient.TransportError{Method: "cancelRefund", Err: &net.OpError{Op: "dial", Err: errors.New("refused")}}, false},
+		{api("cancelRefund", "HTTP_STATUS", 503), true},
+		{api("cancelRefund", "HTTP_STATUS", 408), true},
+		{api("cancelRefund", "HTTP_STATUS", 429), false},
+		{api("cancelRefund", "HTTP_STATUS", 404), false},
+		{api("cancelRefund", "MALFORMED_RESPONSE", 200), true},
+		{api("cancelRefund", "INTERNAL_ERROR", 200), true},
+		{api("cancelRefund", "ERROR_31337", 200), false},
+		{api("cancelRefund", "REFUND_NOT_CANCELLABLE", 200), false},
+		{api("login", "HTTP_STATUS", 503), false},
+	}
+	for _, tc := range cases {
+		if got := rpcclient.MaybeApplied(tc.err); got != tc.want {
+			t.Errorf("MaybeApplied(%v) = %v, want %v", tc.err, got, tc.want)
+		}
+	}
+}
+
+// A caller whose context ended before sending gets a transient error that
+// says nothing was sent — not ClassNotStarted, which is the window's.
+func TestContextEndedBeforeSending(t *testing.T) {
+	f := newFixture(t)
+	_ = f.srv.Seed(rpctest.Refund{OrderRef: "A1", InitiatedAt: t0})
+	if _, err := f.client.GetOrder(context.Background(), "A1"); err != nil { // log in first
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	_, err := f.client.CancelRefund(ctx, "A1")
+	var te *rpcclient.TransportError
+	if !errors.As(err, &te) || !te.NotSent || rpcclient.Classify(err) != rpcclient.ClassTransient || rpcclient.MaybeApplied(err) {
+		t.Fatalf("%#v: class %v", err, rpcclient.Classify(err))
+	}
+	if n := f.srv.Stats().Calls["cancelRefund"]; len(n) != 0 {
+		t.Fatalf("sent: %v", n)
+	}
+}
+
+// In documented-only mode the client still knows session and login errors
+// (documented codes and messages) but not the sandbox's own refusals.
+func TestDocumentedOnlySandbox(t *testing.T) {
+	clock := rpctest.NewClock(t0)
+	srv := rpctest.NewServer(rpctest.Config{Now: clock.Now, DocumentedOnly: true})
+	t.Cleanup(srv.Close)
+	c, err := rpcclient.New(rpcclient.Config{URL: srv.RPCURL, MerchantCode: rpctest.DefaultMerchantCode, SecretKey: rpctest.DefaultSecretKey, Now: clock.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = srv.Seed(rpctest.Refund{OrderRef: "A1", InitiatedAt: t0, Status: "CANCELED"})
+	_, err = c.CancelRefund(context.Background(), "A1")
+	var ae *rpcclient.APIError
+	if !errors.As(err, &ae) || ae.Name != "ERROR_20004" || rpcclient.Classify(err) != rpcclient.ClassUnknown {
+		t.Fatalf("%v", err)
+	}
+	o, err := c.GetOrder(context.Background(), "A1")
+	if err != nil || o.RefundStatus != "" || o.RefundID != "" || o.RefundInitiatedAt != "" || o.Status != "COMPLETE" {
+		t.Fatalf("%+v %v", o, err)
+	}
+	bad, _ := rpcclient.New(rpcclient.Config{URL: srv.RPCURL, MerchantCode: rpctest.DefaultMerchantCode, SecretKey: "wrong", Now: clock.Now})
+	if _, err := bad.GetOrder(context.Background(), "A1"); rpcclient.Classify(err) != rpcclient.ClassCredentials {
+		t.Fatalf("bad key: %v", err)
 	}
 }
 
@@ -448,6 +564,8 @@ func FuzzDecodeResponse(f *testing.F) {
 	f.Add(200, []byte(`{"jsonrpc":"2.0","id":1,"result":"`+strings.Repeat("Ü", 150)+`"}`))
 	f.Add(200, []byte(`{"jsonrpc":"2.0","id":1,"result":{"RefundId":"R2"}}`))
 	f.Add(200, []byte(`{"jsonrpc":"2.0","id":1,"result":[1,2]}`))
+	f.Add(200, []byte(`{"jsonrpc":"2.0","id":1,"error":{"code":42,"message":"Order already canceled: x"}}`))
+	f.Add(200, []byte(`{"jsonrpc":"2.0","id":1,"error":{"code":20004,"message":":"}}`))
 	f.Fuzz(func(t *testing.T, status int, body []byte) {
 		var raw json.RawMessage
 		err := rpcclient.DecodeResponse("cancelRefund", 1, status, 0, body, &raw)
@@ -462,6 +580,7 @@ func FuzzDecodeResponse(f *testing.F) {
 		if rpcclient.Classify(err) == rpcclient.ClassNone {
 			t.Fatal("an error classified as none")
 		}
+		_ = rpcclient.MaybeApplied(err) // never panics
 	})
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"strconv"
 	"time"
@@ -39,10 +40,13 @@ func (e *APIError) Error() string {
 }
 
 // TransportError is a call that got no answer: the connection failed, was
-// dropped, or timed out. The request may or may not have reached 2Checkout.
+// dropped, or timed out. The request may or may not have reached 2Checkout
+// (MaybeApplied tells).
 type TransportError struct {
 	Method string
 	Err    error
+	// NotSent: the caller's context ended before the request was sent.
+	NotSent bool
 }
 
 func (e *TransportError) Error() string { return fmt.Sprintf("2checkout %s: %v", e.Method, e.Err) }
@@ -69,13 +73,24 @@ const (
 	// algorithm, or the clock is wrong. Retrying helps only once an operator
 	// fixes it.
 	ClassCredentials
-	// ClassPermanent: 2Checkout refused the request for a reason that retrying
-	// will not change (order unknown, refund not cancellable, window passed,
-	// malformed request, an unknown vendor error).
+	// ClassPermanent: 2Checkout refused the request for a reason we know and
+	// that retrying will not change (order unknown, refund not cancellable,
+	// window passed, malformed request, one of the vendor's documented
+	// refusal messages).
 	ClassPermanent
-	// ClassNotStarted: the request was not sent because its start deadline had
-	// passed (ErrStartDeadline), or the caller's context ended before sending.
+	// ClassNotStarted: the request was not sent because its start deadline
+	// had passed (ErrStartDeadline). A caller's context that ended before
+	// sending is not this class but ClassTransient (a *TransportError with
+	// NotSent): it says nothing about the window, only that the caller
+	// stopped waiting, and a later call may well succeed.
 	ClassNotStarted
+	// ClassUnknown: 2Checkout (or something in front of it) answered with
+	// an error this package does not recognise: a code without a known name
+	// or documented message, or an HTTP 4xx without a JSON-RPC error.
+	// 2Checkout documents no error codes for cancelRefund, so against the
+	// real API most refusals land here. Not a permanent refusal: worth a few
+	// more tries before giving up.
+	ClassUnknown
 )
 
 func (c Class) String() string {
@@ -92,6 +107,8 @@ func (c Class) String() string {
 		return "permanent"
 	case ClassNotStarted:
 		return "not_started"
+	case ClassUnknown:
+		return "unknown"
 	}
 	return "Class(" + strconv.Itoa(int(c)) + ")"
 }
@@ -128,7 +145,7 @@ func classifyAPI(e *APIError) Class {
 		if e.HTTPStatus == http.StatusTooManyRequests || e.HTTPStatus >= 500 || e.HTTPStatus == http.StatusRequestTimeout {
 			return ClassTransient
 		}
-		return ClassPermanent
+		return ClassUnknown // a proxy's 403 or 404 is not 2Checkout refusing the refund
 	case NameAuthenticationFailed:
 		return ClassCredentials
 	case NameForbidden, NameInvalidSession, NameSessionExpired:
@@ -139,8 +156,45 @@ func classifyAPI(e *APIError) Class {
 		return ClassSession
 	case NameNotAllowed:
 		return ClassCredentials
+	case NameInvalidOrderReference, NameOrderNotFound, NameNoRefund, NameRefundNotCancellable, NameRefundWindowExpired,
+		NamePendingRefundExists, NameOrderCanceled, NameOrderNotRefundable, NameTotalRefundExists, NameAmountExceeded,
+		NameRefundPeriodExpired, NameParseError, NameInvalidRequest, NameMethodNotFound, NameInvalidParams:
+		return ClassPermanent
 	}
-	return ClassPermanent
+	return ClassUnknown
+}
+
+// MaybeApplied reports whether the failed call may nevertheless have been
+// carried out by 2Checkout, its answer lost: a request that was sent and
+// then timed out or lost its connection, a 5xx or 408 (a proxy may answer
+// that after the call went through), a malformed answer, a JSON-RPC
+// internal error. It is false for answers that say the call was refused
+// (an error object we know or do not know, 429, a 4xx), for calls never
+// sent (start deadline, the caller's context ended first, a refused
+// connection), and for failures of the login before the call.
+func MaybeApplied(err error) bool {
+	if err == nil || errors.Is(err, ErrStartDeadline) {
+		return false
+	}
+	var te *TransportError
+	if errors.As(err, &te) {
+		var oe *net.OpError
+		return !te.NotSent && te.Method != MethodLogin && !(errors.As(te.Err, &oe) && oe.Op == "dial")
+	}
+	var ae *APIError
+	if errors.As(err, &ae) {
+		if ae.Method == MethodLogin {
+			return false
+		}
+		switch ae.Name {
+		case NameMalformedResponse, NameInternalError:
+			return true
+		case NameHTTPStatus:
+			return ae.HTTPStatus >= 500 || ae.HTTPStatus == http.StatusRequestTimeout
+		}
+		return false
+	}
+	return true // unexpected: assume the worst
 }
 
 // RetryAfter answers the server's Retry-After for err, if it sent one.

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"hash"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -57,6 +58,9 @@ const (
 	NamePendingRefundExists   = "PENDING_REFUND_EXISTS"   // issueRefund: "You already have a pending refund request."
 	NameOrderCanceled         = "ORDER_CANCELED"          // issueRefund: "Order already canceled"
 	NameOrderNotRefundable    = "ORDER_NOT_REFUNDABLE"    // issueRefund: order not COMPLETE
+	NameTotalRefundExists     = "TOTAL_REFUND_EXISTS"     // issueRefund: "You have already placed a Total refund for this order."
+	NameAmountExceeded        = "AMOUNT_EXCEEDED"         // issueRefund: "The maximum refundable amount for this order has been exceeded."
+	NameRefundPeriodExpired   = "REFUND_PERIOD_EXPIRED"   // issueRefund: "The allowed period to request a new refund for this order has expired"
 
 	// JSON-RPC 2.0 standard errors.
 	NameParseError     = "PARSE_ERROR"
@@ -85,6 +89,9 @@ var codes = map[string]int{
 	NamePendingRefundExists:   20006,
 	NameOrderCanceled:         20007,
 	NameOrderNotRefundable:    20008,
+	NameTotalRefundExists:     20009,
+	NameAmountExceeded:        20010,
+	NameRefundPeriodExpired:   20011,
 	NameParseError:            -32700,
 	NameInvalidRequest:        -32600,
 	NameMethodNotFound:        -32601,
@@ -92,13 +99,58 @@ var codes = map[string]int{
 	NameInternalError:         -32603,
 }
 
+// names maps the codes someone other than this project documented (the
+// public client's 10000–10004 but 10003, and JSON-RPC 2.0's) to their names.
+// The 2xxxx codes and 10003 are the sandbox's invention: a bare code 20004
+// from the real API may mean anything, so those are named only when the
+// answer carries data.error_code.
 var names = func() map[int]string {
 	m := make(map[int]string, len(codes))
 	for n, c := range codes {
-		m[c] = n
+		if (c >= 10000 && c <= 10004 && c != 10003) || c < 0 {
+			m[c] = n
+		}
 	}
 	return m
 }()
+
+// documentedMessages are the error messages 2Checkout documents (the
+// login pages, a public client, and the issueRefund error page), lower
+// case, without a trailing period, with the name this package gives them.
+// An answer without data.error_code whose message is one of these (or one
+// of these followed by ": detail") is named by it.
+var documentedMessages = map[string]string{
+	"authentication failed":                                                 NameAuthenticationFailed,
+	"forbidden area":                                                        NameForbidden,
+	"invalid hash provided or session expired":                              NameForbidden,
+	"order_ref missing or format incorrect":                                 NameInvalidOrderReference,
+	"invalid order_ref":                                                     NameInvalidOrderReference,
+	"order already canceled":                                                NameOrderCanceled,
+	"you have already placed a total refund for this order":                 NameTotalRefundExists,
+	"you already have a pending refund request":                             NamePendingRefundExists,
+	"the maximum refundable amount for this order has been exceeded":        NameAmountExceeded,
+	"you cannot place a refund request due to the order's current status":   NameOrderNotRefundable,
+	"you cannot place a refund request due to the order's payment details":  NameOrderNotRefundable,
+	"the allowed period to request a new refund for this order has expired": NameRefundPeriodExpired,
+}
+
+// nameOf names an error object that carried no data.error_code: by a
+// documented code, else by a documented message, else "ERROR_<code>".
+func nameOf(code int, message string) string {
+	if n := NameOf(code); n != "" {
+		return n
+	}
+	m := strings.TrimSuffix(strings.ToLower(strings.TrimSpace(message)), ".")
+	if n, ok := documentedMessages[m]; ok {
+		return n
+	}
+	if head, _, ok := strings.Cut(m, ":"); ok {
+		if n, ok := documentedMessages[strings.TrimSuffix(head, ".")]; ok {
+			return n
+		}
+	}
+	return "ERROR_" + strconv.Itoa(code)
+}
 
 // CodeOf answers the numeric code of an error name, and false for a name this
 // package does not know.
@@ -107,7 +159,8 @@ func CodeOf(name string) (int, bool) {
 	return c, ok
 }
 
-// NameOf answers the error name of a numeric code, or "" for an unknown code.
+// NameOf answers the error name of a numeric code that 2Checkout (or a
+// public client of it) or JSON-RPC 2.0 documents, or "" for any other code.
 func NameOf(code int) string { return names[code] }
 
 // LoginHash computes the login hash 2Checkout expects: the hex HMAC, keyed

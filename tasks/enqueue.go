@@ -15,7 +15,7 @@ var ErrAlreadyQueued = errors.New("already queued")
 // ErrWindowClosed matches a *WindowClosedError with errors.Is.
 var ErrWindowClosed = errors.New("cancellation window closed")
 
-// AlreadyQueuedError answers an enqueue for an order that already has a
+// AlreadyQueuedError answers an enqueue for a refund that already has a
 // cancellation task, in whatever state (pending, scheduled, retry, active,
 // completed or archived, while retained). Nothing new was enqueued.
 type AlreadyQueuedError struct {
@@ -57,7 +57,7 @@ func (e *WindowClosedError) Error() string {
 // Is makes errors.Is(err, ErrWindowClosed) true.
 func (e *WindowClosedError) Is(target error) bool { return target == ErrWindowClosed }
 
-// Enqueuer enqueues cancellations: one task per order, never one whose
+// Enqueuer enqueues cancellations: one task per refund, never one whose
 // window has closed.
 type Enqueuer struct {
 	client    *asynq.Client
@@ -113,10 +113,10 @@ func (e *Enqueuer) Enqueue(ctx context.Context, p CancelRefund, opts ...asynq.Op
 	}
 	info, err := e.client.EnqueueContext(ctx, task)
 	if errors.Is(err, asynq.ErrTaskIDConflict) {
-		return nil, e.alreadyQueued(TaskID(p.OrderRef))
+		return nil, e.alreadyQueued(p.TaskID())
 	}
 	if err != nil {
-		return nil, fmt.Errorf("enqueue %s: %w", TaskID(p.OrderRef), err)
+		return nil, fmt.Errorf("enqueue %s: %w", p.TaskID(), err)
 	}
 	return info, nil
 }
@@ -129,7 +129,8 @@ func (e *Enqueuer) alreadyQueued(id string) error {
 	return &AlreadyQueuedError{TaskID: id, Info: info}
 }
 
-// Status answers the cancellation task of an order.
-func (e *Enqueuer) Status(orderRef string) (*asynq.TaskInfo, error) {
-	return e.inspector.GetTaskInfo(e.queue, TaskID(orderRef))
+// Status answers the cancellation task of the order's refund initiated at
+// initiatedAt (to the second).
+func (e *Enqueuer) Status(orderRef string, initiatedAt time.Time) (*asynq.TaskInfo, error) {
+	return e.inspector.GetTaskInfo(e.queue, TaskID(orderRef, initiatedAt))
 }

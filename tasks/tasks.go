@@ -1,7 +1,7 @@
 // Package tasks is the producers' contract for refund cancellations: the
 // task type, its payload and validation, the task constructor, and an
 // enqueue helper that answers "already queued" instead of making a second
-// task for the same order.
+// task for the same refund.
 //
 // A producer builds a CancelRefund, and enqueues it with an Enqueuer (or
 // builds the *asynq.Task with NewTask and enqueues it itself). The refundd
@@ -147,8 +147,22 @@ func textProblem(s string, maxBytes int) string {
 // WindowClosesAt answers when 2Checkout stops accepting the cancellation.
 func (p CancelRefund) WindowClosesAt() time.Time { return p.RefundInitiatedAt.Add(Window) }
 
-// TaskID answers the task ID of the order's cancellation: one per order.
-func TaskID(orderRef string) string { return TypeCancelRefund + ":" + orderRef }
+// TaskIDTimeLayout is how a task ID writes the refund's initiation time:
+// UTC, whole seconds (sub-seconds dropped).
+const TaskIDTimeLayout = "20060102T150405Z"
+
+// TaskID answers the task ID of one refund's cancellation:
+// refund:cancel:<order_ref>:<initiatedAt in UTC as YYYYMMDDTHHMMSSZ>, e.g.
+// refund:cancel:73152889:20261125T100000Z. One task per refund: the same
+// refund enqueued twice is one task; a later refund on the same order (once
+// the earlier one is settled, 2Checkout allows a new one) is another.
+// Producers using raw asynq must use this ID.
+func TaskID(orderRef string, initiatedAt time.Time) string {
+	return TypeCancelRefund + ":" + orderRef + ":" + initiatedAt.UTC().Format(TaskIDTimeLayout)
+}
+
+// TaskID answers the task ID of p's cancellation.
+func (p CancelRefund) TaskID() string { return TaskID(p.OrderRef, p.RefundInitiatedAt) }
 
 // Decode parses and validates a payload, for the worker: unknown fields are
 // ignored (so newer producers don't break older workers). Everything else is
@@ -371,7 +385,7 @@ func syntaxError(err error) error {
 }
 
 // NewTask validates p against now and builds its task: type
-// TypeCancelRefund, ID TaskID(p.OrderRef), queue DefaultQueue, timeout
+// TypeCancelRefund, ID p.TaskID(), queue DefaultQueue, timeout
 // DefaultTimeout, retention DefaultRetention, max retry DefaultMaxRetry. opts
 // come last and override these.
 func NewTask(p CancelRefund, now time.Time, opts ...asynq.Option) (*asynq.Task, error) {
@@ -384,7 +398,7 @@ func NewTask(p CancelRefund, now time.Time, opts ...asynq.Option) (*asynq.Task, 
 		return nil, fmt.Errorf("encode payload: %w", err)
 	}
 	all := append([]asynq.Option{
-		asynq.TaskID(TaskID(p.OrderRef)),
+		asynq.TaskID(p.TaskID()),
 		asynq.Queue(DefaultQueue),
 		asynq.Timeout(DefaultTimeout),
 		asynq.Retention(DefaultRetention),

@@ -242,7 +242,7 @@ func TestEnqueue(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if info.ID != "refund:cancel:E1" || info.Queue != q || info.State != asynq.TaskStatePending || info.Retention != tasks.DefaultRetention || info.MaxRetry != tasks.DefaultMaxRetry {
+	if info.ID != "refund:cancel:E1:20261125T100000Z" || info.Queue != q || info.State != asynq.TaskStatePending || info.Retention != tasks.DefaultRetention || info.MaxRetry != tasks.DefaultMaxRetry {
 		t.Fatalf("%+v", info)
 	}
 	_, err = e.Enqueue(ctx, p)
@@ -250,13 +250,28 @@ func TestEnqueue(t *testing.T) {
 	if !errors.As(err, &aq) || !errors.Is(err, tasks.ErrAlreadyQueued) || aq.State() != "pending" {
 		t.Fatalf("second enqueue: %v", err)
 	}
+	if got, err := e.Status("E1", p.RefundInitiatedAt.Add(999*time.Millisecond)); err != nil || got.ID != info.ID {
+		t.Fatalf("status by refund: %v %v", got, err)
+	}
+	// The same refund with sub-seconds is the same refund; a later refund on
+	// the order is a new cancellation.
+	same := p
+	same.RefundInitiatedAt = p.RefundInitiatedAt.Add(300 * time.Millisecond)
+	if _, err := e.Enqueue(ctx, same); !errors.Is(err, tasks.ErrAlreadyQueued) {
+		t.Fatalf("same refund, sub-seconds: %v", err)
+	}
+	later := p
+	later.RefundInitiatedAt = p.RefundInitiatedAt.Add(time.Second)
+	if info2, err := e.Enqueue(ctx, later); err != nil || info2.ID != "refund:cancel:E1:20261125T100001Z" {
+		t.Fatalf("a later refund: %v %v", info2, err)
+	}
 	// Window edges: closing exactly now is closed; one ns later is open.
 	_, err = e.Enqueue(ctx, tasks.CancelRefund{OrderRef: "E2", RefundInitiatedAt: now.Add(-2 * time.Hour)})
 	var wc *tasks.WindowClosedError
 	if !errors.As(err, &wc) || !errors.Is(err, tasks.ErrWindowClosed) || !wc.ClosedAt.Equal(now) {
 		t.Fatalf("closed window: %v", err)
 	}
-	if _, err := e.Status("E2"); !errors.Is(err, asynq.ErrTaskNotFound) {
+	if _, err := e.Status("E2", now.Add(-2*time.Hour)); !errors.Is(err, asynq.ErrTaskNotFound) {
 		t.Fatalf("closed-window task was queued: %v", err)
 	}
 	if _, err := e.Enqueue(ctx, tasks.CancelRefund{OrderRef: "E3", RefundInitiatedAt: now.Add(-2*time.Hour + time.Nanosecond)}); err != nil {

@@ -4,8 +4,13 @@
 //
 // The handler never sends a request after a task's cut-off (window close
 // minus a safety margin), archives an expired task in one run without calling
-// 2Checkout, schedules every retry before the cut-off, and confirms an
-// ambiguous "not cancellable" answer with getOrder. It knows nothing of HTTP.
+// 2Checkout, and schedules every retry before the cut-off (Policy). It
+// retries answers it does not recognise a bounded number of times, keeps in
+// the task's result what its attempts learned (above all: whether one may
+// have cancelled the refund with its answer lost), and before archiving after
+// such an attempt asks getOrder what is true — ending "unknown" where
+// 2Checkout cannot tell. A retry never cancels a refund other than its own.
+// It knows nothing of HTTP.
 package worker
 
 import (
@@ -27,26 +32,53 @@ import (
 const (
 	OutcomeCancelled        = "cancelled"
 	OutcomeAlreadyCancelled = "already_cancelled"
-	OutcomeRefused          = "refused"
-	OutcomeWindowClosed     = "window_closed"
-	OutcomeInvalid          = "invalid"
+	// OutcomeRefused: 2Checkout refused; the refund was not cancelled.
+	OutcomeRefused = "refused"
+	// OutcomeWindowClosed: the window closed; the refund was not cancelled.
+	OutcomeWindowClosed = "window_closed"
+	OutcomeInvalid      = "invalid"
+	// OutcomeSuperseded: the order's pending refund is not this task's (a
+	// newer one); this task's refund was settled before, and the newer one
+	// is left alone.
+	OutcomeSuperseded = "superseded"
+	// OutcomeUnknown: an attempt may have reached 2Checkout without an
+	// answer and nothing 2Checkout answers can tell whether the refund was
+	// cancelled: an operator must check the order.
+	OutcomeUnknown = "unknown"
 	// OutcomeRetry is not final: the attempt failed and a retry is scheduled.
 	OutcomeRetry = "retry"
 )
 
-// Result is the JSON a completed task keeps (with its retention).
+// Result is the JSON a task keeps: the record of a finished task (kept with
+// its retention, and on an archived task), and, while it retries, what its
+// attempts learned so far — the next attempt reads it back.
 type Result struct {
 	Outcome        string    `json:"outcome"`
 	OrderRef       string    `json:"order_ref"`
 	RefundID       string    `json:"refund_id"`
 	Attempts       int       `json:"attempts"`
-	FinishedAt     time.Time `json:"finished_at"`
+	FinishedAt     time.Time `json:"finished_at,omitzero"`
 	WindowClosesAt time.Time `json:"window_closes_at"`
-	// Confirmed: the outcome was confirmed with getOrder after 2Checkout
-	// answered that the refund was not cancellable (an earlier attempt, or
-	// someone else, had cancelled it).
+	// Confirmed: the outcome was confirmed with getOrder (an earlier
+	// attempt, or someone else, had cancelled the refund).
 	Confirmed bool `json:"confirmed,omitempty"`
+	// Reason is why an archived task ended, as its last error says.
+	Reason string `json:"reason,omitempty"`
+	// MaybeApplied names the first failure after which a cancelRefund may
+	// have gone through with its answer lost; empty if none did.
+	MaybeApplied string `json:"maybe_applied,omitempty"`
+	// UnknownErrors counts answers no class was known for (ClassUnknown).
+	UnknownErrors int `json:"unknown_errors,omitempty"`
+	// Retried is asynq's retry count when this record was written: an
+	// attempt that finds a higher count than Retried+1 knows an attempt in
+	// between ended without a record (a crash or a timeout mid-call).
+	Retried int `json:"retried"`
+	// NextAttemptAt is when the retry is due (outcome retry).
+	NextAttemptAt time.Time `json:"next_attempt_at,omitzero"`
 }
+
+// Final reports whether r records a finished task (not one still retrying).
+func (r *Result) Final() bool { return r != nil && r.Outcome != "" && r.Outcome != OutcomeRetry }
 
 // RefundAPI is what the handler needs of 2Checkout; *rpcclient.Client has it.
 type RefundAPI interface {
@@ -60,12 +92,25 @@ type Observer interface {
 	Attempted(outcome string, slack time.Duration)
 }
 
+// TaskReader reads a task as the queue holds it; *asynq.Inspector is one.
+type TaskReader interface {
+	GetTaskInfo(queue, id string) (*asynq.TaskInfo, error)
+}
+
 // HandlerConfig configures a Handler.
 type HandlerConfig struct {
 	// API calls 2Checkout. Required.
 	API RefundAPI
 	// Policy is the window and retry schedule; zero fields take defaults.
 	Policy Policy
+	// UnknownErrorAttempts: an error no class is known for is retried until
+	// it has come back this many times (or the cut-off), then the task is
+	// archived with 2Checkout's code and message. Default 3.
+	UnknownErrorAttempts int
+	// Tasks reads back, on a retry, the record earlier attempts left in the
+	// task's result. Without it every retry assumes an earlier attempt may
+	// have reached 2Checkout, and unknown errors are counted per attempt.
+	Tasks TaskReader
 	// Logger logs every attempt. Default zap.NewNop().
 	Logger *zap.Logger
 	// Now is the clock. Default time.Now.
@@ -74,13 +119,18 @@ type HandlerConfig struct {
 	Observer Observer
 }
 
+// DefaultUnknownErrorAttempts is HandlerConfig.UnknownErrorAttempts' default.
+const DefaultUnknownErrorAttempts = 3
+
 // Handler processes refund:cancel tasks. It is an asynq.Handler.
 type Handler struct {
-	api    RefundAPI
-	policy Policy
-	log    *zap.Logger
-	now    func() time.Time
-	obs    Observer
+	api     RefundAPI
+	policy  Policy
+	unknown int
+	tasks   TaskReader
+	log     *zap.Logger
+	now     func() time.Time
+	obs     Observer
 }
 
 // NewHandler validates cfg and returns a Handler.
@@ -88,9 +138,15 @@ func NewHandler(cfg HandlerConfig) (*Handler, error) {
 	if cfg.API == nil {
 		return nil, errors.New("worker: HandlerConfig.API is required")
 	}
-	p, err := cfg.Policy.withDefaults()
+	p, err := cfg.Policy.WithDefaults()
 	if err != nil {
 		return nil, fmt.Errorf("worker: %w", err)
+	}
+	if cfg.UnknownErrorAttempts < 0 {
+		return nil, fmt.Errorf("worker: HandlerConfig.UnknownErrorAttempts %d must not be negative", cfg.UnknownErrorAttempts)
+	}
+	if cfg.UnknownErrorAttempts == 0 {
+		cfg.UnknownErrorAttempts = DefaultUnknownErrorAttempts
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = zap.NewNop()
@@ -98,16 +154,13 @@ func NewHandler(cfg HandlerConfig) (*Handler, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	return &Handler{api: cfg.API, policy: p, log: cfg.Logger, now: cfg.Now, obs: cfg.Observer}, nil
+	return &Handler{api: cfg.API, policy: p, unknown: cfg.UnknownErrorAttempts, tasks: cfg.Tasks, log: cfg.Logger, now: cfg.Now, obs: cfg.Observer}, nil
 }
-
-// Policy answers the effective policy.
-func (h *Handler) Policy() Policy { return h.policy }
 
 // TerminalError ends a task: asynq archives it at once (it matches
 // asynq.SkipRetry) with Reason as its last error.
 type TerminalError struct {
-	Outcome string // OutcomeRefused, OutcomeWindowClosed or OutcomeInvalid
+	Outcome string // OutcomeRefused, OutcomeWindowClosed, OutcomeInvalid, OutcomeSuperseded or OutcomeUnknown
 	Reason  string
 }
 
@@ -120,6 +173,10 @@ func (e *TerminalError) Is(target error) bool { return target == asynq.SkipRetry
 type RetryError struct {
 	At    time.Time
 	Cause error
+	// Uncounted: the retry must not count against the task's MaxRetry
+	// (IsFailure answers false), because the count would archive the task
+	// while its window is open. Set when the task's retries are used up.
+	Uncounted bool
 }
 
 func (e *RetryError) Error() string {
@@ -127,38 +184,110 @@ func (e *RetryError) Error() string {
 }
 func (e *RetryError) Unwrap() error { return e.Cause }
 
-// Attempt is one delivery of a task, as asynq hands it over.
-type Attempt struct {
-	TaskID  string
-	Retried int // retries so far; the attempt number is Retried+1
-	Payload []byte
+// IsFailure is the server's asynq.Config.IsFailure: every error counts as a
+// failure (attempt numbers, and so the backoff, come from asynq's retry
+// count) except a RetryError marked Uncounted — so a task whose producer
+// set a small MaxRetry is not archived by the counter while a retry still
+// fits in its window.
+func (h *Handler) IsFailure(err error) bool {
+	var rerr *RetryError
+	return !errors.As(err, &rerr) || !rerr.Uncounted
 }
 
-// ProcessTask implements asynq.Handler.
+// Attempt is one delivery of a task, as asynq hands it over.
+type Attempt struct {
+	TaskID   string
+	Retried  int // retries so far; the attempt number is Retried+1
+	MaxRetry int // the task's MaxRetry; 0 means unknown (no limit is assumed)
+	Payload  []byte
+	// Prior is the record earlier attempts left (the task's result, or the
+	// PriorHeader of a task the window sweep re-enqueued); nil if none.
+	Prior *Result
+}
+
+// PriorHeader is the task header under which a re-enqueued copy of a task
+// carries the record (a Result as JSON) its earlier attempts left.
+const PriorHeader = "refundd-prior"
+
+// first reports whether no attempt came before this one.
+func (a Attempt) first() bool { return a.Retried == 0 && a.Prior == nil }
+
+// ambiguity answers why an earlier attempt may have cancelled the refund
+// with its answer lost, or "" if none can have.
+func (a Attempt) ambiguity() string {
+	switch {
+	case a.first():
+		return ""
+	case a.Prior == nil:
+		return "an earlier attempt left no record (a crash or a timeout mid-call, or the record could not be read)"
+	case a.Prior.MaybeApplied != "":
+		return a.Prior.MaybeApplied
+	case a.Retried > a.Prior.Retried+1:
+		return "an earlier attempt ended without a record (a crash or a timeout mid-call)"
+	}
+	return ""
+}
+
+// ProcessTask implements asynq.Handler. It writes the attempt's record to
+// the task's result (asynq keeps it with the task while it retries, when
+// it is archived, and with the retention once completed).
 func (h *Handler) ProcessTask(ctx context.Context, t *asynq.Task) error {
 	if t.Type() != tasks.TypeCancelRefund {
 		return &TerminalError{Outcome: OutcomeInvalid, Reason: fmt.Sprintf("invalid payload: unknown task type %q", t.Type())}
 	}
-	id, _ := asynq.GetTaskID(ctx)
-	retried, _ := asynq.GetRetryCount(ctx)
-	res, err := h.Handle(ctx, Attempt{TaskID: id, Retried: retried, Payload: t.Payload()})
-	if err != nil {
+	a := Attempt{Payload: t.Payload()}
+	a.TaskID, _ = asynq.GetTaskID(ctx)
+	a.Retried, _ = asynq.GetRetryCount(ctx)
+	a.MaxRetry, _ = asynq.GetMaxRetry(ctx)
+	a.Prior = h.prior(ctx, t, a)
+	res, err := h.Handle(ctx, a)
+	if res == nil || ctx.Err() != nil {
 		return err
 	}
 	b, _ := json.Marshal(res)
 	if w := t.ResultWriter(); w != nil {
 		if _, werr := w.Write(b); werr != nil {
-			// The refund is cancelled; only the record is missing. Retrying
-			// would confirm it with getOrder and write the record again.
-			return fmt.Errorf("write result: %w", werr)
+			if err == nil {
+				// The refund is cancelled; only the record is missing.
+				// Retrying confirms it with getOrder and writes it again.
+				return fmt.Errorf("write result: %w", werr)
+			}
+			h.log.Warn("could not record the attempt; the next one assumes the worst", zap.String("task_id", a.TaskID), zap.Error(werr))
+		}
+	}
+	return err
+}
+
+// prior reads the record earlier attempts left in the task's result, or
+// else the one a re-enqueued copy carries in its PriorHeader. A first
+// delivery (retry count 0) has no record — unless its retries are not
+// counted (MaxRetry 0 or 1: see IsFailure) or the sweep re-ran it from the
+// archive, both only with MaxRetry ≤ 1 — so the common first attempt costs
+// no read.
+func (h *Handler) prior(ctx context.Context, t *asynq.Task, a Attempt) *Result {
+	if h.tasks != nil && (a.Retried > 0 || a.MaxRetry <= 1) {
+		queue, _ := asynq.GetQueueName(ctx)
+		info, err := h.tasks.GetTaskInfo(queue, a.TaskID)
+		var r Result
+		switch {
+		case err != nil:
+			h.log.Warn("could not read the task's record; assuming an earlier attempt may have reached 2Checkout", zap.String("task_id", a.TaskID), zap.Error(err))
+		case len(info.Result) > 0 && json.Unmarshal(info.Result, &r) == nil && !r.Final():
+			return &r
+		}
+	}
+	if v, ok := t.Headers()[PriorHeader]; ok {
+		var r Result
+		if json.Unmarshal([]byte(v), &r) == nil {
+			return &r
 		}
 	}
 	return nil
 }
 
-// Handle runs one attempt. It answers the result, a *TerminalError, a
-// *RetryError, or the context's error when asynq cancelled the attempt
-// (shutdown or timeout).
+// Handle runs one attempt. It answers the attempt's record (nil only for an
+// invalid payload) and nil, a *TerminalError, a *RetryError, or the
+// context's error when asynq cancelled the attempt (shutdown or timeout).
 func (h *Handler) Handle(ctx context.Context, a Attempt) (*Result, error) {
 	start := h.now()
 	log := h.log.With(zap.String("task_id", a.TaskID), zap.Int("attempt", a.Retried+1))
@@ -169,66 +298,178 @@ func (h *Handler) Handle(ctx context.Context, a Attempt) (*Result, error) {
 		return nil, terr
 	}
 	log = log.With(zap.String("order_ref", p.OrderRef))
-	res, err := h.attempt(ctx, p, a, start)
+	res := &Result{Outcome: OutcomeRetry, OrderRef: p.OrderRef, Attempts: a.Retried + 1, WindowClosesAt: h.policy.Closes(p.RefundInitiatedAt).UTC(),
+		MaybeApplied: a.ambiguity(), Retried: a.Retried}
+	if a.Prior != nil {
+		res.UnknownErrors = a.Prior.UnknownErrors
+	}
+	err = h.attempt(ctx, p, a, start, res)
+	switch {
+	case err == nil:
+	case ctx.Err() != nil && errors.Is(err, ctx.Err()):
+		res = nil // asynq stopped the attempt: nothing to record
+	default:
+		var terr *TerminalError
+		var rerr *RetryError
+		if errors.As(err, &terr) {
+			res.Outcome, res.Reason = terr.Outcome, terr.Reason
+		} else if errors.As(err, &rerr) {
+			res.NextAttemptAt = rerr.At.UTC()
+		}
+	}
+	if res != nil && res.Final() {
+		res.FinishedAt = h.now().UTC()
+	}
 	h.finish(log, start, h.policy.Closes(p.RefundInitiatedAt), res, err)
 	return res, err
 }
 
-func (h *Handler) attempt(ctx context.Context, p tasks.CancelRefund, a Attempt, now time.Time) (*Result, error) {
+func (h *Handler) attempt(ctx context.Context, p tasks.CancelRefund, a Attempt, now time.Time, res *Result) error {
 	closes := h.policy.Closes(p.RefundInitiatedAt)
 	cutoff := h.policy.Cutoff(p.RefundInitiatedAt)
 	if !now.Before(cutoff) {
-		return nil, windowClosed(closes, cutoff, nil)
+		return h.settle(ctx, p, res, windowClosed(closes, cutoff, nil))
 	}
 	rctx := rpcclient.WithStartDeadline(ctx, cutoff)
 	// Relative, so the bound is right whatever clock h.now reads.
 	rctx, cancel := context.WithTimeout(rctx, cutoff.Sub(now)+h.policy.RequestTimeout)
 	defer cancel()
-	result := func(outcome, refundID string, confirmed bool) *Result {
-		return &Result{Outcome: outcome, OrderRef: p.OrderRef, RefundID: refundID, Attempts: a.Retried + 1,
-			FinishedAt: h.now().UTC(), WindowClosesAt: closes.UTC(), Confirmed: confirmed}
+
+	if !a.first() {
+		// cancelRefund names no refund, only the order: before cancelling
+		// again, make sure the order's refund is still this task's.
+		o, err := h.api.GetOrder(rctx, p.OrderRef)
+		if err != nil {
+			return h.retryOrGiveUp(ctx, p, a, res, err, fmt.Errorf("checking the order's refund with getOrder: %w", err))
+		}
+		switch sameRefund(o, p.RefundInitiatedAt) {
+		case refundOther:
+			return &TerminalError{Outcome: OutcomeSuperseded, Reason: superseded(o, p, res.MaybeApplied)}
+		case refundOurs:
+			if o.RefundStatus == "CANCELED" {
+				res.Outcome, res.RefundID, res.Confirmed = OutcomeAlreadyCancelled, o.RefundID, true
+				return nil
+			}
+		}
 	}
 
 	refundID, err := h.api.CancelRefund(rctx, p.OrderRef)
 	if err == nil {
-		return result(OutcomeCancelled, refundID, false), nil
+		res.Outcome, res.RefundID = OutcomeCancelled, refundID
+		return nil
+	}
+	if res.MaybeApplied == "" && rpcclient.MaybeApplied(err) {
+		res.MaybeApplied = "cancelRefund at " + h.now().UTC().Format(time.RFC3339) + " got no clear answer: " + describe(err)
 	}
 	if rpcclient.IsName(err, rpcclient.NameRefundNotCancellable) {
-		// Ambiguous: an earlier attempt (or someone else) may have cancelled
-		// it. Ask the order what is true.
+		// An earlier attempt (or someone else) may have cancelled it. Ask
+		// the order what is true.
 		o, gerr := h.api.GetOrder(rctx, p.OrderRef)
 		switch {
-		case gerr == nil && o.RefundStatus == "CANCELED":
-			return result(OutcomeAlreadyCancelled, o.RefundID, true), nil
+		case gerr == nil && o.RefundStatus == "CANCELED" && sameRefund(o, p.RefundInitiatedAt) != refundOther:
+			res.Outcome, res.RefundID, res.Confirmed = OutcomeAlreadyCancelled, o.RefundID, true
+			return nil
 		case gerr != nil && rpcclient.Classify(gerr) != rpcclient.ClassPermanent:
-			err = fmt.Errorf("%w; confirming with getOrder: %v", err, gerr)
-			return nil, h.retryOrGiveUp(ctx, a, closes, cutoff, gerr, err)
+			return h.retryOrGiveUp(ctx, p, a, res, gerr, fmt.Errorf("%w; confirming with getOrder: %v", err, gerr))
 		}
 	}
-	return nil, h.retryOrGiveUp(ctx, a, closes, cutoff, err, err)
+	return h.retryOrGiveUp(ctx, p, a, res, err, err)
 }
 
 // retryOrGiveUp decides what a failed call means for the task. class is
 // judged on classErr; the reason carries err.
-func (h *Handler) retryOrGiveUp(ctx context.Context, a Attempt, closes, cutoff time.Time, classErr, err error) error {
+func (h *Handler) retryOrGiveUp(ctx context.Context, p tasks.CancelRefund, a Attempt, res *Result, classErr, err error) error {
 	if ctx.Err() != nil {
 		return ctx.Err() // asynq stopped this attempt: it requeues or retries the task
 	}
+	closes, cutoff := h.policy.Closes(p.RefundInitiatedAt), h.policy.Cutoff(p.RefundInitiatedAt)
 	switch rpcclient.Classify(classErr) {
 	case rpcclient.ClassNotStarted:
-		return windowClosed(closes, cutoff, nil)
+		return h.settle(ctx, p, res, windowClosed(closes, cutoff, nil))
 	case rpcclient.ClassPermanent:
 		if rpcclient.IsName(classErr, rpcclient.NameRefundWindowExpired) {
-			return windowClosed(closes, cutoff, classErr)
+			return h.settle(ctx, p, res, windowClosed(closes, cutoff, classErr))
 		}
-		return &TerminalError{Outcome: OutcomeRefused, Reason: "2Checkout refused: " + describe(classErr)}
+		return h.settle(ctx, p, res, &TerminalError{Outcome: OutcomeRefused, Reason: "2Checkout refused: " + describe(classErr)})
+	case rpcclient.ClassUnknown:
+		if res.UnknownErrors++; res.UnknownErrors >= h.unknown || (h.tasks == nil && a.Retried+1 >= h.unknown) {
+			return h.settle(ctx, p, res, &TerminalError{Outcome: OutcomeRefused,
+				Reason: fmt.Sprintf("2Checkout refused: %s (an answer this worker does not recognise, %d times)", describe(classErr), res.UnknownErrors)})
+		}
 	}
 	at, ok := h.policy.Next(h.now(), a.Retried+1, cutoff, classErr)
 	if !ok {
-		return &TerminalError{Outcome: OutcomeWindowClosed, Reason: fmt.Sprintf("no retry fits before the window closes at %s: last error: %v",
-			closes.UTC().Format(time.RFC3339), err)}
+		wait := ""
+		if ra, has := rpcclient.RetryAfter(classErr); has {
+			wait = fmt.Sprintf(" (2Checkout asked to wait %v: Retry-After)", ra)
+		}
+		return h.settle(ctx, p, res, &TerminalError{Outcome: OutcomeWindowClosed,
+			Reason: fmt.Sprintf("no retry fits before the window closes at %s%s: last error: %v", closes.UTC().Format(time.RFC3339), wait, err)})
 	}
-	return &RetryError{At: at, Cause: err}
+	return &RetryError{At: at, Cause: err, Uncounted: a.MaxRetry > 0 && a.Retried+1 >= a.MaxRetry}
+}
+
+// settle is the last word before a task is archived: when an attempt may
+// have cancelled the refund with its answer lost, ask getOrder what is
+// true — reads are allowed after the window, and no cancelRefund is sent.
+// A cancelled refund completes the task; a refund getOrder shows still
+// open keeps terr; where getOrder cannot tell, the outcome is unknown.
+func (h *Handler) settle(ctx context.Context, p tasks.CancelRefund, res *Result, terr *TerminalError) error {
+	if res.MaybeApplied == "" {
+		return terr
+	}
+	gctx, cancel := context.WithTimeout(ctx, h.policy.RequestTimeout)
+	defer cancel()
+	o, err := h.api.GetOrder(gctx, p.OrderRef)
+	var why string
+	switch {
+	case err != nil && ctx.Err() != nil:
+		return ctx.Err()
+	case err != nil:
+		why = "getOrder failed: " + describe(err)
+	case sameRefund(o, p.RefundInitiatedAt) == refundOther:
+		why = "the order now shows a different refund (initiated at " + o.RefundInitiatedAt + ")"
+	case o.RefundStatus == "CANCELED":
+		res.Outcome, res.RefundID, res.Confirmed = OutcomeAlreadyCancelled, o.RefundID, true
+		return nil
+	case o.RefundStatus != "":
+		terr.Reason += "; getOrder confirms the refund is " + o.RefundStatus + ", not cancelled"
+		return terr
+	default:
+		why = "getOrder does not show the refund's status (2Checkout documents no way to read it)"
+	}
+	return &TerminalError{Outcome: OutcomeUnknown, Reason: fmt.Sprintf("outcome unknown: %s; but %s, and %s: check order %s in 2Checkout's control panel",
+		terr.Reason, res.MaybeApplied, why, p.OrderRef)}
+}
+
+// Whose refund getOrder shows, as far as it tells.
+const (
+	refundUnknown = iota // getOrder shows no (readable) initiation time
+	refundOurs
+	refundOther
+)
+
+func sameRefund(o *rpcclient.Order, initiated time.Time) int {
+	if o == nil || o.RefundInitiatedAt == "" {
+		return refundUnknown
+	}
+	t, err := time.Parse(time.RFC3339Nano, o.RefundInitiatedAt)
+	if err != nil {
+		return refundUnknown
+	}
+	if t.Truncate(time.Second).Equal(initiated.Truncate(time.Second)) {
+		return refundOurs
+	}
+	return refundOther
+}
+
+func superseded(o *rpcclient.Order, p tasks.CancelRefund, maybe string) string {
+	by := "by someone else"
+	if maybe != "" {
+		by = "by an earlier attempt whose answer was lost (" + maybe + "), or by someone else"
+	}
+	return fmt.Sprintf("superseded: order %s's refund is now the one initiated at %s (%s); this task's refund (initiated at %s) was settled before this attempt, %s; the newer refund is left alone",
+		p.OrderRef, o.RefundInitiatedAt, o.RefundStatus, p.RefundInitiatedAt.UTC().Format(time.RFC3339), by)
 }
 
 func windowClosed(closes, cutoff time.Time, vendor error) *TerminalError {

@@ -34,8 +34,15 @@ func (c *countingObserver) Attempted(outcome string, _ time.Duration) {
 
 func newEnv(t *testing.T, secret string) *env {
 	t.Helper()
+	return newEnvWith(t, secret, rpctest.Config{})
+}
+
+// newEnvWith is newEnv with a sandbox configured by sb (its clock is set).
+func newEnvWith(t *testing.T, secret string, sb rpctest.Config) *env {
+	t.Helper()
 	clock := rpctest.NewClock(t0)
-	srv := rpctest.NewServer(rpctest.Config{Now: clock.Now})
+	sb.Now = clock.Now
+	srv := rpctest.NewServer(sb)
 	t.Cleanup(srv.Close)
 	if secret == "" {
 		secret = rpctest.DefaultSecretKey
@@ -69,6 +76,8 @@ func TestHandle(t *testing.T) {
 		wantReason  string // prefix of the terminal reason
 		wantRetry   bool
 		wantCancels int // cancelRefund calls in the ledger
+		// thenOutcome, for a retry: run it when due and want this outcome.
+		thenOutcome string
 	}{
 		{name: "cancelled", seed: &rpctest.Refund{OrderRef: "H1", RefundID: "R1", InitiatedAt: initiated},
 			payload: payload("H1", initiated), wantOutcome: OutcomeCancelled, wantCancels: 1},
@@ -76,7 +85,7 @@ func TestHandle(t *testing.T) {
 			payload: payload("H1", initiated), wantOutcome: OutcomeAlreadyCancelled, wantCancels: 1},
 		{name: "apply then drop: the retry confirms", seed: &rpctest.Refund{OrderRef: "H1", InitiatedAt: initiated},
 			faults:  []rpctest.FaultRule{{Method: "cancelRefund", Kind: "apply_then_drop", FirstN: 1}},
-			payload: payload("H1", initiated), wantOutcome: OutcomeRetry, wantRetry: true, wantCancels: 1},
+			payload: payload("H1", initiated), wantOutcome: OutcomeRetry, wantRetry: true, wantCancels: 1, thenOutcome: OutcomeAlreadyCancelled},
 		{name: "refused: completed refund", seed: &rpctest.Refund{OrderRef: "H1", Status: "COMPLETED", InitiatedAt: initiated},
 			payload: payload("H1", initiated), wantOutcome: OutcomeRefused, wantReason: "2Checkout refused: 20004 REFUND_NOT_CANCELLABLE: ", wantCancels: 1},
 		{name: "refused: unknown order", payload: payload("H404", initiated), wantOutcome: OutcomeRefused,
@@ -128,6 +137,17 @@ func TestHandle(t *testing.T) {
 			}
 			if e.logs.FilterField(zap.String("task_id", "refund:cancel:H1")).Len() != 1 {
 				t.Fatalf("want one log line per attempt with task_id: %v", e.logs.All())
+			}
+			if tc.thenOutcome == "" {
+				return
+			}
+			e.clock.Set(rerr.At)
+			res, err = e.h.Handle(context.Background(), Attempt{TaskID: "refund:cancel:H1", Retried: 1, Payload: tc.payload, Prior: res})
+			if err != nil || res.Outcome != tc.thenOutcome || !res.Confirmed || res.Attempts != 2 {
+				t.Fatalf("retry: %+v %v", res, err)
+			}
+			if r, _ := e.srv.Refund("H1"); r.Status != rpctest.StatusCanceled {
+				t.Fatalf("sandbox refund %+v", r)
 			}
 		})
 	}

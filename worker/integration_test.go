@@ -36,6 +36,8 @@ type stackOptions struct {
 	Concurrency int            // default 5
 	Policy      *worker.Policy // default: the real window with short retry delays
 	Secret      string         // the key the worker logs in with; default the sandbox's
+	// DocumentedOnly starts the sandbox speaking only what 2Checkout documents.
+	DocumentedOnly bool
 }
 
 func startStack(t *testing.T, o stackOptions) *stack {
@@ -51,7 +53,7 @@ func startStack(t *testing.T, o stackOptions) *stack {
 	}
 	r := redistest.New(t)
 	q := r.Queue(t)
-	sb := rpctest.NewServer(rpctest.Config{Window: o.Policy.Window})
+	sb := rpctest.NewServer(rpctest.Config{Window: o.Policy.Window, DocumentedOnly: o.DocumentedOnly})
 	t.Cleanup(sb.Close)
 	api, err := rpcclient.New(rpcclient.Config{URL: sb.RPCURL, MerchantCode: rpctest.DefaultMerchantCode, SecretKey: rpcclient.Secret(o.Secret),
 		RequestTimeout: time.Second, CredentialsBackoff: time.Millisecond})
@@ -59,7 +61,9 @@ func startStack(t *testing.T, o stackOptions) *stack {
 		t.Fatal(err)
 	}
 	log := zaptest.NewLogger(t)
-	h, err := worker.NewHandler(worker.HandlerConfig{API: api, Logger: log, Policy: *o.Policy})
+	insp := asynq.NewInspector(r.Opt)
+	t.Cleanup(func() { _ = insp.Close() })
+	h, err := worker.NewHandler(worker.HandlerConfig{API: api, Logger: log, Policy: *o.Policy, Tasks: insp})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -78,8 +82,6 @@ func startStack(t *testing.T, o stackOptions) *stack {
 	t.Cleanup(func() { _ = enq.Close() })
 	client := asynq.NewClient(r.Opt)
 	t.Cleanup(func() { _ = client.Close() })
-	insp := asynq.NewInspector(r.Opt)
-	t.Cleanup(func() { _ = insp.Close() })
 	return &stack{redis: r, queue: q, sb: sb, enq: enq, client: client, insp: insp}
 }
 
@@ -104,7 +106,7 @@ func TestPipeline(t *testing.T) {
 		if _, err := s.enq.Enqueue(ctx, tasks.CancelRefund{OrderRef: "P-FLAKY", RefundInitiatedAt: initiated}); err != nil {
 			t.Fatal(err)
 		}
-		info := s.waitFinished(t, "refund:cancel:P-FLAKY")
+		info := s.waitFinished(t, tasks.TaskID("P-FLAKY", initiated))
 		var res worker.Result
 		if err := json.Unmarshal(info.Result, &res); err != nil || info.State != asynq.TaskStateCompleted {
 			t.Fatalf("%v %s %v", info.State, info.Result, err)
@@ -118,7 +120,7 @@ func TestPipeline(t *testing.T) {
 		if _, err := s.enq.Enqueue(ctx, tasks.CancelRefund{OrderRef: "P-OK", RefundInitiatedAt: initiated, Reason: "duplicate"}); err != nil {
 			t.Fatal(err)
 		}
-		info := s.waitFinished(t, "refund:cancel:P-OK")
+		info := s.waitFinished(t, tasks.TaskID("P-OK", initiated))
 		if info.State != asynq.TaskStateCompleted {
 			t.Fatalf("state %v: %s", info.State, info.LastErr)
 		}
@@ -144,7 +146,7 @@ func TestPipeline(t *testing.T) {
 		if _, err := s.enq.Enqueue(ctx, tasks.CancelRefund{OrderRef: "P-DONE", RefundInitiatedAt: initiated}); err != nil {
 			t.Fatal(err)
 		}
-		info := s.waitFinished(t, "refund:cancel:P-DONE")
+		info := s.waitFinished(t, tasks.TaskID("P-DONE", initiated))
 		if info.State != asynq.TaskStateArchived || !strings.HasPrefix(info.LastErr, "2Checkout refused: 20004 REFUND_NOT_CANCELLABLE: ") {
 			t.Fatalf("%v %q", info.State, info.LastErr)
 		}

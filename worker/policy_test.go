@@ -13,7 +13,7 @@ var t0 = time.Date(2026, 11, 25, 10, 0, 0, 0, time.UTC)
 
 func mustPolicy(t *testing.T, p Policy) Policy {
 	t.Helper()
-	p, err := p.withDefaults()
+	p, err := p.WithDefaults()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -41,7 +41,9 @@ func TestPolicyNext(t *testing.T) {
 	}
 	plain := errors.New("boom")
 	cutoff := t0.Add(time.Hour)
-	last := cutoff.Add(-DefaultLastRetryLead)
+	lead := 2 * time.Second
+	last := cutoff.Add(-lead - time.Second) // the last whole second before cut-off − lead
+	frac := 400 * time.Millisecond          // a now that is not a whole second
 	cases := []struct {
 		name    string
 		now     time.Time
@@ -51,23 +53,30 @@ func TestPolicyNext(t *testing.T) {
 		wantOK  bool
 		wantAt  time.Time
 	}{
-		{"first retry, max jitter", t0, 1, 0.999999, plain, true, t0.Add(time.Duration(0.999999 * float64(2*time.Second)))},
+		{"first retry, max jitter, rounded up", t0, 1, 0.999999, plain, true, t0.Add(2 * time.Second)},
 		{"first retry, zero jitter floors at MinDelay", t0, 1, 0, plain, true, t0.Add(time.Second)},
+		{"MinDelay from a fraction rounds up", t0.Add(frac), 1, 0, plain, true, t0.Add(2 * time.Second)},
 		{"attempt 0 treated as 1", t0, 0, 0.5, plain, true, t0.Add(time.Second)},
 		{"attempt 5: base·16 = 32s", t0, 5, 0.5, plain, true, t0.Add(16 * time.Second)},
 		{"attempt 1000 capped at MaxDelay", t0, 1000, 0.5, plain, true, t0.Add(150 * time.Second)},
 		{"Retry-After beats jitter", t0, 1, 0.5, retryAfter(30 * time.Second), true, t0.Add(30 * time.Second)},
-		{"Retry-After longer than the window left", cutoff.Add(-time.Minute), 1, 0.5, retryAfter(2 * time.Minute), false, time.Time{}},
-		{"delay crosses: last retry just inside", cutoff.Add(-30 * time.Second), 1000, 0.9, plain, true, last.Add(-time.Nanosecond)},
+		{"Retry-After 3s from a fraction: never sooner on the wire", t0.Add(frac), 1, 0, retryAfter(3 * time.Second), true, t0.Add(4 * time.Second)},
+		{"Retry-After 100000s cut to RetryAfterMax", t0, 1, 0, retryAfter(100000 * time.Second), true, t0.Add(5 * time.Minute)},
+		{"Retry-After 3000s cut to RetryAfterMax", t0, 1, 0, retryAfter(3000 * time.Second), true, t0.Add(5 * time.Minute)},
+		{"Retry-After crossing the cut-off: last retry just before it", cutoff.Add(-time.Minute), 1, 0.5, retryAfter(2 * time.Minute), true, last},
+		{"Retry-After 3s fourteen seconds before the cut-off", cutoff.Add(-14 * time.Second), 1, 0, retryAfter(3 * time.Second), true, cutoff.Add(-11 * time.Second)},
+		{"delay crosses: last retry just inside", cutoff.Add(-30 * time.Second), 1000, 0.9, plain, true, last},
 		{"cut-off exactly now", cutoff, 1, 0.5, plain, false, time.Time{}},
 		{"one ns after cut-off", cutoff.Add(time.Nanosecond), 1, 0.5, plain, false, time.Time{}},
 		{"one ns before cut-off", cutoff.Add(-time.Nanosecond), 1, 0.5, plain, false, time.Time{}},
-		{"MinDelay just fits before last", last.Add(-time.Second - time.Nanosecond), 1, 0, plain, true, last.Add(-time.Nanosecond)},
-		{"MinDelay lands on last: no fit", last.Add(-time.Second), 1, 0, plain, false, time.Time{}},
+		{"MinDelay lands on the last slot: fits", last.Add(-time.Second), 1, 0, plain, true, last},
+		{"MinDelay lands on cut-off − lead: no fit", cutoff.Add(-lead - time.Second), 1, 0, plain, false, time.Time{}},
+		{"MinDelay one ns past the last slot: no fit", last.Add(-time.Second + time.Nanosecond), 1, 0, plain, false, time.Time{}},
+		{"Retry-After huge, one slot left", last.Add(-time.Second), 1, 0, retryAfter(time.Hour), true, last},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			p := mustPolicy(t, Policy{Rand: func() float64 { return tc.rand }})
+			p := mustPolicy(t, Policy{LastRetryLead: lead, Rand: func() float64 { return tc.rand }})
 			at, ok := p.Next(tc.now, tc.attempt, cutoff, tc.err)
 			if ok != tc.wantOK || !at.Equal(tc.wantAt) {
 				t.Fatalf("Next = %v %v, want %v %v", at, ok, tc.wantAt, tc.wantOK)
@@ -76,41 +85,70 @@ func TestPolicyNext(t *testing.T) {
 	}
 }
 
-// Property: whatever the inputs, a scheduled retry is after now, no sooner
-// than Retry-After, and before the cut-off minus the lead.
+func TestPolicyDefaults(t *testing.T) {
+	p := mustPolicy(t, Policy{MaxDelay: 7 * time.Minute})
+	if p.RetryAfterMax != 7*time.Minute {
+		t.Fatalf("RetryAfterMax %v, want MaxDelay", p.RetryAfterMax)
+	}
+	if p.LastRetryLead != LeadFor(DefaultDelayedTaskCheckInterval, DefaultTaskCheckInterval) || p.LastRetryLead >= 5*time.Second {
+		t.Fatalf("LastRetryLead %v", p.LastRetryLead)
+	}
+}
+
+// Property: whatever the inputs, a scheduled retry is a whole second after
+// now, before cut-off − lead, no sooner than MinDelay, and no sooner than the
+// (bounded) Retry-After unless it is the last slot before the cut-off; and
+// Next gives up only when not even MinDelay fits.
 func TestPolicyNextProperty(t *testing.T) {
 	rng := rand.New(rand.NewPCG(1, 2))
-	for i := range 100000 {
+	for i := range 200000 {
 		p := mustPolicy(t, Policy{
-			Window:        time.Duration(rng.Int64N(int64(3 * time.Hour))),
+			Window:        time.Duration(1 + rng.Int64N(int64(3*time.Hour))),
 			SafetyMargin:  time.Duration(rng.Int64N(int64(10 * time.Minute))),
 			BaseDelay:     time.Duration(1 + rng.Int64N(int64(10*time.Second))),
 			MaxDelay:      time.Duration(int64(10*time.Second) + rng.Int64N(int64(10*time.Minute))),
+			MinDelay:      time.Duration(1 + rng.Int64N(int64(3*time.Second))),
+			RetryAfterMax: time.Duration(rng.Int64N(int64(30 * time.Minute))),
 			LastRetryLead: time.Duration(rng.Int64N(int64(30 * time.Second))),
 			Rand:          rng.Float64,
 		})
-		initiated := t0.Add(-time.Duration(rng.Int64N(int64(4 * time.Hour))))
+		now := t0.Add(time.Duration(rng.Int64N(int64(time.Second))))
+		initiated := now.Add(-time.Duration(rng.Int64N(int64(4 * time.Hour))))
 		cutoff := p.Cutoff(initiated)
+		last := cutoff.Add(-p.LastRetryLead)
 		var ra time.Duration
 		var err error = errors.New("x")
-		if rng.IntN(3) == 0 {
-			ra = time.Duration(rng.Int64N(int64(20 * time.Minute)))
+		if rng.IntN(2) == 0 {
+			ra = time.Duration(rng.Int64N(int64(30 * time.Hour)))
 			err = &rpcclient.APIError{Name: rpcclient.NameHTTPStatus, HTTPStatus: 503, RetryAfter: ra}
 		}
+		honoured := min(ra, p.RetryAfterMax)
 		attempt := rng.IntN(2000)
-		at, ok := p.Next(t0, attempt, cutoff, err)
+		at, ok := p.Next(now, attempt, cutoff, err)
+		fits := ceilSecond(now.Add(p.MinDelay)).Before(last)
+		if ok != fits {
+			t.Fatalf("case %d: ok=%v but a retry at now+MinDelay fits=%v (now %v, cut-off %v, lead %v)", i, ok, fits, now, cutoff, p.LastRetryLead)
+		}
 		if !ok {
 			continue
 		}
-		if !at.After(t0) || at.Before(t0.Add(ra)) || !at.Before(cutoff.Add(-p.LastRetryLead)) {
-			t.Fatalf("case %d: retry at %v (now %v, cutoff %v, lead %v, retry-after %v)", i, at, t0, cutoff, p.LastRetryLead, ra)
+		lastSlot := !at.Add(time.Second).Before(last)
+		switch {
+		case at.Truncate(time.Second) != at:
+			t.Fatalf("case %d: retry at %v is not a whole second", i, at)
+		case at.Before(now.Add(p.MinDelay)) || !at.Before(last):
+			t.Fatalf("case %d: retry at %v outside [now+MinDelay %v, cut-off − lead %v)", i, at, now.Add(p.MinDelay), last)
+		case at.Before(now.Add(honoured)) && !lastSlot:
+			t.Fatalf("case %d: retry at %v sooner than Retry-After %v (bounded %v) and not the last slot", i, at, ra, honoured)
+		case at.After(ceilSecond(now.Add(max(p.MaxDelay, honoured)))):
+			t.Fatalf("case %d: retry at %v later than the bounds allow", i, at)
 		}
 	}
 }
 
 func TestPolicyValidation(t *testing.T) {
 	for _, p := range []Policy{{SafetyMargin: -1}, {BaseDelay: time.Minute, MaxDelay: time.Second}, {Window: -time.Hour}} {
-		if _, err := p.withDefaults(); err == nil {
+		if _, err := p.WithDefaults(); err == nil {
 			t.Errorf("%+v accepted", p)
 		}
 	}

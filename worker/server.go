@@ -50,10 +50,12 @@ const (
 )
 
 // TaskHandler is what a Server runs: an asynq.Handler that also places its
-// own retries. *Handler is one.
+// own retries and says which of its errors count against the retry counter.
+// *Handler is one.
 type TaskHandler interface {
 	asynq.Handler
 	RetryDelay(n int, err error, t *asynq.Task) time.Duration
+	IsFailure(err error) bool
 }
 
 // Server is an asynq server bound to one handler: the handler that processes
@@ -102,6 +104,7 @@ func NewServer(cfg ServerConfig, h TaskHandler) (*Server, error) {
 		TaskCheckInterval:        cfg.TaskCheckInterval,
 		DelayedTaskCheckInterval: cfg.DelayedTaskCheckInterval,
 		RetryDelayFunc:           h.RetryDelay,
+		IsFailure:                h.IsFailure,
 		ShutdownTimeout:          cfg.ShutdownTimeout,
 		Logger:                   log.WithOptions(zap.AddCallerSkip(1)).Sugar(),
 		LogLevel:                 asynq.InfoLevel,

@@ -55,6 +55,7 @@ func run(ctx context.Context, args []string, onListen func(net.Addr)) error {
 	seed := fs.Int("seed", 0, "seed N cancellable refunds initiated now, order refs SBX00001…")
 	faultSeed := fs.Int64("fault-seed", 1, "seed of the fault dice")
 	logLevel := fs.String("log-level", "info", "debug logs every call")
+	documentedOnly := fs.Bool("documented-only", false, "speak only what 2Checkout documents: errors without data.error_code, getOrder without the refund fields")
 	var faults faultFlags
 	fs.Var(&faults, "fault", `fault rule as JSON (repeatable), e.g. '{"method":"cancelRefund","kind":"status","status":503,"probability":0.2}'`)
 	fs.SetOutput(io.Discard)
@@ -74,7 +75,8 @@ func run(ctx context.Context, args []string, onListen func(net.Addr)) error {
 	}
 	defer func() { _ = log.Sync() }()
 
-	sb, err := rpctest.New(rpctest.Config{MerchantCode: *code, SecretKey: *secret, SessionTTL: *ttl, Window: *window, FaultSeed: *faultSeed, Logger: log})
+	sb, err := rpctest.New(rpctest.Config{MerchantCode: *code, SecretKey: *secret, SessionTTL: *ttl, Window: *window, FaultSeed: *faultSeed,
+		DocumentedOnly: *documentedOnly, Logger: log})
 	if err != nil {
 		return err
 	}
@@ -101,7 +103,7 @@ func run(ctx context.Context, args []string, onListen func(net.Addr)) error {
 	log.Info("sandbox 2Checkout listening",
 		zap.String("rpc", base+"/rpc/6.0/"), zap.String("admin", base+"/admin/"),
 		zap.String("merchant_code", *code), zap.Int("seeded", len(refs)), zap.String("seeded_refs", summarize(refs)),
-		zap.Int("fault_rules", len(faults)))
+		zap.Int("fault_rules", len(faults)), zap.Bool("documented_only", *documentedOnly))
 	if onListen != nil {
 		onListen(ln.Addr())
 	}

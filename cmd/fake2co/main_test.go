@@ -2,8 +2,10 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -124,5 +126,24 @@ func TestHelpExitsZero(t *testing.T) {
 		if err := run(context.Background(), args, nil); err != nil {
 			t.Errorf("%v: %v", args, err)
 		}
+	}
+}
+
+// -documented-only: an error object carries no data.error_code.
+func TestDocumentedOnlyFlag(t *testing.T) {
+	base := startFake2co(t, "-documented-only")
+	resp, err := http.Post(base+"/rpc/6.0/", "application/json", strings.NewReader(`{"jsonrpc":"2.0","id":1,"method":"cancelRefund","params":["nosession","X1"]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var r struct {
+		Error map[string]any `json:"error"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&r); err != nil || r.Error["code"] == nil || r.Error["message"] == nil {
+		t.Fatalf("%+v %v", r, err)
+	}
+	if _, has := r.Error["data"]; has {
+		t.Fatalf("data in documented-only mode: %+v", r.Error)
 	}
 }

@@ -21,7 +21,7 @@ import (
 const usage = `Usage:
   refundctl enqueue --order-ref REF --initiated-at RFC3339 [--reason TEXT] [--requested-by NAME]
   refundctl enqueue --file FILE.jsonl      one payload per line; --file - reads stdin
-  refundctl status ORDER_REF
+  refundctl status --initiated-at RFC3339 ORDER_REF   the cancellation of that refund
   refundctl help [COMMAND]
 
 Common flags: --redis-url URL (default $REDIS_URL), --queue NAME (default $REFUND_QUEUE or refunds), --json
@@ -199,7 +199,7 @@ func enqueue(ctx context.Context, args []string, e env) error {
 }
 
 func enqueueOne(ctx context.Context, enq *tasks.Enqueuer, p tasks.CancelRefund) lineResult {
-	r := lineResult{OrderRef: p.OrderRef}
+	r := lineResult{OrderRef: p.OrderRef, TaskID: p.TaskID()}
 	info, err := enq.Enqueue(ctx, p)
 	var aq *tasks.AlreadyQueuedError
 	switch {
@@ -336,6 +336,7 @@ func status(args []string, e env) error {
 	fs := flag.NewFlagSet("status", flag.ContinueOnError)
 	var c common
 	c.register(fs, e)
+	initiatedAt := fs.String("initiated-at", "", "the refund's initiation time, RFC 3339 (one task per refund)")
 	rest, err := parseFlags(fs, args, e.stdout)
 	if err != nil {
 		return err
@@ -343,14 +344,21 @@ func status(args []string, e env) error {
 	if len(rest) != 1 {
 		return usageError("status takes one order reference")
 	}
+	if *initiatedAt == "" {
+		return usageError("status needs --initiated-at: a task is one refund's cancellation")
+	}
+	initiated, err := time.Parse(time.RFC3339, *initiatedAt)
+	if err != nil {
+		return usageError("--initiated-at must be RFC 3339, e.g. 2026-11-25T10:00:00Z")
+	}
 	enq, err := c.enqueuer()
 	if err != nil {
 		return err
 	}
 	defer enq.Close()
-	info, err := enq.Status(rest[0])
+	info, err := enq.Status(rest[0], initiated)
 	if errors.Is(err, asynq.ErrTaskNotFound) || errors.Is(err, asynq.ErrQueueNotFound) {
-		return &cliError{Kind: "not_found", Msg: fmt.Sprintf("no cancellation task for order %s in queue %s", rest[0], c.queue), code: exitRejected}
+		return &cliError{Kind: "not_found", Msg: fmt.Sprintf("no cancellation task %s in queue %s", tasks.TaskID(rest[0], initiated), c.queue), code: exitRejected}
 	}
 	if err != nil {
 		return &cliError{Kind: "unavailable", Msg: "the queue is unavailable: " + err.Error(), code: exitUnavailable}

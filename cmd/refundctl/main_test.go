@@ -31,7 +31,7 @@ func TestEnqueueAndStatus(t *testing.T) {
 	q := r.Queue(t)
 	now := time.Now().UTC().Format(time.RFC3339)
 	code, out, _ := ctl(t, r, q, "", "enqueue", "--order-ref", "C1", "--initiated-at", now, "--reason", "dup")
-	if code != 0 || !strings.HasPrefix(out, "queued refund:cancel:C1") {
+	if code != 0 || !strings.HasPrefix(out, "queued refund:cancel:C1:") {
 		t.Fatalf("%d %q", code, out)
 	}
 	code, out, _ = ctl(t, r, q, "", "enqueue", "--json", "--order-ref", "C1", "--initiated-at", now)
@@ -39,12 +39,15 @@ func TestEnqueueAndStatus(t *testing.T) {
 	if code != 0 || json.Unmarshal([]byte(out), &res) != nil || res["result"] != "already_queued" || res["state"] != "pending" {
 		t.Fatalf("%d %q", code, out)
 	}
-	code, out, _ = ctl(t, r, q, "", "status", "C1", "--json")
+	code, out, _ = ctl(t, r, q, "", "status", "--json", "--initiated-at", now, "C1")
 	var st taskview.View
 	if code != 0 || json.Unmarshal([]byte(out), &st) != nil || st.State != "pending" || !strings.Contains(string(st.Payload), `"dup"`) {
 		t.Fatalf("%d %q", code, out)
 	}
-	if code, _, errOut := ctl(t, r, q, "", "status", "NOPE"); code != 1 || !strings.Contains(errOut, "no cancellation task for order NOPE") {
+	if code, _, errOut := ctl(t, r, q, "", "status", "--initiated-at", now, "NOPE"); code != 1 || !strings.Contains(errOut, "no cancellation task refund:cancel:NOPE:") {
+		t.Fatalf("%d %q", code, errOut)
+	}
+	if code, _, errOut := ctl(t, r, q, "", "status", "C1"); code != 2 || !strings.Contains(errOut, "--initiated-at") {
 		t.Fatalf("%d %q", code, errOut)
 	}
 }

@@ -41,7 +41,8 @@ func TestMain(m *testing.M) {
 // confirmed with getOrder.
 func TestSIGKILLMidCallTaskFinishesAfterRedelivery(t *testing.T) {
 	f := newFixture(t)
-	_ = f.sb.Seed(rpctest.Refund{OrderRef: "K1", RefundID: "R-K1", InitiatedAt: time.Now().Add(-time.Minute)})
+	initiated := time.Now().Add(-time.Minute)
+	_ = f.sb.Seed(rpctest.Refund{OrderRef: "K1", RefundID: "R-K1", InitiatedAt: initiated})
 	// The first cancelRefund sits in the sandbox "in flight" until its client goes away.
 	_ = f.sb.SetFaults(rpctest.FaultRule{Method: "cancelRefund", Kind: "latency", Latency: rpctest.Duration(10 * time.Minute), FirstN: 1})
 
@@ -58,7 +59,7 @@ func TestSIGKILLMidCallTaskFinishesAfterRedelivery(t *testing.T) {
 	}
 	defer func() { _ = child.Process.Kill(); _ = child.Wait() }()
 
-	if _, err := f.enq.Enqueue(context.Background(), tasks.CancelRefund{OrderRef: "K1", RefundInitiatedAt: time.Now().Add(-time.Minute)}); err != nil {
+	if _, err := f.enq.Enqueue(context.Background(), tasks.CancelRefund{OrderRef: "K1", RefundInitiatedAt: initiated}); err != nil {
 		t.Fatal(err)
 	}
 	testutil.Eventually(t, 15*time.Second, "the child's call to reach the sandbox", func() bool { return f.sb.InFlight() == 1 })
@@ -70,7 +71,7 @@ func TestSIGKILLMidCallTaskFinishesAfterRedelivery(t *testing.T) {
 		rf, _ := f.sb.Refund("K1")
 		return rf.Status == "CANCELED"
 	})
-	if info, _ := f.enq.Status("K1"); info == nil || info.State != asynq.TaskStateActive {
+	if info, _ := f.enq.Status("K1", initiated); info == nil || info.State != asynq.TaskStateActive {
 		t.Fatalf("after the kill the task should still be active (leased to the dead worker): %+v", info)
 	}
 
@@ -80,14 +81,14 @@ func TestSIGKILLMidCallTaskFinishesAfterRedelivery(t *testing.T) {
 	rc := f.redis.Client()
 	defer rc.Close()
 	leaseKey := "asynq:{" + f.queue + "}:lease"
-	if n, err := rc.ZAdd(context.Background(), leaseKey, redisZ(time.Now().Add(-2*time.Minute), "refund:cancel:K1")).Result(); err != nil || n != 0 {
+	if n, err := rc.ZAdd(context.Background(), leaseKey, redisZ(time.Now().Add(-2*time.Minute), tasks.TaskID("K1", initiated))).Result(); err != nil || n != 0 {
 		t.Fatalf("lease %s not found (asynq's layout changed?): added %d, %v", leaseKey, n, err)
 	}
 	f.start(t, map[string]string{"RETRY_BASE_DELAY": "100ms", "RETRY_MAX_DELAY": "1s"})
 
 	var info *asynq.TaskInfo
 	testutil.Eventually(t, 20*time.Second, "the re-delivered task to finish", func() bool {
-		info, _ = f.enq.Status("K1")
+		info, _ = f.enq.Status("K1", initiated)
 		return info != nil && (info.State == asynq.TaskStateCompleted || info.State == asynq.TaskStateArchived)
 	})
 	var res worker.Result
@@ -106,7 +107,8 @@ func TestReadinessReportsBadCredentials(t *testing.T) {
 	addr := testutil.FreeAddr(t)
 	f.start(t, map[string]string{"TCO_SECRET_KEY": "WRONG", "OPS_ADDR": addr, "RETRY_BASE_DELAY": "100ms", "RETRY_MAX_DELAY": "200ms"})
 
-	if _, err := f.enq.Enqueue(context.Background(), tasks.CancelRefund{OrderRef: "B1", RefundInitiatedAt: time.Now()}); err != nil {
+	initiatedB := time.Now()
+	if _, err := f.enq.Enqueue(context.Background(), tasks.CancelRefund{OrderRef: "B1", RefundInitiatedAt: initiatedB}); err != nil {
 		t.Fatal(err)
 	}
 	var body string
@@ -124,7 +126,7 @@ func TestReadinessReportsBadCredentials(t *testing.T) {
 	if strings.Contains(body, "WRONG") {
 		t.Fatalf("readiness shows the secret: %s", body)
 	}
-	info, err := f.enq.Status("B1")
+	info, err := f.enq.Status("B1", initiatedB)
 	if err != nil || info.State == asynq.TaskStateArchived || info.State == asynq.TaskStateCompleted {
 		t.Fatalf("task %+v %v", info, err)
 	}

@@ -45,18 +45,19 @@ func TestBadConfigFailsAtStart(t *testing.T) {
 // finishes, nothing is lost, and run returns cleanly.
 func TestGracefulShutdownFinishesInFlightTask(t *testing.T) {
 	f := newFixture(t)
-	_ = f.sb.Seed(rpctest.Refund{OrderRef: "G1"})
+	initiated := time.Now()
+	_ = f.sb.Seed(rpctest.Refund{OrderRef: "G1", InitiatedAt: initiated})
 	_ = f.sb.SetFaults(rpctest.FaultRule{Method: "cancelRefund", Kind: "latency", Latency: rpctest.Duration(700 * time.Millisecond)})
 	stop := f.start(t, nil)
 
-	if _, err := f.enq.Enqueue(context.Background(), tasks.CancelRefund{OrderRef: "G1", RefundInitiatedAt: time.Now()}); err != nil {
+	if _, err := f.enq.Enqueue(context.Background(), tasks.CancelRefund{OrderRef: "G1", RefundInitiatedAt: initiated}); err != nil {
 		t.Fatal(err)
 	}
 	testutil.Eventually(t, 10*time.Second, "the cancelRefund to sit in the sandbox", func() bool { return f.sb.InFlight() == 1 })
 	if err := stop(); err != nil {
 		t.Fatal(err)
 	}
-	info, err := f.enq.Status("G1")
+	info, err := f.enq.Status("G1", initiated)
 	if err != nil || info.State != asynq.TaskStateCompleted {
 		t.Fatalf("after shutdown: %+v %v", info, err)
 	}

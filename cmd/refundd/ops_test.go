@@ -39,7 +39,8 @@ func TestOpsEndToEnd(t *testing.T) {
 		}
 	}
 
-	body := fmt.Sprintf(`{"order_ref":"H1","refund_initiated_at":%q}`, time.Now().UTC().Format(time.RFC3339))
+	initiated := time.Now().UTC().Format(time.RFC3339)
+	body := fmt.Sprintf(`{"order_ref":"H1","refund_initiated_at":%q}`, initiated)
 	req, _ := http.NewRequest("POST", base+"/v1/cancellations", strings.NewReader(body))
 	req.Header.Set("Authorization", "Bearer "+tok)
 	req.Header.Set("Content-Type", "application/json")
@@ -50,7 +51,7 @@ func TestOpsEndToEnd(t *testing.T) {
 	resp.Body.Close()
 	var last string
 	testutil.Eventually(t, 15*time.Second, "the cancellation to complete", func() bool {
-		req, _ := http.NewRequest("GET", base+"/v1/cancellations/H1", nil)
+		req, _ := http.NewRequest("GET", base+"/v1/cancellations/H1?refund_initiated_at="+initiated, nil)
 		req.Header.Set("Authorization", "Bearer "+tok)
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {

@@ -42,6 +42,9 @@ type Config struct {
 	SafetyMargin    time.Duration
 	RetryBaseDelay  time.Duration
 	RetryMaxDelay   time.Duration
+	RetryAfterMax   time.Duration // 0: RetryMaxDelay
+	UnknownAttempts int
+	SweepInterval   time.Duration
 	OpsAddr         string
 	// OpsAllowedHosts are host names the ops server answers besides
 	// localhost and IP addresses.
@@ -151,6 +154,24 @@ var Vars = []Var{
 		set: durationVar(func(c *Config) *time.Duration { return &c.RetryBaseDelay })},
 	{Name: "RETRY_MAX_DELAY", Default: "5m", Help: "cap of the retry delay",
 		set: durationVar(func(c *Config) *time.Duration { return &c.RetryMaxDelay })},
+	{Name: "RETRY_AFTER_MAX", Help: "longest Retry-After honoured; a longer one is cut to this (default RETRY_MAX_DELAY)",
+		set: func(c *Config, v string) error {
+			if v == "" {
+				return nil
+			}
+			return durationVar(func(c *Config) *time.Duration { return &c.RetryAfterMax })(c, v)
+		}},
+	{Name: "UNKNOWN_ERROR_ATTEMPTS", Default: "3", Help: "an error 2Checkout answers that this worker does not recognise is retried until it came back this often (or the cut-off), then archived with the vendor's words",
+		set: func(c *Config, v string) error {
+			n, err := strconv.Atoi(v)
+			if err != nil || n < 1 || n > 1000 {
+				return errors.New("must be a whole number from 1 to 1000")
+			}
+			c.UnknownAttempts = n
+			return nil
+		}},
+	{Name: "WINDOW_SWEEP_INTERVAL", Default: "20s", Help: "how often the queue is swept for tasks asynq keeps from the window rule (expired asynq.Deadline, past the cut-off, archived by the retry counter)",
+		set: durationVar(func(c *Config) *time.Duration { return &c.SweepInterval })},
 	{Name: "OPS_ADDR", Default: "127.0.0.1:8080", Help: "ops HTTP server: /healthz /readyz /metrics /monitoring/ /v1/",
 		set: func(c *Config, v string) error {
 			if _, _, err := net.SplitHostPort(v); err != nil {
@@ -317,7 +338,8 @@ func (c *Config) OpsLoopback() bool {
 
 // Policy answers the worker policy the configuration asks for.
 func (c *Config) Policy() worker.Policy {
-	return worker.Policy{SafetyMargin: c.SafetyMargin, RequestTimeout: c.RequestTimeout, BaseDelay: c.RetryBaseDelay, MaxDelay: c.RetryMaxDelay}
+	return worker.Policy{SafetyMargin: c.SafetyMargin, RequestTimeout: c.RequestTimeout, BaseDelay: c.RetryBaseDelay, MaxDelay: c.RetryMaxDelay,
+		RetryAfterMax: c.RetryAfterMax}
 }
 
 // Effective answers the configuration as name → value for the start-up log,

@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 )
 
 func envOf(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
@@ -25,6 +26,14 @@ func TestLoadDefaults(t *testing.T) {
 	if c.APIURL != "https://api.2checkout.com/rpc/6.0/" || c.HashAlgo != "md5" || c.Queue != "refunds" || c.Concurrency != 10 ||
 		c.OpsAddr != "127.0.0.1:8080" || c.LogFormat != "json" || c.SafetyMargin.String() != "1m0s" || c.SecretKey.Reveal() != "hunter2hunter2" {
 		t.Fatalf("%+v", c)
+	}
+	if p := c.Policy(); p.RetryAfterMax != 0 || c.UnknownAttempts != 3 || c.SweepInterval != 20*time.Second {
+		t.Fatalf("policy %+v, unknown attempts %d, sweep %v", p, c.UnknownAttempts, c.SweepInterval)
+	}
+	env := base()
+	env["RETRY_AFTER_MAX"] = "30s"
+	if c, err := Load(envOf(env)); err != nil || c.Policy().RetryAfterMax != 30*time.Second {
+		t.Fatalf("RETRY_AFTER_MAX: %v %v", c, err)
 	}
 	eff := c.Effective(envOf(base()))
 	if eff["TCO_SECRET_KEY"] != "[REDACTED]" || strings.Contains(eff["REDIS_URL"], "redispass") {
@@ -55,6 +64,9 @@ func TestLoadErrors(t *testing.T) {
 		{"http to 2checkout even when allowed", map[string]string{"TCO_ALLOW_HTTP": "true", "TCO_API_URL": "http://api.2checkout.com/rpc/6.0/"}, "TCO_API_URL refused: 2Checkout is only ever called over https"},
 		{"bad concurrency", map[string]string{"WORKER_CONCURRENCY": "0"}, "WORKER_CONCURRENCY must be"},
 		{"bad duration", map[string]string{"SHUTDOWN_TIMEOUT": "soon"}, "SHUTDOWN_TIMEOUT must be a positive duration"},
+		{"bad retry-after max", map[string]string{"RETRY_AFTER_MAX": "-1s"}, "RETRY_AFTER_MAX must be a positive duration"},
+		{"bad unknown attempts", map[string]string{"UNKNOWN_ERROR_ATTEMPTS": "0"}, "UNKNOWN_ERROR_ATTEMPTS must be a whole number"},
+		{"bad sweep interval", map[string]string{"WINDOW_SWEEP_INTERVAL": "often"}, "WINDOW_SWEEP_INTERVAL must be a positive duration"},
 		{"bad ops addr", map[string]string{"OPS_ADDR": "8080"}, "OPS_ADDR must be host:port"},
 		{"allowed host with scheme", map[string]string{"OPS_ALLOWED_HOSTS": "refundd.internal,https://ops.example.com"}, "OPS_ALLOWED_HOSTS must be comma-separated host names"},
 		{"allowed host with port", map[string]string{"OPS_ALLOWED_HOSTS": "ops.example.com:8080"}, "OPS_ALLOWED_HOSTS must be comma-separated host names"},

@@ -20,6 +20,7 @@ import (
 	"github.com/refundd/refund-canceller/internal/logging"
 	"github.com/refundd/refund-canceller/internal/metrics"
 	"github.com/refundd/refund-canceller/internal/ops"
+	"github.com/refundd/refund-canceller/internal/windowsweep"
 	"github.com/refundd/refund-canceller/rpcclient"
 	"github.com/refundd/refund-canceller/tasks"
 	"github.com/refundd/refund-canceller/worker"
@@ -41,6 +42,7 @@ type Daemon struct {
 	cfg      *config.Config
 	log      *zap.Logger
 	server   *worker.Server
+	sweep    *windowsweep.Sweeper
 	mux      *http.ServeMux
 	running  atomic.Bool
 	onListen func(net.Addr)
@@ -73,7 +75,8 @@ func New(opts Options) (_ *Daemon, err error) {
 	if opts.Policy != nil {
 		policy = *opts.Policy
 	}
-	h, err := worker.NewHandler(worker.HandlerConfig{API: api, Policy: policy, Logger: log.Named("worker"), Observer: m})
+	h, err := worker.NewHandler(worker.HandlerConfig{API: api, Policy: policy, UnknownErrorAttempts: cfg.UnknownAttempts, Tasks: insp,
+		Logger: log.Named("worker"), Observer: m})
 	if err != nil {
 		return nil, err
 	}
@@ -83,6 +86,12 @@ func New(opts Options) (_ *Daemon, err error) {
 	if err != nil {
 		return nil, err
 	}
+	sweep, err := windowsweep.New(windowsweep.Config{Redis: cfg.Redis, Queue: cfg.Queue, Policy: policy, Interval: cfg.SweepInterval,
+		Logger: log.Named("windowsweep")})
+	if err != nil {
+		return nil, err
+	}
+	closers = append(closers, sweep.Close)
 	rc, ok := cfg.Redis.MakeRedisClient().(redis.UniversalClient)
 	if !ok {
 		return nil, errors.New("daemon: unexpected Redis client type")
@@ -96,7 +105,7 @@ func New(opts Options) (_ *Daemon, err error) {
 	dash := ops.NewDashboard(ops.DashboardConfig{Redis: cfg.Redis, User: cfg.DashboardUser, Password: cfg.DashboardPassword.Reveal(),
 		ReadOnly: cfg.DashboardReadOnly, Loopback: cfg.OpsLoopback()})
 	closers = append(closers, dash.Close)
-	d := &Daemon{cfg: cfg, log: log, server: srv, mux: http.NewServeMux(), onListen: opts.OnListen, closers: closers}
+	d := &Daemon{cfg: cfg, log: log, server: srv, sweep: sweep, mux: http.NewServeMux(), onListen: opts.OnListen, closers: closers}
 	d.mux.Handle("GET /metrics", m.Handler())
 	dash.Register(d.mux)
 	ops.NewAPI(enq, cfg.APIToken.Reveal(), log.Named("api")).Register(d.mux)
@@ -143,6 +152,10 @@ func (d *Daemon) Run(ctx context.Context) error {
 		return fmt.Errorf("start worker: %w", err)
 	}
 	d.running.Store(true)
+	sweepCtx, stopSweep := context.WithCancel(context.Background())
+	sweepDone := make(chan struct{})
+	go func() { defer close(sweepDone); d.sweep.Run(sweepCtx) }()
+	defer func() { stopSweep(); <-sweepDone }()
 	d.log.Info("refundd running", zap.String("queue", d.cfg.Queue), zap.Int("concurrency", d.cfg.Concurrency),
 		zap.String("ops", "http://"+ln.Addr().String()))
 	if d.onListen != nil {

@@ -393,7 +393,11 @@ func collect(insp *asynq.Inspector, queue string, sum *Summary) error {
 		}
 		for _, ti := range infos {
 			p, _ := tasks.Decode(ti.Payload)
-			sum.add(archivedOutcome(ti.LastErr), p.OrderRef, ti.LastErr)
+			outcome := archivedOutcome(ti.LastErr)
+			if r := (worker.Result{}); json.Unmarshal(ti.Result, &r) == nil && r.Final() {
+				outcome = r.Outcome // the handler's own record
+			}
+			sum.add(outcome, p.OrderRef, ti.LastErr)
 		}
 		if len(infos) < 100 {
 			break
@@ -414,7 +418,8 @@ func archivedOutcome(reason string) string {
 }
 
 func printSummary(out io.Writer, s *Summary, st rpctest.Stats) {
-	order := []string{worker.OutcomeCancelled, worker.OutcomeAlreadyCancelled, worker.OutcomeRefused, worker.OutcomeWindowClosed, worker.OutcomeInvalid, "rejected_at_enqueue"}
+	order := []string{worker.OutcomeCancelled, worker.OutcomeAlreadyCancelled, worker.OutcomeRefused, worker.OutcomeWindowClosed, worker.OutcomeInvalid,
+		worker.OutcomeSuperseded, worker.OutcomeUnknown, "rejected_at_enqueue"}
 	seen := map[string]bool{}
 	for _, o := range order {
 		seen[o] = true

@@ -37,7 +37,7 @@ func New(insp *asynq.Inspector) *Metrics {
 		reg: prometheus.NewRegistry(),
 		cancellations: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "refundd_cancellations_total",
-			Help: "Refund cancellation tasks finished, by outcome: cancelled, already_cancelled, refused, window_closed, invalid.",
+			Help: "Refund cancellation tasks finished, by outcome: cancelled, already_cancelled, refused, window_closed, invalid, superseded, unknown.",
 		}, []string{"outcome"}),
 		attempts: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "refundd_attempts_total",
@@ -67,7 +67,8 @@ func New(insp *asynq.Inspector) *Metrics {
 	if insp != nil {
 		m.register(asynqmetrics.NewQueueMetricsCollector(insp))
 	}
-	for _, o := range []string{worker.OutcomeCancelled, worker.OutcomeAlreadyCancelled, worker.OutcomeRefused, worker.OutcomeWindowClosed, worker.OutcomeInvalid} {
+	for _, o := range []string{worker.OutcomeCancelled, worker.OutcomeAlreadyCancelled, worker.OutcomeRefused, worker.OutcomeWindowClosed, worker.OutcomeInvalid,
+		worker.OutcomeSuperseded, worker.OutcomeUnknown} {
 		m.cancellations.WithLabelValues(o) // present at zero from the start
 	}
 	return m

@@ -31,7 +31,7 @@ const (
 // *tasks.Enqueuer has it.
 type Producer interface {
 	Enqueue(ctx context.Context, p tasks.CancelRefund, opts ...asynq.Option) (*asynq.TaskInfo, error)
-	Status(orderRef string) (*asynq.TaskInfo, error)
+	Status(orderRef string, initiatedAt time.Time) (*asynq.TaskInfo, error)
 	Queue() string
 }
 
@@ -39,7 +39,8 @@ type Producer interface {
 //
 //	POST /v1/cancellations         one payload       → 202 | 400 | 409 | 413 | 415 | 422
 //	POST /v1/cancellations:batch   up to 1,000       → 200 with per-item results in order
-//	GET  /v1/cancellations/{ref}   the task's state  → 200 | 404
+//	GET  /v1/cancellations/{ref}?refund_initiated_at=RFC3339
+//	                               one refund's task → 200 | 400 | 404
 //
 // Every route needs "Authorization: Bearer <API_TOKEN>", checked before any
 // body is read. Bodies must be "Content-Type: application/json" (else 415)
@@ -78,13 +79,17 @@ func (a *API) Register(mux *http.ServeMux) {
 // Item is the answer for one cancellation (alone, or in a batch).
 type Item struct {
 	// Status is the HTTP status this cancellation alone would get.
-	Status         int                `json:"status"`
-	TaskID         string             `json:"task_id,omitempty"`
-	Queue          string             `json:"queue,omitempty"`
-	State          string             `json:"state,omitempty"`
-	WindowClosesAt string             `json:"window_closes_at,omitempty"`
-	Error          string             `json:"error,omitempty"`
-	Fields         []tasks.FieldError `json:"fields,omitempty"`
+	Status         int    `json:"status"`
+	TaskID         string `json:"task_id,omitempty"`
+	Queue          string `json:"queue,omitempty"`
+	State          string `json:"state,omitempty"`
+	WindowClosesAt string `json:"window_closes_at,omitempty"`
+	// OrderRef and RefundInitiatedAt name the refund (on 409: the refund
+	// whose cancellation is already queued).
+	OrderRef          string             `json:"order_ref,omitempty"`
+	RefundInitiatedAt string             `json:"refund_initiated_at,omitempty"`
+	Error             string             `json:"error,omitempty"`
+	Fields            []tasks.FieldError `json:"fields,omitempty"`
 }
 
 func (a *API) create(w http.ResponseWriter, r *http.Request) {
@@ -185,7 +190,9 @@ func (a *API) enqueue(ctx context.Context, body []byte) Item {
 	case errors.As(err, &ve):
 		return Item{Status: http.StatusBadRequest, Error: "invalid payload", Fields: ve}
 	case errors.As(err, &aq):
-		return Item{Status: http.StatusConflict, TaskID: aq.TaskID, Queue: a.producer.Queue(), State: aq.State(), Error: "already queued"}
+		return Item{Status: http.StatusConflict, TaskID: aq.TaskID, Queue: a.producer.Queue(), State: aq.State(), OrderRef: p.OrderRef,
+			RefundInitiatedAt: p.RefundInitiatedAt.UTC().Format(time.RFC3339),
+			Error:             "already queued: the cancellation of order " + p.OrderRef + "'s refund initiated at " + p.RefundInitiatedAt.UTC().Format(time.RFC3339)}
 	case errors.As(err, &wc):
 		return Item{Status: http.StatusUnprocessableEntity, WindowClosesAt: wc.ClosedAt.UTC().Format(time.RFC3339), Error: wc.Error() + "; nothing was enqueued"}
 	}
@@ -195,10 +202,15 @@ func (a *API) enqueue(ctx context.Context, body []byte) Item {
 
 func (a *API) get(w http.ResponseWriter, r *http.Request) {
 	ref := r.PathValue("order_ref")
-	info, err := a.producer.Status(ref)
+	initiated, perr := time.Parse(time.RFC3339, r.URL.Query().Get("refund_initiated_at"))
+	if perr != nil {
+		WriteJSON(w, http.StatusBadRequest, errorBody{Error: "query parameter refund_initiated_at is required (RFC 3339): a cancellation is one refund's"})
+		return
+	}
+	info, err := a.producer.Status(ref, initiated)
 	switch {
 	case errors.Is(err, asynq.ErrTaskNotFound) || errors.Is(err, asynq.ErrQueueNotFound):
-		WriteJSON(w, http.StatusNotFound, errorBody{Error: "no cancellation for order " + clip.String(ref, 40)})
+		WriteJSON(w, http.StatusNotFound, errorBody{Error: "no cancellation for order " + clip.String(ref, 40) + "'s refund initiated at " + initiated.UTC().Format(time.RFC3339)})
 		return
 	case err != nil:
 		a.log.Error("task lookup failed", zap.String("order_ref", ref), zap.Error(err))

@@ -33,8 +33,10 @@ func (fakeProducer) Enqueue(_ context.Context, p tasks.CancelRefund, _ ...asynq.
 	}
 	return &asynq.TaskInfo{ID: "refund:cancel:" + p.OrderRef, Queue: "refunds", State: asynq.TaskStatePending}, nil
 }
-func (fakeProducer) Status(string) (*asynq.TaskInfo, error) { return nil, asynq.ErrTaskNotFound }
-func (fakeProducer) Queue() string                          { return "refunds" }
+func (fakeProducer) Status(string, time.Time) (*asynq.TaskInfo, error) {
+	return nil, asynq.ErrTaskNotFound
+}
+func (fakeProducer) Queue() string { return "refunds" }
 
 func apiHandler() http.Handler {
 	mux := http.NewServeMux()

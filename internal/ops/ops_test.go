@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"os"
 	"strings"
 	"testing"
@@ -73,6 +74,8 @@ func TestProducerAPI(t *testing.T) {
 	f := newAPI(t, token)
 	bearer := "Bearer " + token
 	now := time.Now()
+	id := tasks.TaskID("A1", now)
+	refund := "refund_initiated_at=" + url.QueryEscape(now.UTC().Format(time.RFC3339))
 	cases := []struct {
 		name, method, path, auth, body string
 		want                           int
@@ -82,13 +85,14 @@ func TestProducerAPI(t *testing.T) {
 		{"wrong token", "POST", "/v1/cancellations", "Bearer nope", payload("A1", now), 401, nil},
 		{"basic instead of bearer", "GET", "/v1/cancellations/A1", "Basic " + token, "", 401, nil},
 		{"created", "POST", "/v1/cancellations", bearer, payload("A1", now), 202, func(t *testing.T, out map[string]any) {
-			if out["task_id"] != "refund:cancel:A1" || out["queue"] != f.queue || out["state"] != "pending" ||
+			if out["task_id"] != id || out["queue"] != f.queue || out["state"] != "pending" ||
 				out["window_closes_at"] != now.Add(2*time.Hour).UTC().Format(time.RFC3339) {
 				t.Fatalf("%v", out)
 			}
 		}},
 		{"duplicate", "POST", "/v1/cancellations", bearer, payload("A1", now), 409, func(t *testing.T, out map[string]any) {
-			if out["state"] != "pending" || out["task_id"] != "refund:cancel:A1" {
+			if out["state"] != "pending" || out["task_id"] != id || out["order_ref"] != "A1" ||
+				out["refund_initiated_at"] != now.UTC().Format(time.RFC3339) || !strings.Contains(out["error"].(string), "refund initiated at") {
 				t.Fatalf("%v", out)
 			}
 		}},
@@ -107,12 +111,14 @@ func TestProducerAPI(t *testing.T) {
 		{"empty body", "POST", "/v1/cancellations", bearer, ``, 400, nil},
 		{"not json", "POST", "/v1/cancellations", bearer, `<xml/>`, 400, nil},
 		{"too large", "POST", "/v1/cancellations", bearer, `{"reason":"` + strings.Repeat("x", 20<<10) + `"}`, 413, nil},
-		{"get", "GET", "/v1/cancellations/A1", bearer, "", 200, func(t *testing.T, out map[string]any) {
-			if out["state"] != "pending" || out["order_ref"] != "A1" || out["window_closes_at"] == nil {
+		{"get", "GET", "/v1/cancellations/A1?" + refund, bearer, "", 200, func(t *testing.T, out map[string]any) {
+			if out["state"] != "pending" || out["order_ref"] != "A1" || out["task_id"] != id || out["window_closes_at"] == nil {
 				t.Fatalf("%v", out)
 			}
 		}},
-		{"get unknown", "GET", "/v1/cancellations/NOPE", bearer, "", 404, nil},
+		{"get unknown", "GET", "/v1/cancellations/NOPE?" + refund, bearer, "", 404, nil},
+		{"get another refund of the order", "GET", "/v1/cancellations/A1?refund_initiated_at=2026-11-25T10:00:00Z", bearer, "", 404, nil},
+		{"get without the refund", "GET", "/v1/cancellations/A1", bearer, "", 400, nil},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -20,11 +20,13 @@ const (
 	FaultMalformed     = "malformed"       // answer 200 with a body that is not JSON; nothing applied
 	FaultExpireSession = "expire_session"  // expire the caller's session, then serve the call
 	FaultApplyThenDrop = "apply_then_drop" // apply the call, then drop the connection (or answer Status if set)
+	FaultRPCError      = "rpc_error"       // answer HTTP 200 with the JSON-RPC error object {Code, Message} (no data); nothing applied
 )
 
 // FaultRule is one fault-injection rule, as POST /admin/faults takes it.
 //
 //	{"method":"cancelRefund","kind":"status","status":503,"retry_after":2,"probability":0.5,"first_n":10}
+//	{"method":"cancelRefund","kind":"rpc_error","code":300,"message":"Refund cannot be canceled","first_n":2}
 type FaultRule struct {
 	// Method limits the rule to one JSON-RPC method; empty matches all.
 	Method string `json:"method,omitempty"`
@@ -35,6 +37,10 @@ type FaultRule struct {
 	Status int `json:"status,omitempty"`
 	// RetryAfter, in seconds, is sent as Retry-After with "status".
 	RetryAfter int `json:"retry_after,omitempty"`
+	// Code and Message, for "rpc_error": the error object's code (required,
+	// non-zero) and message (required), sent as they are, without data.
+	Code    int    `json:"code,omitempty"`
+	Message string `json:"message,omitempty"`
 	// Latency and Jitter, for "latency": a fixed delay plus a random one up to Jitter.
 	Latency Duration `json:"latency,omitzero"`
 	Jitter  Duration `json:"jitter,omitzero"`
@@ -83,9 +89,13 @@ func (r *FaultRule) validate() error {
 		if r.Status != 0 && (r.Status < 400 || r.Status > 599) {
 			return fmt.Errorf("kind apply_then_drop: status must be 400-599 or absent, got %d", r.Status)
 		}
+	case FaultRPCError:
+		if r.Code == 0 || r.Message == "" {
+			return fmt.Errorf("kind rpc_error wants a non-zero code and a message")
+		}
 	case FaultDrop, FaultHang, FaultMalformed, FaultExpireSession:
 	default:
-		return fmt.Errorf("unknown kind %q (want latency, status, drop, hang, malformed, expire_session or apply_then_drop)", r.Kind)
+		return fmt.Errorf("unknown kind %q (want latency, status, drop, hang, malformed, expire_session, apply_then_drop or rpc_error)", r.Kind)
 	}
 	if r.RetryAfter < 0 {
 		return fmt.Errorf("retry_after must not be negative")
@@ -159,7 +169,7 @@ type action struct {
 	latency       time.Duration
 	expireSession bool
 	// answer, if set, answers in the server's place; the call is not applied.
-	answer func(w http.ResponseWriter, r *http.Request, closed <-chan struct{})
+	answer func(w http.ResponseWriter, r *http.Request, id json.RawMessage, closed <-chan struct{})
 	// after, if set, answers in the server's place after the call is applied.
 	after func(w http.ResponseWriter, r *http.Request)
 }
@@ -216,16 +226,20 @@ func (f *faultSet) match(method string) action {
 	return a
 }
 
-func answerFor(r FaultRule) func(http.ResponseWriter, *http.Request, <-chan struct{}) {
+func answerFor(r FaultRule) func(http.ResponseWriter, *http.Request, json.RawMessage, <-chan struct{}) {
 	switch r.Kind {
 	case FaultStatus:
-		return func(w http.ResponseWriter, _ *http.Request, _ <-chan struct{}) {
+		return func(w http.ResponseWriter, _ *http.Request, _ json.RawMessage, _ <-chan struct{}) {
 			writeStatus(w, r.Status, r.RetryAfter)
 		}
 	case FaultDrop:
-		return func(w http.ResponseWriter, _ *http.Request, _ <-chan struct{}) { dropConn(w) }
+		return func(w http.ResponseWriter, _ *http.Request, _ json.RawMessage, _ <-chan struct{}) { dropConn(w) }
+	case FaultRPCError:
+		return func(w http.ResponseWriter, _ *http.Request, id json.RawMessage, _ <-chan struct{}) {
+			writeWire(w, http.StatusOK, id, nil, &wireError{Code: r.Code, Message: r.Message})
+		}
 	case FaultHang:
-		return func(w http.ResponseWriter, req *http.Request, closed <-chan struct{}) {
+		return func(w http.ResponseWriter, req *http.Request, _ json.RawMessage, closed <-chan struct{}) {
 			select {
 			case <-req.Context().Done():
 			case <-closed:
@@ -233,7 +247,7 @@ func answerFor(r FaultRule) func(http.ResponseWriter, *http.Request, <-chan stru
 			dropConn(w)
 		}
 	default: // FaultMalformed
-		return func(w http.ResponseWriter, _ *http.Request, _ <-chan struct{}) {
+		return func(w http.ResponseWriter, _ *http.Request, _ json.RawMessage, _ <-chan struct{}) {
 			w.Header().Set("Content-Type", "application/json")
 			_, _ = w.Write([]byte(`{"jsonrpc":"2.0","id":<html>upstream error`))
 		}

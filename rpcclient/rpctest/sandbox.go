@@ -24,6 +24,10 @@
 //   - getOrder adds RefundID, RefundStatus and RefundInitiatedAt to the order
 //     (2Checkout has no documented way to read a refund's status).
 //   - An order reference is 1 to 32 characters of letters, digits, '-' and '_'.
+//
+// With Config.DocumentedOnly the sandbox drops its own inventions: error
+// objects carry only code and message, and getOrder has no refund fields.
+// The fault kind rpc_error answers any error object a test names.
 package rpctest
 
 import (
@@ -81,6 +85,12 @@ type Config struct {
 	MaxBodyBytes int64
 	// FaultSeed seeds the fault dice so runs are reproducible. Default 1.
 	FaultSeed int64
+	// DocumentedOnly makes the sandbox speak only what 2Checkout documents:
+	// error objects carry code and message but no data.error_code, and
+	// getOrder answers the order without the refund fields (RefundID,
+	// RefundStatus, RefundInitiatedAt), as 2Checkout has no documented way
+	// to read a refund's status. Clients must then do without the names.
+	DocumentedOnly bool
 	// Now is the clock. Default time.Now.
 	Now func() time.Time
 	// Logger logs calls at debug level. Default zap.NewNop().
@@ -348,17 +358,17 @@ func (e *rpcError) Error() string { return e.name + ": " + e.msg }
 func (s *Sandbox) serveRPC(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodPost {
 		w.Header().Set("Allow", http.MethodPost)
-		writeRPC(w, http.StatusMethodNotAllowed, nil, nil, errNamed(rpcclient.NameInvalidRequest, "method %s not allowed; use POST", r.Method))
+		writeRPC(w, http.StatusMethodNotAllowed, nil, nil, errNamed(rpcclient.NameInvalidRequest, "method %s not allowed; use POST", r.Method), s.cfg.DocumentedOnly)
 		return
 	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.cfg.MaxBodyBytes))
 	if err != nil {
-		writeRPC(w, http.StatusRequestEntityTooLarge, nil, nil, errNamed(rpcclient.NameInvalidRequest, "request body over %d bytes", s.cfg.MaxBodyBytes))
+		writeRPC(w, http.StatusRequestEntityTooLarge, nil, nil, errNamed(rpcclient.NameInvalidRequest, "request body over %d bytes", s.cfg.MaxBodyBytes), s.cfg.DocumentedOnly)
 		return
 	}
 	method, params, id, derr := DecodeRequest(body)
 	if derr != nil {
-		writeRPC(w, http.StatusOK, id, nil, derr.(*rpcError))
+		writeRPC(w, http.StatusOK, id, nil, derr.(*rpcError), s.cfg.DocumentedOnly)
 		return
 	}
 	s.inFlight.Add(1)
@@ -374,7 +384,7 @@ func (s *Sandbox) serveRPC(w http.ResponseWriter, r *http.Request) {
 	}
 	if act.answer != nil { // the fault answers instead of the server
 		s.record(Call{Time: now, Method: method, OrderRef: orderRefParam(method, params), Outcome: "not_applied", Fault: act.kind})
-		act.answer(w, r, s.closed)
+		act.answer(w, r, id, s.closed)
 		return
 	}
 	if act.expireSession && len(params) > 0 && method != rpcclient.MethodLogin {
@@ -394,7 +404,7 @@ func (s *Sandbox) serveRPC(w http.ResponseWriter, r *http.Request) {
 		act.after(w, r)
 		return
 	}
-	writeRPC(w, http.StatusOK, id, result, rerr)
+	writeRPC(w, http.StatusOK, id, result, rerr, s.cfg.DocumentedOnly)
 }
 
 func orderRefParam(method string, params []json.RawMessage) string {
@@ -462,7 +472,7 @@ func (s *Sandbox) run(now time.Time, method string, params []json.RawMessage, ca
 		}
 		return s.cancelRefund(now, o, call)
 	case rpcclient.MethodGetOrder:
-		return orderView(o), nil
+		return orderView(o, s.cfg.DocumentedOnly), nil
 	default:
 		return s.issueRefund(now, o, params)
 	}
@@ -561,20 +571,22 @@ func (s *Sandbox) issueRefund(now time.Time, o *Refund, params []json.RawMessage
 	return true, nil
 }
 
-func orderView(o *Refund) rpcclient.Order {
+func orderView(o *Refund, documentedOnly bool) rpcclient.Order {
 	v := rpcclient.Order{RefNo: o.OrderRef, Status: o.OrderStatus, ApproveStatus: "OK"}
-	if o.Status != StatusNone {
+	if o.Status != StatusNone && !documentedOnly {
 		v.RefundID, v.RefundStatus, v.RefundInitiatedAt = o.RefundID, o.Status, o.InitiatedAt.Format(time.RFC3339Nano)
 	}
 	return v
 }
 
 type wireError struct {
-	Code    int    `json:"code"`
-	Message string `json:"message"`
-	Data    struct {
-		ErrorCode string `json:"error_code"`
-	} `json:"data"`
+	Code    int       `json:"code"`
+	Message string    `json:"message"`
+	Data    *wireData `json:"data,omitempty"`
+}
+
+type wireData struct {
+	ErrorCode string `json:"error_code"`
 }
 
 type wireResponse struct {
@@ -584,16 +596,27 @@ type wireResponse struct {
 	Error   *wireError      `json:"error,omitempty"`
 }
 
-func writeRPC(w http.ResponseWriter, status int, id json.RawMessage, result any, rerr *rpcError) {
+// writeRPC answers a result or the sandbox's error; documentedOnly leaves
+// out data.error_code.
+func writeRPC(w http.ResponseWriter, status int, id json.RawMessage, result any, rerr *rpcError, documentedOnly bool) {
+	var we *wireError
+	if rerr != nil {
+		code, _ := rpcclient.CodeOf(rerr.name)
+		we = &wireError{Code: code, Message: rerr.msg}
+		if !documentedOnly {
+			we.Data = &wireData{ErrorCode: rerr.name}
+		}
+	}
+	writeWire(w, status, id, result, we)
+}
+
+func writeWire(w http.ResponseWriter, status int, id json.RawMessage, result any, we *wireError) {
 	if len(id) == 0 {
 		id = json.RawMessage("null")
 	}
-	resp := wireResponse{JSONRPC: "2.0", ID: id, Result: result}
-	if rerr != nil {
-		code, _ := rpcclient.CodeOf(rerr.name)
+	resp := wireResponse{JSONRPC: "2.0", ID: id, Result: result, Error: we}
+	if we != nil {
 		resp.Result = nil
-		resp.Error = &wireError{Code: code, Message: rerr.msg}
-		resp.Error.Data.ErrorCode = rerr.name
 	}
 	b, _ := json.Marshal(resp)
 	w.Header().Set("Content-Type", "application/json")

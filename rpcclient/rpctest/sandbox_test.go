@@ -498,6 +498,8 @@ func TestFaultRuleValidation(t *testing.T) {
 		`{"kind":"drop","first_n":-1}`,
 		`{"kind":"drop","surprise":true}`,
 		`[{"kind":"drop"},{"kind":"nope"}]`,
+		`{"kind":"rpc_error","message":"no code"}`,
+		`{"kind":"rpc_error","code":300}`,
 	} {
 		if _, err := rpctest.ParseFaultRules([]byte(body)); err == nil {
 			t.Errorf("%s: accepted", body)
@@ -506,6 +508,46 @@ func TestFaultRuleValidation(t *testing.T) {
 	rules, err := rpctest.ParseFaultRules([]byte(`[]`))
 	if err != nil || len(rules) != 0 {
 		t.Fatalf("clear: %v %v", rules, err)
+	}
+}
+
+// rpc_error answers the error object it names, without data, and applies
+// nothing; the documented-only mode drops data.error_code and the refund
+// fields of getOrder.
+func TestRPCErrorFaultAndDocumentedOnly(t *testing.T) {
+	clock := rpctest.NewClock(t0)
+	srv := newServer(t, clock)
+	_ = srv.Seed(rpctest.Refund{OrderRef: "E1", InitiatedAt: t0})
+	sid := login(t, srv, t0)
+	rules, err := rpctest.ParseFaultRules([]byte(`{"method":"cancelRefund","kind":"rpc_error","code":300,"message":"Refund cannot be canceled","first_n":1}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = srv.SetFaults(rules...)
+	a := call(t, srv.RPCURL, "cancelRefund", sid, "E1")
+	if a.HTTPStatus != 200 || a.ErrCode != 300 || a.ErrMessage != "Refund cannot be canceled" || a.ErrName != "" || string(a.ID) != "7" {
+		t.Fatalf("%+v", a)
+	}
+	if r, _ := srv.Refund("E1"); r.Status != rpctest.StatusPending {
+		t.Fatalf("applied: %+v", r)
+	}
+	if l := srv.Ledger(); l[len(l)-1].Outcome != "not_applied" || l[len(l)-1].Fault != "rpc_error" {
+		t.Fatalf("ledger %+v", l)
+	}
+	if a := call(t, srv.RPCURL, "cancelRefund", sid, "E1"); a.ErrCode != 0 { // first_n spent: served
+		t.Fatalf("%+v", a)
+	}
+
+	doc := rpctest.NewServer(rpctest.Config{Now: clock.Now, MerchantCode: "AVANGATE", SecretKey: "SECRET_KEY", DocumentedOnly: true})
+	t.Cleanup(doc.Close)
+	_ = doc.Seed(rpctest.Refund{OrderRef: "E2", InitiatedAt: t0, Status: rpctest.StatusCanceled})
+	sid = login(t, doc, t0)
+	if a := call(t, doc.RPCURL, "cancelRefund", sid, "E2"); a.ErrCode != 20004 || a.ErrName != "" || a.ErrMessage == "" {
+		t.Fatalf("documented-only error: %+v", a)
+	}
+	a = call(t, doc.RPCURL, "getOrder", sid, "E2")
+	if strings.Contains(string(a.Result), "Refund") || !strings.Contains(string(a.Result), `"Status":"COMPLETE"`) {
+		t.Fatalf("documented-only getOrder: %s", a.Result)
 	}
 }
 

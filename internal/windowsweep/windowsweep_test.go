@@ -1,0 +1,199 @@
+package windowsweep_test
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hibiken/asynq"
+	"go.uber.org/zap/zaptest"
+
+	"github.com/refundd/refund-canceller/internal/redistest"
+	"github.com/refundd/refund-canceller/internal/testutil"
+	"github.com/refundd/refund-canceller/internal/windowsweep"
+	"github.com/refundd/refund-canceller/rpcclient"
+	"github.com/refundd/refund-canceller/rpcclient/rpctest"
+	"github.com/refundd/refund-canceller/tasks"
+	"github.com/refundd/refund-canceller/worker"
+)
+
+// stack: real Redis, the sandbox, the worker's server and a sweeper.
+type stack struct {
+	queue  string
+	sb     *rpctest.Server
+	client *asynq.Client
+	insp   *asynq.Inspector
+	sweep  *windowsweep.Sweeper
+}
+
+func start(t *testing.T, policy worker.Policy) *stack {
+	t.Helper()
+	r := redistest.New(t)
+	q := r.Queue(t)
+	sb := rpctest.NewServer(rpctest.Config{Window: policy.Window})
+	t.Cleanup(sb.Close)
+	api, err := rpcclient.New(rpcclient.Config{URL: sb.RPCURL, MerchantCode: rpctest.DefaultMerchantCode, SecretKey: rpctest.DefaultSecretKey, RequestTimeout: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	log := zaptest.NewLogger(t)
+	insp := asynq.NewInspector(r.Opt)
+	t.Cleanup(func() { _ = insp.Close() })
+	h, err := worker.NewHandler(worker.HandlerConfig{API: api, Policy: policy, Tasks: insp, Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := worker.NewServer(worker.ServerConfig{Redis: r.Opt, Queue: q, Logger: log, ShutdownTimeout: 2 * time.Second}, h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Shutdown)
+	sw, err := windowsweep.New(windowsweep.Config{Redis: r.Opt, Queue: q, Policy: policy, Interval: 200 * time.Millisecond, Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = sw.Close() })
+	client := asynq.NewClient(r.Opt)
+	t.Cleanup(func() { _ = client.Close() })
+	return &stack{queue: q, sb: sb, client: client, insp: insp, sweep: sw}
+}
+
+// runSweeper runs the sweeper until the test ends.
+func (s *stack) runSweeper(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); s.sweep.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+}
+
+// rawTask is what a producer using raw asynq enqueues: the documented ID,
+// asynq's defaults (MaxRetry 25) unless opts say otherwise.
+func (s *stack) rawTask(t *testing.T, ref string, initiated time.Time, opts ...asynq.Option) string {
+	t.Helper()
+	id := tasks.TaskID(ref, initiated)
+	payload := `{"order_ref":"` + ref + `","refund_initiated_at":"` + initiated.UTC().Format(time.RFC3339Nano) + `"}`
+	if _, err := s.client.Enqueue(asynq.NewTask(tasks.TypeCancelRefund, []byte(payload)),
+		append([]asynq.Option{asynq.TaskID(id), asynq.Queue(s.queue)}, opts...)...); err != nil {
+		t.Fatal(err)
+	}
+	return id
+}
+
+func (s *stack) wait(t *testing.T, id string, within time.Duration, done func(*asynq.TaskInfo) bool) *asynq.TaskInfo {
+	t.Helper()
+	var info *asynq.TaskInfo
+	testutil.Eventually(t, within, "task "+id, func() bool {
+		i, err := s.insp.GetTaskInfo(s.queue, id)
+		info = i
+		return err == nil && done(i)
+	})
+	return info
+}
+
+func archived(i *asynq.TaskInfo) bool { return i.State == asynq.TaskStateArchived }
+func completed(i *asynq.TaskInfo) bool {
+	return i.State == asynq.TaskStateCompleted
+}
+
+func (s *stack) cancelCalls() (n int) {
+	for _, c := range s.sb.Ledger() {
+		if c.Method == "cancelRefund" {
+			n++
+		}
+	}
+	return n
+}
+
+// Case 5: a raw task with an asynq.Deadline already passed never reaches
+// the handler by itself (asynq #751); the sweep makes it end archived with
+// the window as its reason, without calling 2Checkout.
+func TestExpiredDeadlineArchivedForTheWindow(t *testing.T) {
+	s := start(t, worker.Policy{})
+	s.runSweeper(t)
+	initiated := time.Now().Add(-3 * time.Hour)
+	_ = s.sb.Seed(rpctest.Refund{OrderRef: "D1", InitiatedAt: initiated})
+	id := s.rawTask(t, "D1", initiated, asynq.Deadline(time.Now().Add(-time.Minute)))
+	info := s.wait(t, id, time.Minute, archived)
+	if want := "window closed at " + initiated.Add(2*time.Hour).UTC().Format(time.RFC3339); !strings.HasPrefix(info.LastErr, want) {
+		t.Fatalf("last error %q, want prefix %q", info.LastErr, want)
+	}
+	if !info.Deadline.IsZero() {
+		t.Fatalf("deadline %v kept", info.Deadline)
+	}
+	if n := s.cancelCalls(); n != 0 {
+		t.Fatalf("%d cancelRefund calls after the window", n)
+	}
+}
+
+// An expired deadline on a task whose window is still open: the copy
+// without the deadline cancels the refund.
+func TestExpiredDeadlineWithTimeLeftIsCancelled(t *testing.T) {
+	s := start(t, worker.Policy{})
+	s.runSweeper(t)
+	initiated := time.Now().Add(-10 * time.Minute)
+	_ = s.sb.Seed(rpctest.Refund{OrderRef: "D2", InitiatedAt: initiated})
+	id := s.rawTask(t, "D2", initiated, asynq.Deadline(time.Now().Add(-time.Second)), asynq.Retention(time.Hour))
+	s.wait(t, id, time.Minute, completed)
+	if r, _ := s.sb.Refund("D2"); r.Status != rpctest.StatusCanceled {
+		t.Fatalf("sandbox refund %+v", r)
+	}
+}
+
+// A task scheduled past its cut-off is run by the sweep and archived for
+// the window at once, not when its producer scheduled it.
+func TestScheduledPastCutoffArchived(t *testing.T) {
+	s := start(t, worker.Policy{})
+	s.runSweeper(t)
+	initiated := time.Now().Add(-119*time.Minute - 30*time.Second) // cut-off passed 30s ago
+	id := s.rawTask(t, "S1", initiated, asynq.ProcessIn(time.Hour))
+	info := s.wait(t, id, time.Minute, archived)
+	if !strings.HasPrefix(info.LastErr, "window closed at") || s.cancelCalls() != 0 {
+		t.Fatalf("%q, %d calls", info.LastErr, s.cancelCalls())
+	}
+}
+
+// A task archived by asynq's counter while its window is open (MaxRetry 0:
+// the first failure archives it) is run again, and completes; once the
+// window is closed, one archived by the counter ends with the window.
+func TestArchivedByTheCounterIsRunAgain(t *testing.T) {
+	s := start(t, worker.Policy{BaseDelay: 100 * time.Millisecond, MinDelay: 50 * time.Millisecond})
+	initiated := time.Now().Add(-10 * time.Minute)
+	_ = s.sb.Seed(rpctest.Refund{OrderRef: "C1", InitiatedAt: initiated})
+	_ = s.sb.SetFaults(rpctest.FaultRule{Method: "cancelRefund", Kind: "status", Status: 503, FirstN: 1})
+	id := s.rawTask(t, "C1", initiated, asynq.MaxRetry(0), asynq.Retention(time.Hour))
+	info := s.wait(t, id, 20*time.Second, archived) // the counter's doing, not the handler's
+	if !strings.Contains(info.LastErr, "HTTP 503") {
+		t.Fatalf("%q", info.LastErr)
+	}
+	s.runSweeper(t)
+	s.wait(t, id, time.Minute, completed)
+	if r, _ := s.sb.Refund("C1"); r.Status != rpctest.StatusCanceled {
+		t.Fatalf("sandbox refund %+v", r)
+	}
+}
+
+// The same with a window that closes while the task sits archived by the
+// counter: it ends archived with the window as its reason, and the attempt
+// that may have reached 2Checkout (a 502) is settled with getOrder.
+func TestArchivedByTheCounterAfterTheWindow(t *testing.T) {
+	policy := worker.Policy{Window: 4 * time.Second, SafetyMargin: time.Second, BaseDelay: 100 * time.Millisecond, MaxDelay: time.Second,
+		MinDelay: 50 * time.Millisecond, RequestTimeout: time.Second}
+	s := start(t, policy)
+	initiated := time.Now()
+	_ = s.sb.Seed(rpctest.Refund{OrderRef: "C2", InitiatedAt: initiated})
+	_ = s.sb.SetFaults(rpctest.FaultRule{Method: "cancelRefund", Kind: "status", Status: 502})
+	id := s.rawTask(t, "C2", initiated, asynq.MaxRetry(0))
+	s.wait(t, id, 20*time.Second, archived)
+	cutoff := initiated.Add(policy.Window - policy.SafetyMargin)
+	testutil.Eventually(t, 10*time.Second, "the cut-off", func() bool { return time.Now().After(cutoff) })
+	calls := s.cancelCalls()
+	s.runSweeper(t)
+	info := s.wait(t, id, time.Minute, func(i *asynq.TaskInfo) bool { return archived(i) && strings.HasPrefix(i.LastErr, "window closed at") })
+	if !strings.Contains(info.LastErr, "getOrder confirms the refund is PENDING, not cancelled") || s.cancelCalls() != calls {
+		t.Fatalf("%q; cancelRefund calls %d → %d", info.LastErr, calls, s.cancelCalls())
+	}
+}

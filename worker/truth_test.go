@@ -1,0 +1,322 @@
+package worker
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hibiken/asynq"
+
+	"github.com/refundd/refund-canceller/rpcclient/rpctest"
+)
+
+// run drives a task's attempts the way asynq would: each retry runs when
+// due (the clock jumps there), with the retry count and the record the
+// previous attempt left. It answers the last attempt's record and error.
+func (e *env) run(t *testing.T, ref string, initiated time.Time) (*Result, int, error) {
+	t.Helper()
+	var prior *Result
+	for retried := 0; retried < 1000; retried++ {
+		res, err := e.h.Handle(context.Background(), Attempt{TaskID: "t", Retried: retried, Payload: payload(ref, initiated), Prior: prior})
+		var rerr *RetryError
+		if !errors.As(err, &rerr) {
+			return res, retried + 1, err
+		}
+		if res == nil || res.Outcome != OutcomeRetry || !res.NextAttemptAt.Equal(rerr.At.UTC()) {
+			t.Fatalf("retry record %+v for %v", res, err)
+		}
+		e.clock.Set(rerr.At)
+		prior = res
+	}
+	t.Fatal("no end after 1000 attempts")
+	return nil, 0, nil
+}
+
+// cancelCalls answers the cancelRefund calls of the ledger.
+func (e *env) cancelCalls() []rpctest.Call {
+	var out []rpctest.Call
+	for _, c := range e.srv.Ledger() {
+		if c.Method == "cancelRefund" {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+func terminal(t *testing.T, err error) *TerminalError {
+	t.Helper()
+	var terr *TerminalError
+	if !errors.As(err, &terr) || !errors.Is(err, asynq.SkipRetry) {
+		t.Fatalf("want a terminal error, got %v", err)
+	}
+	return terr
+}
+
+// Case 2: an error nobody documented is retried, then archived with the
+// vendor's code and message verbatim; a documented refusal ends at once.
+func TestUnknownErrors(t *testing.T) {
+	initiated := t0.Add(-time.Hour)
+	cases := []struct {
+		name       string
+		rule       rpctest.FaultRule
+		wantCalls  int
+		wantReason string
+	}{
+		{"unknown code: three tries", rpctest.FaultRule{Method: "cancelRefund", Kind: "rpc_error", Code: 300, Message: "Refund cannot be canceled"},
+			3, "2Checkout refused: 300 ERROR_300: Refund cannot be canceled (an answer this worker does not recognise, 3 times)"},
+		{"proxy 403: three tries", rpctest.FaultRule{Method: "cancelRefund", Kind: "status", Status: 403},
+			3, "2Checkout refused: HTTP 403 HTTP_STATUS: Forbidden (an answer this worker does not recognise, 3 times)"},
+		{"documented message: at once", rpctest.FaultRule{Method: "cancelRefund", Kind: "rpc_error", Code: 1, Message: "Invalid ORDER_REF"},
+			1, "2Checkout refused: 1 INVALID_ORDER_REFERENCE: Invalid ORDER_REF"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t, "")
+			_ = e.srv.Seed(rpctest.Refund{OrderRef: "U1", InitiatedAt: initiated})
+			_ = e.srv.SetFaults(tc.rule)
+			res, attempts, err := e.run(t, "U1", initiated)
+			terr := terminal(t, err)
+			if terr.Outcome != OutcomeRefused || terr.Reason != tc.wantReason || attempts != tc.wantCalls || res.Reason != terr.Reason {
+				t.Fatalf("after %d attempts: %q (%s)", attempts, terr.Reason, terr.Outcome)
+			}
+			if n := len(e.cancelCalls()); n != tc.wantCalls {
+				t.Fatalf("%d cancelRefund calls, want %d", n, tc.wantCalls)
+			}
+			if r, _ := e.srv.Refund("U1"); r.Status != rpctest.StatusPending {
+				t.Fatalf("refund %+v", r)
+			}
+		})
+	}
+	// The cut-off comes first: an unknown error a minute before it is not
+	// retried three times.
+	e := newEnv(t, "")
+	late := t0.Add(-119*time.Minute + 30*time.Second) // cut-off in 30s
+	_ = e.srv.Seed(rpctest.Refund{OrderRef: "U2", InitiatedAt: late})
+	_ = e.srv.SetFaults(rpctest.FaultRule{Method: "cancelRefund", Kind: "rpc_error", Code: 300, Message: "nope"})
+	e.h.policy.MinDelay = 20 * time.Second
+	_, attempts, err := e.run(t, "U2", late)
+	if terr := terminal(t, err); terr.Outcome != OutcomeWindowClosed || attempts != 2 || !strings.Contains(terr.Reason, "300 ERROR_300: nope") {
+		t.Fatalf("after %d attempts: %v", attempts, err)
+	}
+}
+
+// Case 1 in the handler: a vendor's long wait near the cut-off still gets
+// the last retry; when none fits, the reason names the Retry-After.
+func TestRetryAfterNearTheCutoff(t *testing.T) {
+	e := newEnv(t, "")
+	initiated := t0.Add(-119*time.Minute + 14*time.Second) // cut-off in 14s
+	_ = e.srv.Seed(rpctest.Refund{OrderRef: "RA", InitiatedAt: initiated})
+	_ = e.srv.SetFaults(rpctest.FaultRule{Method: "cancelRefund", Kind: "status", Status: 429, RetryAfter: 3, FirstN: 1})
+	res, attempts, err := e.run(t, "RA", initiated)
+	if err != nil || res.Outcome != OutcomeCancelled || attempts != 2 {
+		t.Fatalf("after %d attempts: %+v %v", attempts, res, err)
+	}
+	calls := e.cancelCalls()
+	if gap := calls[1].Time.Sub(calls[0].Time); gap < 3*time.Second {
+		t.Fatalf("retried %v after Retry-After 3", gap)
+	}
+
+	e = newEnv(t, "")
+	initiated = t0.Add(-119*time.Minute + 2*time.Second) // cut-off in 2s: nothing fits after the call
+	_ = e.srv.Seed(rpctest.Refund{OrderRef: "RB", InitiatedAt: initiated})
+	_ = e.srv.SetFaults(rpctest.FaultRule{Method: "cancelRefund", Kind: "status", Status: 429, RetryAfter: 100000})
+	_, _, err = e.run(t, "RB", initiated)
+	if terr := terminal(t, err); terr.Outcome != OutcomeWindowClosed || !strings.Contains(terr.Reason, "(2Checkout asked to wait 27h46m40s: Retry-After)") {
+		t.Fatalf("%v", err)
+	}
+}
+
+// Case 3: before archiving, an ambiguous attempt is settled with getOrder.
+func TestTruthAtTheEndOfTheWindow(t *testing.T) {
+	lead := 1800 * time.Millisecond
+	// The cut-off is lead + 0.5s after now: the first call is the last that fits.
+	lastChance := t0.Add(-119*time.Minute + lead + 500*time.Millisecond)
+	cases := []struct {
+		name        string
+		docOnly     bool
+		faults      []rpctest.FaultRule
+		wantOutcome string
+		wantReason  []string // substrings
+		wantStatus  string   // the sandbox's refund afterwards
+	}{
+		{"answer lost, refund cancelled: already_cancelled", false,
+			[]rpctest.FaultRule{{Method: "cancelRefund", Kind: "apply_then_drop"}},
+			OutcomeAlreadyCancelled, nil, rpctest.StatusCanceled},
+		{"answer lost, documented-only: unknown, never refused", true,
+			[]rpctest.FaultRule{{Method: "cancelRefund", Kind: "apply_then_drop"}},
+			OutcomeUnknown, []string{"outcome unknown: no retry fits", "got no clear answer", "getOrder does not show the refund's status", "check order T1"}, rpctest.StatusCanceled},
+		{"5xx, not applied: getOrder says still pending", false,
+			[]rpctest.FaultRule{{Method: "cancelRefund", Kind: "status", Status: 502}},
+			OutcomeWindowClosed, []string{"no retry fits", "getOrder confirms the refund is PENDING, not cancelled"}, rpctest.StatusPending},
+		{"5xx, documented-only: unknown", true,
+			[]rpctest.FaultRule{{Method: "cancelRefund", Kind: "status", Status: 502}},
+			OutcomeUnknown, []string{"outcome unknown"}, rpctest.StatusPending},
+		{"429 only: not ambiguous, window_closed", true,
+			[]rpctest.FaultRule{{Method: "cancelRefund", Kind: "status", Status: 429}},
+			OutcomeWindowClosed, []string{"no retry fits"}, rpctest.StatusPending},
+		{"getOrder fails too: unknown", false,
+			[]rpctest.FaultRule{{Method: "cancelRefund", Kind: "apply_then_drop"}, {Method: "getOrder", Kind: "status", Status: 503}},
+			OutcomeUnknown, []string{"getOrder failed: HTTP 503"}, rpctest.StatusCanceled},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnvWith(t, "", rpctest.Config{DocumentedOnly: tc.docOnly})
+			e.h.policy.LastRetryLead = lead
+			_ = e.srv.Seed(rpctest.Refund{OrderRef: "T1", RefundID: "R-T1", InitiatedAt: lastChance})
+			_ = e.srv.SetFaults(tc.faults...)
+			res, attempts, err := e.run(t, "T1", lastChance)
+			if attempts != 1 {
+				t.Fatalf("%d attempts", attempts)
+			}
+			got := res.Outcome
+			if tc.wantOutcome == OutcomeAlreadyCancelled {
+				if err != nil || got != tc.wantOutcome || !res.Confirmed || res.RefundID != "R-T1" {
+					t.Fatalf("%+v %v", res, err)
+				}
+			} else {
+				terr := terminal(t, err)
+				if terr.Outcome != tc.wantOutcome || got != tc.wantOutcome {
+					t.Fatalf("%s: %q", terr.Outcome, terr.Reason)
+				}
+				for _, w := range tc.wantReason {
+					if !strings.Contains(terr.Reason, w) {
+						t.Fatalf("reason %q lacks %q", terr.Reason, w)
+					}
+				}
+				if strings.Contains(terr.Reason, "refused") {
+					t.Fatalf("reason says refused: %q", terr.Reason)
+				}
+			}
+			if r, _ := e.srv.Refund("T1"); r.Status != tc.wantStatus {
+				t.Fatalf("sandbox refund %s, want %s", r.Status, tc.wantStatus)
+			}
+			if n := len(e.cancelCalls()); n != 1 {
+				t.Fatalf("%d cancelRefund calls", n)
+			}
+		})
+	}
+}
+
+// Case 3, the 10,000-task run's story: the cancel applied with its answer
+// lost, the retry's "not cancellable" lost too, no retry fits: getOrder
+// tells the truth, and nothing is sent after the cut-off. Also a task
+// whose earlier attempt was ambiguous, run after the cut-off.
+func TestAmbiguousLastAttemptsEndAlreadyCancelled(t *testing.T) {
+	e := newEnv(t, "")
+	e.h.policy.LastRetryLead = time.Second
+	initiated := t0.Add(-119*time.Minute + 4*time.Second) // cut-off in 4s: two attempts fit
+	_ = e.srv.Seed(rpctest.Refund{OrderRef: "Z1", RefundID: "R-Z1", InitiatedAt: initiated})
+	_ = e.srv.SetFaults(rpctest.FaultRule{Method: "cancelRefund", Kind: "apply_then_drop"})
+	res, attempts, err := e.run(t, "Z1", initiated)
+	if err != nil || res.Outcome != OutcomeAlreadyCancelled || !res.Confirmed || attempts != 2 {
+		t.Fatalf("after %d: %+v %v", attempts, res, err)
+	}
+	cutoff := e.h.policy.Cutoff(initiated)
+	for _, c := range e.cancelCalls() {
+		if !c.Time.Before(cutoff) {
+			t.Fatalf("cancelRefund at %v, cut-off %v", c.Time, cutoff)
+		}
+	}
+
+	e = newEnv(t, "")
+	_ = e.srv.Seed(rpctest.Refund{OrderRef: "Z2", RefundID: "R-Z2", InitiatedAt: t0.Add(-3 * time.Hour), Status: rpctest.StatusCanceled})
+	prior := &Result{Outcome: OutcomeRetry, MaybeApplied: "cancelRefund got no clear answer: EOF", Retried: 0}
+	res, err = e.h.Handle(context.Background(), Attempt{TaskID: "t", Retried: 1, Payload: payload("Z2", t0.Add(-3*time.Hour)), Prior: prior})
+	if err != nil || res.Outcome != OutcomeAlreadyCancelled || !res.Confirmed {
+		t.Fatalf("after the cut-off: %+v %v", res, err)
+	}
+	if n := len(e.cancelCalls()); n != 0 {
+		t.Fatalf("%d cancelRefund calls after the cut-off", n)
+	}
+	// Without a prior ambiguity, a late run asks nothing.
+	res, err = e.h.Handle(context.Background(), Attempt{TaskID: "t", Retried: 1, Payload: payload("Z2", t0.Add(-3*time.Hour)),
+		Prior: &Result{Outcome: OutcomeRetry}})
+	if terr := terminal(t, err); terr.Outcome != OutcomeWindowClosed || res.Outcome != OutcomeWindowClosed || len(e.srv.Ledger()) != 2 {
+		t.Fatalf("%v %d calls", err, len(e.srv.Ledger()))
+	}
+}
+
+// An attempt that ended without a record (crash, timeout) counts as
+// ambiguous; one that recorded a clean failure does not.
+func TestAmbiguity(t *testing.T) {
+	cases := []struct {
+		a    Attempt
+		want bool
+	}{
+		{Attempt{}, false},
+		{Attempt{Retried: 1}, true},
+		{Attempt{Retried: 1, Prior: &Result{Retried: 0}}, false},
+		{Attempt{Retried: 2, Prior: &Result{Retried: 0}}, true},
+		{Attempt{Retried: 5, Prior: &Result{Retried: 5}}, false}, // an uncounted retry
+		{Attempt{Retried: 1, Prior: &Result{Retried: 0, MaybeApplied: "EOF"}}, true},
+		{Attempt{Retried: 0, Prior: &Result{Retried: 7}}, false}, // a re-enqueued copy
+	}
+	for i, tc := range cases {
+		if got := tc.a.ambiguity() != ""; got != tc.want {
+			t.Errorf("case %d: ambiguous %v, want %v", i, got, tc.want)
+		}
+	}
+}
+
+// Case 4: a retry checks the order's refund is still its own; a newer
+// refund on the order is left alone, and a new task cancels it.
+func TestNeverSomeoneElsesRefund(t *testing.T) {
+	e := newEnv(t, "")
+	old := t0.Add(-time.Hour)
+	_ = e.srv.Seed(rpctest.Refund{OrderRef: "N1", RefundID: "R-OLD", InitiatedAt: old})
+	_ = e.srv.SetFaults(rpctest.FaultRule{Method: "cancelRefund", Kind: "status", Status: 503, FirstN: 1})
+	res, err := e.h.Handle(context.Background(), Attempt{TaskID: "t", Payload: payload("N1", old)})
+	var rerr *RetryError
+	if !errors.As(err, &rerr) {
+		t.Fatalf("%v", err)
+	}
+	// Meanwhile the old refund completed and a new one was initiated.
+	newer := t0.Add(-10 * time.Minute)
+	_ = e.srv.Seed(rpctest.Refund{OrderRef: "N1", RefundID: "R-NEW", InitiatedAt: newer})
+	e.clock.Set(rerr.At)
+	res, err = e.h.Handle(context.Background(), Attempt{TaskID: "t", Retried: 1, Payload: payload("N1", old), Prior: res})
+	terr := terminal(t, err)
+	if terr.Outcome != OutcomeSuperseded || res.Outcome != OutcomeSuperseded || !strings.Contains(terr.Reason, "the newer refund is left alone") ||
+		!strings.Contains(terr.Reason, newer.Format(time.RFC3339)) {
+		t.Fatalf("%s %q", terr.Outcome, terr.Reason)
+	}
+	if r, _ := e.srv.Refund("N1"); r.Status != rpctest.StatusPending || r.RefundID != "R-NEW" || len(e.cancelCalls()) != 1 {
+		t.Fatalf("newer refund touched: %+v, %d cancels", r, len(e.cancelCalls()))
+	}
+	res, err = e.h.Handle(context.Background(), Attempt{TaskID: "t2", Payload: payload("N1", newer)})
+	if err != nil || res.Outcome != OutcomeCancelled || res.RefundID != "R-NEW" {
+		t.Fatalf("new task: %+v %v", res, err)
+	}
+	// The retry of a task whose refund is already cancelled completes
+	// without calling cancelRefund again.
+	n := len(e.cancelCalls())
+	res, err = e.h.Handle(context.Background(), Attempt{TaskID: "t2", Retried: 1, Payload: payload("N1", newer), Prior: &Result{}})
+	if err != nil || res.Outcome != OutcomeAlreadyCancelled || !res.Confirmed || len(e.cancelCalls()) != n {
+		t.Fatalf("%+v %v", res, err)
+	}
+}
+
+// Case 5 in the handler: the retry that would use up MaxRetry is not
+// counted, so asynq's counter does not archive a task with time left.
+func TestRetryUncountedAtMaxRetry(t *testing.T) {
+	e := newEnv(t, "")
+	initiated := t0.Add(-time.Hour)
+	_ = e.srv.Seed(rpctest.Refund{OrderRef: "M1", InitiatedAt: initiated})
+	_ = e.srv.SetFaults(rpctest.FaultRule{Method: "cancelRefund", Kind: "status", Status: 503})
+	for _, tc := range []struct{ retried, max int }{{0, 25}, {23, 25}, {24, 25}, {30, 25}, {0, 1}, {3, 0}} {
+		_, err := e.h.Handle(context.Background(), Attempt{TaskID: "t", Retried: tc.retried, MaxRetry: tc.max, Payload: payload("M1", initiated), Prior: &Result{Retried: tc.retried - 1}})
+		var rerr *RetryError
+		if !errors.As(err, &rerr) {
+			t.Fatalf("%+v: %v", tc, err)
+		}
+		wantCounted := tc.max == 0 || tc.retried+1 < tc.max
+		if e.h.IsFailure(err) != wantCounted {
+			t.Fatalf("%+v: IsFailure %v", tc, e.h.IsFailure(err))
+		}
+	}
+	if !e.h.IsFailure(context.DeadlineExceeded) || !e.h.IsFailure(&TerminalError{}) {
+		t.Fatal("other errors are failures")
+	}
+}
