@@ -150,7 +150,7 @@ func TestQueueUnavailable(t *testing.T) {
 	if code != 3 || !strings.Contains(out, "queued 0, already queued 0, rejected 1, unavailable 2 (3 lines)") || !strings.Contains(out, "line 3 unavailable U2: not sent") {
 		t.Fatalf("%d %q", code, out)
 	}
-	code, out, _ = ctl(t, r, "q", "", "status", "U1", "--json")
+	code, out, _ = ctl(t, r, "q", "", "status", "--initiated-at", now, "U1", "--json")
 	var e map[string]string
 	if code != 3 || json.Unmarshal([]byte(out), &e) != nil || e["kind"] != "unavailable" {
 		t.Fatalf("%d %q", code, out)
@@ -176,7 +176,7 @@ func TestJSONErrors(t *testing.T) {
 		kind string
 		code int
 	}{
-		{[]string{"status", "NOPE", "--json"}, "not_found", 1},
+		{[]string{"status", "--initiated-at", "2026-11-29T00:00:00Z", "NOPE", "--json"}, "not_found", 1},
 		{[]string{"status", "--json"}, "usage", 2},
 		{[]string{"enqueue", "--json", "--nope"}, "usage", 2},
 		{[]string{"bogus", "--json"}, "usage", 2},
@@ -197,7 +197,7 @@ func TestJSONErrors(t *testing.T) {
 // A malformed REDIS_URL is never printed: it may hold a password.
 func TestNoSecretEchoed(t *testing.T) {
 	for _, u := range []string{"redis//:hunter2-secret@127.0.0.1:6379", "redis://:hunter2-secret@127.0.0.1:6379/notadb", "redis://:hunter2-secret@[::1", "127.0.0.1:6379?password=hunter2-secret"} {
-		for _, args := range [][]string{{"status", "X1"}, {"status", "X1", "--json"}} {
+		for _, args := range [][]string{{"status", "--initiated-at", "2026-11-29T00:00:00Z", "X1"}, {"status", "--initiated-at", "2026-11-29T00:00:00Z", "X1", "--json"}} {
 			code, out, errOut := ctl(t, &redistest.Redis{URL: u}, "q", "", args...)
 			if code != 2 || strings.Contains(out+errOut, "hunter2") {
 				t.Errorf("%s %v: exit %d, %q %q", u, args, code, out, errOut)
