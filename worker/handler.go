@@ -27,58 +27,23 @@ import (
 	"github.com/refundd/refund-canceller/tasks"
 )
 
-// Outcomes of a cancellation: the first two complete the task, the others
-// archive it.
+// Outcomes of a cancellation (tasks.Outcome…, here for the handler's
+// readers): the first two complete the task, the others archive it.
 const (
-	OutcomeCancelled        = "cancelled"
-	OutcomeAlreadyCancelled = "already_cancelled"
-	// OutcomeRefused: 2Checkout refused; the refund was not cancelled.
-	OutcomeRefused = "refused"
-	// OutcomeWindowClosed: the window closed; the refund was not cancelled.
-	OutcomeWindowClosed = "window_closed"
-	OutcomeInvalid      = "invalid"
-	// OutcomeSuperseded: the order's pending refund is not this task's (a
-	// newer one); this task's refund was settled before, and the newer one
-	// is left alone.
-	OutcomeSuperseded = "superseded"
-	// OutcomeUnknown: an attempt may have reached 2Checkout without an
-	// answer and nothing 2Checkout answers can tell whether the refund was
-	// cancelled: an operator must check the order.
-	OutcomeUnknown = "unknown"
-	// OutcomeRetry is not final: the attempt failed and a retry is scheduled.
-	OutcomeRetry = "retry"
+	OutcomeCancelled        = tasks.OutcomeCancelled
+	OutcomeAlreadyCancelled = tasks.OutcomeAlreadyCancelled
+	OutcomeRefused          = tasks.OutcomeRefused
+	OutcomeWindowClosed     = tasks.OutcomeWindowClosed
+	OutcomeInvalid          = tasks.OutcomeInvalid
+	OutcomeSuperseded       = tasks.OutcomeSuperseded
+	OutcomeUnknown          = tasks.OutcomeUnknown
+	OutcomeRetry            = tasks.OutcomeRetry
 )
 
-// Result is the JSON a task keeps: the record of a finished task (kept with
-// its retention, and on an archived task), and, while it retries, what its
-// attempts learned so far — the next attempt reads it back.
-type Result struct {
-	Outcome        string    `json:"outcome"`
-	OrderRef       string    `json:"order_ref"`
-	RefundID       string    `json:"refund_id"`
-	Attempts       int       `json:"attempts"`
-	FinishedAt     time.Time `json:"finished_at,omitzero"`
-	WindowClosesAt time.Time `json:"window_closes_at"`
-	// Confirmed: the outcome was confirmed with getOrder (an earlier
-	// attempt, or someone else, had cancelled the refund).
-	Confirmed bool `json:"confirmed,omitempty"`
-	// Reason is why an archived task ended, as its last error says.
-	Reason string `json:"reason,omitempty"`
-	// MaybeApplied names the first failure after which a cancelRefund may
-	// have gone through with its answer lost; empty if none did.
-	MaybeApplied string `json:"maybe_applied,omitempty"`
-	// UnknownErrors counts answers no class was known for (ClassUnknown).
-	UnknownErrors int `json:"unknown_errors,omitempty"`
-	// Retried is asynq's retry count when this record was written: an
-	// attempt that finds a higher count than Retried+1 knows an attempt in
-	// between ended without a record (a crash or a timeout mid-call).
-	Retried int `json:"retried"`
-	// NextAttemptAt is when the retry is due (outcome retry).
-	NextAttemptAt time.Time `json:"next_attempt_at,omitzero"`
-}
-
-// Final reports whether r records a finished task (not one still retrying).
-func (r *Result) Final() bool { return r != nil && r.Outcome != "" && r.Outcome != OutcomeRetry }
+// Result is the record a task keeps (tasks.Result): the record of a
+// finished task, and, while it retries, what its attempts learned so far —
+// the next attempt reads it back.
+type Result = tasks.Result
 
 // RefundAPI is what the handler needs of 2Checkout; *rpcclient.Client has it.
 type RefundAPI interface {
@@ -117,6 +82,16 @@ type HandlerConfig struct {
 	Now func() time.Time
 	// Observer, if set, is told each attempt's outcome.
 	Observer Observer
+	// Notifier, if set, is handed every final record (completed or
+	// archived) before the task ends; if it fails, the task is retried, so
+	// no final state goes unannounced.
+	Notifier Notifier
+}
+
+// Notifier queues the announcement of a task's final record (the webhook);
+// it must be idempotent per taskID.
+type Notifier interface {
+	Notify(ctx context.Context, taskID string, record []byte) error
 }
 
 // DefaultUnknownErrorAttempts is HandlerConfig.UnknownErrorAttempts' default.
@@ -131,6 +106,7 @@ type Handler struct {
 	log     *zap.Logger
 	now     func() time.Time
 	obs     Observer
+	notify  Notifier
 }
 
 // NewHandler validates cfg and returns a Handler.
@@ -154,7 +130,8 @@ func NewHandler(cfg HandlerConfig) (*Handler, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	return &Handler{api: cfg.API, policy: p, unknown: cfg.UnknownErrorAttempts, tasks: cfg.Tasks, log: cfg.Logger, now: cfg.Now, obs: cfg.Observer}, nil
+	return &Handler{api: cfg.API, policy: p, unknown: cfg.UnknownErrorAttempts, tasks: cfg.Tasks, log: cfg.Logger, now: cfg.Now, obs: cfg.Observer,
+		notify: cfg.Notifier}, nil
 }
 
 // TerminalError ends a task: asynq archives it at once (it matches
@@ -240,7 +217,16 @@ func (h *Handler) ProcessTask(ctx context.Context, t *asynq.Task) error {
 	a.Retried, _ = asynq.GetRetryCount(ctx)
 	a.MaxRetry, _ = asynq.GetMaxRetry(ctx)
 	a.Prior = h.prior(ctx, t, a)
-	res, err := h.Handle(ctx, a)
+	var res *Result
+	var err error
+	if a.Prior.Cancelled() {
+		// An earlier attempt cancelled the refund and recorded it, but could
+		// not end the task (its notification was not queued): the record
+		// stands; only the ending is repeated.
+		res = a.Prior
+	} else {
+		res, err = h.Handle(ctx, a)
+	}
 	if res == nil || ctx.Err() != nil {
 		return err
 	}
@@ -253,6 +239,14 @@ func (h *Handler) ProcessTask(ctx context.Context, t *asynq.Task) error {
 				return fmt.Errorf("write result: %w", werr)
 			}
 			h.log.Warn("could not record the attempt; the next one assumes the worst", zap.String("task_id", a.TaskID), zap.Error(werr))
+		}
+	}
+	if h.notify != nil && res.Final() {
+		if nerr := h.notify.Notify(ctx, a.TaskID, b); nerr != nil {
+			// Not ended: the retry finds the final record and ends it again.
+			h.log.Warn("could not queue the completion notification; retrying the task to announce it",
+				zap.String("task_id", a.TaskID), zap.String("outcome", res.Outcome), zap.Error(nerr))
+			return fmt.Errorf("queue the completion notification (outcome %s is recorded): %w", res.Outcome, nerr)
 		}
 	}
 	return err
@@ -272,7 +266,7 @@ func (h *Handler) prior(ctx context.Context, t *asynq.Task, a Attempt) *Result {
 		switch {
 		case err != nil:
 			h.log.Warn("could not read the task's record; assuming an earlier attempt may have reached 2Checkout", zap.String("task_id", a.TaskID), zap.Error(err))
-		case len(info.Result) > 0 && json.Unmarshal(info.Result, &r) == nil && !r.Final():
+		case len(info.Result) > 0 && json.Unmarshal(info.Result, &r) == nil && (!r.Final() || r.Cancelled()):
 			return &r
 		}
 	}
@@ -294,8 +288,9 @@ func (h *Handler) Handle(ctx context.Context, a Attempt) (*Result, error) {
 	p, err := tasks.Decode(a.Payload)
 	if err != nil {
 		terr := &TerminalError{Outcome: OutcomeInvalid, Reason: "invalid payload: " + err.Error()}
-		h.finish(log, start, time.Time{}, nil, terr)
-		return nil, terr
+		res := &Result{Outcome: OutcomeInvalid, Reason: terr.Reason, Attempts: a.Retried + 1, Retried: a.Retried, FinishedAt: h.now().UTC()}
+		h.finish(log, start, time.Time{}, res, terr)
+		return res, terr
 	}
 	log = log.With(zap.String("order_ref", p.OrderRef))
 	res := &Result{Outcome: OutcomeRetry, OrderRef: p.OrderRef, Attempts: a.Retried + 1, WindowClosesAt: h.policy.Closes(p.RefundInitiatedAt).UTC(),
@@ -381,6 +376,10 @@ func (h *Handler) attempt(ctx context.Context, p tasks.CancelRefund, a Attempt, 
 func (h *Handler) retryOrGiveUp(ctx context.Context, p tasks.CancelRefund, a Attempt, res *Result, classErr, err error) error {
 	if ctx.Err() != nil {
 		return ctx.Err() // asynq stopped this attempt: it requeues or retries the task
+	}
+	var ae *rpcclient.APIError
+	if errors.As(classErr, &ae) {
+		res.VendorCode, res.VendorError = ae.Code, ae.Name
 	}
 	closes, cutoff := h.policy.Closes(p.RefundInitiatedAt), h.policy.Cutoff(p.RefundInitiatedAt)
 	switch rpcclient.Classify(classErr) {

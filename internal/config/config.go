@@ -19,6 +19,7 @@ import (
 	"github.com/hibiken/asynq"
 
 	"github.com/refundd/refund-canceller/internal/loopback"
+	"github.com/refundd/refund-canceller/internal/webhook"
 	"github.com/refundd/refund-canceller/rpcclient"
 	"github.com/refundd/refund-canceller/tasks"
 	"github.com/refundd/refund-canceller/worker"
@@ -56,6 +57,10 @@ type Config struct {
 	DashboardPassword rpcclient.Secret
 	DashboardReadOnly bool
 	APIToken          rpcclient.Secret
+	// Completion webhooks (off without NotifyURL).
+	NotifyURL    string
+	NotifySecret rpcclient.Secret
+	NotifyMaxAge time.Duration
 
 	fileKey rpcclient.Secret // TCO_SECRET_KEY_FILE's content, until check picks a key
 }
@@ -203,6 +208,20 @@ var Vars = []Var{
 		set: boolVar(func(c *Config) *bool { return &c.DashboardReadOnly })},
 	{Name: "API_TOKEN", Secret: true, Help: "bearer token of the producer API at /v1/ (the API is off without it)",
 		set: secretVar(16, func(c *Config) *rpcclient.Secret { return &c.APIToken })},
+	{Name: "NOTIFY_URL", Help: "completion webhook: each cancellation's final record is POSTed here, signed (Refundd-Signature); https, or http to a loopback host (off when empty)",
+		set: func(c *Config, v string) error {
+			if v != "" {
+				if err := webhook.CheckURL(v); err != nil {
+					return err
+				}
+			}
+			c.NotifyURL = v
+			return nil
+		}},
+	{Name: "NOTIFY_SECRET", Secret: true, Help: "HMAC-SHA256 key of the webhook signature (at least 16 bytes; required with NOTIFY_URL)",
+		set: secretVar(16, func(c *Config) *rpcclient.Secret { return &c.NotifySecret })},
+	{Name: "NOTIFY_MAX_AGE", Default: "24h", Help: "a notification the receiver has not accepted (2xx) this long after the final state is archived, visible in the dashboard's notifications queue",
+		set: durationVar(func(c *Config) *time.Duration { return &c.NotifyMaxAge })},
 	{Name: "LOG_LEVEL", Default: "info", Help: "debug, info, warn or error",
 		set: oneOf(func(c *Config) *string { return &c.LogLevel }, "debug", "info", "warn", "error")},
 	{Name: "LOG_FORMAT", Default: "json", Help: "json or console",
@@ -320,6 +339,9 @@ func (c *Config) check() error {
 	}
 	if (c.DashboardPassword == "") != (c.DashboardUser == "") {
 		return errors.New("DASHBOARD_PASSWORD and DASHBOARD_USER must be set together")
+	}
+	if (c.NotifyURL == "") != (c.NotifySecret == "") {
+		return errors.New("NOTIFY_SECRET and NOTIFY_URL must be set together")
 	}
 	if c.RetryMaxDelay < c.RetryBaseDelay {
 		return fmt.Errorf("RETRY_MAX_DELAY %v is shorter than RETRY_BASE_DELAY %v", c.RetryMaxDelay, c.RetryBaseDelay)

@@ -20,6 +20,7 @@ import (
 	"github.com/refundd/refund-canceller/internal/logging"
 	"github.com/refundd/refund-canceller/internal/metrics"
 	"github.com/refundd/refund-canceller/internal/ops"
+	"github.com/refundd/refund-canceller/internal/webhook"
 	"github.com/refundd/refund-canceller/internal/windowsweep"
 	"github.com/refundd/refund-canceller/rpcclient"
 	"github.com/refundd/refund-canceller/tasks"
@@ -42,6 +43,7 @@ type Daemon struct {
 	cfg      *config.Config
 	log      *zap.Logger
 	server   *worker.Server
+	notify   *webhook.Server // delivers completion webhooks; nil without NOTIFY_URL
 	sweep    *windowsweep.Sweeper
 	mux      *http.ServeMux
 	running  atomic.Bool
@@ -75,8 +77,20 @@ func New(opts Options) (_ *Daemon, err error) {
 	if opts.Policy != nil {
 		policy = *opts.Policy
 	}
+	var notifier worker.Notifier
+	var notifyServer *webhook.Server
+	if cfg.NotifyURL != "" {
+		n := webhook.NewNotifier(cfg.Redis, webhook.DefaultQueue, cfg.NotifyMaxAge, nil)
+		closers = append(closers, n.Close)
+		deliverer, err := webhook.NewDeliverer(webhook.Config{URL: cfg.NotifyURL, Secret: []byte(cfg.NotifySecret.Reveal()), MaxAge: cfg.NotifyMaxAge,
+			Logger: log.Named("webhook")})
+		if err != nil {
+			return nil, err
+		}
+		notifier, notifyServer = n, deliverer.NewServer(cfg.Redis, webhook.DefaultQueue, 0)
+	}
 	h, err := worker.NewHandler(worker.HandlerConfig{API: api, Policy: policy, UnknownErrorAttempts: cfg.UnknownAttempts, Tasks: insp,
-		Logger: log.Named("worker"), Observer: m})
+		Logger: log.Named("worker"), Observer: m, Notifier: notifier})
 	if err != nil {
 		return nil, err
 	}
@@ -105,7 +119,7 @@ func New(opts Options) (_ *Daemon, err error) {
 	dash := ops.NewDashboard(ops.DashboardConfig{Redis: cfg.Redis, User: cfg.DashboardUser, Password: cfg.DashboardPassword.Reveal(),
 		ReadOnly: cfg.DashboardReadOnly, Loopback: cfg.OpsLoopback()})
 	closers = append(closers, dash.Close)
-	d := &Daemon{cfg: cfg, log: log, server: srv, sweep: sweep, mux: http.NewServeMux(), onListen: opts.OnListen, closers: closers}
+	d := &Daemon{cfg: cfg, log: log, server: srv, notify: notifyServer, sweep: sweep, mux: http.NewServeMux(), onListen: opts.OnListen, closers: closers}
 	d.mux.Handle("GET /metrics", m.Handler())
 	dash.Register(d.mux)
 	ops.NewAPI(enq, cfg.APIToken.Reveal(), log.Named("api")).Register(d.mux)
@@ -150,6 +164,14 @@ func (d *Daemon) Run(ctx context.Context) error {
 	if err := d.server.Start(); err != nil {
 		_ = hs.Close()
 		return fmt.Errorf("start worker: %w", err)
+	}
+	if d.notify != nil {
+		if err := d.notify.Start(); err != nil {
+			d.server.Shutdown()
+			_ = hs.Close()
+			return fmt.Errorf("start webhook delivery: %w", err)
+		}
+		defer d.notify.Shutdown()
 	}
 	d.running.Store(true)
 	sweepCtx, stopSweep := context.WithCancel(context.Background())

@@ -218,17 +218,24 @@ func (d *Deliverer) RetryDelay(n int, _ error, _ *asynq.Task) time.Duration {
 	return max(d.cfg.BaseDelay, time.Duration(rand.Float64()*float64(ceil)))
 }
 
-// NewServer builds the asynq server that delivers the notifications waiting
-// in queue (DefaultQueue if empty) with d, concurrency at a time
+// Server delivers the notifications waiting in one queue: an asynq server
+// bound to its Deliverer.
+type Server struct {
+	srv *asynq.Server
+	d   *Deliverer
+}
+
+// NewServer builds the server that delivers the notifications waiting in
+// queue (DefaultQueue if empty) with d, concurrency at a time
 // (DefaultConcurrency if zero). Run it beside the cancellation worker.
-func (d *Deliverer) NewServer(redis asynq.RedisConnOpt, queue string, concurrency int) *asynq.Server {
+func (d *Deliverer) NewServer(redis asynq.RedisConnOpt, queue string, concurrency int) *Server {
 	if queue == "" {
 		queue = DefaultQueue
 	}
 	if concurrency <= 0 {
 		concurrency = DefaultConcurrency
 	}
-	return asynq.NewServer(redis, asynq.Config{
+	return &Server{d: d, srv: asynq.NewServer(redis, asynq.Config{
 		Concurrency:              concurrency,
 		Queues:                   map[string]int{queue: 1},
 		RetryDelayFunc:           d.RetryDelay,
@@ -236,5 +243,11 @@ func (d *Deliverer) NewServer(redis asynq.RedisConnOpt, queue string, concurrenc
 		ShutdownTimeout:          d.cfg.Timeout + time.Second,
 		Logger:                   d.log.With(zap.String("component", "asynq"), zap.String("queue", queue)).WithOptions(zap.AddCallerSkip(1)).Sugar(),
 		LogLevel:                 asynq.WarnLevel,
-	})
+	})}
 }
+
+// Start starts delivering.
+func (s *Server) Start() error { return s.srv.Start(s.d) }
+
+// Shutdown stops delivering; a delivery in flight finishes or is retried.
+func (s *Server) Shutdown() { s.srv.Shutdown() }

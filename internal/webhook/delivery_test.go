@@ -95,7 +95,7 @@ func TestDeliveryRetriesAndSurvivesRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	first := d.NewServer(r.Opt, queue, 1)
-	if err := first.Start(d); err != nil {
+	if err := first.Start(); err != nil {
 		t.Fatal(err)
 	}
 	select {
@@ -106,7 +106,7 @@ func TestDeliveryRetriesAndSurvivesRestart(t *testing.T) {
 	first.Shutdown() // the restart: the retry waits in Redis meanwhile
 
 	second := d.NewServer(r.Opt, queue, 2)
-	if err := second.Start(d); err != nil {
+	if err := second.Start(); err != nil {
 		t.Fatal(err)
 	}
 	defer second.Shutdown()
@@ -145,7 +145,7 @@ func TestDeliveryGivesUpAfterMaxAge(t *testing.T) {
 		t.Fatal(err)
 	}
 	s := d.NewServer(r.Opt, queue, 1)
-	if err := s.Start(d); err != nil {
+	if err := s.Start(); err != nil {
 		t.Fatal(err)
 	}
 	defer s.Shutdown()

@@ -1,0 +1,103 @@
+package tasks
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Outcomes of a cancellation. The first two complete the task (the refund
+// is cancelled); the others archive it.
+const (
+	// OutcomeCancelled: 2Checkout answered cancelRefund with success.
+	OutcomeCancelled = "cancelled"
+	// OutcomeAlreadyCancelled: 2Checkout's getOrder shows the refund
+	// cancelled (an earlier attempt whose answer was lost, or someone else).
+	OutcomeAlreadyCancelled = "already_cancelled"
+	// OutcomeRefused: 2Checkout refused; the refund was not cancelled.
+	OutcomeRefused = "refused"
+	// OutcomeWindowClosed: the window closed; the refund was not cancelled.
+	OutcomeWindowClosed = "window_closed"
+	// OutcomeInvalid: the task's payload could not be used; nothing was sent.
+	OutcomeInvalid = "invalid"
+	// OutcomeSuperseded: the order's pending refund is not this task's (a
+	// newer one); this task's refund was settled before, and the newer one
+	// is left alone.
+	OutcomeSuperseded = "superseded"
+	// OutcomeUnknown: an attempt may have reached 2Checkout without an
+	// answer and nothing 2Checkout answers can tell whether the refund was
+	// cancelled: an operator must check the order.
+	OutcomeUnknown = "unknown"
+	// OutcomeRetry is not final: the attempt failed and a retry is scheduled.
+	OutcomeRetry = "retry"
+)
+
+// FinalOutcomes lists every final outcome, completed ones first.
+var FinalOutcomes = []string{OutcomeCancelled, OutcomeAlreadyCancelled, OutcomeRefused, OutcomeWindowClosed,
+	OutcomeInvalid, OutcomeSuperseded, OutcomeUnknown}
+
+// Result is the record a cancellation task keeps as its asynq result: on
+// every final state (completed or archived: asynq keeps an archived task's
+// result too), and, while it retries, what its attempts learned so far.
+// It is what GET /v1/cancellations/…, refundctl status, the dashboard and
+// completion webhooks show. Decode it with DecodeResult.
+type Result struct {
+	// Outcome is one of the Outcome constants.
+	Outcome  string `json:"outcome"`
+	OrderRef string `json:"order_ref"`
+	// Reason says in words why an archived task ended (its last error too).
+	Reason string `json:"reason,omitempty"`
+	// VendorCode and VendorError are 2Checkout's error code and name from
+	// the answer that decided the outcome (or, while retrying, the last
+	// one), where there was one.
+	VendorCode  int    `json:"vendor_code,omitempty"`
+	VendorError string `json:"vendor_error,omitempty"`
+	// RefundID is 2Checkout's refund ID (outcomes cancelled and
+	// already_cancelled, when 2Checkout gave one).
+	RefundID string `json:"refund_id"`
+	// Attempts is how many times the handler ran for this task.
+	Attempts int `json:"attempts"`
+	// Confirmed: the outcome was confirmed with getOrder.
+	Confirmed      bool      `json:"confirmed,omitempty"`
+	FinishedAt     time.Time `json:"finished_at,omitzero"`
+	WindowClosesAt time.Time `json:"window_closes_at,omitzero"`
+	// MaybeApplied names the first failure after which a cancelRefund may
+	// have gone through with its answer lost; empty if none did.
+	MaybeApplied string `json:"maybe_applied,omitempty"`
+	// UnknownErrors counts answers no class was known for.
+	UnknownErrors int `json:"unknown_errors,omitempty"`
+	// Retried is asynq's retry count when this record was written: an
+	// attempt that finds a higher count than Retried+1 knows an attempt in
+	// between ended without a record (a crash or a timeout mid-call).
+	Retried int `json:"retried"`
+	// NextAttemptAt is when the retry is due (outcome retry).
+	NextAttemptAt time.Time `json:"next_attempt_at,omitzero"`
+}
+
+// Final reports whether r records a finished task (not one still retrying).
+func (r *Result) Final() bool { return r != nil && r.Outcome != "" && r.Outcome != OutcomeRetry }
+
+// Cancelled reports whether the record says the refund is cancelled.
+func (r *Result) Cancelled() bool {
+	return r != nil && (r.Outcome == OutcomeCancelled || r.Outcome == OutcomeAlreadyCancelled)
+}
+
+// ErrNoResult: a task has no result record (it has not run yet).
+var ErrNoResult = errors.New("no result record")
+
+// DecodeResult reads a task's result record: the one decoder used by the
+// API, refundctl, the dashboard, the demo and the webhook.
+func DecodeResult(b []byte) (*Result, error) {
+	if len(b) == 0 {
+		return nil, ErrNoResult
+	}
+	var r Result
+	if err := json.Unmarshal(b, &r); err != nil {
+		return nil, fmt.Errorf("result record: %w", err)
+	}
+	if r.Outcome == "" {
+		return nil, errors.New("result record: no outcome")
+	}
+	return &r, nil
+}
