@@ -383,8 +383,16 @@ func status(args []string, e env) error {
 		fmt.Fprintf(e.stdout, "window closes: %s\n", v.WindowClosesAt)
 	}
 	fmt.Fprintf(e.stdout, "payload:  %s\n", v.Payload)
-	if v.Result != nil {
-		fmt.Fprintf(e.stdout, "result:   %s\n", v.Result)
+	if r := v.Result; r != nil {
+		fmt.Fprintf(e.stdout, "outcome:  %s (%d attempt(s))\n", r.Outcome, r.Attempts)
+		if r.RefundID != "" {
+			fmt.Fprintf(e.stdout, "refund:   %s\n", r.RefundID)
+		}
+		if r.Reason != "" {
+			fmt.Fprintf(e.stdout, "reason:   %s\n", r.Reason)
+		}
+		b, _ := json.Marshal(r)
+		fmt.Fprintf(e.stdout, "result:   %s\n", b)
 	}
 	return nil
 }

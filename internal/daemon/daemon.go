@@ -80,14 +80,14 @@ func New(opts Options) (_ *Daemon, err error) {
 	var notifier worker.Notifier
 	var notifyServer *webhook.Server
 	if cfg.NotifyURL != "" {
-		n := webhook.NewNotifier(cfg.Redis, webhook.DefaultQueue, cfg.NotifyMaxAge, nil)
+		n := webhook.NewNotifier(cfg.Redis, webhook.QueueFor(cfg.Queue), cfg.NotifyMaxAge, nil)
 		closers = append(closers, n.Close)
 		deliverer, err := webhook.NewDeliverer(webhook.Config{URL: cfg.NotifyURL, Secret: []byte(cfg.NotifySecret.Reveal()), MaxAge: cfg.NotifyMaxAge,
 			Logger: log.Named("webhook")})
 		if err != nil {
 			return nil, err
 		}
-		notifier, notifyServer = n, deliverer.NewServer(cfg.Redis, webhook.DefaultQueue, 0)
+		notifier, notifyServer = n, deliverer.NewServer(cfg.Redis, webhook.QueueFor(cfg.Queue), 0)
 	}
 	h, err := worker.NewHandler(worker.HandlerConfig{API: api, Policy: policy, UnknownErrorAttempts: cfg.UnknownAttempts, Tasks: insp,
 		Logger: log.Named("worker"), Observer: m, Notifier: notifier})

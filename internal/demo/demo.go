@@ -9,12 +9,12 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"os"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -29,7 +29,6 @@ import (
 	"github.com/refundd/refund-canceller/rpcclient"
 	"github.com/refundd/refund-canceller/rpcclient/rpctest"
 	"github.com/refundd/refund-canceller/tasks"
-	"github.com/refundd/refund-canceller/worker"
 )
 
 // Options configures a demo run.
@@ -367,59 +366,40 @@ func waitDone(ctx context.Context, insp *asynq.Inspector, queue string, total in
 	}
 }
 
+// collect adds every finished task to sum, read from its record
+// (tasks.DecodeResult): completed and archived tasks alike keep one.
 func collect(insp *asynq.Inspector, queue string, sum *Summary) error {
-	for page := 1; ; page++ {
-		infos, err := insp.ListCompletedTasks(queue, asynq.Page(page), asynq.PageSize(100))
-		if err != nil {
-			return err
-		}
-		for _, ti := range infos {
-			var r worker.Result
-			_ = json.Unmarshal(ti.Result, &r)
-			reason := fmt.Sprintf("refund %s, %d attempt(s)", r.RefundID, r.Attempts)
-			if r.Confirmed {
-				reason += ", confirmed with getOrder"
+	for _, list := range []func(string, ...asynq.ListOption) ([]*asynq.TaskInfo, error){insp.ListCompletedTasks, insp.ListArchivedTasks} {
+		for page := 1; ; page++ {
+			infos, err := list(queue, asynq.Page(page), asynq.PageSize(100))
+			if err != nil {
+				return err
 			}
-			sum.add(r.Outcome, r.OrderRef, reason)
-		}
-		if len(infos) < 100 {
-			break
-		}
-	}
-	for page := 1; ; page++ {
-		infos, err := insp.ListArchivedTasks(queue, asynq.Page(page), asynq.PageSize(100))
-		if err != nil {
-			return err
-		}
-		for _, ti := range infos {
-			p, _ := tasks.Decode(ti.Payload)
-			outcome := archivedOutcome(ti.LastErr)
-			if r := (worker.Result{}); json.Unmarshal(ti.Result, &r) == nil && r.Final() {
-				outcome = r.Outcome // the handler's own record
+			for _, ti := range infos {
+				r, err := tasks.DecodeResult(ti.Result)
+				if err != nil || !r.Final() {
+					sum.add("no_record", ti.ID, ti.LastErr) // archived by hand or by asynq itself
+					continue
+				}
+				reason := r.Reason
+				if r.Cancelled() {
+					reason = fmt.Sprintf("refund %s, %d attempt(s)", r.RefundID, r.Attempts)
+					if r.Confirmed {
+						reason += ", confirmed with getOrder"
+					}
+				}
+				sum.add(r.Outcome, r.OrderRef, reason)
 			}
-			sum.add(outcome, p.OrderRef, ti.LastErr)
-		}
-		if len(infos) < 100 {
-			break
+			if len(infos) < 100 {
+				break
+			}
 		}
 	}
 	return nil
 }
 
-// archivedOutcome names an archived task's outcome from its reason.
-func archivedOutcome(reason string) string {
-	switch {
-	case strings.HasPrefix(reason, "window closed"), strings.HasPrefix(reason, "no retry fits"):
-		return worker.OutcomeWindowClosed
-	case strings.HasPrefix(reason, "invalid payload"):
-		return worker.OutcomeInvalid
-	}
-	return worker.OutcomeRefused
-}
-
 func printSummary(out io.Writer, s *Summary, st rpctest.Stats) {
-	order := []string{worker.OutcomeCancelled, worker.OutcomeAlreadyCancelled, worker.OutcomeRefused, worker.OutcomeWindowClosed, worker.OutcomeInvalid,
-		worker.OutcomeSuperseded, worker.OutcomeUnknown, "rejected_at_enqueue"}
+	order := append(slices.Clone(tasks.FinalOutcomes), "rejected_at_enqueue")
 	seen := map[string]bool{}
 	for _, o := range order {
 		seen[o] = true

@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/refundd/refund-canceller/rpcclient"
+	"github.com/refundd/refund-canceller/tasks"
 	"github.com/refundd/refund-canceller/worker"
 )
 
@@ -67,8 +68,7 @@ func New(insp *asynq.Inspector) *Metrics {
 	if insp != nil {
 		m.register(asynqmetrics.NewQueueMetricsCollector(insp))
 	}
-	for _, o := range []string{worker.OutcomeCancelled, worker.OutcomeAlreadyCancelled, worker.OutcomeRefused, worker.OutcomeWindowClosed, worker.OutcomeInvalid,
-		worker.OutcomeSuperseded, worker.OutcomeUnknown} {
+	for _, o := range tasks.FinalOutcomes {
 		m.cancellations.WithLabelValues(o) // present at zero from the start
 	}
 	return m

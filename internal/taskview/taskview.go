@@ -29,7 +29,9 @@ type View struct {
 	WindowClosesAt string `json:"window_closes_at,omitempty"`
 	// Payload and Result are the task's JSON, left out if not JSON.
 	Payload json.RawMessage `json:"payload,omitempty"`
-	Result  json.RawMessage `json:"result,omitempty"`
+	// Result is the task's record (tasks.Result): on every final state, and
+	// while it retries, what its attempts learned so far.
+	Result *tasks.Result `json:"result,omitempty"`
 }
 
 // Of answers the view of a task.
@@ -46,8 +48,8 @@ func Of(info *asynq.TaskInfo) View {
 	if len(info.Payload) > 0 && json.Valid(info.Payload) {
 		v.Payload = info.Payload
 	}
-	if len(info.Result) > 0 && json.Valid(info.Result) {
-		v.Result = info.Result
+	if r, err := tasks.DecodeResult(info.Result); err == nil {
+		v.Result = r
 	}
 	return v
 }

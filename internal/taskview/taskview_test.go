@@ -8,6 +8,7 @@ import (
 	"github.com/hibiken/asynq"
 
 	"github.com/refundd/refund-canceller/internal/taskview"
+	"github.com/refundd/refund-canceller/tasks"
 )
 
 func TestOf(t *testing.T) {
@@ -26,8 +27,8 @@ func TestOf(t *testing.T) {
 			taskview.View{TaskID: "t2", OrderRef: "V1", Queue: "q", State: "pending", WindowClosesAt: "2026-11-25T12:00:00Z", Payload: payload}},
 		{"invalid payload and result left out", asynq.TaskInfo{ID: "t3", Queue: "q", State: asynq.TaskStateArchived, Payload: []byte("junk"), Result: []byte("{")},
 			taskview.View{TaskID: "t3", Queue: "q", State: "archived"}},
-		{"result kept", asynq.TaskInfo{ID: "t4", Queue: "q", State: asynq.TaskStateCompleted, Payload: payload, Result: []byte(`{"outcome":"cancelled"}`)},
-			taskview.View{TaskID: "t4", OrderRef: "V1", Queue: "q", State: "completed", WindowClosesAt: "2026-11-25T12:00:00Z", Payload: payload, Result: []byte(`{"outcome":"cancelled"}`)}},
+		{"result kept", asynq.TaskInfo{ID: "t4", Queue: "q", State: asynq.TaskStateCompleted, Payload: payload, Result: []byte(`{"outcome":"cancelled","order_ref":"V1","refund_id":"R1","attempts":1}`)},
+			taskview.View{TaskID: "t4", OrderRef: "V1", Queue: "q", State: "completed", WindowClosesAt: "2026-11-25T12:00:00Z", Payload: payload, Result: &tasks.Result{Outcome: "cancelled", OrderRef: "V1", RefundID: "R1", Attempts: 1}}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

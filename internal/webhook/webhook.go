@@ -35,7 +35,8 @@ import (
 const (
 	// TaskType is the asynq task type of a notification.
 	TaskType = "refund:notify"
-	// DefaultQueue is the queue notifications wait in.
+	// DefaultQueue is the queue notifications wait in when none is named;
+	// refundd uses QueueFor(its refund queue).
 	DefaultQueue = "notifications"
 	// SignatureHeader carries "t=<unix seconds>,v1=<hex HMAC-SHA256>".
 	SignatureHeader = "Refundd-Signature"
@@ -44,6 +45,11 @@ const (
 	// DefaultTolerance is how old a signature Verify accepts by default.
 	DefaultTolerance = 5 * time.Minute
 )
+
+// QueueFor answers the queue of the notifications of the cancellations in
+// refundQueue: "<refundQueue>-notifications" (refunds-notifications by
+// default), so two refundd fleets on one Redis never deliver each other's.
+func QueueFor(refundQueue string) string { return refundQueue + "-notifications" }
 
 // Sign answers the Refundd-Signature header for body sent at t.
 func Sign(secret []byte, t time.Time, body []byte) string {
