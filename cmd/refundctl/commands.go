@@ -15,6 +15,7 @@ import (
 	"github.com/hibiken/asynq"
 
 	"github.com/refundd/refund-canceller/internal/config"
+	"github.com/refundd/refund-canceller/internal/redisconn"
 	"github.com/refundd/refund-canceller/tasks"
 )
 
@@ -59,9 +60,9 @@ func (c *common) enqueuer() (*tasks.Enqueuer, error) {
 	if c.redisURL == "" {
 		return nil, usageError("REDIS_URL is not set and --redis-url not given")
 	}
-	opt, err := asynq.ParseRedisURI(c.redisURL)
+	opt, err := redisconn.Parse(c.redisURL)
 	if err != nil {
-		return nil, usageError("--redis-url " + config.RedactURL(c.redisURL) + " is not a redis:// URL")
+		return nil, usageError("--redis-url " + config.RedactURL(c.redisURL) + " " + err.Error())
 	}
 	return tasks.NewEnqueuer(tasks.EnqueuerConfig{Redis: opt, Queue: c.queue})
 }

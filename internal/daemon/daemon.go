@@ -5,7 +5,6 @@ package daemon
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -19,6 +18,8 @@ import (
 	"github.com/refundd/refund-canceller/internal/config"
 	"github.com/refundd/refund-canceller/internal/metrics"
 	"github.com/refundd/refund-canceller/internal/ops"
+	"github.com/refundd/refund-canceller/internal/redisconn"
+	"github.com/refundd/refund-canceller/internal/vendorbudget"
 	"github.com/refundd/refund-canceller/rpcclient"
 	"github.com/refundd/refund-canceller/tasks"
 	"github.com/refundd/refund-canceller/worker"
@@ -57,9 +58,17 @@ func New(opts Options) (*Daemon, error) {
 	}
 	insp := asynq.NewInspector(cfg.Redis)
 	m := metrics.New(insp)
+	rc := redisconn.NewClient(cfg.Redis)
+	// The fleet shares one budget per merchant account: every replica of
+	// every queue that calls 2Checkout as this merchant.
+	gate, err := vendorbudget.New(vendorbudget.Config{Redis: rc, Key: "refundd:2co:" + cfg.MerchantCode,
+		Rate: cfg.RateLimit, Burst: cfg.RateBurst, Logger: log.Named("budget"), Observer: m})
+	if err != nil {
+		return nil, err
+	}
 	api, err := rpcclient.New(rpcclient.Config{
 		URL: cfg.APIURL, AllowHTTP: cfg.AllowHTTP, MerchantCode: cfg.MerchantCode, SecretKey: cfg.SecretKey, HashAlgo: cfg.HashAlgo,
-		RootCAs: cfg.RootCAs, RequestTimeout: cfg.RequestTimeout, Logger: log.Named("rpcclient"), Observer: m,
+		RootCAs: cfg.RootCAs, RequestTimeout: cfg.RequestTimeout, Logger: log.Named("rpcclient"), Observer: m, Gate: gate,
 	})
 	if err != nil {
 		return nil, err
@@ -77,10 +86,6 @@ func New(opts Options) (*Daemon, error) {
 	}, h)
 	if err != nil {
 		return nil, err
-	}
-	rc, ok := cfg.Redis.MakeRedisClient().(redis.UniversalClient)
-	if !ok {
-		return nil, errors.New("daemon: unexpected Redis client type")
 	}
 	enq, err := tasks.NewEnqueuer(tasks.EnqueuerConfig{Redis: cfg.Redis, Queue: cfg.Queue})
 	if err != nil {

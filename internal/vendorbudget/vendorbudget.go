@@ -15,7 +15,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"time"
 
 	"github.com/go-redis/redis_rate/v10"
@@ -171,10 +170,9 @@ func (g *Gate) Wait(ctx context.Context, method string) error {
 			return nil
 		}
 		refused(reason)
-		if reason == ReasonRateLimit {
-			// Spread the pollers over the next emission interval.
-			wait += time.Duration(rand.Int64N(int64(time.Second/time.Duration(g.cfg.Rate)) + 1))
-		}
+		// No jitter: with one poller per process (slow), the first to wake
+		// takes the slot; a late one would waste it (GCRA does not bank
+		// unused time beyond Burst).
 		if err := g.mayWait(ctx, wait); err != nil {
 			refused(reasonOf(err))
 			return err
