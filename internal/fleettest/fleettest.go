@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -36,6 +37,9 @@ type Options struct {
 	Env map[string]string
 	// Logger receives the replicas' logs. Default zap.NewNop().
 	Logger *zap.Logger
+	// Manual: the replicas start only when StartReplicas is called
+	// (benchmarks enqueue first).
+	Manual bool
 }
 
 // Fleet is the replicas, their sandbox, and a producer and an inspector on
@@ -45,7 +49,8 @@ type Fleet struct {
 	Queue string
 	Enq   *tasks.Enqueuer
 	Insp  *asynq.Inspector
-	stops []func()
+	opts  Options
+	env   map[string]string
 }
 
 // Start starts the fleet; it stops when the test ends.
@@ -70,37 +75,55 @@ func Start(t testing.TB, o Options) *Fleet {
 	t.Cleanup(func() { _ = enq.Close() })
 	insp := asynq.NewInspector(opt)
 	t.Cleanup(func() { _ = insp.Close() })
-	f := &Fleet{SB: sb, Queue: o.Queue, Enq: enq, Insp: insp}
 	env := map[string]string{
 		"REDIS_URL": o.RedisURL, "TCO_API_URL": sb.RPCURL, "TCO_MERCHANT_CODE": "FLEET", "TCO_SECRET_KEY": "fleet-secret",
 		"REFUND_QUEUE": o.Queue, "OPS_ADDR": "127.0.0.1:0", "WORKER_CONCURRENCY": "5", "SHUTDOWN_TIMEOUT": "3s",
 		"RETRY_BASE_DELAY": "200ms", "RETRY_MAX_DELAY": "2s", "TCO_REQUEST_TIMEOUT": "5s",
 	}
 	maps.Copy(env, o.Env)
-	for i := range o.Replicas {
-		cfg, err := config.Load(func(k string) string { return env[k] })
+	f := &Fleet{SB: sb, Queue: o.Queue, Enq: enq, Insp: insp, opts: o, env: env}
+	if !o.Manual {
+		f.StartReplicas(t)
+	}
+	return f
+}
+
+// StartReplicas starts the replicas (Start does unless Options.Manual).
+// They stop when stop is called or the test ends.
+func (f *Fleet) StartReplicas(t testing.TB) (stop func()) {
+	t.Helper()
+	var stops []func()
+	for i := range f.opts.Replicas {
+		cfg, err := config.Load(func(k string) string { return f.env[k] })
 		if err != nil {
 			t.Fatal(err)
 		}
-		d, err := daemon.New(daemon.Options{Config: cfg, Logger: o.Logger.With(zap.Int("replica", i))})
+		d, err := daemon.New(daemon.Options{Config: cfg, Logger: f.opts.Logger.With(zap.Int("replica", i))})
 		if err != nil {
 			t.Fatal(err)
 		}
 		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan error, 1)
 		go func() { done <- d.Run(ctx) }()
+		var once sync.Once
 		stop := func() {
-			cancel()
-			select {
-			case <-done:
-			case <-time.After(30 * time.Second):
-				t.Errorf("replica %d did not stop within 30s", i)
-			}
+			once.Do(func() {
+				cancel()
+				select {
+				case <-done:
+				case <-time.After(30 * time.Second):
+					t.Errorf("replica %d did not stop within 30s", i)
+				}
+			})
 		}
-		f.stops = append(f.stops, stop)
+		stops = append(stops, stop)
 		t.Cleanup(stop)
 	}
-	return f
+	return func() {
+		for _, s := range stops {
+			s()
+		}
+	}
 }
 
 // Refs answers n order references with the given prefix.
@@ -148,6 +171,19 @@ func (f *Fleet) WaitFinished(t testing.TB, within time.Duration, refs ...string)
 		return len(states[asynq.TaskStateCompleted])+len(states[asynq.TaskStateArchived]) == len(refs)
 	})
 	return states
+}
+
+// WaitDrained waits until n tasks of the queue are completed or archived
+// (one Redis read per poll, for benchmarks).
+func (f *Fleet) WaitDrained(t testing.TB, n int, within time.Duration) *asynq.QueueInfo {
+	t.Helper()
+	var qi *asynq.QueueInfo
+	testutil.Eventually(t, within, fmt.Sprintf("%d tasks to finish", n), func() bool {
+		var err error
+		qi, err = f.Insp.GetQueueInfo(f.Queue)
+		return err == nil && qi.Completed+qi.Archived >= n
+	})
+	return qi
 }
 
 // CallTimes answers the arrival times of every call in the sandbox's ledger

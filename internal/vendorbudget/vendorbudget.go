@@ -15,6 +15,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/go-redis/redis_rate/v10"
@@ -92,6 +93,9 @@ type Gate struct {
 	// slow lets one goroutine of this process at a time poll a spent
 	// budget, so waiters do not hammer Redis; the others queue behind it.
 	slow chan struct{}
+	// local holds budget taken ahead, at most maxBatch requests' worth.
+	local    batch
+	maxBatch int
 }
 
 // New validates cfg and returns a Gate.
@@ -132,6 +136,7 @@ func New(cfg Config) (*Gate, error) {
 		limit:    redis_rate.Limit{Rate: cfg.Rate, Burst: cfg.Burst, Period: time.Second},
 		pauseKey: cfg.Key + ":pause",
 		slow:     make(chan struct{}, 1),
+		maxBatch: max(1, min(cfg.Burst, int(float64(cfg.Rate)*batchTTL.Seconds()))),
 	}, nil
 }
 
@@ -205,20 +210,94 @@ func (g *Gate) next(ctx context.Context) (wait time.Duration, reason string, err
 		return 0, "", err
 	}
 	if pttl > 0 {
+		g.local.drop()
 		g.observePause(pttl)
 		return pttl, ReasonPaused, nil
 	}
-	if g.cfg.Rate == 0 {
+	if g.cfg.Rate == 0 || g.local.take(time.Now()) {
 		return 0, "", nil
 	}
-	res, err := g.limiter.Allow(rctx, g.cfg.Key, g.limit)
+	var res *redis_rate.Result
+	if want := g.local.want(g.maxBatch); want > 1 {
+		res, err = g.limiter.AllowAtMost(rctx, g.cfg.Key, g.limit, want)
+	} else {
+		// AllowAtMost compares a float with 1: with Burst 1 rounding can
+		// refuse the one request the GCRA allows, again and again.
+		res, err = g.limiter.Allow(rctx, g.cfg.Key, g.limit)
+	}
 	if err != nil {
 		return 0, "", err
 	}
 	if res.Allowed > 0 {
+		g.local.keep(res.Allowed-1, time.Now())
 		return 0, "", nil
 	}
 	return max(res.RetryAfter, time.Millisecond), ReasonRateLimit, nil
+}
+
+// batchTTL is how long budget taken from Redis for this process's next
+// requests stays usable. Requests go at most batchTTL after their budget
+// was taken, so in any second the fleet sends at most Rate·(1+batchTTL/1s)
+// + Burst requests.
+const batchTTL = 50 * time.Millisecond
+
+// batch is budget this process took from Redis ahead of need, as the GCRA
+// allows up to Burst at once: when the limit is far above the load, most
+// requests take their budget here without a round trip to Redis. It takes
+// as much as its recent demand, so it does not take budget other replicas
+// could use.
+type batch struct {
+	mu       sync.Mutex
+	tokens   int
+	expires  time.Time
+	winStart time.Time
+	inWin    int // requests asked for since winStart
+	lastWin  int // requests asked for in the window of batchTTL before
+}
+
+// take counts a request and answers whether it got budget held here.
+func (b *batch) take(now time.Time) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if d := now.Sub(b.winStart); d >= batchTTL {
+		b.lastWin = 0
+		if d < 2*batchTTL {
+			b.lastWin = b.inWin
+		}
+		b.inWin, b.winStart = 0, now
+	}
+	b.inWin++
+	if b.tokens > 0 && now.Before(b.expires) {
+		b.tokens--
+		return true
+	}
+	b.tokens = 0
+	return false
+}
+
+// want answers how much budget to ask Redis for: the recent demand (this
+// window's or the last one's), from 1 to most.
+func (b *batch) want(most int) int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return max(1, min(max(b.lastWin, b.inWin), most))
+}
+
+// keep holds n more requests' budget until now+batchTTL.
+func (b *batch) keep(n int, now time.Time) {
+	if n <= 0 {
+		return
+	}
+	b.mu.Lock()
+	b.tokens, b.expires = b.tokens+n, now.Add(batchTTL)
+	b.mu.Unlock()
+}
+
+// drop forgets held budget (a pause began).
+func (b *batch) drop() {
+	b.mu.Lock()
+	b.tokens = 0
+	b.mu.Unlock()
 }
 
 // mayWait answers nil if a request may wait d from now: it would still start

@@ -6,7 +6,9 @@ import (
 	"encoding/hex"
 	"errors"
 	"net"
+	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -254,5 +256,79 @@ func TestNewValidates(t *testing.T) {
 		if _, err := New(cfg); err == nil {
 			t.Errorf("%s: accepted", name)
 		}
+	}
+}
+
+// scriptCalls counts the Lua scripts a client runs.
+type scriptCalls struct{ n atomic.Int64 }
+
+func (*scriptCalls) DialHook(next redis.DialHook) redis.DialHook { return next }
+func (s *scriptCalls) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		if name := cmd.Name(); name == "evalsha" || name == "eval" {
+			s.n.Add(1)
+		}
+		return next(ctx, cmd)
+	}
+}
+func (*scriptCalls) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return next
+}
+
+// With a limit far above the load, a replica takes budget from Redis in
+// batches (up to Burst, at most batchTTL's worth of the rate): most requests
+// cost no round trip for the limit.
+func TestBatchesWhenFarBelowTheLimit(t *testing.T) {
+	gs, _ := newGates(t, 1, Config{Rate: 100000, Burst: 100})
+	calls := &scriptCalls{}
+	gs[0].cfg.Redis.AddHook(calls)
+	for range 1000 {
+		if err := gs[0].Wait(context.Background(), "cancelRefund"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := calls.n.Load(); n > 200 {
+		t.Fatalf("%d limiter scripts for 1000 requests; batching should need far fewer", n)
+	}
+}
+
+// Batches never let the fleet exceed its rate by more than batchTTL's worth
+// plus the burst: three gates hammering a limit of 200/s with a burst of 10
+// grant at most 200·1.05+10 in any second.
+func TestBatchesKeepTheLimit(t *testing.T) {
+	const rate, burst = 200, 10
+	gs, _ := newGates(t, 3, Config{Rate: rate, Burst: burst})
+	var mu sync.Mutex
+	var grants []time.Time
+	stop := time.Now().Add(2500 * time.Millisecond)
+	var wg sync.WaitGroup
+	for i := range 30 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for time.Now().Before(stop) {
+				if err := gs[i%3].Wait(within(time.Second), "cancelRefund"); err != nil {
+					continue // refused near its start deadline: no budget taken
+				}
+				mu.Lock()
+				grants = append(grants, time.Now())
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	slices.SortFunc(grants, func(a, b time.Time) int { return a.Compare(b) })
+	most := 0
+	for i, j := 0, 0; i < len(grants); i++ {
+		for j < len(grants) && grants[j].Before(grants[i].Add(time.Second)) {
+			j++
+		}
+		most = max(most, j-i)
+	}
+	if limit := int(rate*(1+batchTTL.Seconds())) + burst; most > limit {
+		t.Fatalf("%d grants in one second; at most %d allowed", most, limit)
+	}
+	if len(grants) < rate*2 {
+		t.Fatalf("only %d grants in 2.5s at %d/s", len(grants), rate)
 	}
 }
