@@ -16,6 +16,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-redis/redis_rate/v10"
@@ -96,7 +97,17 @@ type Gate struct {
 	// local holds budget taken ahead, at most maxBatch requests' worth.
 	local    batch
 	maxBatch int
+	// The shared pause as last read from Redis, in time since epoch (a
+	// monotonic clock): when it was read and when it ends.
+	epoch      time.Time
+	pauseAsked atomic.Int64
+	pauseEnds  atomic.Int64
 }
+
+// pauseRecheck: a replica reads the shared pause from Redis at most this
+// often, so another replica's pause reaches it within pauseRecheck (plus a
+// round trip) without a read per request.
+const pauseRecheck = 20 * time.Millisecond
 
 // New validates cfg and returns a Gate.
 func New(cfg Config) (*Gate, error) {
@@ -137,6 +148,7 @@ func New(cfg Config) (*Gate, error) {
 		pauseKey: cfg.Key + ":pause",
 		slow:     make(chan struct{}, 1),
 		maxBatch: max(1, min(cfg.Burst, int(float64(cfg.Rate)*batchTTL.Seconds()))),
+		epoch:    time.Now().Add(-pauseRecheck), // the first request reads the pause
 	}, nil
 }
 
@@ -205,14 +217,19 @@ func (g *Gate) Wait(ctx context.Context, method string) error {
 func (g *Gate) next(ctx context.Context) (wait time.Duration, reason string, err error) {
 	rctx, cancel := context.WithTimeout(ctx, g.cfg.RedisTimeout)
 	defer cancel()
-	pttl, err := g.cfg.Redis.PTTL(rctx, g.pauseKey).Result()
-	if err != nil {
-		return 0, "", err
+	now := time.Since(g.epoch)
+	if now-time.Duration(g.pauseAsked.Load()) >= pauseRecheck {
+		pttl, err := g.cfg.Redis.PTTL(rctx, g.pauseKey).Result()
+		if err != nil {
+			return 0, "", err
+		}
+		g.pauseAsked.Store(int64(now))
+		g.pauseEnds.Store(int64(now + max(pttl, 0)))
 	}
-	if pttl > 0 {
+	if left := time.Duration(g.pauseEnds.Load()) - now; left > 0 {
 		g.local.drop()
-		g.observePause(pttl)
-		return pttl, ReasonPaused, nil
+		g.observePause(left)
+		return left, ReasonPaused, nil
 	}
 	if g.cfg.Rate == 0 || g.local.take(time.Now()) {
 		return 0, "", nil
@@ -385,6 +402,10 @@ func (g *Gate) Pause(ctx context.Context, method string, d time.Duration) {
 			zap.Duration("retry_after", d), zap.Error(err))
 		return
 	}
+	now := time.Since(g.epoch)
+	g.pauseAsked.Store(int64(now))
+	g.pauseEnds.Store(int64(now + time.Duration(ms)*time.Millisecond))
+	g.local.drop()
 	g.observePause(time.Duration(ms) * time.Millisecond)
 	g.cfg.Logger.Warn("2Checkout asked to slow down: every replica pauses its requests", zap.String("method", method),
 		zap.Duration("retry_after", d), zap.Duration("pause", time.Duration(ms)*time.Millisecond))
