@@ -9,6 +9,7 @@ import (
 	"context"
 	"fmt"
 	"maps"
+	"net"
 	"slices"
 	"sync"
 	"testing"
@@ -51,6 +52,17 @@ type Fleet struct {
 	Insp  *asynq.Inspector
 	opts  Options
 	env   map[string]string
+
+	mu  sync.Mutex
+	ops []string // the replicas' ops server base URLs, as they listen
+}
+
+// Ops answers the base URLs (http://host:port) of the replicas' ops servers
+// listening so far.
+func (f *Fleet) Ops() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.ops)
 }
 
 // Start starts the fleet; it stops when the test ends.
@@ -98,7 +110,12 @@ func (f *Fleet) StartReplicas(t testing.TB) (stop func()) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		d, err := daemon.New(daemon.Options{Config: cfg, Logger: f.opts.Logger.With(zap.Int("replica", i))})
+		d, err := daemon.New(daemon.Options{Config: cfg, Logger: f.opts.Logger.With(zap.Int("replica", i)),
+			OnListen: func(a net.Addr) {
+				f.mu.Lock()
+				f.ops = append(f.ops, "http://"+a.String())
+				f.mu.Unlock()
+			}})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -1,6 +1,10 @@
 package vendorbudget_test
 
 import (
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -8,6 +12,7 @@ import (
 
 	"github.com/refundd/refund-canceller/internal/fleettest"
 	"github.com/refundd/refund-canceller/internal/redistest"
+	"github.com/refundd/refund-canceller/internal/testutil"
 	"github.com/refundd/refund-canceller/rpcclient/rpctest"
 )
 
@@ -56,6 +61,27 @@ func TestFleetPausesOn429(t *testing.T) {
 	}
 	refs := fleettest.Refs("PAUSE", n)
 	f.Add(t, refs...)
+	// During the pause every replica is ready and its metrics show the pause.
+	testutil.Eventually(t, 20*time.Second, "the 429", func() bool { return f.SB.Stats().Calls["cancelRefund"]["not_applied"] > 0 })
+	testutil.Eventually(t, 2*time.Second, "every replica's metrics to show the pause", func() bool {
+		ops := f.Ops()
+		for _, base := range ops {
+			if pauseSeconds(t, base) <= 0 {
+				return false
+			}
+		}
+		return len(ops) == 3
+	})
+	for _, base := range f.Ops() {
+		resp, err := http.Get(base + "/readyz")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("%s/readyz answered %d during a pause", base, resp.StatusCode)
+		}
+	}
 	states := f.WaitFinished(t, 60*time.Second, refs...)
 	if got := len(states[asynq.TaskStateCompleted]); got != n {
 		t.Fatalf("%d of %d completed; archived: %v", got, n, states[asynq.TaskStateArchived])
@@ -91,4 +117,23 @@ func TestFleetPausesOn429(t *testing.T) {
 
 func rpctestRule429() rpctest.FaultRule {
 	return rpctest.FaultRule{Method: "cancelRefund", Kind: rpctest.FaultStatus, Status: 429, RetryAfter: 3, FirstN: 1}
+}
+
+// pauseSeconds reads refundd_tco_pause_seconds from a replica's /metrics.
+func pauseSeconds(t *testing.T, base string) float64 {
+	t.Helper()
+	resp, err := http.Get(base + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "refundd_tco_pause_seconds "); ok {
+			f, _ := strconv.ParseFloat(v, 64)
+			return f
+		}
+	}
+	t.Fatalf("%s/metrics has no refundd_tco_pause_seconds", base)
+	return 0
 }
