@@ -56,7 +56,7 @@ func TestFleetPausesOn429(t *testing.T) {
 	r := redistest.New(t)
 	f := fleettest.Start(t, fleettest.Options{RedisURL: r.URL, Queue: r.Queue(t),
 		Env: map[string]string{"TCO_RATE_LIMIT": "40"}})
-	if err := f.SB.SetFaults(rpctestRule429()); err != nil {
+	if err := f.SB.SetFaults(rpctest.FaultRule{Method: "cancelRefund", Kind: rpctest.FaultStatus, Status: 429, RetryAfter: 3, FirstN: 1}); err != nil {
 		t.Fatal(err)
 	}
 	refs := fleettest.Refs("PAUSE", n)
@@ -113,10 +113,6 @@ func TestFleetPausesOn429(t *testing.T) {
 	if after < n/2 {
 		t.Fatalf("only %d calls after the pause; the test needs work left when the 429 came", after)
 	}
-}
-
-func rpctestRule429() rpctest.FaultRule {
-	return rpctest.FaultRule{Method: "cancelRefund", Kind: rpctest.FaultStatus, Status: 429, RetryAfter: 3, FirstN: 1}
 }
 
 // pauseSeconds reads refundd_tco_pause_seconds from a replica's /metrics.
