@@ -7,7 +7,7 @@ package metrics
 
 import (
 	"net/http"
-	"sync/atomic"
+	"sync"
 	"time"
 
 	"github.com/hibiken/asynq"
@@ -32,7 +32,8 @@ type Metrics struct {
 	slack         prometheus.Histogram
 	budgetWait    prometheus.Histogram
 	budgetRefused *prometheus.CounterVec
-	pausedUntil   atomic.Int64 // unix ns of the shared pause's end, as last seen
+	pauseMu       sync.Mutex
+	pausedUntil   time.Time // the shared pause's end, as last seen
 }
 
 // New registers the service's metrics, asynq's queue metrics read through
@@ -79,7 +80,7 @@ func New(insp *asynq.Inspector) *Metrics {
 	pause := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "refundd_tco_pause_seconds",
 		Help: "Seconds left of the pause 2Checkout asked for (429/503 with Retry-After), shared by every replica; 0 when none.",
-	}, func() float64 { return max(0, time.Until(time.Unix(0, m.pausedUntil.Load())).Seconds()) })
+	}, m.pauseLeft)
 	m.reg.MustRegister(m.budgetWait, m.budgetRefused, pause)
 	for _, r := range []string{vendorbudget.ReasonRateLimit, vendorbudget.ReasonPaused, vendorbudget.ReasonStartDeadline, vendorbudget.ReasonContext, vendorbudget.ReasonUnavailable} {
 		m.budgetRefused.WithLabelValues(r)
@@ -128,12 +129,18 @@ func (m *Metrics) Refused(_, reason string) { m.budgetRefused.WithLabelValues(re
 
 // Paused implements vendorbudget.Observer: it keeps the latest end seen.
 func (m *Metrics) Paused(until time.Time) {
-	for {
-		old := m.pausedUntil.Load()
-		if until.UnixNano() <= old || m.pausedUntil.CompareAndSwap(old, until.UnixNano()) {
-			return
-		}
+	m.pauseMu.Lock()
+	if until.After(m.pausedUntil) {
+		m.pausedUntil = until
 	}
+	m.pauseMu.Unlock()
+}
+
+// pauseLeft answers the seconds left of the shared pause, 0 if none.
+func (m *Metrics) pauseLeft() float64 {
+	m.pauseMu.Lock()
+	defer m.pauseMu.Unlock()
+	return max(0, time.Until(m.pausedUntil).Seconds())
 }
 
 // Handler serves the registry in Prometheus' text format.
