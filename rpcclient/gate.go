@@ -49,10 +49,13 @@ func (c *Client) gateWait(ctx context.Context, method string) error {
 		return nil
 	}
 	err := c.cfg.Gate.Wait(ctx, method)
-	if err == nil || errors.Is(err, ErrStartDeadline) {
-		return err
+	if err != nil && !errors.Is(err, ErrStartDeadline) {
+		return &GateError{Method: method, Err: err}
 	}
-	return &GateError{Method: method, Err: err}
+	if t, ok := startDeadline(ctx); ok && !c.now().Before(t) {
+		return ErrStartDeadline // whatever the gate did, no request starts late
+	}
+	return err
 }
 
 // gatePause tells the gate, if any, of a 429 or 503 that carried a

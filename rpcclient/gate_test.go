@@ -20,6 +20,7 @@ type recordingGate struct {
 	sent   func() int // ledger length when Wait is called
 	seen   []int
 	refuse error
+	during func() // run inside Wait, e.g. to move the clock
 }
 
 func (g *recordingGate) Wait(ctx context.Context, method string) error {
@@ -28,6 +29,9 @@ func (g *recordingGate) Wait(ctx context.Context, method string) error {
 	g.waits = append(g.waits, method)
 	if g.sent != nil {
 		g.seen = append(g.seen, g.sent())
+	}
+	if g.during != nil {
+		g.during()
 	}
 	return g.refuse
 }
@@ -114,5 +118,26 @@ func TestGateToldOfRetryAfter(t *testing.T) {
 				t.Fatalf("%d %d: pauses %v, want %v", tc.rule.Status, tc.rule.RetryAfter, g.pauses, tc.want)
 			}
 		})
+	}
+}
+
+// A gate that lets a request through only after its start deadline (a slow
+// or careless one) still cannot make the client send it.
+func TestNoRequestStartsLateWhateverTheGate(t *testing.T) {
+	g := &recordingGate{}
+	f := newFixture(t, func(c *rpcclient.Config) { c.Gate = g })
+	_ = f.srv.Seed(rpctest.Refund{OrderRef: "A1", InitiatedAt: t0})
+	if _, err := f.client.GetOrder(context.Background(), "A1"); err != nil { // logged in
+		t.Fatal(err)
+	}
+	g.during = func() { f.clock.Advance(2 * time.Second) }
+	ctx := rpcclient.WithStartDeadline(context.Background(), f.clock.Now().Add(time.Second))
+	if _, err := f.client.CancelRefund(ctx, "A1"); !errors.Is(err, rpcclient.ErrStartDeadline) {
+		t.Fatalf("request past its start deadline: %v, want ErrStartDeadline", err)
+	}
+	for _, c := range f.srv.Ledger() {
+		if c.Method == "cancelRefund" {
+			t.Fatal("cancelRefund was sent after its start deadline")
+		}
 	}
 }

@@ -156,7 +156,13 @@ func Refs(prefix string, n int) []string {
 // minute ago, and enqueues its cancellation.
 func (f *Fleet) Add(t testing.TB, refs ...string) {
 	t.Helper()
-	initiated := time.Now().Add(-time.Minute).UTC().Truncate(time.Second)
+	f.AddInitiated(t, time.Now().Add(-time.Minute), refs...)
+}
+
+// AddInitiated is Add for refunds initiated at initiated (to the second).
+func (f *Fleet) AddInitiated(t testing.TB, initiated time.Time, refs ...string) {
+	t.Helper()
+	initiated = initiated.UTC().Truncate(time.Second)
 	seed := make([]rpctest.Refund, len(refs))
 	for i, r := range refs {
 		seed[i] = rpctest.Refund{OrderRef: r, InitiatedAt: initiated}

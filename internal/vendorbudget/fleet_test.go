@@ -14,7 +14,10 @@ import (
 	"github.com/refundd/refund-canceller/internal/redistest"
 	"github.com/refundd/refund-canceller/internal/testutil"
 	"github.com/refundd/refund-canceller/rpcclient/rpctest"
+	"github.com/refundd/refund-canceller/tasks"
 )
+
+const tasksWindow = tasks.Window
 
 // Three replicas sharing TCO_RATE_LIMIT=R keep the fleet's rate to
 // 2Checkout, read from the sandbox's ledger, at most R·1.1 in every
@@ -112,6 +115,45 @@ func TestFleetPausesOn429(t *testing.T) {
 	}
 	if after < n/2 {
 		t.Fatalf("only %d calls after the pause; the test needs work left when the 429 came", after)
+	}
+}
+
+// A task whose cut-off comes before the shared pause ends is not sent and
+// takes no budget: it is archived at once under the window rule, and the
+// ledger holds no call for it.
+func TestPauseNeverSendsPastTheCutoff(t *testing.T) {
+	r := redistest.New(t)
+	f := fleettest.Start(t, fleettest.Options{RedisURL: r.URL, Queue: r.Queue(t), Replicas: 2, Env: map[string]string{"TCO_RATE_LIMIT": "10"}})
+	if err := f.SB.SetFaults(rpctest.FaultRule{Method: "cancelRefund", Kind: rpctest.FaultStatus, Status: 429, RetryAfter: 6, FirstN: 1}); err != nil {
+		t.Fatal(err)
+	}
+	f.Add(t, "EARLY")
+	testutil.Eventually(t, 20*time.Second, "the 429", func() bool { return f.SB.Stats().Calls["cancelRefund"]["not_applied"] > 0 })
+	// Cut-off (window − WINDOW_SAFETY_MARGIN of 1m) in 3 to 4 s, inside the 6 s pause.
+	initiated := time.Now().Add(-tasksWindow + time.Minute + 4*time.Second).Truncate(time.Second)
+	f.AddInitiated(t, initiated, "LATE")
+	states := f.WaitFinished(t, 20*time.Second, "LATE")
+	if len(states[asynq.TaskStateArchived]) != 1 {
+		t.Fatalf("LATE ended %v, want archived", states)
+	}
+	info, err := f.Enq.Status("LATE")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// On the replica with a session the request itself is refused (not
+	// started before its cut-off); on the other its login cannot get
+	// budget within TCO_REQUEST_TIMEOUT and no retry fits. Either way the
+	// window rule ends it.
+	if !strings.HasPrefix(info.LastErr, "window closed at ") && !strings.HasPrefix(info.LastErr, "no retry fits before the window closes") {
+		t.Fatalf("LATE's reason %q, want the window rule's", info.LastErr)
+	}
+	if cutoff := initiated.Add(tasksWindow - time.Minute); !info.LastFailedAt.Before(cutoff) {
+		t.Fatalf("LATE archived at %v, after its cut-off %v: it waited for the pause instead of giving up at once", info.LastFailedAt, cutoff)
+	}
+	for _, c := range f.SB.Ledger() {
+		if c.OrderRef == "LATE" {
+			t.Fatalf("a request for LATE reached 2Checkout during the pause: %+v", c)
+		}
 	}
 }
 
