@@ -98,6 +98,10 @@ type Config struct {
 	Now func() time.Time
 	// Observer, if set, is told of every request (metrics).
 	Observer RequestObserver
+	// Gate, if set, is asked before every request (login included) and told
+	// of every 429 or 503 with a Retry-After: a rate limit and a pause shared
+	// by several processes. Default: none, requests go at once.
+	Gate Gate
 }
 
 // RequestObserver is told how each HTTP request to 2Checkout went: the
@@ -423,12 +427,18 @@ func (c *Client) do(ctx context.Context, method string, params []any, out any) e
 	if err := ctx.Err(); err != nil {
 		return &TransportError{Method: method, Err: err, NotSent: true}
 	}
+	if err := c.gateWait(ctx, method); err != nil {
+		return err
+	}
 	if c.cfg.Observer == nil {
-		return c.send(ctx, method, params, out)
+		err := c.send(ctx, method, params, out)
+		c.gatePause(ctx, method, err)
+		return err
 	}
 	start := time.Now() // wall clock: a duration, whatever c.now reads
 	err := c.send(ctx, method, params, out)
 	c.cfg.Observer.ObserveRequest(method, Classify(err), time.Since(start))
+	c.gatePause(ctx, method, err)
 	return err
 }
 

@@ -14,6 +14,7 @@ import (
 
 	"github.com/hibiken/asynq"
 
+	"github.com/refundd/refund-canceller/internal/redisconn"
 	"github.com/refundd/refund-canceller/internal/taskview"
 	"github.com/refundd/refund-canceller/tasks"
 )
@@ -91,7 +92,7 @@ func (c *common) enqueuer() (*tasks.Enqueuer, error) {
 	if c.redisURL == "" {
 		return nil, usageError("REDIS_URL is not set and --redis-url not given")
 	}
-	opt, err := asynq.ParseRedisURI(c.redisURL)
+	opt, err := redisconn.Parse(c.redisURL)
 	if err != nil {
 		// Not shown: a malformed URL may hold a password.
 		return nil, usageError("--redis-url (or REDIS_URL) is not a redis:// or rediss:// URL (value not shown: it may hold a password)")

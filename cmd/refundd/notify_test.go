@@ -74,8 +74,8 @@ func TestCompletionWebhooks(t *testing.T) {
 	defer hook.Close()
 
 	initiated := time.Now().UTC().Truncate(time.Second)
-	_ = f.sb.Seed(rpctest.Refund{OrderRef: "W1", RefundID: "R-W1", InitiatedAt: initiated})                     // cancellable
-	_ = f.sb.Seed(rpctest.Refund{OrderRef: "W2", Status: "CANCELED", RefundID: "R-W2", InitiatedAt: initiated}) // someone else cancelled it
+	_ = f.sb.Seed(rpctest.Refund{OrderRef: "W1", RefundID: "R-W1", InitiatedAt: initiated})                                  // cancellable
+	_ = f.sb.Seed(rpctest.Refund{OrderRef: "W2", Status: "CANCELED", RefundID: "R-W2", InitiatedAt: initiated})              // someone else cancelled it
 	want := map[string]string{"W1": tasks.OutcomeCancelled, "W2": tasks.OutcomeAlreadyCancelled, "W3": tasks.OutcomeRefused} // W3: no such order
 	env := map[string]string{"NOTIFY_URL": hook.URL, "NOTIFY_SECRET": secret}
 	stop := f.start(t, env)

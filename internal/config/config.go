@@ -19,6 +19,7 @@ import (
 	"github.com/hibiken/asynq"
 
 	"github.com/refundd/refund-canceller/internal/loopback"
+	"github.com/refundd/refund-canceller/internal/redisconn"
 	"github.com/refundd/refund-canceller/internal/webhook"
 	"github.com/refundd/refund-canceller/rpcclient"
 	"github.com/refundd/refund-canceller/tasks"
@@ -37,6 +38,8 @@ type Config struct {
 	RootCAs         *x509.CertPool // nil: the system's
 	CAFile          string
 	RequestTimeout  time.Duration
+	RateLimit       int // requests/s to 2Checkout, fleet-wide; 0: none
+	RateBurst       int
 	Queue           string
 	Concurrency     int
 	ShutdownTimeout time.Duration
@@ -79,14 +82,14 @@ type Var struct {
 // variables are in (*Config).check, which runs after every row. So the rows'
 // order is only the order of --help.
 var Vars = []Var{
-	{Name: "REDIS_URL", Help: "Redis of the queue: redis://[:password@]host:port[/db], rediss:// for TLS. Required (not in demo)",
+	{Name: "REDIS_URL", Help: "Redis of the queue: redis://[:password@]host:port[/db], rediss:// for TLS, redis-sentinel://[:password@]host1:port,host2:port[/db]?master=name. Required (not in demo)",
 		set: func(c *Config, v string) error {
 			if v == "" {
 				return errors.New("is required (e.g. redis://127.0.0.1:6379/0)")
 			}
-			opt, err := asynq.ParseRedisURI(v)
+			opt, err := redisconn.Parse(v)
 			if err != nil {
-				return errors.New("is not a redis:// or rediss:// URL")
+				return err
 			}
 			c.RedisURL, c.Redis = v, opt
 			return nil
@@ -134,6 +137,24 @@ var Vars = []Var{
 		})},
 	{Name: "TCO_REQUEST_TIMEOUT", Default: "15s", Help: "bound on one 2Checkout request",
 		set: durationVar(func(c *Config) *time.Duration { return &c.RequestTimeout })},
+	{Name: "TCO_RATE_LIMIT", Default: "0", Help: "requests per second to 2Checkout for all replicas together (shared through Redis, login included); 0: no limit",
+		set: func(c *Config, v string) error {
+			n, err := strconv.Atoi(v)
+			if err != nil || n < 0 || n > 100000 {
+				return errors.New("must be a whole number from 0 (no limit) to 100000")
+			}
+			c.RateLimit = n
+			return nil
+		}},
+	{Name: "TCO_RATE_BURST", Default: "1", Help: "requests allowed at once above TCO_RATE_LIMIT (1: evenly spaced)",
+		set: func(c *Config, v string) error {
+			n, err := strconv.Atoi(v)
+			if err != nil || n < 1 || n > 100000 {
+				return errors.New("must be a whole number from 1 to 100000")
+			}
+			c.RateBurst = n
+			return nil
+		}},
 	{Name: "REFUND_QUEUE", Default: tasks.DefaultQueue, Help: "asynq queue to process",
 		set: func(c *Config, v string) error {
 			if v == "" || strings.ContainsAny(v, " \t:") {

@@ -78,6 +78,10 @@ func TestLoadErrors(t *testing.T) {
 		{"read only not bool", map[string]string{"DASHBOARD_READ_ONLY": "maybe"}, "DASHBOARD_READ_ONLY must be true or false"},
 		{"api token short", map[string]string{"API_TOKEN": "hunter2hunter2"}, "API_TOKEN must be at least 16"},
 		{"delays inverted", map[string]string{"RETRY_BASE_DELAY": "10m"}, "RETRY_MAX_DELAY 5m0s is shorter"},
+		{"bad rate", map[string]string{"TCO_RATE_LIMIT": "-1"}, "TCO_RATE_LIMIT must be a whole number"},
+		{"fractional rate", map[string]string{"TCO_RATE_LIMIT": "2.5"}, "TCO_RATE_LIMIT must be a whole number"},
+		{"zero burst", map[string]string{"TCO_RATE_BURST": "0"}, "TCO_RATE_BURST must be a whole number from 1"},
+		{"sentinel without master", map[string]string{"REDIS_URL": "redis-sentinel://:redispass@127.0.0.1:26379"}, "REDIS_URL (redis-sentinel) needs ?master="},
 		{"margin eats window", map[string]string{"WINDOW_SAFETY_MARGIN": "2h"}, "WINDOW_SAFETY_MARGIN 2h0m0s leaves no time"},
 	}
 	for _, tc := range cases {
@@ -165,5 +169,22 @@ func TestRedactURL(t *testing.T) {
 		if got := RedactURL(in); got != want {
 			t.Errorf("RedactURL(%q) = %q, want %q", in, got, want)
 		}
+	}
+}
+
+func TestRateAndSentinel(t *testing.T) {
+	env := base()
+	c, err := Load(envOf(env))
+	if err != nil || c.RateLimit != 0 || c.RateBurst != 1 {
+		t.Fatalf("defaults: rate %d burst %d %v", c.RateLimit, c.RateBurst, err)
+	}
+	env["TCO_RATE_LIMIT"], env["TCO_RATE_BURST"] = "25", "3"
+	env["REDIS_URL"] = "redis-sentinel://:redispass@127.0.0.1:26379,127.0.0.1:26380/2?master=refunds"
+	c, err = Load(envOf(env))
+	if err != nil || c.RateLimit != 25 || c.RateBurst != 3 {
+		t.Fatalf("rate %d burst %d %v", c.RateLimit, c.RateBurst, err)
+	}
+	if eff := c.Effective(envOf(env))["REDIS_URL"]; strings.Contains(eff, "redispass") || !strings.Contains(eff, "26380") {
+		t.Fatalf("effective REDIS_URL %q", eff)
 	}
 }

@@ -5,7 +5,6 @@ package daemon
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -13,13 +12,14 @@ import (
 	"time"
 
 	"github.com/hibiken/asynq"
-	"github.com/redis/go-redis/v9"
 	"go.uber.org/zap"
 
 	"github.com/refundd/refund-canceller/internal/config"
 	"github.com/refundd/refund-canceller/internal/logging"
 	"github.com/refundd/refund-canceller/internal/metrics"
 	"github.com/refundd/refund-canceller/internal/ops"
+	"github.com/refundd/refund-canceller/internal/redisconn"
+	"github.com/refundd/refund-canceller/internal/vendorbudget"
 	"github.com/refundd/refund-canceller/internal/webhook"
 	"github.com/refundd/refund-canceller/internal/windowsweep"
 	"github.com/refundd/refund-canceller/rpcclient"
@@ -66,9 +66,18 @@ func New(opts Options) (_ *Daemon, err error) {
 	insp := asynq.NewInspector(cfg.Redis)
 	closers = append(closers, insp.Close)
 	m := metrics.New(insp)
+	rc := redisconn.NewClient(cfg.Redis)
+	closers = append(closers, rc.Close)
+	// The fleet shares one budget per merchant account: every replica of
+	// every queue that calls 2Checkout as this merchant.
+	gate, err := vendorbudget.New(vendorbudget.Config{Redis: rc, Key: "refundd:2co:" + cfg.MerchantCode,
+		Rate: cfg.RateLimit, Burst: cfg.RateBurst, Logger: log.Named("budget"), Observer: m})
+	if err != nil {
+		return nil, err
+	}
 	api, err := rpcclient.New(rpcclient.Config{
 		URL: cfg.APIURL, AllowHTTP: cfg.AllowHTTP, MerchantCode: cfg.MerchantCode, SecretKey: cfg.SecretKey, HashAlgo: cfg.HashAlgo,
-		RootCAs: cfg.RootCAs, RequestTimeout: cfg.RequestTimeout, Logger: log.Named("rpcclient"), Observer: m,
+		RootCAs: cfg.RootCAs, RequestTimeout: cfg.RequestTimeout, Logger: log.Named("rpcclient"), Observer: m, Gate: gate,
 	})
 	if err != nil {
 		return nil, err
@@ -106,11 +115,6 @@ func New(opts Options) (_ *Daemon, err error) {
 		return nil, err
 	}
 	closers = append(closers, sweep.Close)
-	rc, ok := cfg.Redis.MakeRedisClient().(redis.UniversalClient)
-	if !ok {
-		return nil, errors.New("daemon: unexpected Redis client type")
-	}
-	closers = append(closers, rc.Close)
 	enq, err := tasks.NewEnqueuer(tasks.EnqueuerConfig{Redis: cfg.Redis, Queue: cfg.Queue})
 	if err != nil {
 		return nil, err

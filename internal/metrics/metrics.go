@@ -1,11 +1,13 @@
 // Package metrics holds refundd's Prometheus metrics: asynq's queue metrics
 // and the service's own (cancellations by outcome, 2Checkout requests by
-// method and result, request latency, logins, window slack). Metrics is a
-// worker.Observer and an rpcclient.RequestObserver.
+// method and result, request latency, logins, window slack, and the fleet's
+// shared 2Checkout budget: waits, refusals, the shared pause). Metrics is a
+// worker.Observer, an rpcclient.RequestObserver and a vendorbudget.Observer.
 package metrics
 
 import (
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/hibiken/asynq"
@@ -14,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/refundd/refund-canceller/internal/vendorbudget"
 	"github.com/refundd/refund-canceller/rpcclient"
 	"github.com/refundd/refund-canceller/tasks"
 	"github.com/refundd/refund-canceller/worker"
@@ -29,6 +32,10 @@ type Metrics struct {
 	latency       *prometheus.HistogramVec
 	logins        *prometheus.CounterVec
 	slack         prometheus.Histogram
+	budgetWait    prometheus.Histogram
+	budgetRefused *prometheus.CounterVec
+	pauseMu       sync.Mutex
+	pausedUntil   time.Time // the shared pause's end, as last seen
 }
 
 // New registers the service's metrics, asynq's queue metrics read through
@@ -62,6 +69,23 @@ func New(insp *asynq.Inspector) *Metrics {
 			Help:    "Time left before the refund's 2-hour window closes when its task finished (negative: after).",
 			Buckets: []float64{-60, 0, 60, 300, 900, 1800, 3600, 5400, 7200},
 		}),
+	}
+	m.budgetWait = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name:    "refundd_tco_budget_wait_seconds",
+		Help:    "Time a request to 2Checkout waited for the fleet's shared budget (rate limit and shared pause) before it was sent.",
+		Buckets: []float64{.001, .005, .01, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60},
+	})
+	m.budgetRefused = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "refundd_tco_budget_refused_total",
+		Help: "Requests to 2Checkout held back by the fleet's shared budget, by reason: rate_limit and paused (the request waited), start_deadline, context and unavailable (it was not sent).",
+	}, []string{"reason"})
+	pause := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "refundd_tco_pause_seconds",
+		Help: "Seconds left of the pause 2Checkout asked for (429/503 with Retry-After), shared by every replica; 0 when none.",
+	}, m.pauseLeft)
+	m.register(m.budgetWait, m.budgetRefused, pause)
+	for _, r := range []string{vendorbudget.ReasonRateLimit, vendorbudget.ReasonPaused, vendorbudget.ReasonStartDeadline, vendorbudget.ReasonContext, vendorbudget.ReasonUnavailable} {
+		m.budgetRefused.WithLabelValues(r)
 	}
 	m.register(m.cancellations, m.attempts, m.requests, m.latency, m.logins, m.slack,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -117,6 +141,28 @@ func (m *Metrics) ReportReadiness(ready func() bool) {
 		}
 		return 0
 	}))
+}
+
+// Waited implements vendorbudget.Observer.
+func (m *Metrics) Waited(_ string, d time.Duration) { m.budgetWait.Observe(d.Seconds()) }
+
+// Refused implements vendorbudget.Observer.
+func (m *Metrics) Refused(_, reason string) { m.budgetRefused.WithLabelValues(reason).Inc() }
+
+// Paused implements vendorbudget.Observer: it keeps the latest end seen.
+func (m *Metrics) Paused(until time.Time) {
+	m.pauseMu.Lock()
+	if until.After(m.pausedUntil) {
+		m.pausedUntil = until
+	}
+	m.pauseMu.Unlock()
+}
+
+// pauseLeft answers the seconds left of the shared pause, 0 if none.
+func (m *Metrics) pauseLeft() float64 {
+	m.pauseMu.Lock()
+	defer m.pauseMu.Unlock()
+	return max(0, time.Until(m.pausedUntil).Seconds())
 }
 
 // Handler serves the registry in Prometheus' text format.

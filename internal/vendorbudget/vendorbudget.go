@@ -1,0 +1,420 @@
+// Package vendorbudget is what refundd's replicas share, through Redis, about
+// calling 2Checkout: one request budget for the whole fleet (a GCRA rate
+// limit, github.com/go-redis/redis_rate) and one pause, set by whichever
+// replica 2Checkout answers 429 or 503 with a Retry-After and honoured by all.
+//
+// A *Gate is an rpcclient.Gate. It never lets a request wait past the start
+// deadline of its context (rpcclient.WithStartDeadline): such a request fails
+// at once with rpcclient.ErrStartDeadline and takes no budget. If Redis cannot
+// be reached, Wait fails at once (the request is not sent, the caller retries
+// as after any transient failure); it neither spins nor lets requests through
+// unmetered.
+package vendorbudget
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/go-redis/redis_rate/v10"
+	"github.com/redis/go-redis/v9"
+	"go.uber.org/zap"
+
+	"github.com/refundd/refund-canceller/rpcclient"
+)
+
+// Config configures a Gate. The zero value of each optional field means the
+// default written beside it.
+type Config struct {
+	// Redis holds the shared state. Required. Every replica must use the
+	// same Redis (and database) and the same Key. Build it with
+	// ContextTimeoutEnabled (as redisconn does), so RedisTimeout bounds each
+	// command even when Redis stops answering.
+	Redis redis.UniversalClient
+	// Key names the shared state: the limiter's key and Key+":pause".
+	// Default "refundd:2co". Replicas calling 2Checkout as the same merchant
+	// share one key.
+	Key string
+	// Rate is the fleet's request rate to 2Checkout, per second. 0: no limit
+	// (the pause is still shared).
+	Rate int
+	// Burst is how many requests may go at once above the steady rate.
+	// Default 1: requests are spaced 1/Rate apart, fleet-wide.
+	Burst int
+	// MaxPause caps a pause asked for with Retry-After. Default 5m.
+	MaxPause time.Duration
+	// RedisTimeout bounds each Redis command. Default 1s.
+	RedisTimeout time.Duration
+	// Logger logs pauses. Default zap.NewNop().
+	Logger *zap.Logger
+	// Now is the clock start deadlines are read with. Default time.Now.
+	Now func() time.Time
+	// Observer, if set, is told of waits, refusals and pauses (metrics).
+	Observer Observer
+}
+
+// Defaults of Config.
+const (
+	DefaultKey          = "refundd:2co"
+	DefaultBurst        = 1
+	DefaultMaxPause     = 5 * time.Minute
+	DefaultRedisTimeout = time.Second
+)
+
+// Reasons a request had to wait or was refused, as Observer.Refused hears them.
+const (
+	ReasonPaused        = "paused"         // a shared pause was on: the request waited
+	ReasonRateLimit     = "rate_limit"     // the fleet's budget was spent: the request waited
+	ReasonStartDeadline = "start_deadline" // it could not start before its start deadline: not sent
+	ReasonContext       = "context"        // its context ended first: not sent
+	ReasonUnavailable   = "unavailable"    // Redis could not be asked: not sent
+)
+
+// Observer is told what the Gate does. It must be safe for concurrent use.
+type Observer interface {
+	// Waited: a request for method got its budget after waiting d (0: at once).
+	Waited(method string, d time.Duration)
+	// Refused: a request for method had to wait, or was refused, for reason
+	// (one of the Reason constants). A request is counted once per reason.
+	Refused(method, reason string)
+	// Paused: the shared pause, as this replica last saw it, lasts until until.
+	Paused(until time.Time)
+}
+
+// Gate is the fleet's shared budget of requests to 2Checkout. It is an
+// rpcclient.Gate and is safe for concurrent use.
+type Gate struct {
+	cfg      Config
+	limiter  *redis_rate.Limiter
+	limit    redis_rate.Limit
+	pauseKey string
+	// slow lets one goroutine of this process at a time poll a spent
+	// budget, so waiters do not hammer Redis; the others queue behind it.
+	slow chan struct{}
+	// local holds budget taken ahead, at most maxBatch requests' worth.
+	local    batch
+	maxBatch int
+	// The shared pause as last read from Redis, in time since epoch (a
+	// monotonic clock): when it was read and when it ends.
+	epoch      time.Time
+	pauseAsked atomic.Int64
+	pauseEnds  atomic.Int64
+}
+
+// pauseRecheck: a replica reads the shared pause from Redis at most this
+// often, so another replica's pause reaches it within pauseRecheck (plus a
+// round trip) without a read per request.
+const pauseRecheck = 20 * time.Millisecond
+
+// New validates cfg and returns a Gate.
+func New(cfg Config) (*Gate, error) {
+	if cfg.Redis == nil {
+		return nil, errors.New("vendorbudget: Config.Redis is required")
+	}
+	if cfg.Rate < 0 {
+		return nil, fmt.Errorf("vendorbudget: Rate %d must not be negative", cfg.Rate)
+	}
+	if cfg.Burst < 0 {
+		return nil, fmt.Errorf("vendorbudget: Burst %d must not be negative", cfg.Burst)
+	}
+	if cfg.MaxPause < 0 || cfg.RedisTimeout < 0 {
+		return nil, errors.New("vendorbudget: MaxPause and RedisTimeout must not be negative")
+	}
+	if cfg.Key == "" {
+		cfg.Key = DefaultKey
+	}
+	if cfg.Burst == 0 {
+		cfg.Burst = DefaultBurst
+	}
+	if cfg.MaxPause == 0 {
+		cfg.MaxPause = DefaultMaxPause
+	}
+	if cfg.RedisTimeout == 0 {
+		cfg.RedisTimeout = DefaultRedisTimeout
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = zap.NewNop()
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	return &Gate{
+		cfg:      cfg,
+		limiter:  redis_rate.NewLimiter(cfg.Redis),
+		limit:    redis_rate.Limit{Rate: cfg.Rate, Burst: cfg.Burst, Period: time.Second},
+		pauseKey: cfg.Key + ":pause",
+		slow:     make(chan struct{}, 1),
+		maxBatch: max(1, min(cfg.Burst, int(float64(cfg.Rate)*batchTTL.Seconds()))),
+		epoch:    time.Now().Add(-pauseRecheck), // the first request reads the pause
+	}, nil
+}
+
+// Limited reports whether the Gate enforces a rate (Rate > 0).
+func (g *Gate) Limited() bool { return g.cfg.Rate > 0 }
+
+// Wait implements rpcclient.Gate: it answers nil once the request may be
+// sent and its budget is taken, rpcclient.ErrStartDeadline (at once, without
+// taking budget) if that cannot happen before the start deadline, the
+// context's error if it ends first, or an error naming Redis if Redis cannot
+// be asked.
+func (g *Gate) Wait(ctx context.Context, method string) error {
+	start := time.Now() // wall clock: a duration for the histogram
+	counted := map[string]bool{}
+	refused := func(reason string) {
+		if g.cfg.Observer != nil && !counted[reason] {
+			counted[reason] = true
+			g.cfg.Observer.Refused(method, reason)
+		}
+	}
+	queued := false
+	for {
+		wait, reason, err := g.next(ctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				refused(ReasonContext)
+				return ctx.Err()
+			}
+			refused(ReasonUnavailable)
+			return fmt.Errorf("shared budget in Redis: %w", err)
+		}
+		if wait <= 0 {
+			if g.cfg.Observer != nil {
+				g.cfg.Observer.Waited(method, time.Since(start))
+			}
+			return nil
+		}
+		refused(reason)
+		// No jitter: with one poller per process (slow), the first to wake
+		// takes the slot; a late one would waste it (GCRA does not bank
+		// unused time beyond Burst).
+		if err := g.mayWait(ctx, wait); err != nil {
+			refused(reasonOf(err))
+			return err
+		}
+		if !queued {
+			// One poller per process: the others wait their turn here,
+			// never past their start deadline.
+			if err := g.sleep(ctx, g.slow, 0); err != nil {
+				refused(reasonOf(err))
+				return err
+			}
+			queued = true
+			defer func() { <-g.slow }()
+			continue // the budget may have come while queuing
+		}
+		if err := g.sleep(ctx, nil, wait); err != nil {
+			refused(reasonOf(err))
+			return err
+		}
+	}
+}
+
+// next asks Redis whether a request may go now: wait 0 means yes, and the
+// budget is taken; otherwise wait is how long until it might, and reason why.
+func (g *Gate) next(ctx context.Context) (wait time.Duration, reason string, err error) {
+	rctx, cancel := context.WithTimeout(ctx, g.cfg.RedisTimeout)
+	defer cancel()
+	now := time.Since(g.epoch)
+	if now-time.Duration(g.pauseAsked.Load()) >= pauseRecheck {
+		pttl, err := g.cfg.Redis.PTTL(rctx, g.pauseKey).Result()
+		if err != nil {
+			return 0, "", err
+		}
+		g.pauseAsked.Store(int64(now))
+		g.pauseEnds.Store(int64(now + max(pttl, 0)))
+	}
+	if left := time.Duration(g.pauseEnds.Load()) - now; left > 0 {
+		g.local.drop()
+		g.observePause(left)
+		return left, ReasonPaused, nil
+	}
+	if g.cfg.Rate == 0 || g.local.take(time.Now()) {
+		return 0, "", nil
+	}
+	var res *redis_rate.Result
+	if want := g.local.want(g.maxBatch); want > 1 {
+		res, err = g.limiter.AllowAtMost(rctx, g.cfg.Key, g.limit, want)
+	} else {
+		// AllowAtMost compares a float with 1: with Burst 1 rounding can
+		// refuse the one request the GCRA allows, again and again.
+		res, err = g.limiter.Allow(rctx, g.cfg.Key, g.limit)
+	}
+	if err != nil {
+		return 0, "", err
+	}
+	if res.Allowed > 0 {
+		g.local.keep(res.Allowed-1, time.Now())
+		return 0, "", nil
+	}
+	return max(res.RetryAfter, time.Millisecond), ReasonRateLimit, nil
+}
+
+// batchTTL is how long budget taken from Redis for this process's next
+// requests stays usable. Requests go at most batchTTL after their budget
+// was taken, so in any second the fleet sends at most Rate·(1+batchTTL/1s)
+// + Burst requests.
+const batchTTL = 50 * time.Millisecond
+
+// batch is budget this process took from Redis ahead of need, as the GCRA
+// allows up to Burst at once: when the limit is far above the load, most
+// requests take their budget here without a round trip to Redis. It takes
+// as much as its recent demand, so it does not take budget other replicas
+// could use.
+type batch struct {
+	mu       sync.Mutex
+	tokens   int
+	expires  time.Time
+	winStart time.Time
+	inWin    int // requests asked for since winStart
+	lastWin  int // requests asked for in the window of batchTTL before
+}
+
+// take counts a request and answers whether it got budget held here.
+func (b *batch) take(now time.Time) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if d := now.Sub(b.winStart); d >= batchTTL {
+		b.lastWin = 0
+		if d < 2*batchTTL {
+			b.lastWin = b.inWin
+		}
+		b.inWin, b.winStart = 0, now
+	}
+	b.inWin++
+	if b.tokens > 0 && now.Before(b.expires) {
+		b.tokens--
+		return true
+	}
+	b.tokens = 0
+	return false
+}
+
+// want answers how much budget to ask Redis for: the recent demand (this
+// window's or the last one's), from 1 to most.
+func (b *batch) want(most int) int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return max(1, min(max(b.lastWin, b.inWin), most))
+}
+
+// keep holds n more requests' budget until now+batchTTL.
+func (b *batch) keep(n int, now time.Time) {
+	if n <= 0 {
+		return
+	}
+	b.mu.Lock()
+	b.tokens, b.expires = b.tokens+n, now.Add(batchTTL)
+	b.mu.Unlock()
+}
+
+// drop forgets held budget (a pause began).
+func (b *batch) drop() {
+	b.mu.Lock()
+	b.tokens = 0
+	b.mu.Unlock()
+}
+
+// mayWait answers nil if a request may wait d from now: it would still start
+// before its start deadline and before its context's deadline.
+func (g *Gate) mayWait(ctx context.Context, d time.Duration) error {
+	sd, hasStart := rpcclient.StartDeadline(ctx)
+	cd, hasCtx := ctx.Deadline()
+	return waitRefusal(g.cfg.Now(), d, sd, hasStart, cd, hasCtx)
+}
+
+// waitRefusal is the rule for a request that must wait d from now:
+// rpcclient.ErrStartDeadline if it would start at or after its start
+// deadline, context.DeadlineExceeded if its context would end first, nil if
+// it may wait.
+func waitRefusal(now time.Time, d time.Duration, startDeadline time.Time, hasStart bool, ctxDeadline time.Time, hasCtx bool) error {
+	at := now.Add(d)
+	if hasStart && !at.Before(startDeadline) {
+		return rpcclient.ErrStartDeadline
+	}
+	if hasCtx && !at.Before(ctxDeadline) {
+		return context.DeadlineExceeded
+	}
+	return nil
+}
+
+// sleep waits d, or for a slot of sem if sem is set; never past the start
+// deadline (ErrStartDeadline) nor the context (its error).
+func (g *Gate) sleep(ctx context.Context, sem chan struct{}, d time.Duration) error {
+	var deadline <-chan time.Time
+	if sd, ok := rpcclient.StartDeadline(ctx); ok {
+		t := time.NewTimer(sd.Sub(g.cfg.Now()))
+		defer t.Stop()
+		deadline = t.C
+	}
+	var done <-chan time.Time
+	if sem == nil {
+		t := time.NewTimer(d)
+		defer t.Stop()
+		done = t.C
+	}
+	select {
+	case sem <- struct{}{}:
+		return nil
+	case <-done:
+		return nil
+	case <-deadline:
+		return rpcclient.ErrStartDeadline
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func reasonOf(err error) string {
+	if errors.Is(err, rpcclient.ErrStartDeadline) {
+		return ReasonStartDeadline
+	}
+	return ReasonContext
+}
+
+// pauseScript sets the pause key to last ARGV[1] ms unless it already lasts
+// longer, and answers how long it lasts now.
+var pauseScript = redis.NewScript(`
+local ttl = redis.call("PTTL", KEYS[1])
+local want = tonumber(ARGV[1])
+if ttl < want then
+  redis.call("SET", KEYS[1], ARGV[2], "PX", want)
+  return want
+end
+return ttl
+`)
+
+// Pause implements rpcclient.Gate: no replica sends a request for d (at most
+// MaxPause), unless a longer pause is already on.
+func (g *Gate) Pause(ctx context.Context, method string, d time.Duration) {
+	if d <= 0 {
+		return
+	}
+	d = min(d, g.cfg.MaxPause)
+	// The caller's context may be about to end; the pause must still be set.
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), g.cfg.RedisTimeout)
+	defer cancel()
+	ms, err := pauseScript.Run(rctx, g.cfg.Redis, []string{g.pauseKey}, d.Milliseconds(), method).Int64()
+	if err != nil {
+		g.cfg.Logger.Warn("2Checkout asked for a pause that could not be shared with the fleet", zap.String("method", method),
+			zap.Duration("retry_after", d), zap.Error(err))
+		return
+	}
+	now := time.Since(g.epoch)
+	g.pauseAsked.Store(int64(now))
+	g.pauseEnds.Store(int64(now + time.Duration(ms)*time.Millisecond))
+	g.local.drop()
+	g.observePause(time.Duration(ms) * time.Millisecond)
+	g.cfg.Logger.Warn("2Checkout asked to slow down: every replica pauses its requests", zap.String("method", method),
+		zap.Duration("retry_after", d), zap.Duration("pause", time.Duration(ms)*time.Millisecond))
+}
+
+func (g *Gate) observePause(d time.Duration) {
+	if g.cfg.Observer != nil {
+		g.cfg.Observer.Paused(time.Now().Add(d))
+	}
+}
+
+var _ rpcclient.Gate = (*Gate)(nil)

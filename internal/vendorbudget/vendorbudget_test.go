@@ -1,0 +1,334 @@
+package vendorbudget
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"net"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/refundd/refund-canceller/internal/redistest"
+	"github.com/refundd/refund-canceller/rpcclient"
+)
+
+func TestWaitRefusal(t *testing.T) {
+	now := time.Date(2026, 11, 25, 10, 0, 0, 0, time.UTC)
+	cases := []struct {
+		name     string
+		d        time.Duration
+		start    time.Time
+		hasStart bool
+		ctxEnd   time.Time
+		hasCtx   bool
+		want     error
+	}{
+		{"no deadlines", time.Hour, time.Time{}, false, time.Time{}, false, nil},
+		{"starts just before the start deadline", time.Second, now.Add(time.Second + 1), true, time.Time{}, false, nil},
+		{"would start at the start deadline", time.Second, now.Add(time.Second), true, time.Time{}, false, rpcclient.ErrStartDeadline},
+		{"would start after the start deadline", 3 * time.Second, now.Add(time.Second), true, time.Time{}, false, rpcclient.ErrStartDeadline},
+		{"start deadline already passed", 0, now.Add(-time.Second), true, time.Time{}, false, rpcclient.ErrStartDeadline},
+		{"context ends first", time.Second, now.Add(time.Hour), true, now.Add(time.Second), true, context.DeadlineExceeded},
+		{"context ends later", time.Second, now.Add(time.Hour), true, now.Add(time.Second + 1), true, nil},
+		{"start deadline wins over the context", 5 * time.Second, now.Add(time.Second), true, now.Add(2 * time.Second), true, rpcclient.ErrStartDeadline},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := waitRefusal(now, tc.d, tc.start, tc.hasStart, tc.ctxEnd, tc.hasCtx); !errors.Is(got, tc.want) || (got == nil) != (tc.want == nil) {
+				t.Fatalf("got %v, want %v", got, tc.want)
+			}
+		})
+	}
+}
+
+// counts is an Observer that counts.
+type counts struct {
+	mu      sync.Mutex
+	refused map[string]int
+	waited  int
+	until   time.Time
+}
+
+func (c *counts) Waited(string, time.Duration) { c.mu.Lock(); c.waited++; c.mu.Unlock() }
+func (c *counts) Refused(_, reason string) {
+	c.mu.Lock()
+	if c.refused == nil {
+		c.refused = map[string]int{}
+	}
+	c.refused[reason]++
+	c.mu.Unlock()
+}
+func (c *counts) Paused(until time.Time) { c.mu.Lock(); c.until = until; c.mu.Unlock() }
+func (c *counts) get(reason string) int  { c.mu.Lock(); defer c.mu.Unlock(); return c.refused[reason] }
+
+// testKey answers a key of the test's own, deleted when it ends.
+func testKey(t *testing.T, rc redis.UniversalClient) string {
+	var b [6]byte
+	_, _ = rand.Read(b[:])
+	key := "test-budget-" + hex.EncodeToString(b[:])
+	t.Cleanup(func() { rc.Del(context.Background(), "rate:"+key, key+":pause") })
+	return key
+}
+
+func newGates(t *testing.T, n int, cfg Config) ([]*Gate, []*counts) {
+	t.Helper()
+	r := redistest.New(t)
+	rc := r.Client()
+	t.Cleanup(func() { rc.Close() })
+	cfg.Redis, cfg.Key = rc, testKey(t, rc)
+	var gs []*Gate
+	var cs []*counts
+	for range n {
+		c := &counts{}
+		cfg.Observer = c
+		g, err := New(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		gs, cs = append(gs, g), append(cs, c)
+	}
+	return gs, cs
+}
+
+func within(d time.Duration) context.Context {
+	return rpcclient.WithStartDeadline(context.Background(), time.Now().Add(d))
+}
+
+func TestRateLimitSharedAndNoBudgetWhenLate(t *testing.T) {
+	gs, cs := newGates(t, 2, Config{Rate: 2, Burst: 1})
+	if err := gs[0].Wait(context.Background(), "login"); err != nil {
+		t.Fatal(err)
+	}
+	// The other replica's budget is the same: its next request must wait
+	// about 500ms, so with 100ms to its start deadline it is refused at once.
+	t0 := time.Now()
+	if err := gs[1].Wait(within(100*time.Millisecond), "cancelRefund"); !errors.Is(err, rpcclient.ErrStartDeadline) {
+		t.Fatalf("late request: %v, want ErrStartDeadline", err)
+	}
+	if took := time.Since(t0); took > 90*time.Millisecond {
+		t.Fatalf("the late request waited %v before being refused; it should not wait at all", took)
+	}
+	if cs[1].get(ReasonRateLimit) != 1 || cs[1].get(ReasonStartDeadline) != 1 {
+		t.Fatalf("refusals %v", cs[1].refused)
+	}
+	// The refused request took no budget: one with time enough gets the
+	// next slot, 500ms after the first, not 1s.
+	if err := gs[1].Wait(within(900*time.Millisecond), "cancelRefund"); err != nil {
+		t.Fatalf("request with time enough: %v", err)
+	}
+	if took := time.Since(t0); took < 300*time.Millisecond {
+		t.Fatalf("second request went after %v; the shared rate of 2/s allows one per 500ms", took)
+	}
+}
+
+func TestPauseSharedCappedAndNeverShortened(t *testing.T) {
+	gs, cs := newGates(t, 2, Config{MaxPause: 2 * time.Second})
+	gs[0].Pause(context.Background(), "cancelRefund", time.Hour) // capped at MaxPause
+	pttl := gs[0].cfg.Redis.PTTL(context.Background(), gs[0].pauseKey).Val()
+	if pttl <= time.Second || pttl > 2*time.Second {
+		t.Fatalf("pause lasts %v, want MaxPause 2s", pttl)
+	}
+	gs[1].Pause(context.Background(), "cancelRefund", 100*time.Millisecond) // shorter: ignored
+	if p := gs[1].cfg.Redis.PTTL(context.Background(), gs[1].pauseKey).Val(); p <= time.Second {
+		t.Fatalf("a shorter pause shortened the shared one to %v", p)
+	}
+	// The other replica honours it: a request due within 500ms is refused at once.
+	if err := gs[1].Wait(within(500*time.Millisecond), "cancelRefund"); !errors.Is(err, rpcclient.ErrStartDeadline) {
+		t.Fatalf("request during the pause: %v, want ErrStartDeadline", err)
+	}
+	if cs[1].get(ReasonPaused) != 1 || cs[1].until.Before(time.Now().Add(time.Second)) {
+		t.Fatalf("observer: refused %v, paused until %v", cs[1].refused, cs[1].until)
+	}
+}
+
+func TestWaitOutlastsPause(t *testing.T) {
+	gs, cs := newGates(t, 2, Config{Rate: 1000})
+	gs[0].Pause(context.Background(), "cancelRefund", 300*time.Millisecond)
+	t0 := time.Now()
+	if err := gs[1].Wait(within(5*time.Second), "cancelRefund"); err != nil {
+		t.Fatal(err)
+	}
+	if took := time.Since(t0); took < 250*time.Millisecond {
+		t.Fatalf("the request went %v into a 300ms pause", took)
+	}
+	if cs[1].waited != 1 || cs[1].get(ReasonPaused) != 1 {
+		t.Fatalf("observer: waited %d, refused %v", cs[1].waited, cs[1].refused)
+	}
+}
+
+func TestConcurrentWaitersEachGetOneSlot(t *testing.T) {
+	gs, cs := newGates(t, 3, Config{Rate: 20, Burst: 1})
+	var wg sync.WaitGroup
+	errs := make(chan error, 30)
+	for i := range 30 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs <- gs[i%3].Wait(within(5*time.Second), "cancelRefund")
+		}()
+	}
+	t0 := time.Now()
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	// 30 requests at 20/s with a burst of 1 need at least 29/20 s.
+	if took := time.Since(t0); took < 1400*time.Millisecond {
+		t.Fatalf("30 requests went in %v; the shared limit of 20/s needs 1.45s", took)
+	}
+	if cs[0].waited+cs[1].waited+cs[2].waited != 30 {
+		t.Fatal("not every request was observed")
+	}
+}
+
+func TestRedisUnreachable(t *testing.T) {
+	cases := map[string]func(t *testing.T) string{
+		"refused": func(t *testing.T) string {
+			r := redistest.Start(t)
+			r.Stop()
+			return r.URL
+		},
+		"never answers": func(t *testing.T) string {
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { ln.Close() })
+			go func() {
+				for {
+					c, err := ln.Accept()
+					if err != nil {
+						return
+					}
+					t.Cleanup(func() { c.Close() })
+				}
+			}()
+			return "redis://" + ln.Addr().String()
+		},
+	}
+	for name, addr := range cases {
+		t.Run(name, func(t *testing.T) {
+			opt, err := redis.ParseURL(addr(t))
+			if err != nil {
+				t.Fatal(err)
+			}
+			opt.MaxRetries, opt.ContextTimeoutEnabled = -1, true
+			rc := redis.NewClient(opt)
+			defer rc.Close()
+			c := &counts{}
+			g, err := New(Config{Redis: rc, Rate: 10, RedisTimeout: 200 * time.Millisecond, Observer: c})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t0 := time.Now()
+			err = g.Wait(within(time.Minute), "cancelRefund")
+			if err == nil || errors.Is(err, rpcclient.ErrStartDeadline) {
+				t.Fatalf("Wait with Redis unreachable: %v, want an error naming Redis", err)
+			}
+			if took := time.Since(t0); took > 5*time.Second {
+				t.Fatalf("Wait took %v; it must fail at once", took)
+			}
+			if c.get(ReasonUnavailable) != 1 || c.waited != 0 {
+				t.Fatalf("observer: %v waited %d", c.refused, c.waited)
+			}
+		})
+	}
+}
+
+func TestNewValidates(t *testing.T) {
+	rc := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1"})
+	defer rc.Close()
+	for name, cfg := range map[string]Config{
+		"no redis":       {},
+		"negative rate":  {Redis: rc, Rate: -1},
+		"negative burst": {Redis: rc, Burst: -1},
+		"negative pause": {Redis: rc, MaxPause: -time.Second},
+	} {
+		if _, err := New(cfg); err == nil {
+			t.Errorf("%s: accepted", name)
+		}
+	}
+}
+
+// scriptCalls counts the Lua scripts a client runs.
+type scriptCalls struct{ n atomic.Int64 }
+
+func (*scriptCalls) DialHook(next redis.DialHook) redis.DialHook { return next }
+func (s *scriptCalls) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		if name := cmd.Name(); name == "evalsha" || name == "eval" {
+			s.n.Add(1)
+		}
+		return next(ctx, cmd)
+	}
+}
+func (*scriptCalls) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return next
+}
+
+// With a limit far above the load, a replica takes budget from Redis in
+// batches (up to Burst, at most batchTTL's worth of the rate): most requests
+// cost no round trip for the limit.
+func TestBatchesWhenFarBelowTheLimit(t *testing.T) {
+	gs, _ := newGates(t, 1, Config{Rate: 100000, Burst: 100})
+	calls := &scriptCalls{}
+	gs[0].cfg.Redis.AddHook(calls)
+	for range 1000 {
+		if err := gs[0].Wait(context.Background(), "cancelRefund"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := calls.n.Load(); n > 200 {
+		t.Fatalf("%d limiter scripts for 1000 requests; batching should need far fewer", n)
+	}
+}
+
+// Batches never let the fleet exceed its rate by more than batchTTL's worth
+// plus the burst: three gates hammering a limit of 200/s with a burst of 10
+// grant at most 200·1.05+10 in any second.
+func TestBatchesKeepTheLimit(t *testing.T) {
+	const rate, burst = 200, 10
+	gs, _ := newGates(t, 3, Config{Rate: rate, Burst: burst})
+	var mu sync.Mutex
+	var grants []time.Time
+	stop := time.Now().Add(2500 * time.Millisecond)
+	var wg sync.WaitGroup
+	for i := range 30 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for time.Now().Before(stop) {
+				if err := gs[i%3].Wait(within(time.Second), "cancelRefund"); err != nil {
+					continue // refused near its start deadline: no budget taken
+				}
+				mu.Lock()
+				grants = append(grants, time.Now())
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	slices.SortFunc(grants, func(a, b time.Time) int { return a.Compare(b) })
+	most := 0
+	for i, j := 0, 0; i < len(grants); i++ {
+		for j < len(grants) && grants[j].Before(grants[i].Add(time.Second)) {
+			j++
+		}
+		most = max(most, j-i)
+	}
+	if limit := int(rate*(1+batchTTL.Seconds())) + burst; most > limit {
+		t.Fatalf("%d grants in one second; at most %d allowed", most, limit)
+	}
+	if len(grants) < rate*2 {
+		t.Fatalf("only %d grants in 2.5s at %d/s", len(grants), rate)
+	}
+}
