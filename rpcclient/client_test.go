@@ -489,6 +489,8 @@ func TestMaybeApplied(t *testing.T) {
 		{&rpcclient.TransportError{Method: "cancelRefund", Err: io.ErrUnexpectedEOF}, true},
 		{&rpcclient.TransportError{Method: "cancelRefund", Err: context.DeadlineExceeded}, true},
 		{&rpcclient.TransportError{Method: "cancelRefund", Err: context.Canceled, NotSent: true}, false},
+		{&rpcclient.GateError{Method: "login", Err: context.DeadlineExceeded}, false},
+		{&rpcclient.GateError{Method: "cancelRefund", Err: errors.New("redis: connection refused")}, false},
 		{&rpcclient.TransportError{Method: "login", Err: io.ErrUnexpectedEOF}, false},
 		{&rpcclient.TransportError{Method: "cancelRefund", Err: &net.OpError{Op: "dial", Err: errors.New("refused")}}, false},
 		{api("cancelRefund", "HTTP_STATUS", 503), true},

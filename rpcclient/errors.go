@@ -176,6 +176,10 @@ func MaybeApplied(err error) bool {
 	if err == nil || errors.Is(err, ErrStartDeadline) {
 		return false
 	}
+	var ge *GateError
+	if errors.As(err, &ge) {
+		return false // the Gate refused it: never sent
+	}
 	var te *TransportError
 	if errors.As(err, &te) {
 		var oe *net.OpError

@@ -147,8 +147,11 @@ func TestPauseNeverSendsPastTheCutoff(t *testing.T) {
 	if !strings.HasPrefix(info.LastErr, "window closed at ") && !strings.HasPrefix(info.LastErr, "no retry fits before the window closes") {
 		t.Fatalf("LATE's reason %q, want the window rule's", info.LastErr)
 	}
-	if cutoff := initiated.Add(tasksWindow - time.Minute); !info.LastFailedAt.Before(cutoff) {
-		t.Fatalf("LATE archived at %v, after its cut-off %v: it waited for the pause instead of giving up at once", info.LastFailedAt, cutoff)
+	// The wait for budget never crosses the cut-off; a retry may still be
+	// placed in the last slot before it (the window rule's last retry),
+	// whose run archives the task as soon as the queue hands it over.
+	if cutoff := initiated.Add(tasksWindow - time.Minute); info.LastFailedAt.After(cutoff.Add(10 * time.Second)) {
+		t.Fatalf("LATE archived at %v, long after its cut-off %v: it waited for the pause instead of following the window rule; %s", info.LastFailedAt, cutoff, info.LastErr)
 	}
 	for _, c := range f.SB.Ledger() {
 		if c.OrderRef == "LATE" {
