@@ -28,6 +28,10 @@ type DashboardConfig struct {
 	// Loopback says the ops server listens only on a loopback address: only
 	// then may the dashboard be served without credentials.
 	Loopback bool
+	// PrometheusURL, if set, is the Prometheus the dashboard's Metrics page
+	// draws time-series charts from (Asynqmon's PrometheusAddress): the ops
+	// server queries it, and the page shows it.
+	PrometheusURL string
 }
 
 // Dashboard is Asynqmon behind basic auth.
@@ -40,11 +44,12 @@ type Dashboard struct {
 // address it refuses every request (403) rather than serve it open.
 func NewDashboard(cfg DashboardConfig) *Dashboard {
 	h := asynqmon.New(asynqmon.Options{
-		RootPath:         DashboardPath,
-		RedisConnOpt:     cfg.Redis,
-		PayloadFormatter: asynqmon.PayloadFormatterFunc(FormatPayload),
-		ResultFormatter:  asynqmon.ResultFormatterFunc(FormatResult),
-		ReadOnly:         cfg.ReadOnly,
+		RootPath:          DashboardPath,
+		RedisConnOpt:      cfg.Redis,
+		PayloadFormatter:  asynqmon.PayloadFormatterFunc(FormatPayload),
+		ResultFormatter:   asynqmon.ResultFormatterFunc(FormatResult),
+		ReadOnly:          cfg.ReadOnly,
+		PrometheusAddress: cfg.PrometheusURL,
 	})
 	var serve http.Handler = h
 	switch {

@@ -1,9 +1,14 @@
 package ops_test
 
 import (
+	"io"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/hibiken/asynq"
 
 	"github.com/refundd/refund-canceller/internal/ops"
 )
@@ -104,5 +109,59 @@ func TestFormatResult(t *testing.T) {
 	}
 	if got := ops.FormatResult("other", []byte("x")); got != "x" {
 		t.Errorf("other type: %q", got)
+	}
+}
+
+// PrometheusURL reaches Asynqmon: its page names it (the Metrics page
+// draws charts only then) and its metrics API queries that Prometheus.
+func TestDashboardPrometheus(t *testing.T) {
+	queried := make(chan string, 32)
+	prom := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		queried <- r.URL.Path + "?" + r.URL.Query().Get("query")
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = io.WriteString(w, `{"status":"success","data":{"resultType":"matrix","result":[]}}`)
+	}))
+	defer prom.Close()
+	get := func(srv *httptest.Server, path string) (int, string) {
+		t.Helper()
+		resp, err := http.Get(srv.URL + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	for _, tc := range []struct{ url, page string }{
+		{"", `FLAG_PROMETHEUS_SERVER_ADDRESS=""`},
+		{prom.URL, `FLAG_PROMETHEUS_SERVER_ADDRESS="` + prom.URL + `"`},
+	} {
+		d := ops.NewDashboard(ops.DashboardConfig{Redis: asynq.RedisClientOpt{Addr: "127.0.0.1:1"}, Loopback: true, PrometheusURL: tc.url})
+		defer d.Close()
+		mux := http.NewServeMux()
+		d.Register(mux)
+		srv := httptest.NewServer(mux)
+		defer srv.Close()
+		// html/template writes the URL as a JavaScript string: "/" as "\/".
+		if code, body := get(srv, "/monitoring/"); code != 200 || !strings.Contains(strings.ReplaceAll(body, `\/`, "/"), tc.page) {
+			t.Errorf("PrometheusURL %q: the page (%d) does not hold %s", tc.url, code, tc.page)
+		}
+	}
+	d := ops.NewDashboard(ops.DashboardConfig{Redis: asynq.RedisClientOpt{Addr: "127.0.0.1:1"}, Loopback: true, PrometheusURL: prom.URL})
+	defer d.Close()
+	mux := http.NewServeMux()
+	d.Register(mux)
+	srv := httptest.NewServer(mux)
+	defer srv.Close()
+	if code, body := get(srv, "/monitoring/api/metrics?duration_sec=3600"); code != 200 {
+		t.Fatalf("metrics API: %d %s", code, body)
+	}
+	select {
+	case q := <-queried:
+		if !strings.HasPrefix(q, "/api/v1/query_range?") || !strings.Contains(q, "asynq_") {
+			t.Errorf("Prometheus was asked %q", q)
+		}
+	default:
+		t.Fatal("the dashboard's metrics API did not query PrometheusURL")
 	}
 }
