@@ -1,6 +1,7 @@
 package ops
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"net/http"
@@ -32,35 +33,53 @@ type DashboardConfig struct {
 	// draws time-series charts from (Asynqmon's PrometheusAddress): the ops
 	// server queries it, and the page shows it.
 	PrometheusURL string
+	// Queue is the cancellation queue. If set, each cancellation's payload
+	// is shown with the outcome its task's result record holds (see
+	// Dashboard), read with one Redis call per task shown.
+	Queue string
 }
 
 // Dashboard is Asynqmon behind basic auth.
+//
+// Asynqmon's tables draw one column of our text for every task state — the
+// payload — and at 1400 px its completed table draws its Result column off
+// screen (the task IDs are long), while its archived table and archived
+// task page show no result at all. So for a cancellation in
+// DashboardConfig.Queue with a result record, the payload cell holds two
+// lines: FormatPayload's ("DEMO0001 · closes 00:35:10Z · …") and
+// FormatResult's ("cancelled · RF-1 · 1 try · …").
 type Dashboard struct {
 	h     *asynqmon.HTTPHandler
 	serve http.Handler
+	insp  *asynq.Inspector // nil without DashboardConfig.Queue
+	queue string
 }
 
 // NewDashboard builds the dashboard. Without credentials on a non-loopback
 // address it refuses every request (403) rather than serve it open.
 func NewDashboard(cfg DashboardConfig) *Dashboard {
-	h := asynqmon.New(asynqmon.Options{
+	d := &Dashboard{queue: cfg.Queue}
+	if cfg.Queue != "" {
+		d.insp = asynq.NewInspector(cfg.Redis)
+	}
+	d.h = asynqmon.New(asynqmon.Options{
 		RootPath:          DashboardPath,
 		RedisConnOpt:      cfg.Redis,
-		PayloadFormatter:  asynqmon.PayloadFormatterFunc(FormatPayload),
+		PayloadFormatter:  asynqmon.PayloadFormatterFunc(d.formatPayload),
 		ResultFormatter:   asynqmon.ResultFormatterFunc(FormatResult),
 		ReadOnly:          cfg.ReadOnly,
 		PrometheusAddress: cfg.PrometheusURL,
 	})
-	var serve http.Handler = h
+	d.serve = d.h
 	switch {
 	case cfg.User != "" && cfg.Password != "":
-		serve = BasicAuth(cfg.User, cfg.Password, "refundd dashboard", h)
+		d.serve = BasicAuth(cfg.User, cfg.Password, "refundd dashboard", d.h)
 	case !cfg.Loopback:
-		serve = http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		d.serve = http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 			WriteJSON(w, http.StatusForbidden, errorBody{Error: "the dashboard is not served without DASHBOARD_USER and DASHBOARD_PASSWORD on a non-loopback OPS_ADDR"})
 		})
 	}
-	return &Dashboard{h: h, serve: serve}
+	return d
 }
 
 // Register adds the dashboard to mux under DashboardPath.
@@ -70,7 +89,28 @@ func (d *Dashboard) Register(mux *http.ServeMux) {
 }
 
 // Close releases the dashboard's Redis connections.
-func (d *Dashboard) Close() error { return d.h.Close() }
+func (d *Dashboard) Close() error {
+	err := d.h.Close()
+	if d.insp != nil {
+		err = errors.Join(err, d.insp.Close())
+	}
+	return err
+}
+
+// formatPayload is the dashboard's payload text: FormatPayload's line and,
+// for a cancellation whose task has a result record, FormatResult's line.
+// Both lines are the worker's or quoted (no field can add a line).
+func (d *Dashboard) formatPayload(taskType string, payload []byte) string {
+	s, p := describePayload(time.Now(), taskType, payload)
+	if p == nil || d.insp == nil {
+		return s
+	}
+	info, err := d.insp.GetTaskInfo(d.queue, p.TaskID())
+	if err != nil || !bytes.Equal(info.Payload, payload) || len(info.Result) == 0 {
+		return s // not this task, or no record yet
+	}
+	return s + "\n" + FormatResult(taskType, info.Result)
+}
 
 // The dashboard's text for a cancellation. Asynqmon shows the same
 // formatter string in its tables and on the task page, each in a box about
@@ -89,14 +129,21 @@ func FormatPayload(taskType string, payload []byte) string {
 }
 
 func formatPayload(now time.Time, taskType string, payload []byte) string {
+	s, _ := describePayload(now, taskType, payload)
+	return s
+}
+
+// describePayload answers FormatPayload's text and the payload, if it is a
+// valid cancellation.
+func describePayload(now time.Time, taskType string, payload []byte) (string, *tasks.CancelRefund) {
 	if taskType != tasks.TypeCancelRefund {
-		return string(payload)
+		return string(payload), nil
 	}
 	p, err := tasks.Decode(payload)
 	if err != nil {
 		// Quoted: a refused payload may hold the very characters (newlines,
 		// bidirectional overrides) that would spoof the dashboard's line.
-		return fmt.Sprintf("INVALID PAYLOAD (%v): %s", err, strconv.QuoteToASCII(clip.String(string(payload), 300)))
+		return fmt.Sprintf("INVALID PAYLOAD (%v): %s", err, strconv.QuoteToASCII(clip.String(string(payload), 300))), nil
 	}
 	closes := p.WindowClosesAt().UTC()
 	s := fmt.Sprintf("%s · closes %s · window closes %s · refund initiated %s", p.OrderRef, clock(now, closes),
@@ -107,7 +154,7 @@ func formatPayload(now time.Time, taskType string, payload []byte) string {
 	if p.RequestedBy != "" {
 		s += " · by " + p.RequestedBy
 	}
-	return s
+	return s, &p
 }
 
 // clock shows t (UTC) as a time of day if it falls on now's UTC day, else
