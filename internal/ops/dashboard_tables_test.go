@@ -48,8 +48,12 @@ func (fakeAPI) GetOrder(context.Context, string) (*rpcclient.Order, error) {
 // are ended by the real worker.Handler, so the records and last errors are
 // the ones refundd writes. Set DASHBOARD_SCREENSHOTS=dir to keep PNGs of
 // both pages.
-func TestDashboardTablesInBrowser(t *testing.T) {
-	chromium := findChromium(t)
+// finishedTasks runs the real worker.Handler (against a fake 2Checkout)
+// over three cancellations: DONE0001 cancelled (completed), REFU0001
+// refused and LATE0001 past its cut-off (archived); plus PEND0001, left
+// pending. It answers the Redis, the queue and each order's initiation.
+func finishedTasks(t *testing.T) (*redistest.Redis, string, map[string]time.Time) {
+	t.Helper()
 	r := redistest.New(t)
 	q := r.Queue(t)
 	enq, err := tasks.NewEnqueuer(tasks.EnqueuerConfig{Redis: r.Opt, Queue: q})
@@ -89,6 +93,74 @@ func TestDashboardTablesInBrowser(t *testing.T) {
 		return err == nil && info.Completed == 1 && info.Archived == 2
 	})
 	srv.Shutdown()
+	initiated["PEND0001"] = now.Add(-5 * time.Minute)
+	if _, err := enq.Enqueue(context.Background(), tasks.CancelRefund{OrderRef: "PEND0001", RefundInitiatedAt: initiated["PEND0001"]}); err != nil {
+		t.Fatal(err)
+	}
+	return r, q, initiated
+}
+
+// TestDashboardShowsOutcome: Asynqmon's task lists carry, in each
+// cancellation's payload text, the outcome of its result record as a
+// second line — for completed and archived tasks (whose lists have no
+// result) — and nothing for a task with no record yet.
+func TestDashboardShowsOutcome(t *testing.T) {
+	r, q, initiated := finishedTasks(t)
+	d := ops.NewDashboard(ops.DashboardConfig{Redis: r.Opt, Loopback: true, Queue: q})
+	defer d.Close()
+	mux := http.NewServeMux()
+	d.Register(mux)
+	web := serve(t, ops.ServerConfig{Handler: mux})
+	closes := func(ref string) string { return initiated[ref].Add(tasks.Window).Format("15:04:05Z") }
+	for _, tc := range []struct {
+		list  string
+		lines map[string][]string // order ref: the payload text's lines' starts
+	}{
+		{"completed_tasks", map[string][]string{"DONE0001": {"DONE0001 · closes ", "cancelled · RF-1 · 1 try · "}}},
+		{"archived_tasks", map[string][]string{
+			"REFU0001": {"REFU0001 · closes ", "refused · 1 try · outcome refused · 2Checkout 20002 ORDER_NOT_FOUND · "},
+			"LATE0001": {"LATE0001 · closes ", "window closed · 1 try · "},
+		}},
+		{"pending_tasks", map[string][]string{"PEND0001": {"PEND0001 · closes "}}},
+	} {
+		resp, err := http.Get(web.URL + "/monitoring/api/queues/" + q + "/" + tc.list)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var body struct {
+			Tasks []struct {
+				ID      string `json:"id"`
+				Payload string `json:"payload"`
+			} `json:"tasks"`
+		}
+		err = json.NewDecoder(resp.Body).Decode(&body)
+		resp.Body.Close()
+		if err != nil || len(body.Tasks) != len(tc.lines) {
+			t.Fatalf("%s: %d tasks, %v", tc.list, len(body.Tasks), err)
+		}
+		for _, task := range body.Tasks {
+			ref := strings.Split(task.ID, ":")[2]
+			want := tc.lines[ref]
+			got := strings.Split(task.Payload, "\n")
+			if len(got) != len(want) {
+				t.Errorf("%s %s: %d lines, want %d: %q", tc.list, ref, len(got), len(want), task.Payload)
+				continue
+			}
+			for i := range want {
+				if !strings.HasPrefix(got[i], want[i]) {
+					t.Errorf("%s %s: line %d is %q, want it to start %q", tc.list, ref, i+1, got[i], want[i])
+				}
+			}
+			if !strings.HasPrefix(got[0], ref+" · closes "+closes(ref)) {
+				t.Errorf("%s %s: %q does not show the close %s", tc.list, ref, got[0], closes(ref))
+			}
+		}
+	}
+}
+
+func TestDashboardTablesInBrowser(t *testing.T) {
+	chromium := findChromium(t)
+	r, q, initiated := finishedTasks(t)
 
 	// The dashboard, open on loopback, and a page of the same origin that
 	// frames a dashboard page and reports what of each table cell is drawn.
@@ -112,7 +184,7 @@ func TestDashboardTablesInBrowser(t *testing.T) {
 	defer cancel()
 	for _, tc := range []struct {
 		status string
-		rows   map[string][]string // order ref: what its row must show
+		rows   map[string][]string // order ref: what its row must draw
 	}{
 		{"completed", map[string][]string{
 			"DONE0001": {"DONE0001 · closes ", closes("DONE0001"), "cancelled · RF-1 · 1 try"},
