@@ -7,6 +7,7 @@ import (
 	"html"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"os"
 	"os/exec"
@@ -324,3 +325,58 @@ function check() {
 }
 f.onload = () => setTimeout(check, 100);
 </script></body></html>`
+
+// BenchmarkDashboardList: one page of 100 completed cancellations from
+// Asynqmon's API, with the outcome line (one Redis read per task) and
+// without (no Queue).
+func BenchmarkDashboardList(b *testing.B) {
+	r := redistest.New(b)
+	q := r.Queue(b)
+	enq, err := tasks.NewEnqueuer(tasks.EnqueuerConfig{Redis: r.Opt, Queue: q})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer enq.Close()
+	insp := asynq.NewInspector(r.Opt)
+	defer insp.Close()
+	start := time.Now().Add(-time.Hour)
+	for i := range 100 {
+		if _, err := enq.Enqueue(context.Background(), tasks.CancelRefund{OrderRef: "B" + strconv.Itoa(1000+i), RefundInitiatedAt: start}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	h, _ := worker.NewHandler(worker.HandlerConfig{Tasks: insp, API: fakeAPI{}})
+	srv, _ := worker.NewServer(worker.ServerConfig{Redis: r.Opt, Queue: q, Concurrency: 10}, h)
+	if err := srv.Start(); err != nil {
+		b.Fatal(err)
+	}
+	testutil.Eventually(b, 60*time.Second, "100 completed tasks", func() bool {
+		info, err := insp.GetQueueInfo(q)
+		return err == nil && info.Completed == 100
+	})
+	srv.Shutdown()
+	for _, mode := range []struct {
+		name  string
+		queue string
+	}{{"plain", ""}, {"outcome", q}} {
+		b.Run(mode.name, func(b *testing.B) {
+			d := ops.NewDashboard(ops.DashboardConfig{Redis: r.Opt, Loopback: true, Queue: mode.queue})
+			defer d.Close()
+			mux := http.NewServeMux()
+			d.Register(mux)
+			web := httptest.NewServer(mux)
+			defer web.Close()
+			for b.Loop() {
+				resp, err := http.Get(web.URL + "/monitoring/api/queues/" + q + "/completed_tasks?size=100")
+				if err != nil {
+					b.Fatal(err)
+				}
+				_, _ = io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != 200 {
+					b.Fatal(resp.Status)
+				}
+			}
+		})
+	}
+}
