@@ -59,7 +59,10 @@ type Config struct {
 	DashboardUser     string
 	DashboardPassword rpcclient.Secret
 	DashboardReadOnly bool
-	APIToken          rpcclient.Secret
+	// PrometheusURL, if set, is the Prometheus the dashboard draws its
+	// time-series charts from (Asynqmon's PrometheusAddress).
+	PrometheusURL string
+	APIToken      rpcclient.Secret
 	// Completion webhooks (off without NotifyURL).
 	NotifyURL    string
 	NotifySecret rpcclient.Secret
@@ -227,6 +230,16 @@ var Vars = []Var{
 		set: secretVar(12, func(c *Config) *rpcclient.Secret { return &c.DashboardPassword })},
 	{Name: "DASHBOARD_READ_ONLY", Default: "false", Help: "true: the dashboard shows but cannot change tasks or queues",
 		set: boolVar(func(c *Config) *bool { return &c.DashboardReadOnly })},
+	{Name: "PROMETHEUS_URL", Help: "Prometheus the dashboard draws time-series charts from (its /monitoring/ Metrics page), e.g. http://prometheus:9090; refundd's ops server queries it, the page shows it (off when empty)",
+		set: func(c *Config, v string) error {
+			if v != "" {
+				if err := checkPrometheusURL(v); err != nil {
+					return err
+				}
+			}
+			c.PrometheusURL = v
+			return nil
+		}},
 	{Name: "API_TOKEN", Secret: true, Help: "bearer token of the producer API at /v1/ (the API is off without it)",
 		set: secretVar(16, func(c *Config) *rpcclient.Secret { return &c.APIToken })},
 	{Name: "NOTIFY_URL", Help: "completion webhook: each cancellation's final record is POSTed here, signed (Refundd-Signature); https, or http to a loopback host (off when empty)",
@@ -247,6 +260,26 @@ var Vars = []Var{
 		set: oneOf(func(c *Config) *string { return &c.LogLevel }, "debug", "info", "warn", "error")},
 	{Name: "LOG_FORMAT", Default: "json", Help: "json or console",
 		set: oneOf(func(c *Config) *string { return &c.LogFormat }, "json", "console")},
+}
+
+// checkPrometheusURL: an http(s) URL of a host, without credentials (the
+// dashboard's page shows it), query or fragment (Asynqmon appends its API
+// path and query).
+func checkPrometheusURL(v string) error {
+	u, err := url.Parse(v)
+	switch {
+	case err != nil:
+		return errors.New("must be a URL such as http://prometheus:9090")
+	case u.Scheme != "http" && u.Scheme != "https":
+		return errors.New("must be an http or https URL such as http://prometheus:9090")
+	case u.Host == "" || u.Hostname() == "":
+		return errors.New("must name a host, e.g. http://prometheus:9090")
+	case u.User != nil:
+		return errors.New("must not hold credentials: the dashboard's page shows it")
+	case u.RawQuery != "" || u.Fragment != "" || strings.HasSuffix(v, "?") || strings.HasSuffix(v, "#"):
+		return errors.New("must not have a query or fragment")
+	}
+	return nil
 }
 
 // fileVar reads the file a variable names, if it names one, and hands its

@@ -76,6 +76,12 @@ func TestLoadErrors(t *testing.T) {
 		{"dashboard user alone", map[string]string{"DASHBOARD_USER": "ops"}, "DASHBOARD_PASSWORD and DASHBOARD_USER must be set together"},
 		{"dashboard password short", map[string]string{"DASHBOARD_USER": "ops", "DASHBOARD_PASSWORD": "hunter2"}, "DASHBOARD_PASSWORD must be at least 12"},
 		{"read only not bool", map[string]string{"DASHBOARD_READ_ONLY": "maybe"}, "DASHBOARD_READ_ONLY must be true or false"},
+		{"prometheus not a URL", map[string]string{"PROMETHEUS_URL": "prometheus:9090"}, "PROMETHEUS_URL must be an http or https URL"},
+		{"prometheus other scheme", map[string]string{"PROMETHEUS_URL": "ftp://prometheus:9090"}, "PROMETHEUS_URL must be an http or https URL"},
+		{"prometheus no host", map[string]string{"PROMETHEUS_URL": "http:///api"}, "PROMETHEUS_URL must name a host"},
+		{"prometheus credentials", map[string]string{"PROMETHEUS_URL": "https://ops:hunter2hunter2@prometheus:9090"}, "PROMETHEUS_URL must not hold credentials"},
+		{"prometheus query", map[string]string{"PROMETHEUS_URL": "http://prometheus:9090/?x=1"}, "PROMETHEUS_URL must not have a query or fragment"},
+		{"prometheus junk", map[string]string{"PROMETHEUS_URL": "http://[::1"}, "PROMETHEUS_URL must be a URL"},
 		{"api token short", map[string]string{"API_TOKEN": "hunter2hunter2"}, "API_TOKEN must be at least 16"},
 		{"delays inverted", map[string]string{"RETRY_BASE_DELAY": "10m"}, "RETRY_MAX_DELAY 5m0s is shorter"},
 		{"bad rate", map[string]string{"TCO_RATE_LIMIT": "-1"}, "TCO_RATE_LIMIT must be a whole number"},
@@ -153,6 +159,20 @@ func TestOpsAllowedHosts(t *testing.T) {
 	}
 	if strings.Join(c.OpsAllowedHosts, ",") != "refundd.internal,ops.example.com" {
 		t.Fatalf("%q", c.OpsAllowedHosts)
+	}
+}
+
+func TestPrometheusURL(t *testing.T) {
+	c, err := Load(envOf(base()))
+	if err != nil || c.PrometheusURL != "" {
+		t.Fatalf("default: %q %v", c.PrometheusURL, err)
+	}
+	for _, v := range []string{"http://127.0.0.1:9090", "https://prometheus.internal/prom/"} {
+		env := base()
+		env["PROMETHEUS_URL"] = v
+		if c, err := Load(envOf(env)); err != nil || c.PrometheusURL != v {
+			t.Fatalf("%s: %+v %v", v, c, err)
+		}
 	}
 }
 

@@ -121,7 +121,7 @@ func New(opts Options) (_ *Daemon, err error) {
 	}
 	closers = append(closers, enq.Close)
 	dash := ops.NewDashboard(ops.DashboardConfig{Redis: cfg.Redis, User: cfg.DashboardUser, Password: cfg.DashboardPassword.Reveal(),
-		ReadOnly: cfg.DashboardReadOnly, Loopback: cfg.OpsLoopback()})
+		ReadOnly: cfg.DashboardReadOnly, Loopback: cfg.OpsLoopback(), PrometheusURL: cfg.PrometheusURL, Queue: cfg.Queue})
 	closers = append(closers, dash.Close)
 	d := &Daemon{cfg: cfg, log: log, server: srv, notify: notifyServer, sweep: sweep, mux: http.NewServeMux(), onListen: opts.OnListen, closers: closers}
 	d.mux.Handle("GET /metrics", m.Handler())

@@ -1,11 +1,14 @@
 package ops
 
 import (
-	"encoding/json"
+	"bytes"
+	"errors"
 	"fmt"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
+	"unicode"
 
 	"github.com/hibiken/asynq"
 	"github.com/hibiken/asynqmon"
@@ -26,34 +29,57 @@ type DashboardConfig struct {
 	// Loopback says the ops server listens only on a loopback address: only
 	// then may the dashboard be served without credentials.
 	Loopback bool
+	// PrometheusURL, if set, is the Prometheus the dashboard's Metrics page
+	// draws time-series charts from (Asynqmon's PrometheusAddress): the ops
+	// server queries it, and the page shows it.
+	PrometheusURL string
+	// Queue is the cancellation queue. If set, each cancellation's payload
+	// is shown with the outcome its task's result record holds (see
+	// Dashboard), read with one Redis call per task shown.
+	Queue string
 }
 
 // Dashboard is Asynqmon behind basic auth.
+//
+// Asynqmon's tables draw one column of our text for every task state — the
+// payload — and at 1400 px its completed table draws its Result column off
+// screen (the task IDs are long), while its archived table and archived
+// task page show no result at all. So for a cancellation in
+// DashboardConfig.Queue with a result record, the payload cell holds two
+// lines: FormatPayload's ("DEMO0001 · closes 00:35:10Z · …") and
+// FormatResult's ("cancelled · RF-1 · 1 try · …").
 type Dashboard struct {
 	h     *asynqmon.HTTPHandler
 	serve http.Handler
+	insp  *asynq.Inspector // nil without DashboardConfig.Queue
+	queue string
 }
 
 // NewDashboard builds the dashboard. Without credentials on a non-loopback
 // address it refuses every request (403) rather than serve it open.
 func NewDashboard(cfg DashboardConfig) *Dashboard {
-	h := asynqmon.New(asynqmon.Options{
-		RootPath:         DashboardPath,
-		RedisConnOpt:     cfg.Redis,
-		PayloadFormatter: asynqmon.PayloadFormatterFunc(FormatPayload),
-		ResultFormatter:  asynqmon.ResultFormatterFunc(FormatResult),
-		ReadOnly:         cfg.ReadOnly,
+	d := &Dashboard{queue: cfg.Queue}
+	if cfg.Queue != "" {
+		d.insp = asynq.NewInspector(cfg.Redis)
+	}
+	d.h = asynqmon.New(asynqmon.Options{
+		RootPath:          DashboardPath,
+		RedisConnOpt:      cfg.Redis,
+		PayloadFormatter:  asynqmon.PayloadFormatterFunc(d.formatPayload),
+		ResultFormatter:   asynqmon.ResultFormatterFunc(FormatResult),
+		ReadOnly:          cfg.ReadOnly,
+		PrometheusAddress: cfg.PrometheusURL,
 	})
-	var serve http.Handler = h
+	d.serve = d.h
 	switch {
 	case cfg.User != "" && cfg.Password != "":
-		serve = BasicAuth(cfg.User, cfg.Password, "refundd dashboard", h)
+		d.serve = BasicAuth(cfg.User, cfg.Password, "refundd dashboard", d.h)
 	case !cfg.Loopback:
-		serve = http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		d.serve = http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 			WriteJSON(w, http.StatusForbidden, errorBody{Error: "the dashboard is not served without DASHBOARD_USER and DASHBOARD_PASSWORD on a non-loopback OPS_ADDR"})
 		})
 	}
-	return &Dashboard{h: h, serve: serve}
+	return d
 }
 
 // Register adds the dashboard to mux under DashboardPath.
@@ -63,44 +89,166 @@ func (d *Dashboard) Register(mux *http.ServeMux) {
 }
 
 // Close releases the dashboard's Redis connections.
-func (d *Dashboard) Close() error { return d.h.Close() }
+func (d *Dashboard) Close() error {
+	err := d.h.Close()
+	if d.insp != nil {
+		err = errors.Join(err, d.insp.Close())
+	}
+	return err
+}
 
-// FormatPayload shows a cancellation's order, initiation and window close.
+// formatPayload is the dashboard's payload text: FormatPayload's line and,
+// for a cancellation whose task has a result record, FormatResult's line.
+// Both lines are the worker's or quoted (no field can add a line).
+func (d *Dashboard) formatPayload(taskType string, payload []byte) string {
+	s, p := describePayload(time.Now(), taskType, payload)
+	if p == nil || d.insp == nil {
+		return s
+	}
+	info, err := d.insp.GetTaskInfo(d.queue, p.TaskID())
+	if err != nil || !bytes.Equal(info.Payload, payload) || len(info.Result) == 0 {
+		return s // not this task, or no record yet
+	}
+	return s + "\n" + FormatResult(taskType, info.Result)
+}
+
+// The dashboard's text for a cancellation. Asynqmon shows the same
+// formatter string in its tables and on the task page, each in a box about
+// 400 px wide (roughly 40 characters visible, the rest behind a scroll bar),
+// so each string starts with what an operator scans for — the order and
+// when its window closes; the outcome, refund and tries — and carries the
+// full detail after it (" · " separated) for the task page.
+//
+// The close time is shown as a time of day (15:04:05Z, UTC) when it falls on
+// the current UTC day, otherwise with its date (2006-01-02 15:04:05Z).
+
+// FormatPayload shows a cancellation's order and window close first
+// ("DEMO0001 · closes 00:35:10Z"), then the full detail.
 func FormatPayload(taskType string, payload []byte) string {
+	return formatPayload(time.Now(), taskType, payload)
+}
+
+func formatPayload(now time.Time, taskType string, payload []byte) string {
+	s, _ := describePayload(now, taskType, payload)
+	return s
+}
+
+// describePayload answers FormatPayload's text and the payload, if it is a
+// valid cancellation.
+func describePayload(now time.Time, taskType string, payload []byte) (string, *tasks.CancelRefund) {
 	if taskType != tasks.TypeCancelRefund {
-		return string(payload)
+		return string(payload), nil
 	}
 	p, err := tasks.Decode(payload)
 	if err != nil {
 		// Quoted: a refused payload may hold the very characters (newlines,
 		// bidirectional overrides) that would spoof the dashboard's line.
-		return fmt.Sprintf("INVALID PAYLOAD (%v): %s", err, strconv.QuoteToASCII(clip.String(string(payload), 300)))
+		return fmt.Sprintf("INVALID PAYLOAD (%v): %s", err, strconv.QuoteToASCII(clip.String(string(payload), 300))), nil
 	}
-	s := fmt.Sprintf("order %s · window closes %s · refund initiated %s", p.OrderRef,
-		p.WindowClosesAt().UTC().Format(time.RFC3339), p.RefundInitiatedAt.UTC().Format(time.RFC3339))
+	closes := p.WindowClosesAt().UTC()
+	s := fmt.Sprintf("%s · closes %s · window closes %s · refund initiated %s", p.OrderRef, clock(now, closes),
+		closes.Format(time.RFC3339), p.RefundInitiatedAt.UTC().Format(time.RFC3339))
 	if p.Reason != "" {
 		s += " · reason: " + p.Reason
 	}
 	if p.RequestedBy != "" {
 		s += " · by " + p.RequestedBy
 	}
-	return s
+	return s, &p
 }
 
-// FormatResult shows a cancellation's outcome and refund ID.
-func FormatResult(taskType string, result []byte) string {
-	var r struct {
-		Outcome   string `json:"outcome"`
-		RefundID  string `json:"refund_id"`
-		Attempts  int    `json:"attempts"`
-		Confirmed bool   `json:"confirmed"`
+// clock shows t (UTC) as a time of day if it falls on now's UTC day, else
+// with its date.
+func clock(now, t time.Time) string {
+	t = t.UTC()
+	if y, m, d := now.UTC().Date(); t.Year() == y && t.Month() == m && t.Day() == d {
+		return t.Format("15:04:05Z")
 	}
-	if taskType != tasks.TypeCancelRefund || json.Unmarshal(result, &r) != nil || r.Outcome == "" {
+	return t.Format("2006-01-02 15:04:05Z")
+}
+
+// outcomeWords names each outcome in the dashboard's tables.
+var outcomeWords = map[string]string{
+	tasks.OutcomeCancelled:        "cancelled",
+	tasks.OutcomeAlreadyCancelled: "already cancelled",
+	tasks.OutcomeRefused:          "refused",
+	tasks.OutcomeWindowClosed:     "window closed",
+	tasks.OutcomeInvalid:          "invalid",
+	tasks.OutcomeSuperseded:       "superseded",
+	tasks.OutcomeUnknown:          "unknown — check order",
+	tasks.OutcomeRetry:            "retrying",
+}
+
+// FormatResult shows a cancellation's result record (tasks.DecodeResult):
+// outcome, refund ID and tries first ("cancelled · RF-1 · 1 try",
+// "window closed · 3 tries"), then the full detail.
+func FormatResult(taskType string, result []byte) string {
+	return formatResult(time.Now(), taskType, result)
+}
+
+func formatResult(now time.Time, taskType string, result []byte) string {
+	if taskType != tasks.TypeCancelRefund {
 		return string(result)
 	}
-	s := fmt.Sprintf("%s · refund %s · %d attempt(s)", r.Outcome, r.RefundID, r.Attempts)
+	r, err := tasks.DecodeResult(result)
+	if errors.Is(err, tasks.ErrNoResult) {
+		return ""
+	}
+	if err != nil {
+		return fmt.Sprintf("INVALID RESULT (%v): %s", err, strconv.QuoteToASCII(clip.String(string(result), 300)))
+	}
+	// Every field is shown through safe: the record is the worker's, but
+	// its refund ID, vendor error and reason carry 2Checkout's text.
+	words, ok := outcomeWords[r.Outcome]
+	if !ok {
+		words = safe(r.Outcome)
+	}
+	parts := []string{words}
+	if r.RefundID != "" {
+		parts = append(parts, safe(r.RefundID))
+	}
+	parts = append(parts, tries(r.Attempts))
+	if r.Outcome == tasks.OutcomeRetry && !r.NextAttemptAt.IsZero() {
+		parts = append(parts, "next "+clock(now, r.NextAttemptAt))
+	}
+	// The detail, for the task page.
+	parts = append(parts, "outcome "+safe(r.Outcome))
 	if r.Confirmed {
-		s += " · confirmed with getOrder"
+		parts = append(parts, "confirmed with getOrder")
+	}
+	if r.VendorCode != 0 || r.VendorError != "" {
+		parts = append(parts, fmt.Sprintf("2Checkout %d %s", r.VendorCode, safe(r.VendorError)))
+	}
+	if r.Reason != "" {
+		parts = append(parts, "reason: "+safe(r.Reason))
+	}
+	if r.MaybeApplied != "" {
+		parts = append(parts, "may have applied: "+safe(r.MaybeApplied))
+	}
+	if !r.WindowClosesAt.IsZero() {
+		parts = append(parts, "window closes "+r.WindowClosesAt.UTC().Format(time.RFC3339))
+	}
+	if !r.FinishedAt.IsZero() {
+		parts = append(parts, "finished "+r.FinishedAt.UTC().Format(time.RFC3339))
+	}
+	return strings.Join(parts, " · ")
+}
+
+func tries(n int) string {
+	if n == 1 {
+		return "1 try"
+	}
+	return fmt.Sprintf("%d tries", n)
+}
+
+// safe answers s as it is if every rune in it is printable (which rules
+// out newlines and bidirectional overrides, format characters); otherwise
+// s quoted, so no field can break or spoof the dashboard's line.
+func safe(s string) string {
+	for _, r := range s {
+		if !unicode.IsPrint(r) {
+			return strconv.QuoteToASCII(clip.String(s, 300))
+		}
 	}
 	return s
 }

@@ -209,27 +209,6 @@ func TestDashboardAuth(t *testing.T) {
 	}
 }
 
-func TestFormatters(t *testing.T) {
-	p := ops.FormatPayload("refund:cancel", []byte(`{"order_ref":"73152889","refund_initiated_at":"2026-11-25T10:00:00Z","reason":"dup"}`))
-	if p != "order 73152889 · window closes 2026-11-25T12:00:00Z · refund initiated 2026-11-25T10:00:00Z · reason: dup" {
-		t.Fatalf("payload %q", p)
-	}
-	if p := ops.FormatPayload("refund:cancel", []byte(`junk`)); !strings.HasPrefix(p, "INVALID PAYLOAD") {
-		t.Fatalf("junk payload %q", p)
-	}
-	spoof := ops.FormatPayload("refund:cancel", []byte("{\"order_ref\":\"A1\",\"refund_initiated_at\":\"2026-11-25T10:00:00Z\",\"reason\":\"x\u202e\\nY\"}"))
-	if !strings.HasPrefix(spoof, "INVALID PAYLOAD (reason: must not contain control characters") || strings.ContainsAny(spoof, "\u202e\n") {
-		t.Fatalf("spoofing payload shown as %q", spoof)
-	}
-	if p := ops.FormatPayload("other", []byte(`x`)); p != "x" {
-		t.Fatalf("other type %q", p)
-	}
-	r := ops.FormatResult("refund:cancel", []byte(`{"outcome":"already_cancelled","refund_id":"R1","attempts":2,"confirmed":true}`))
-	if r != "already_cancelled · refund R1 · 2 attempt(s) · confirmed with getOrder" {
-		t.Fatalf("result %q", r)
-	}
-}
-
 // Readiness follows Redis: false while it is stopped, true when it is back.
 func TestReadinessFollowsRedis(t *testing.T) {
 	r := redistest.Start(t) // a Redis this test may stop
