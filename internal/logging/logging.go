@@ -4,6 +4,7 @@ package logging
 
 import (
 	"fmt"
+	"io"
 	"os"
 
 	"go.uber.org/zap"
@@ -13,6 +14,12 @@ import (
 // New builds a logger writing to stderr. level is debug, info, warn or error
 // (default info); format is json (default) or console.
 func New(level, format string) (*zap.Logger, error) {
+	return NewTo(os.Stderr, level, format)
+}
+
+// NewTo is New writing to w (the benchmark logs to io.Discard, so it pays for
+// encoding every line but not for a terminal).
+func NewTo(w io.Writer, level, format string) (*zap.Logger, error) {
 	lvl := zapcore.InfoLevel
 	if level != "" {
 		if err := lvl.UnmarshalText([]byte(level)); err != nil {
@@ -32,6 +39,6 @@ func New(level, format string) (*zap.Logger, error) {
 	default:
 		return nil, fmt.Errorf("LOG_FORMAT %q: want json or console", format)
 	}
-	core := zapcore.NewCore(enc, zapcore.Lock(os.Stderr), lvl)
+	core := zapcore.NewCore(enc, zapcore.Lock(zapcore.AddSync(w)), lvl)
 	return zap.New(core, zap.AddCaller(), zap.AddStacktrace(zapcore.DPanicLevel)), nil
 }
