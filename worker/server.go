@@ -24,12 +24,18 @@ type ServerConfig struct {
 	// than one request.
 	ShutdownTimeout time.Duration
 	// TaskCheckInterval: how long an idle worker waits before looking for new
-	// tasks. Default 200ms, so a task on a quiet queue starts well under a second.
+	// tasks (asynq sleeps half of it plus a random part of it, so up to 1.5x).
+	// Default 50ms: a task on a quiet queue starts within ~75ms, for about 20
+	// cheap script calls a second per idle asynq server (see the README's
+	// performance section).
 	TaskCheckInterval time.Duration
 	// DelayedTaskCheckInterval: how often due retries are moved to pending.
 	// Default 1s (asynq's is 5s), so retries placed just before the cut-off
 	// run in time.
 	DelayedTaskCheckInterval time.Duration
+	// Dequeuers: how many asynq servers NewServers runs, sharing
+	// Concurrency. Default DequeuersFor(Concurrency). NewServer ignores it.
+	Dequeuers int
 	// Logger receives asynq's own logs. Default zap.NewNop().
 	Logger *zap.Logger
 	// BaseContext, if set, is the parent of every task's context.
@@ -40,8 +46,11 @@ type ServerConfig struct {
 const (
 	DefaultConcurrency              = 10
 	DefaultShutdownTimeout          = 30 * time.Second
-	DefaultTaskCheckInterval        = 200 * time.Millisecond
+	DefaultTaskCheckInterval        = 50 * time.Millisecond
 	DefaultDelayedTaskCheckInterval = time.Second
+	// ConcurrencyPerDequeuer: NewServers runs one asynq server per this many
+	// tasks at once (see DequeuersFor).
+	ConcurrencyPerDequeuer = 100
 )
 
 // NewServer builds the asynq server for h. Run it with srv.Run(h) or

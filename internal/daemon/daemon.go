@@ -41,7 +41,7 @@ type Daemon struct {
 	log      *zap.Logger
 	api      *rpcclient.Client
 	handler  *worker.Handler
-	server   *asynq.Server
+	server   *worker.Servers
 	redis    redis.UniversalClient
 	mux      *http.ServeMux
 	running  atomic.Bool
@@ -72,7 +72,7 @@ func New(opts Options) (*Daemon, error) {
 	if err != nil {
 		return nil, err
 	}
-	srv, err := worker.NewServer(worker.ServerConfig{
+	srv, err := worker.NewServers(worker.ServerConfig{
 		Redis: cfg.Redis, Queue: cfg.Queue, Concurrency: cfg.Concurrency, ShutdownTimeout: cfg.ShutdownTimeout, Logger: log,
 	}, h)
 	if err != nil {
