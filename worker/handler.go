@@ -161,14 +161,15 @@ func (h *Handler) ProcessTask(ctx context.Context, t *asynq.Task) error {
 // (shutdown or timeout).
 func (h *Handler) Handle(ctx context.Context, a Attempt) (*Result, error) {
 	start := h.now()
-	log := h.log.With(zap.String("task_id", a.TaskID), zap.Int("attempt", a.Retried+1))
+	// Fields, not log.With: With copies the encoder (and a buffer) per task.
+	log := append(make([]zap.Field, 0, 12), zap.String("task_id", a.TaskID), zap.Int("attempt", a.Retried+1))
 	p, err := tasks.Decode(a.Payload)
 	if err != nil {
 		terr := &TerminalError{Outcome: OutcomeInvalid, Reason: "invalid payload: " + err.Error()}
 		h.finish(log, start, time.Time{}, nil, terr)
 		return nil, terr
 	}
-	log = log.With(zap.String("order_ref", p.OrderRef))
+	log = append(log, zap.String("order_ref", p.OrderRef))
 	res, err := h.attempt(ctx, p, a, start)
 	h.finish(log, start, h.policy.Closes(p.RefundInitiatedAt), res, err)
 	return res, err
@@ -251,9 +252,9 @@ func describe(err error) string {
 	return err.Error()
 }
 
-// finish logs the attempt and tells the observer.
-func (h *Handler) finish(log *zap.Logger, start, closes time.Time, res *Result, err error) {
-	now := h.now()
+// finish logs the attempt, with the task's fields first, and tells the observer.
+func (h *Handler) finish(task []zap.Field, start, closes time.Time, res *Result, err error) {
+	log, now := h.log, h.now()
 	outcome := OutcomeRetry
 	var terr *TerminalError
 	var rerr *RetryError
@@ -263,7 +264,7 @@ func (h *Handler) finish(log *zap.Logger, start, closes time.Time, res *Result, 
 	case errors.As(err, &terr):
 		outcome = terr.Outcome
 	}
-	fields := []zap.Field{zap.String("outcome", outcome), zap.Duration("duration", now.Sub(start))}
+	fields := append(task, zap.String("outcome", outcome), zap.Duration("duration", now.Sub(start)))
 	if !closes.IsZero() {
 		fields = append(fields, zap.Time("window_closes_at", closes))
 	}
