@@ -108,10 +108,10 @@ type Report struct {
 	RedisKind    string
 	Load         string // the machine's load average before the run
 	Concurrency  int
-	Refundd      []float64 // cancellations/s per round at Concurrency
-	Minimal      []float64
-	RefunddHigh  []float64 // at concurrency 200, 100 ms latency
-	MinimalHigh  []float64
+	Refundd      []roundResult // per round at Concurrency
+	Minimal      []roundResult
+	RefunddHigh  []roundResult // at concurrency 200, 100 ms latency
+	MinimalHigh  []roundResult
 	ChildHigh    []float64 // refundd in a process of its own, same setting
 	PickupR      []time.Duration
 	PickupM      []time.Duration
@@ -250,7 +250,7 @@ func (b *bench) queue() (string, error) {
 // alternate runs rounds of n tasks on both pipelines at the given
 // concurrency, taking turns (refundd first in odd rounds, second in even
 // ones), and answers each round's cancellations per second.
-func (b *bench) alternate(ctx context.Context, refundd, minimal startFunc, concurrency, n, rounds int) (r, m []float64, err error) {
+func (b *bench) alternate(ctx context.Context, refundd, minimal startFunc, concurrency, n, rounds int) (r, m []roundResult, err error) {
 	qr, err := b.queue()
 	if err != nil {
 		return nil, nil, err
@@ -284,19 +284,20 @@ func (b *bench) alternate(ctx context.Context, refundd, minimal startFunc, concu
 			order = []string{qm, qr}
 		}
 		for _, q := range order {
-			rate, err := b.timedRound(ctx, q, n)
+			res, err := b.timedRound(ctx, q, n)
 			if err != nil {
 				return nil, nil, err
 			}
 			name := "minimal"
 			if q == qr {
 				name = "refundd"
-				r = append(r, rate)
+				r = append(r, res)
 				b.refunddCalls += int64(n)
 			} else {
-				m = append(m, rate)
+				m = append(m, res)
 			}
-			fmt.Fprintf(b.opts.Progress, "  round %d %-8s %8.0f/s\n", i+1, name, rate)
+			fmt.Fprintf(b.opts.Progress, "  round %d %-8s %8.0f/s  %4dµs CPU + %3dµs Redis CPU per cancellation\n",
+				i+1, name, res.rate, res.cpu.Microseconds(), res.redisCPU.Microseconds())
 		}
 	}
 	return r, m, nil
@@ -306,32 +307,59 @@ func (b *bench) alternate(ctx context.Context, refundd, minimal startFunc, concu
 // answers n over the time from the first request's arrival at the no-op
 // server to the last answer. It then checks with the Inspector that every
 // task of q completed.
-func (b *bench) timedRound(ctx context.Context, q string, n int) (float64, error) {
+func (b *bench) timedRound(ctx context.Context, q string, n int) (roundResult, error) {
 	b.round++
 	prefix := fmt.Sprintf("B%03d-", b.round)
 	if err := b.enqueue(ctx, q, prefix, n); err != nil {
-		return 0, err
+		return roundResult{}, err
 	}
 	done := b.rpc.expect(n)
+	cpu0 := cpuTime()
+	rs0, err := b.redisCPU(ctx)
+	if err != nil {
+		return roundResult{}, err
+	}
 	if err := b.insp.UnpauseQueue(q); err != nil {
-		return 0, err
+		return roundResult{}, err
 	}
 	limit := 60*time.Second + time.Duration(n)*time.Millisecond
 	select {
 	case <-done:
 	case <-time.After(limit):
-		return 0, fmt.Errorf("queue %s: not all %d tasks reached the server within %v", q, n, limit)
+		return roundResult{}, fmt.Errorf("queue %s: not all %d tasks reached the server within %v", q, n, limit)
 	case <-ctx.Done():
-		return 0, ctx.Err()
+		return roundResult{}, ctx.Err()
 	}
 	first, last := b.rpc.window()
+	cpu1 := cpuTime()
+	rs1, err := b.redisCPU(ctx)
+	if err != nil {
+		return roundResult{}, err
+	}
 	if err := b.insp.PauseQueue(q); err != nil {
-		return 0, err
+		return roundResult{}, err
 	}
 	if err := b.settled(ctx, q); err != nil {
-		return 0, err
+		return roundResult{}, err
 	}
-	return float64(n) / last.Sub(first).Seconds(), nil
+	return roundResult{
+		rate:     float64(n) / last.Sub(first).Seconds(),
+		cpu:      (cpu1 - cpu0) / time.Duration(n),
+		redisCPU: time.Duration((rs1 - rs0) * float64(time.Second) / float64(n)),
+	}, nil
+}
+
+// roundResult is one round's figures: cancellations per second, and the
+// CPU time each cancellation cost this process (pipeline and no-op server)
+// and Redis.
+type roundResult struct {
+	rate          float64
+	cpu, redisCPU time.Duration
+}
+
+func (b *bench) redisCPU(ctx context.Context) (float64, error) {
+	s, err := sampleRedis(ctx, b.rc)
+	return s.cpu, err
 }
 
 // settled waits until nothing of q is pending, active or retrying, and fails
@@ -414,13 +442,16 @@ func (b *bench) child(ctx context.Context, n, rounds int) (rates []float64, rss 
 		}
 	}()
 	for range rounds {
-		rate, err := b.timedRound(ctx, q, n)
+		res, err := b.timedRound(ctx, q, n)
 		if err != nil {
 			return nil, 0, err
 		}
-		rates = append(rates, rate)
+		rates = append(rates, res.rate)
 		b.refunddCalls += int64(n)
-		fmt.Fprintf(b.opts.Progress, "  round    refundd (own process) %8.0f/s\n", rate)
+		fmt.Fprintf(b.opts.Progress, "  round    refundd (own process) %8.0f/s\n", res.rate)
+	}
+	if rss, err = peakRSS(cmd.Process); err != nil {
+		return nil, 0, err
 	}
 	if err := terminate(cmd.Process); err != nil {
 		return nil, 0, err
@@ -434,7 +465,7 @@ func (b *bench) child(ctx context.Context, n, rounds int) (rates []float64, rss 
 	if err != nil {
 		return nil, 0, fmt.Errorf("the worker process: %w", err)
 	}
-	return rates, maxRSS(cmd.ProcessState), nil
+	return rates, rss, nil
 }
 
 // idle counts the Redis load of no worker, of an idle minimal pipeline, and

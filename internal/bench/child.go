@@ -13,8 +13,8 @@ import (
 // own: its main calls RunChild instead of the benchmark.
 const ChildEnv = "REFUNDBENCH_WORKER"
 
-// RunChild runs refundd configured by getenv, as `refundd` does, until ctx
-// ends.
+// RunChild runs refundd configured by getenv, as cmd/refundd's run does,
+// until ctx ends.
 func RunChild(ctx context.Context, getenv func(string) string) error {
 	cfg, err := config.Load(getenv)
 	if err != nil {

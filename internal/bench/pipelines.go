@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"runtime/pprof"
 	"strconv"
 	"time"
 
@@ -69,7 +70,10 @@ func startRefundd(redisURL, rpcURL string) startFunc {
 		}
 		ctx, cancel := context.WithCancel(context.Background())
 		p := &refunddPipeline{cancel: cancel, done: make(chan error, 1)}
-		go func() { p.done <- d.Run(ctx) }()
+		// Goroutines inherit the label: -cpuprofile's samples say whose they are.
+		pprof.Do(ctx, pprof.Labels("pipeline", "refundd"), func(ctx context.Context) {
+			go func() { p.done <- d.Run(ctx) }()
+		})
 		select {
 		case <-started:
 			return p, nil
@@ -119,7 +123,9 @@ func startMinimal(opt asynq.RedisConnOpt, rpcURL string) startFunc {
 			_, err = t.ResultWriter().Write(res)
 			return err
 		})
-		if err := srv.Start(h); err != nil {
+		var err error
+		pprof.Do(context.Background(), pprof.Labels("pipeline", "minimal"), func(context.Context) { err = srv.Start(h) })
+		if err != nil {
 			return nil, err
 		}
 		return &minimalPipeline{srv: srv}, nil

@@ -34,19 +34,19 @@ func (r *Report) Print(w io.Writer) {
 		return "MISSED"
 	}
 
-	rm, _, _ := summary(r.Refundd)
-	row(fmt.Sprintf("cancellations/s, concurrency %d, instant answers", r.Concurrency), rates(r.Refundd), rates(r.Minimal), "", "")
+	row(fmt.Sprintf("cancellations/s, concurrency %d, instant answers", r.Concurrency), rates(rateOf(r.Refundd)), rates(rateOf(r.Minimal)), "", "")
 	ratios := make([]float64, min(len(r.Refundd), len(r.Minimal)))
 	for i := range ratios {
-		ratios[i] = r.Refundd[i] / r.Minimal[i]
+		ratios[i] = r.Refundd[i].rate / r.Minimal[i].rate
 	}
 	q, qlo, qhi := summary(ratios)
 	row("  refundd / minimal, round by round", fmt.Sprintf("%.2f (%.2f–%.2f)", q, qlo, qhi), "", fmt.Sprintf("≥ %.2f", TargetRatio), verdict(q >= TargetRatio))
-	_ = rm
+	row("  CPU µs per cancellation: this process (pipeline + no-op server)", cpus(r.Refundd, false), cpus(r.Minimal, false), "", "")
+	row("  CPU µs per cancellation: Redis", cpus(r.Refundd, true), cpus(r.Minimal, true), "", "")
 
-	h, _, _ := summary(r.RefunddHigh)
+	h, _, _ := summary(rateOf(r.RefunddHigh))
 	row(fmt.Sprintf("cancellations/s, concurrency %d, %v latency (ideal %d)", highConcurrency, highLatency, IdealHigh),
-		rates(r.RefunddHigh), rates(r.MinimalHigh), fmt.Sprintf("≥ %d", TargetHigh), verdict(h >= TargetHigh))
+		rates(rateOf(r.RefunddHigh)), rates(rateOf(r.MinimalHigh)), fmt.Sprintf("≥ %d", TargetHigh), verdict(h >= TargetHigh))
 	if len(r.ChildHigh) > 0 {
 		c, _, _ := summary(r.ChildHigh)
 		row("  the same, refundd in a process of its own", rates(r.ChildHigh), "", fmt.Sprintf("≥ %d", TargetHigh), verdict(c >= TargetHigh))
@@ -65,13 +65,32 @@ func (r *Report) Print(w io.Writer) {
 	row("logins per 10,000 cancellations", fmt.Sprintf("%.2f (%d in %d)", per, r.Logins, r.Cancellation), "0 (none)",
 		fmt.Sprintf("≤ %d", TargetLoginsPer10), verdict(per <= TargetLoginsPer10))
 	if r.PeakRSS > 0 {
-		row(fmt.Sprintf("peak RSS of refundd at concurrency %d (own process, ru_maxrss)", highConcurrency),
+		row(fmt.Sprintf("peak RSS of refundd at concurrency %d (own process, VmHWM)", highConcurrency),
 			fmt.Sprintf("%.1f MB", float64(r.PeakRSS)/(1<<20)), "", fmt.Sprintf("≤ %d MB", TargetRSS>>20), verdict(r.PeakRSS <= TargetRSS))
 	} else {
 		row("peak RSS of refundd", "not measured", "", fmt.Sprintf("≤ %d MB", TargetRSS>>20), "")
 	}
 	_ = tw.Flush()
 	fmt.Fprintln(w, "rates: median (min–max) of the rounds; MB = 2^20 bytes")
+}
+
+func rateOf(rs []roundResult) []float64 {
+	out := make([]float64, len(rs))
+	for i, r := range rs {
+		out[i] = r.rate
+	}
+	return out
+}
+
+func cpus(rs []roundResult, redis bool) string {
+	us := make([]float64, len(rs))
+	for i, r := range rs {
+		us[i] = float64(r.cpu.Microseconds())
+		if redis {
+			us[i] = float64(r.redisCPU.Microseconds())
+		}
+	}
+	return rates(us)
 }
 
 func rates(xs []float64) string {

@@ -2,8 +2,14 @@
 
 package bench
 
-import "os"
+import (
+	"errors"
+	"os"
+	"time"
+)
 
-func maxRSS(*os.ProcessState) int64 { return 0 }
+func peakRSS(*os.Process) (int64, error) { return 0, errors.New("peak RSS: only measured on Linux") }
 
 func terminate(p *os.Process) error { return p.Signal(os.Interrupt) }
+
+func cpuTime() time.Duration { return 0 }
