@@ -40,8 +40,8 @@ func run(ctx context.Context, args []string) error {
 	var o bench.Options
 	fs := flag.NewFlagSet("refundbench", flag.ContinueOnError)
 	fs.BoolVar(&o.Short, "short", false, "small counts: a smoke test of the command, not a measurement")
-	fs.IntVar(&o.Rounds, "rounds", 0, "rounds per pipeline of each throughput figure (default 5)")
-	fs.IntVar(&o.Tasks, "tasks", 0, "tasks per round at -concurrency (default 5000)")
+	fs.IntVar(&o.Rounds, "rounds", 0, "rounds per pipeline of each throughput figure (default 9)")
+	fs.IntVar(&o.Tasks, "tasks", 0, "tasks per round at -concurrency (default 3000)")
 	fs.IntVar(&o.Concurrency, "concurrency", 0, "concurrency of the first throughput figure (default 20)")
 	fs.IntVar(&o.HighTasks, "high-tasks", 0, "tasks per round at concurrency 200, 100 ms latency (default 4000)")
 	fs.IntVar(&o.Pickups, "pickups", 0, "idle pickups timed (default 200)")

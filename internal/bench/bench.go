@@ -48,9 +48,10 @@ type Options struct {
 	Progress io.Writer
 	// Short runs small counts: a smoke test of the command, not a measurement.
 	Short bool
-	// Rounds per pipeline of each throughput figure. Default 5 (Short 1).
+	// Rounds per pipeline of each throughput figure: many short rounds, so
+	// a burst of load elsewhere spoils few. Default 9 (Short 1).
 	Rounds int
-	// Tasks per round at Concurrency. Default 5000 (Short 200).
+	// Tasks per round at Concurrency. Default 3000 (Short 200).
 	Tasks int
 	// Concurrency of the first throughput figure. Default 20.
 	Concurrency int
@@ -77,8 +78,8 @@ func (o Options) withDefaults() Options {
 			}
 		}
 	}
-	def(&o.Rounds, 5, 1)
-	def(&o.Tasks, 5000, 200)
+	def(&o.Rounds, 9, 1)
+	def(&o.Tasks, 3000, 200)
 	def(&o.Concurrency, 20, 20)
 	def(&o.HighTasks, 4000, 400)
 	def(&o.Pickups, 200, 4)
