@@ -11,6 +11,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -30,14 +31,14 @@ func main() {
 		}
 		return
 	}
-	if err := run(ctx, os.Args[1:]); err != nil {
+	if err := run(ctx, os.Args[1:], os.Getenv, os.Stdout); err != nil {
 		fmt.Fprintln(os.Stderr, "refundbench:", err)
 		os.Exit(1)
 	}
 }
 
-func run(ctx context.Context, args []string) error {
-	var o bench.Options
+func run(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error {
+	o := bench.Options{Out: stdout, RedisURL: getenv("REDIS_URL")}
 	fs := flag.NewFlagSet("refundbench", flag.ContinueOnError)
 	fs.BoolVar(&o.Short, "short", false, "small counts: a smoke test of the command, not a measurement")
 	fs.IntVar(&o.Rounds, "rounds", 0, "rounds per pipeline of each throughput figure (default 9)")
@@ -52,7 +53,6 @@ func run(ctx context.Context, args []string) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	o.RedisURL = os.Getenv("REDIS_URL")
 	if !*quiet {
 		o.Progress = os.Stderr
 	}
