@@ -20,7 +20,7 @@ import (
 
 func TestDequeuersFor(t *testing.T) {
 	for _, c := range []struct{ concurrency, want int }{
-		{-1, 1}, {0, 1}, {1, 1}, {10, 1}, {100, 1}, {101, 2}, {200, 2}, {201, 3}, {1000, 10},
+		{-1, 1}, {0, 1}, {1, 1}, {10, 1}, {200, 1}, {250, 1}, {251, 2}, {500, 2}, {501, 3}, {1000, 4},
 	} {
 		if got := worker.DequeuersFor(c.concurrency); got != c.want {
 			t.Errorf("DequeuersFor(%d) = %d, want %d", c.concurrency, got, c.want)
