@@ -215,10 +215,10 @@ func (b *bench) setup() error {
 
 func (b *bench) close() {
 	if b.insp != nil {
-		for _, q := range b.queues {
-			if q != "" {
-				_ = b.insp.DeleteQueue(q, true)
-			}
+		for _, q := range b.queues { // DeleteQueue leaves completed tasks, counters, the pause mark
+			_, _ = b.insp.DeleteAllCompletedTasks(q)
+			_ = b.insp.DeleteQueue(q, true)
+			b.deleteKeys("asynq:{" + q + "}:*")
 		}
 		_ = b.insp.Close()
 	}
@@ -234,6 +234,20 @@ func (b *bench) close() {
 	if b.tmp != "" {
 		b.redis.Stop()
 		_ = os.RemoveAll(b.tmp)
+	}
+}
+
+// deleteKeys deletes the keys matching pattern (only ever a queue of the
+// run's own).
+func (b *bench) deleteKeys(pattern string) {
+	ctx := context.Background()
+	it := b.rc.Scan(ctx, 0, pattern, 500).Iterator()
+	var keys []string
+	for it.Next(ctx) {
+		keys = append(keys, it.Val())
+	}
+	if len(keys) > 0 {
+		_ = b.rc.Del(ctx, keys...).Err()
 	}
 }
 
@@ -410,7 +424,9 @@ func (b *bench) enqueue(ctx context.Context, q, prefix string, n int) error {
 
 func (b *bench) enqueueOne(ctx context.Context, q, ref string) error {
 	now := time.Now()
-	t, err := tasks.NewTask(tasks.CancelRefund{OrderRef: ref, RefundInitiatedAt: now, RequestedBy: "refundbench"}, now, asynq.Queue(q))
+	// An hour's retention, not a week's: on a shared REDIS_URL nothing stays long.
+	t, err := tasks.NewTask(tasks.CancelRefund{OrderRef: ref, RefundInitiatedAt: now, RequestedBy: "refundbench"}, now,
+		asynq.Queue(q), asynq.Retention(time.Hour))
 	if err != nil {
 		return err
 	}
