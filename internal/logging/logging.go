@@ -25,7 +25,8 @@ import (
 // (default info); format is json (default) or console.
 func New(level, format string) (*zap.Logger, error) { return NewTo(os.Stderr, level, format) }
 
-// NewTo is New writing to w.
+// NewTo is New writing to w (the benchmark logs to io.Discard, so it pays for
+// encoding every line but not for a terminal).
 func NewTo(w io.Writer, level, format string) (*zap.Logger, error) {
 	lvl := zapcore.InfoLevel
 	if level != "" {

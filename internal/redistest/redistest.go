@@ -1,4 +1,5 @@
-// Package redistest finds a Redis for tests: REDIS_URL if set; else a
+// Package redistest finds a Redis for tests (and Launch starts one for the
+// benchmark command): REDIS_URL if set; else a
 // redis-server from PATH started on a free port for the test; else, only
 // outside CI, an in-process miniredis. In CI (CI set) a test that needs Redis
 // fails when there is none.
@@ -12,6 +13,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"strconv"
@@ -21,8 +23,6 @@ import (
 	"github.com/alicebob/miniredis/v2"
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
-
-	"github.com/refundd/refund-canceller/internal/testutil"
 )
 
 // Redis is a Redis a test may use.
@@ -77,11 +77,33 @@ func Start(t testing.TB) *Redis {
 		}
 		t.Skip("redis-server not on PATH")
 	}
-	port := testutil.FreePort(t)
-	r := &Redis{URL: fmt.Sprintf("redis://127.0.0.1:%d/0", port), Opt: asynq.RedisClientOpt{Addr: fmt.Sprintf("127.0.0.1:%d", port)}, Kind: "redis-server", port: port, dir: t.TempDir()}
+	port, err := freePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := newServer(port, t.TempDir())
 	r.Restart(t)
 	t.Cleanup(r.Stop)
 	return r
+}
+
+// Launch starts a redis-server from PATH on a free port outside a test (the
+// benchmark command uses it), keeping its files in dir. Stop it when done.
+func Launch(dir string) (*Redis, error) {
+	port, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	r := newServer(port, dir)
+	if err := r.launch(); err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+func newServer(port int, dir string) *Redis {
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	return &Redis{URL: "redis://" + addr + "/0", Opt: asynq.RedisClientOpt{Addr: addr}, Kind: "redis-server", port: port, dir: dir}
 }
 
 // Stop kills a redis-server started by Start. Its data is gone.
@@ -99,17 +121,34 @@ func (r *Redis) Restart(t testing.TB) {
 	if r.port == 0 {
 		t.Fatal("redistest: Restart needs a Redis from Start")
 	}
+	if err := r.launch(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func (r *Redis) launch() error {
 	cmd := exec.Command("redis-server", "--port", strconv.Itoa(r.port), "--bind", "127.0.0.1",
 		"--save", "", "--appendonly", "no", "--dir", r.dir, "--maxmemory-policy", "noeviction")
 	if err := cmd.Start(); err != nil {
-		t.Fatalf("redis-server: %v", err)
+		return fmt.Errorf("redis-server: %w", err)
 	}
 	r.cmd = cmd
-	r.ping(t)
+	if err := r.wait(); err != nil {
+		r.Stop()
+		return err
+	}
+	return nil
 }
 
 func (r *Redis) ping(t testing.TB) {
 	t.Helper()
+	if err := r.wait(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// wait answers nil once the server answers PING, or an error after 10s.
+func (r *Redis) wait() error {
 	c := r.Client()
 	defer c.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -117,11 +156,11 @@ func (r *Redis) ping(t testing.TB) {
 	var err error
 	for ctx.Err() == nil {
 		if err = c.Ping(ctx).Err(); err == nil {
-			return
+			return nil
 		}
 		time.Sleep(5 * time.Millisecond) // polling with a deadline for the server to listen
 	}
-	t.Fatalf("redis %s not answering: %v", r.Kind, err)
+	return fmt.Errorf("redis %s not answering: %v", r.Kind, err)
 }
 
 // Client answers a go-redis client for the server; close it.
@@ -146,4 +185,13 @@ func (r *Redis) Queue(t testing.TB) string {
 		_ = insp.DeleteQueue(q, true)
 	})
 	return q
+}
+
+func freePort() (int, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port, nil
 }

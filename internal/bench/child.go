@@ -1,0 +1,32 @@
+package bench
+
+import (
+	"context"
+
+	"github.com/refundd/refund-canceller/internal/config"
+	"github.com/refundd/refund-canceller/internal/daemon"
+	"github.com/refundd/refund-canceller/internal/logging"
+)
+
+// ChildEnv, set to "1" in a process's environment, marks it as the worker
+// the benchmark started to measure refundd's memory in a process of its
+// own: its main calls RunChild instead of the benchmark.
+const ChildEnv = "REFUNDBENCH_WORKER"
+
+// RunChild runs refundd configured by getenv, as cmd/refundd's run does,
+// until ctx ends.
+func RunChild(ctx context.Context, getenv func(string) string) error {
+	cfg, err := config.Load(getenv)
+	if err != nil {
+		return err
+	}
+	log, err := logging.New(cfg.LogLevel, cfg.LogFormat)
+	if err != nil {
+		return err
+	}
+	d, err := daemon.New(daemon.Options{Config: cfg, Logger: log})
+	if err != nil {
+		return err
+	}
+	return d.Run(ctx)
+}
