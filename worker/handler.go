@@ -219,11 +219,16 @@ func (h *Handler) ProcessTask(ctx context.Context, t *asynq.Task) error {
 	a.Prior = h.prior(ctx, t, a)
 	var res *Result
 	var err error
-	if a.Prior.Cancelled() {
-		// An earlier attempt cancelled the refund and recorded it, but could
-		// not end the task (its notification was not queued): the record
-		// stands; only the ending is repeated.
+	if a.Prior.Final() {
+		// An earlier attempt reached this final state and recorded it, but
+		// could not end the task (its notification was not queued): the
+		// record stands — nothing is asked of 2Checkout again — and only the
+		// ending is repeated. (To try a finished cancellation again, delete
+		// its task and enqueue it anew.)
 		res = a.Prior
+		if !res.Cancelled() {
+			err = &TerminalError{Outcome: res.Outcome, Reason: res.Reason}
+		}
 	} else {
 		res, err = h.Handle(ctx, a)
 	}
@@ -246,7 +251,10 @@ func (h *Handler) ProcessTask(ctx context.Context, t *asynq.Task) error {
 			// Not ended: the retry finds the final record and ends it again.
 			h.log.Warn("could not queue the completion notification; retrying the task to announce it",
 				zap.String("task_id", a.TaskID), zap.String("outcome", res.Outcome), zap.Error(nerr))
-			return fmt.Errorf("queue the completion notification (outcome %s is recorded): %w", res.Outcome, nerr)
+			// Uncounted: a producer's small MaxRetry must not archive a task
+			// whose ending was never announced.
+			return &RetryError{At: h.now().Add(h.policy.MinDelay), Uncounted: true,
+				Cause: fmt.Errorf("queue the completion notification (outcome %s is recorded): %w", res.Outcome, nerr)}
 		}
 	}
 	return err
@@ -266,7 +274,7 @@ func (h *Handler) prior(ctx context.Context, t *asynq.Task, a Attempt) *Result {
 		switch {
 		case err != nil:
 			h.log.Warn("could not read the task's record; assuming an earlier attempt may have reached 2Checkout", zap.String("task_id", a.TaskID), zap.Error(err))
-		case len(info.Result) > 0 && json.Unmarshal(info.Result, &r) == nil && (!r.Final() || r.Cancelled()):
+		case len(info.Result) > 0 && json.Unmarshal(info.Result, &r) == nil:
 			return &r
 		}
 	}
@@ -392,8 +400,16 @@ func (h *Handler) retryOrGiveUp(ctx context.Context, p tasks.CancelRefund, a Att
 		return h.settle(ctx, p, res, &TerminalError{Outcome: OutcomeRefused, Reason: "2Checkout refused: " + describe(classErr)})
 	case rpcclient.ClassUnknown:
 		if res.UnknownErrors++; res.UnknownErrors >= h.unknown || (h.tasks == nil && a.Retried+1 >= h.unknown) {
-			return h.settle(ctx, p, res, &TerminalError{Outcome: OutcomeRefused,
-				Reason: fmt.Sprintf("2Checkout refused: %s (an answer this worker does not recognise, %d times)", describe(classErr), res.UnknownErrors)})
+			// An answer we do not recognise does not say the refund is still
+			// open (after a lost write — a crash, a Redis failover — the
+			// refund may be cancelled already): getOrder decides, and where
+			// it cannot tell, the outcome is unknown, never a false refusal.
+			doubt := res.MaybeApplied
+			if doubt == "" {
+				doubt = "2Checkout's answer is not one this worker recognises, so it does not show the refund still open"
+			}
+			return h.settleWith(ctx, p, res, &TerminalError{Outcome: OutcomeRefused,
+				Reason: fmt.Sprintf("2Checkout refused: %s (an answer this worker does not recognise, %d times)", describe(classErr), res.UnknownErrors)}, doubt)
 		}
 	}
 	at, ok := h.policy.Next(h.now(), a.Retried+1, cutoff, classErr)
@@ -414,7 +430,13 @@ func (h *Handler) retryOrGiveUp(ctx context.Context, p tasks.CancelRefund, a Att
 // A cancelled refund completes the task; a refund getOrder shows still
 // open keeps terr; where getOrder cannot tell, the outcome is unknown.
 func (h *Handler) settle(ctx context.Context, p tasks.CancelRefund, res *Result, terr *TerminalError) error {
-	if res.MaybeApplied == "" {
+	return h.settleWith(ctx, p, res, terr, res.MaybeApplied)
+}
+
+// settleWith is settle for a doubt other than (or beside) an ambiguous
+// attempt: doubt says why terr alone may not be the truth; empty, terr is.
+func (h *Handler) settleWith(ctx context.Context, p tasks.CancelRefund, res *Result, terr *TerminalError, doubt string) error {
+	if doubt == "" {
 		return terr
 	}
 	gctx, cancel := context.WithTimeout(ctx, h.policy.RequestTimeout)
@@ -438,7 +460,7 @@ func (h *Handler) settle(ctx context.Context, p tasks.CancelRefund, res *Result,
 		why = "getOrder does not show the refund's status (2Checkout documents no way to read it)"
 	}
 	return &TerminalError{Outcome: OutcomeUnknown, Reason: fmt.Sprintf("outcome unknown: %s; but %s, and %s: check order %s in 2Checkout's control panel",
-		terr.Reason, res.MaybeApplied, why, p.OrderRef)}
+		terr.Reason, doubt, why, p.OrderRef)}
 }
 
 // Whose refund getOrder shows, as far as it tells.

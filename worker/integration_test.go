@@ -38,6 +38,8 @@ type stackOptions struct {
 	Secret      string         // the key the worker logs in with; default the sandbox's
 	// DocumentedOnly starts the sandbox speaking only what 2Checkout documents.
 	DocumentedOnly bool
+	// Notifier, if set, is handed every final record.
+	Notifier worker.Notifier
 }
 
 func startStack(t *testing.T, o stackOptions) *stack {
@@ -63,7 +65,7 @@ func startStack(t *testing.T, o stackOptions) *stack {
 	log := zaptest.NewLogger(t)
 	insp := asynq.NewInspector(r.Opt)
 	t.Cleanup(func() { _ = insp.Close() })
-	h, err := worker.NewHandler(worker.HandlerConfig{API: api, Logger: log, Policy: *o.Policy, Tasks: insp})
+	h, err := worker.NewHandler(worker.HandlerConfig{API: api, Logger: log, Policy: *o.Policy, Tasks: insp, Notifier: o.Notifier})
 	if err != nil {
 		t.Fatal(err)
 	}

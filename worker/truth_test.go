@@ -64,10 +64,12 @@ func TestUnknownErrors(t *testing.T) {
 		wantCalls  int
 		wantReason string
 	}{
+		// An unrecognised answer is archived as a refusal only once getOrder
+		// shows the refund still open.
 		{"unknown code: three tries", rpctest.FaultRule{Method: "cancelRefund", Kind: "rpc_error", Code: 300, Message: "Refund cannot be canceled"},
-			3, "2Checkout refused: 300 ERROR_300: Refund cannot be canceled (an answer this worker does not recognise, 3 times)"},
+			3, "2Checkout refused: 300 ERROR_300: Refund cannot be canceled (an answer this worker does not recognise, 3 times); getOrder confirms the refund is PENDING, not cancelled"},
 		{"proxy 403: three tries", rpctest.FaultRule{Method: "cancelRefund", Kind: "status", Status: 403},
-			3, "2Checkout refused: HTTP 403 HTTP_STATUS: Forbidden (an answer this worker does not recognise, 3 times)"},
+			3, "2Checkout refused: HTTP 403 HTTP_STATUS: Forbidden (an answer this worker does not recognise, 3 times); getOrder confirms the refund is PENDING, not cancelled"},
 		{"documented message: at once", rpctest.FaultRule{Method: "cancelRefund", Kind: "rpc_error", Code: 1, Message: "Invalid ORDER_REF"},
 			1, "2Checkout refused: 1 INVALID_ORDER_REFERENCE: Invalid ORDER_REF"},
 	}

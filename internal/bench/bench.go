@@ -32,6 +32,7 @@ import (
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/refundd/refund-canceller/internal/config"
 	"github.com/refundd/refund-canceller/internal/redistest"
 	"github.com/refundd/refund-canceller/tasks"
 )
@@ -182,7 +183,7 @@ func (b *bench) setup() error {
 	if u := b.opts.RedisURL; u != "" {
 		opt, err := asynq.ParseRedisURI(u)
 		if err != nil {
-			return fmt.Errorf("REDIS_URL: %w", err)
+			return fmt.Errorf("REDIS_URL %s: not a Redis URL", config.RedactURL(u)) // the parser's error quotes the URL, password and all
 		}
 		b.redis = &redistest.Redis{URL: u, Opt: opt, Kind: "REDIS_URL (other clients' commands count too)"}
 	} else {
@@ -203,7 +204,7 @@ func (b *bench) setup() error {
 	}
 	b.rc = redis.NewClient(opt)
 	if err := b.rc.Ping(context.Background()).Err(); err != nil {
-		return fmt.Errorf("redis %s: %w", b.redis.URL, err)
+		return fmt.Errorf("redis %s: %w", config.RedactURL(b.redis.URL), err)
 	}
 	if b.rpc, err = newRPCServer(); err != nil {
 		return err

@@ -406,6 +406,16 @@ func (c *Config) check() error {
 	return nil
 }
 
+// redactHook shows a webhook URL's scheme and host only: its user info,
+// path and query often carry a token (Slack-style hook URLs).
+func redactHook(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil || u.Host == "" {
+		return "[malformed URL, not shown]"
+	}
+	return u.Scheme + "://" + u.Host + "/[path not shown]"
+}
+
 // OpsLoopback reports whether OPS_ADDR listens on loopback only.
 func (c *Config) OpsLoopback() bool {
 	host, _, _ := net.SplitHostPort(c.OpsAddr)
@@ -432,6 +442,8 @@ func (c *Config) Effective(getenv func(string) string) map[string]string {
 			val = "[REDACTED]"
 		case v.Name == "REDIS_URL":
 			val = RedactURL(val)
+		case v.Name == "NOTIFY_URL" && val != "":
+			val = redactHook(val)
 		}
 		m[v.Name] = val
 	}

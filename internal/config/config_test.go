@@ -208,3 +208,19 @@ func TestRateAndSentinel(t *testing.T) {
 		t.Fatalf("effective REDIS_URL %q", eff)
 	}
 }
+
+// The webhook URL's path, query and user info often hold a token: the
+// effective configuration shows its scheme and host only.
+func TestNotifyURLRedacted(t *testing.T) {
+	env := base()
+	env["NOTIFY_URL"] = "https://hook:pw-in-url@hooks.example.com/T000/B000/tok-in-path?key=tok-in-query"
+	env["NOTIFY_SECRET"] = "whsec-0123456789abcdef"
+	c, err := Load(envOf(env))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := c.Effective(envOf(env))["NOTIFY_URL"]
+	if got != "https://hooks.example.com/[path not shown]" {
+		t.Fatalf("effective NOTIFY_URL %q", got)
+	}
+}

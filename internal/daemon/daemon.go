@@ -68,10 +68,19 @@ func New(opts Options) (_ *Daemon, err error) {
 	m := metrics.New(insp)
 	rc := redisconn.NewClient(cfg.Redis)
 	closers = append(closers, rc.Close)
+	policy := cfg.Policy()
+	if opts.Policy != nil {
+		policy = *opts.Policy
+	}
+	policy, err = policy.WithDefaults()
+	if err != nil {
+		return nil, err
+	}
 	// The fleet shares one budget per merchant account: every replica of
-	// every queue that calls 2Checkout as this merchant.
+	// every queue that calls 2Checkout as this merchant. A shared pause is
+	// cut where a task's own wait is (RETRY_AFTER_MAX): one rule for both.
 	gate, err := vendorbudget.New(vendorbudget.Config{Redis: rc, Key: "refundd:2co:" + cfg.MerchantCode,
-		Rate: cfg.RateLimit, Burst: cfg.RateBurst, Logger: log.Named("budget"), Observer: m})
+		Rate: cfg.RateLimit, Burst: cfg.RateBurst, MaxPause: policy.RetryAfterMax, Logger: log.Named("budget"), Observer: m})
 	if err != nil {
 		return nil, err
 	}
@@ -81,10 +90,6 @@ func New(opts Options) (_ *Daemon, err error) {
 	})
 	if err != nil {
 		return nil, err
-	}
-	policy := cfg.Policy()
-	if opts.Policy != nil {
-		policy = *opts.Policy
 	}
 	var notifier worker.Notifier
 	var notifyServer *webhook.Server
