@@ -366,8 +366,11 @@ func (h *Handler) attempt(ctx context.Context, p tasks.CancelRefund, a Attempt, 
 	}
 	if rpcclient.IsName(err, rpcclient.NameRefundNotCancellable) {
 		// An earlier attempt (or someone else) may have cancelled it. Ask
-		// the order what is true.
-		o, gerr := h.api.GetOrder(rctx, p.OrderRef)
+		// the order what is true — a read, allowed after the cut-off too,
+		// so not under the start deadline.
+		gctx, gcancel := context.WithTimeout(ctx, h.policy.RequestTimeout)
+		defer gcancel()
+		o, gerr := h.api.GetOrder(gctx, p.OrderRef)
 		switch {
 		case gerr == nil && o.RefundStatus == "CANCELED" && sameRefund(o, p.RefundInitiatedAt) != refundOther:
 			res.Outcome, res.RefundID, res.Confirmed = OutcomeAlreadyCancelled, o.RefundID, true

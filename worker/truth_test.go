@@ -322,3 +322,38 @@ func TestRetryUncountedAtMaxRetry(t *testing.T) {
 		t.Fatal("other errors are failures")
 	}
 }
+
+// slowCancel is the sandbox's API whose cancelRefund answer arrives after
+// the clock moved on (a slow answer): the cut-off may pass in between.
+type slowCancel struct {
+	RefundAPI
+	clock *rpctest.Clock
+	took  time.Duration
+}
+
+func (s slowCancel) CancelRefund(ctx context.Context, ref string) (string, error) {
+	id, err := s.RefundAPI.CancelRefund(ctx, ref)
+	s.clock.Advance(s.took)
+	return id, err
+}
+
+// A "not cancellable" answer that arrives after the cut-off is still
+// confirmed with getOrder (reads are allowed after the window): the task
+// ends with what 2Checkout said, never "window closed, no request sent".
+func TestNotCancellableConfirmedAfterTheCutoff(t *testing.T) {
+	e := newEnv(t, "")
+	initiated := t0.Add(-2*time.Hour + DefaultSafetyMargin + time.Second) // cut-off in 1s
+	_ = e.srv.Seed(rpctest.Refund{OrderRef: "S1", Status: "COMPLETED", InitiatedAt: initiated})
+	h, err := NewHandler(HandlerConfig{API: slowCancel{RefundAPI: e.api, clock: e.clock, took: 3 * time.Second}, Now: e.clock.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = h.Handle(context.Background(), Attempt{TaskID: "t", Payload: payload("S1", initiated)})
+	terr := terminal(t, err)
+	if terr.Outcome != OutcomeRefused || !strings.HasPrefix(terr.Reason, "2Checkout refused: 20004 REFUND_NOT_CANCELLABLE: ") {
+		t.Fatalf("%s: %q", terr.Outcome, terr.Reason)
+	}
+	if n := len(e.cancelCalls()); n != 1 {
+		t.Fatalf("%d cancelRefund calls", n)
+	}
+}

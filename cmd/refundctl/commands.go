@@ -95,7 +95,7 @@ func (c *common) enqueuer() (*tasks.Enqueuer, error) {
 	opt, err := redisconn.Parse(c.redisURL)
 	if err != nil {
 		// Not shown: a malformed URL may hold a password.
-		return nil, usageError("--redis-url (or REDIS_URL) is not a redis:// or rediss:// URL (value not shown: it may hold a password)")
+		return nil, usageError("--redis-url (or REDIS_URL) is not a Redis URL: redis://, rediss://, redis-sentinel:// or unix:// (value not shown: it may hold a password)")
 	}
 	return tasks.NewEnqueuer(tasks.EnqueuerConfig{Redis: opt, Queue: c.queue})
 }

@@ -219,10 +219,13 @@ func (d *Deliverer) RetryDelay(n int, _ error, _ *asynq.Task) time.Duration {
 }
 
 // Server delivers the notifications waiting in one queue: an asynq server
-// bound to its Deliverer.
+// bound to its Deliverer. It connects to Redis when it starts, so a Server
+// never started holds nothing to release.
 type Server struct {
-	srv *asynq.Server
-	d   *Deliverer
+	redis asynq.RedisConnOpt
+	cfg   asynq.Config
+	d     *Deliverer
+	srv   *asynq.Server // made by Start
 }
 
 // NewServer builds the server that delivers the notifications waiting in
@@ -235,7 +238,7 @@ func (d *Deliverer) NewServer(redis asynq.RedisConnOpt, queue string, concurrenc
 	if concurrency <= 0 {
 		concurrency = DefaultConcurrency
 	}
-	return &Server{d: d, srv: asynq.NewServer(redis, asynq.Config{
+	return &Server{d: d, redis: redis, cfg: asynq.Config{
 		Concurrency:              concurrency,
 		Queues:                   map[string]int{queue: 1},
 		RetryDelayFunc:           d.RetryDelay,
@@ -243,11 +246,18 @@ func (d *Deliverer) NewServer(redis asynq.RedisConnOpt, queue string, concurrenc
 		ShutdownTimeout:          d.cfg.Timeout + time.Second,
 		Logger:                   d.log.With(zap.String("component", "asynq"), zap.String("queue", queue)).WithOptions(zap.AddCallerSkip(1)).Sugar(),
 		LogLevel:                 asynq.WarnLevel,
-	})}
+	}}
 }
 
-// Start starts delivering.
-func (s *Server) Start() error { return s.srv.Start(s.d) }
+// Start starts delivering. Call it once.
+func (s *Server) Start() error {
+	s.srv = asynq.NewServer(s.redis, s.cfg)
+	return s.srv.Start(s.d)
+}
 
 // Shutdown stops delivering; a delivery in flight finishes or is retried.
-func (s *Server) Shutdown() { s.srv.Shutdown() }
+func (s *Server) Shutdown() {
+	if s.srv != nil {
+		s.srv.Shutdown()
+	}
+}
