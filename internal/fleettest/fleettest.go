@@ -41,6 +41,9 @@ type Options struct {
 	// Manual: the replicas start only when StartReplicas is called
 	// (benchmarks enqueue first).
 	Manual bool
+	// DocumentedOnly starts the sandbox speaking only what 2Checkout
+	// documents (no error names, no refund status in getOrder).
+	DocumentedOnly bool
 }
 
 // Fleet is the replicas, their sandbox, and a producer and an inspector on
@@ -79,7 +82,7 @@ func Start(t testing.TB, o Options) *Fleet {
 	if err != nil {
 		t.Fatalf("REDIS_URL %v", err)
 	}
-	sb := rpctest.NewServer(rpctest.Config{MerchantCode: "FLEET", SecretKey: "fleet-secret"})
+	sb := rpctest.NewServer(rpctest.Config{MerchantCode: "FLEET", SecretKey: "fleet-secret", DocumentedOnly: o.DocumentedOnly})
 	t.Cleanup(sb.Close)
 	enq, err := tasks.NewEnqueuer(tasks.EnqueuerConfig{Redis: opt, Queue: o.Queue})
 	if err != nil {

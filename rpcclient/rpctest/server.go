@@ -29,6 +29,11 @@ func NewServer(cfg Config) *Server {
 	return &Server{Sandbox: sb, URL: hs.URL, RPCURL: hs.URL + "/rpc/6.0/", hs: hs}
 }
 
+// CloseClientConnections closes every client connection from the server's
+// side, as httptest.Server's does: a held request then ends as if its
+// client had gone away (a latency-held cancelRefund is applied).
+func (s *Server) CloseClientConnections() { s.hs.CloseClientConnections() }
+
 // Close releases hanging requests and shuts the server down.
 func (s *Server) Close() {
 	s.Sandbox.Close()
