@@ -16,13 +16,7 @@ import (
 // waitState polls the task until done says so.
 func (s *stack) waitState(t *testing.T, id string, within time.Duration, done func(*asynq.TaskInfo) bool) *asynq.TaskInfo {
 	t.Helper()
-	var info *asynq.TaskInfo
-	testutil.Eventually(t, within, "task "+id, func() bool {
-		i, err := s.insp.GetTaskInfo(s.queue, id)
-		info = i
-		return err == nil && done(i)
-	})
-	return info
+	return testutil.WaitTask(t, s.insp, s.queue, id, within, done)
 }
 
 func finished(i *asynq.TaskInfo) bool {

@@ -31,7 +31,7 @@ func TestOpsEndToEnd(t *testing.T) {
 		return err == nil && resp.StatusCode == 200
 	})
 
-	before := scrape(t, base)
+	before := testutil.Metrics(t, base)
 	// Present at zero before any work, so dashboards and alerts see them.
 	for _, name := range []string{`refundd_cancellations_total{outcome="window_closed"} 0`, `refundd_window_slack_seconds_count 0`, "go_goroutines"} {
 		if !strings.Contains(before, name) {
@@ -63,7 +63,7 @@ func TestOpsEndToEnd(t *testing.T) {
 		return strings.Contains(last, `"state": "completed"`) && strings.Contains(last, `"outcome": "cancelled"`)
 	})
 
-	after := scrape(t, base)
+	after := testutil.Metrics(t, base)
 	for _, m := range []struct {
 		series string
 		min    float64
@@ -85,17 +85,6 @@ func TestOpsEndToEnd(t *testing.T) {
 			t.Errorf("metrics show a secret")
 		}
 	}
-}
-
-func scrape(t *testing.T, base string) string {
-	t.Helper()
-	resp, err := http.Get(base + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return string(b)
 }
 
 // value answers a series' value in a scrape, or -1 if absent.

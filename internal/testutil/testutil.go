@@ -3,11 +3,14 @@ package testutil
 
 import (
 	"encoding/json"
+	"io"
 	"net"
 	"net/http"
 	"strconv"
 	"testing"
 	"time"
+
+	"github.com/hibiken/asynq"
 )
 
 // Eventually polls cond every few milliseconds until it is true, failing
@@ -54,4 +57,32 @@ func GetJSON(t testing.TB, url string, v any) {
 	if err := json.NewDecoder(resp.Body).Decode(v); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// Metrics answers the body of base + "/metrics" (Prometheus' text format).
+func Metrics(t testing.TB, base string) string {
+	t.Helper()
+	resp, err := http.Get(base + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+// WaitTask polls the task id of queue until done says so, failing the test
+// after within, and answers its last info.
+func WaitTask(t testing.TB, insp *asynq.Inspector, queue, id string, within time.Duration, done func(*asynq.TaskInfo) bool) *asynq.TaskInfo {
+	t.Helper()
+	var info *asynq.TaskInfo
+	Eventually(t, within, "task "+id, func() bool {
+		i, err := insp.GetTaskInfo(queue, id)
+		info = i
+		return err == nil && done(i)
+	})
+	return info
 }

@@ -1,7 +1,6 @@
 package vendorbudget_test
 
 import (
-	"io"
 	"net/http"
 	"strconv"
 	"strings"
@@ -163,13 +162,7 @@ func TestPauseNeverSendsPastTheCutoff(t *testing.T) {
 // pauseSeconds reads refundd_tco_pause_seconds from a replica's /metrics.
 func pauseSeconds(t *testing.T, base string) float64 {
 	t.Helper()
-	resp, err := http.Get(base + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	for _, line := range strings.Split(string(b), "\n") {
+	for _, line := range strings.Split(testutil.Metrics(t, base), "\n") {
 		if v, ok := strings.CutPrefix(line, "refundd_tco_pause_seconds "); ok {
 			f, _ := strconv.ParseFloat(v, 64)
 			return f

@@ -85,13 +85,7 @@ func (s *stack) rawTask(t *testing.T, ref string, initiated time.Time, opts ...a
 
 func (s *stack) wait(t *testing.T, id string, within time.Duration, done func(*asynq.TaskInfo) bool) *asynq.TaskInfo {
 	t.Helper()
-	var info *asynq.TaskInfo
-	testutil.Eventually(t, within, "task "+id, func() bool {
-		i, err := s.insp.GetTaskInfo(s.queue, id)
-		info = i
-		return err == nil && done(i)
-	})
-	return info
+	return testutil.WaitTask(t, s.insp, s.queue, id, within, done)
 }
 
 func archived(i *asynq.TaskInfo) bool { return i.State == asynq.TaskStateArchived }
