@@ -432,13 +432,13 @@ func (c *Client) do(ctx context.Context, method string, params []any, out any) e
 	}
 	if c.cfg.Observer == nil {
 		err := c.send(ctx, method, params, out)
-		c.gatePause(ctx, method, err)
+		c.gateDone(ctx, method, err)
 		return err
 	}
 	start := time.Now() // wall clock: a duration, whatever c.now reads
 	err := c.send(ctx, method, params, out)
 	c.cfg.Observer.ObserveRequest(method, Classify(err), time.Since(start))
-	c.gatePause(ctx, method, err)
+	c.gateDone(ctx, method, err)
 	return err
 }
 

@@ -8,10 +8,11 @@ import (
 	"time"
 )
 
-// Gate paces a Client's requests: a rate limit, or a pause the vendor asked
-// for, possibly shared with other processes. The client asks it before every
-// HTTP request (login included) and tells it when 2Checkout answers 429 or
-// 503 with a Retry-After. Implementations must be safe for concurrent use.
+// Gate paces a Client's requests: a rate limit, a pause the vendor asked
+// for, a back-off while the vendor is down — possibly shared with other
+// processes. The client asks it before every HTTP request (login included)
+// and tells it how each request it let through ended. Implementations must
+// be safe for concurrent use.
 type Gate interface {
 	// Wait blocks until a request for method may be sent. It answers nil to
 	// send it now; ErrStartDeadline, without waiting, when the request could
@@ -19,9 +20,10 @@ type Gate interface {
 	// another error (the context ended, the gate is unavailable), which the
 	// client returns as a *GateError. A refused request spends no budget.
 	Wait(ctx context.Context, method string) error
-	// Pause is told that 2Checkout asked, in answer to method, that no
-	// request be sent for d.
-	Pause(ctx context.Context, method string, d time.Duration)
+	// Done is told how a request for method that Wait let through ended:
+	// err is nil or what the Client returns for it (PauseAsked and
+	// Unavailable read it).
+	Done(ctx context.Context, method string, err error)
 }
 
 // GateError is a request the Client did not send because its Gate refused
@@ -58,14 +60,52 @@ func (c *Client) gateWait(ctx context.Context, method string) error {
 	return err
 }
 
-// gatePause tells the gate, if any, of a 429 or 503 that carried a
-// Retry-After, so that no request is sent until it has passed.
-func (c *Client) gatePause(ctx context.Context, method string, err error) {
+// gateDone tells the gate, if any, how a request it let through ended.
+func (c *Client) gateDone(ctx context.Context, method string, err error) {
+	if c.cfg.Gate != nil {
+		c.cfg.Gate.Done(ctx, method, err)
+	}
+}
+
+// PauseAsked answers how long 2Checkout asked, with err, that no request be
+// sent: a 429 or 503 with a Retry-After.
+func PauseAsked(err error) (time.Duration, bool) {
 	var ae *APIError
-	if c.cfg.Gate == nil || !errors.As(err, &ae) || ae.RetryAfter <= 0 {
-		return
+	if !errors.As(err, &ae) || ae.RetryAfter <= 0 {
+		return 0, false
 	}
 	if ae.HTTPStatus == http.StatusTooManyRequests || ae.HTTPStatus == http.StatusServiceUnavailable {
-		c.cfg.Gate.Pause(ctx, method, ae.RetryAfter)
+		return ae.RetryAfter, true
 	}
+	return 0, false
+}
+
+// Unavailable reports whether err says 2Checkout is not answering the way a
+// working service does: no answer at all (a connection refused or lost, a
+// timeout), HTTP 408, 429 or any 5xx, or an answer that is not JSON-RPC. An
+// error object in a JSON-RPC answer — whatever it says — means the service
+// is up, as does success. A request the client never sent is neither.
+func Unavailable(err error) bool {
+	if err == nil || errors.Is(err, ErrStartDeadline) {
+		return false
+	}
+	var ge *GateError
+	if errors.As(err, &ge) {
+		return false
+	}
+	var te *TransportError
+	if errors.As(err, &te) {
+		return !te.NotSent
+	}
+	var ae *APIError
+	if errors.As(err, &ae) {
+		switch ae.Name {
+		case NameMalformedResponse:
+			return true
+		case NameHTTPStatus:
+			return ae.HTTPStatus >= 500 || ae.HTTPStatus == http.StatusRequestTimeout || ae.HTTPStatus == http.StatusTooManyRequests
+		}
+		return false
+	}
+	return true // unexpected: assume the worst
 }

@@ -3,6 +3,7 @@ package rpcclient_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"testing"
 	"time"
@@ -16,7 +17,7 @@ import (
 type recordingGate struct {
 	mu     sync.Mutex
 	waits  []string
-	pauses []time.Duration
+	done   []error
 	sent   func() int // ledger length when Wait is called
 	seen   []int
 	refuse error
@@ -36,9 +37,9 @@ func (g *recordingGate) Wait(ctx context.Context, method string) error {
 	return g.refuse
 }
 
-func (g *recordingGate) Pause(_ context.Context, _ string, d time.Duration) {
+func (g *recordingGate) Done(_ context.Context, _ string, err error) {
 	g.mu.Lock()
-	g.pauses = append(g.pauses, d)
+	g.done = append(g.done, err)
 	g.mu.Unlock()
 }
 
@@ -96,28 +97,50 @@ func TestGateRefusalSendsNothing(t *testing.T) {
 	}
 }
 
-func TestGateToldOfRetryAfter(t *testing.T) {
+func TestGateToldHowEachRequestEnded(t *testing.T) {
 	cases := []struct {
-		rule rpctest.FaultRule
-		want []time.Duration
+		rule        rpctest.FaultRule
+		pause       time.Duration // PauseAsked of the cancelRefund's error; 0: none
+		unavailable bool
 	}{
-		{rpctest.FaultRule{Kind: "status", Status: 429, RetryAfter: 3}, []time.Duration{3 * time.Second}},
-		{rpctest.FaultRule{Kind: "status", Status: 503, RetryAfter: 7}, []time.Duration{7 * time.Second}},
-		{rpctest.FaultRule{Kind: "status", Status: 429}, nil},                // no Retry-After: the task's own backoff only
-		{rpctest.FaultRule{Kind: "status", Status: 500, RetryAfter: 3}, nil}, // not a request to slow down
+		{rpctest.FaultRule{Kind: "status", Status: 429, RetryAfter: 3}, 3 * time.Second, true},
+		{rpctest.FaultRule{Kind: "status", Status: 503, RetryAfter: 7}, 7 * time.Second, true},
+		{rpctest.FaultRule{Kind: "status", Status: 429}, 0, true},                // no Retry-After: no pause asked
+		{rpctest.FaultRule{Kind: "status", Status: 500, RetryAfter: 3}, 0, true}, // not a request to slow down
+		{rpctest.FaultRule{Kind: "status", Status: 404}, 0, false},               // a proxy's answer, not an outage
+		{rpctest.FaultRule{Kind: "malformed"}, 0, true},
+		{rpctest.FaultRule{Kind: "drop"}, 0, true},
+		{rpctest.FaultRule{Kind: "rpc_error", Code: 300, Message: "Refund cannot be canceled"}, 0, false}, // it answered
 	}
 	for _, tc := range cases {
-		t.Run(tc.rule.Kind, func(t *testing.T) {
+		t.Run(fmt.Sprintf("%s %d", tc.rule.Kind, tc.rule.Status), func(t *testing.T) {
 			g := &recordingGate{}
 			f := newFixture(t, func(c *rpcclient.Config) { c.Gate = g })
 			_ = f.srv.Seed(rpctest.Refund{OrderRef: "A1", InitiatedAt: t0})
 			tc.rule.Method = "cancelRefund"
 			_ = f.srv.SetFaults(tc.rule)
-			_, _ = f.client.CancelRefund(context.Background(), "A1")
-			if len(g.pauses) != len(tc.want) || (len(tc.want) == 1 && g.pauses[0] != tc.want[0]) {
-				t.Fatalf("%d %d: pauses %v, want %v", tc.rule.Status, tc.rule.RetryAfter, g.pauses, tc.want)
+			_, cerr := f.client.CancelRefund(context.Background(), "A1")
+			// Told once per request it let through (login, then cancelRefund),
+			// with the error the client answers.
+			if len(g.done) != 2 || g.done[0] != nil || g.done[1] != cerr {
+				t.Fatalf("told %v, want [<nil> %v]", g.done, cerr)
+			}
+			if d, ok := rpcclient.PauseAsked(cerr); d != tc.pause || ok != (tc.pause > 0) {
+				t.Fatalf("PauseAsked(%v) = %v %v, want %v", cerr, d, ok, tc.pause)
+			}
+			if got := rpcclient.Unavailable(cerr); got != tc.unavailable {
+				t.Fatalf("Unavailable(%v) = %v, want %v", cerr, got, tc.unavailable)
 			}
 		})
+	}
+}
+
+func TestUnavailableNeverForRequestsNotSent(t *testing.T) {
+	for _, err := range []error{nil, rpcclient.ErrStartDeadline, &rpcclient.GateError{Method: "cancelRefund", Err: context.Canceled},
+		&rpcclient.TransportError{Method: "cancelRefund", Err: context.Canceled, NotSent: true}} {
+		if rpcclient.Unavailable(err) {
+			t.Errorf("Unavailable(%v) = true for a request that was never sent", err)
+		}
 	}
 }
 

@@ -1,7 +1,10 @@
 // Package vendorbudget is what refundd's replicas share, through Redis, about
 // calling 2Checkout: one request budget for the whole fleet (a GCRA rate
-// limit, github.com/go-redis/redis_rate) and one pause, set by whichever
-// replica 2Checkout answers 429 or 503 with a Retry-After and honoured by all.
+// limit, github.com/go-redis/redis_rate); one pause, set by whichever
+// replica 2Checkout answers 429 or 503 with a Retry-After and honoured by
+// all; and one outage back-off: once several requests in a row, fleet-wide,
+// find 2Checkout unavailable (rpcclient.Unavailable), the fleet sends one
+// request — a probe — per ProbeInterval until one gets an answer.
 //
 // A *Gate is an rpcclient.Gate. It never lets a request wait past the start
 // deadline of its context (rpcclient.WithStartDeadline): such a request fails
@@ -46,6 +49,14 @@ type Config struct {
 	Burst int
 	// MaxPause caps a pause asked for with Retry-After. Default 5m.
 	MaxPause time.Duration
+	// OutageAfter: after this many requests in a row, fleet-wide, found
+	// 2Checkout unavailable, the fleet backs off together: one request — a
+	// probe — per ProbeInterval until one gets an answer (any answer: a
+	// JSON-RPC error is an answer). Default 3; negative: never.
+	OutageAfter int
+	// ProbeInterval is the fleet's pace while 2Checkout is unavailable, and
+	// so how late the fleet may notice its return. Default 1s.
+	ProbeInterval time.Duration
 	// RedisTimeout bounds each Redis command. Default 1s.
 	RedisTimeout time.Duration
 	// Logger logs pauses. Default zap.NewNop().
@@ -58,15 +69,18 @@ type Config struct {
 
 // Defaults of Config.
 const (
-	DefaultKey          = "refundd:2co"
-	DefaultBurst        = 1
-	DefaultMaxPause     = 5 * time.Minute
-	DefaultRedisTimeout = time.Second
+	DefaultKey           = "refundd:2co"
+	DefaultBurst         = 1
+	DefaultMaxPause      = 5 * time.Minute
+	DefaultRedisTimeout  = time.Second
+	DefaultOutageAfter   = 3
+	DefaultProbeInterval = time.Second
 )
 
 // Reasons a request had to wait or was refused, as Observer.Refused hears them.
 const (
 	ReasonPaused        = "paused"         // a shared pause was on: the request waited
+	ReasonOutage        = "outage"         // 2Checkout is unavailable and another request is the probe: the request waited
 	ReasonRateLimit     = "rate_limit"     // the fleet's budget was spent: the request waited
 	ReasonStartDeadline = "start_deadline" // it could not start before its start deadline: not sent
 	ReasonContext       = "context"        // its context ended first: not sent
@@ -91,6 +105,9 @@ type Gate struct {
 	limiter  *redis_rate.Limiter
 	limit    redis_rate.Limit
 	pauseKey string
+	// The outage back-off: the streak of unavailable answers, and the key
+	// whose life is the time until the next probe.
+	streakKey, outageKey string
 	// slow lets one goroutine of this process at a time poll a spent
 	// budget, so waiters do not hammer Redis; the others queue behind it.
 	slow chan struct{}
@@ -102,6 +119,10 @@ type Gate struct {
 	epoch      time.Time
 	pauseAsked atomic.Int64
 	pauseEnds  atomic.Int64
+	// The outage back-off as last read (or set): the fleet's streak of
+	// unavailable answers, and when the next probe may go.
+	streak     atomic.Int64
+	outageEnds atomic.Int64
 }
 
 // pauseRecheck: a replica reads the shared pause from Redis at most this
@@ -120,8 +141,14 @@ func New(cfg Config) (*Gate, error) {
 	if cfg.Burst < 0 {
 		return nil, fmt.Errorf("vendorbudget: Burst %d must not be negative", cfg.Burst)
 	}
-	if cfg.MaxPause < 0 || cfg.RedisTimeout < 0 {
-		return nil, errors.New("vendorbudget: MaxPause and RedisTimeout must not be negative")
+	if cfg.MaxPause < 0 || cfg.RedisTimeout < 0 || cfg.ProbeInterval < 0 {
+		return nil, errors.New("vendorbudget: MaxPause, ProbeInterval and RedisTimeout must not be negative")
+	}
+	if cfg.OutageAfter == 0 {
+		cfg.OutageAfter = DefaultOutageAfter
+	}
+	if cfg.ProbeInterval == 0 {
+		cfg.ProbeInterval = DefaultProbeInterval
 	}
 	if cfg.Key == "" {
 		cfg.Key = DefaultKey
@@ -142,13 +169,15 @@ func New(cfg Config) (*Gate, error) {
 		cfg.Now = time.Now
 	}
 	return &Gate{
-		cfg:      cfg,
-		limiter:  redis_rate.NewLimiter(cfg.Redis),
-		limit:    redis_rate.Limit{Rate: cfg.Rate, Burst: cfg.Burst, Period: time.Second},
-		pauseKey: cfg.Key + ":pause",
-		slow:     make(chan struct{}, 1),
-		maxBatch: max(1, min(cfg.Burst, int(float64(cfg.Rate)*batchTTL.Seconds()))),
-		epoch:    time.Now().Add(-pauseRecheck), // the first request reads the pause
+		cfg:       cfg,
+		limiter:   redis_rate.NewLimiter(cfg.Redis),
+		limit:     redis_rate.Limit{Rate: cfg.Rate, Burst: cfg.Burst, Period: time.Second},
+		pauseKey:  cfg.Key + ":pause",
+		streakKey: cfg.Key + ":outage:streak",
+		outageKey: cfg.Key + ":outage",
+		slow:      make(chan struct{}, 1),
+		maxBatch:  max(1, min(cfg.Burst, int(float64(cfg.Rate)*batchTTL.Seconds()))),
+		epoch:     time.Now().Add(-pauseRecheck), // the first request reads the pause
 	}, nil
 }
 
@@ -219,17 +248,36 @@ func (g *Gate) next(ctx context.Context) (wait time.Duration, reason string, err
 	defer cancel()
 	now := time.Since(g.epoch)
 	if now-time.Duration(g.pauseAsked.Load()) >= pauseRecheck {
-		pttl, err := g.cfg.Redis.PTTL(rctx, g.pauseKey).Result()
+		st, err := stateScript.Run(rctx, g.cfg.Redis, []string{g.pauseKey, g.outageKey, g.streakKey}).Int64Slice()
 		if err != nil {
 			return 0, "", err
 		}
 		g.pauseAsked.Store(int64(now))
-		g.pauseEnds.Store(int64(now + max(pttl, 0)))
+		g.pauseEnds.Store(int64(now + time.Duration(max(st[0], 0))*time.Millisecond))
+		g.outageEnds.Store(int64(now + time.Duration(max(st[1], 0))*time.Millisecond))
+		g.streak.Store(st[2])
 	}
 	if left := time.Duration(g.pauseEnds.Load()) - now; left > 0 {
 		g.local.drop()
 		g.observePause(left)
 		return left, ReasonPaused, nil
+	}
+	if g.outage() {
+		// 2Checkout is unavailable: one request per ProbeInterval, fleet-wide.
+		g.local.drop()
+		if left := time.Duration(g.outageEnds.Load()) - now; left > 0 {
+			return left, ReasonOutage, nil
+		}
+		pttl, err := probeScript.Run(rctx, g.cfg.Redis, []string{g.outageKey}, g.cfg.ProbeInterval.Milliseconds()).Int64()
+		if err != nil {
+			return 0, "", err
+		}
+		if pttl > 0 { // another request is the probe
+			g.outageEnds.Store(int64(now + time.Duration(pttl)*time.Millisecond))
+			return time.Duration(pttl) * time.Millisecond, ReasonOutage, nil
+		}
+		g.outageEnds.Store(int64(now + g.cfg.ProbeInterval))
+		// This request is the probe; it still takes its budget below.
 	}
 	if g.cfg.Rate == 0 || g.local.take(time.Now()) {
 		return 0, "", nil
@@ -374,6 +422,85 @@ func reasonOf(err error) string {
 	return ReasonContext
 }
 
+// stateScript answers the shared pause's and the outage back-off's
+// remaining lives (ms; 0 or less when off) and the streak of unavailable
+// answers.
+var stateScript = redis.NewScript(`
+return {redis.call("PTTL", KEYS[1]), redis.call("PTTL", KEYS[2]), tonumber(redis.call("GET", KEYS[3]) or "0")}
+`)
+
+// probeScript makes the caller the outage probe for ARGV[1] ms unless
+// another request is: it answers 0 if the caller is, else the time (ms)
+// until the next probe may go.
+var probeScript = redis.NewScript(`
+if redis.call("SET", KEYS[1], "probe", "NX", "PX", ARGV[1]) then
+  return 0
+end
+return math.max(redis.call("PTTL", KEYS[1]), 1)
+`)
+
+// unavailableScript counts an unavailable answer in the fleet's streak
+// (which lapses after ARGV[3] ms without one) and, once it reaches ARGV[1],
+// holds the next probe back ARGV[2] ms from now. It answers the streak.
+var unavailableScript = redis.NewScript(`
+local n = redis.call("INCR", KEYS[1])
+redis.call("PEXPIRE", KEYS[1], ARGV[3])
+if n >= tonumber(ARGV[1]) then
+  redis.call("SET", KEYS[2], "backoff", "PX", ARGV[2])
+end
+return n
+`)
+
+// outage reports whether the fleet is in the outage back-off, as last read.
+func (g *Gate) outage() bool {
+	return g.cfg.OutageAfter > 0 && g.streak.Load() >= int64(g.cfg.OutageAfter)
+}
+
+// Done implements rpcclient.Gate: a 429 or 503 with a Retry-After pauses
+// the fleet (Pause); an unavailable answer counts toward the outage
+// back-off; any answer ends it.
+func (g *Gate) Done(ctx context.Context, method string, err error) {
+	if d, ok := rpcclient.PauseAsked(err); ok {
+		g.Pause(ctx, method, d)
+	}
+	if g.cfg.OutageAfter < 0 {
+		return
+	}
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), g.cfg.RedisTimeout)
+	defer cancel()
+	if !rpcclient.Unavailable(err) {
+		if g.streak.Load() == 0 {
+			return // the common case: no write
+		}
+		if derr := g.cfg.Redis.Del(rctx, g.streakKey, g.outageKey).Err(); derr != nil {
+			g.cfg.Logger.Warn("2Checkout answers again, but the fleet's outage back-off could not be ended; it lapses by itself", zap.Error(derr))
+			return
+		}
+		if g.outage() {
+			g.cfg.Logger.Info("2Checkout answers again: the fleet's outage back-off is over", zap.String("method", method))
+		}
+		g.streak.Store(0)
+		g.outageEnds.Store(0)
+		return
+	}
+	lapse := max(10*g.cfg.ProbeInterval, 10*time.Second)
+	n, rerr := unavailableScript.Run(rctx, g.cfg.Redis, []string{g.streakKey, g.outageKey}, g.cfg.OutageAfter,
+		g.cfg.ProbeInterval.Milliseconds(), lapse.Milliseconds()).Int64()
+	if rerr != nil {
+		g.cfg.Logger.Warn("could not share 2Checkout's unavailability with the fleet", zap.String("method", method), zap.Error(rerr))
+		return
+	}
+	g.streak.Store(n)
+	if n >= int64(g.cfg.OutageAfter) {
+		g.outageEnds.Store(int64(time.Since(g.epoch) + g.cfg.ProbeInterval))
+		g.local.drop()
+		if n == int64(g.cfg.OutageAfter) {
+			g.cfg.Logger.Warn("2Checkout is unavailable: the fleet sends one request per probe interval until it answers",
+				zap.String("method", method), zap.Int64("unavailable_in_a_row", n), zap.Duration("probe_interval", g.cfg.ProbeInterval), zap.Error(err))
+		}
+	}
+}
+
 // pauseScript sets the pause key to last ARGV[1] ms unless it already lasts
 // longer, and answers how long it lasts now.
 var pauseScript = redis.NewScript(`
@@ -386,8 +513,8 @@ end
 return ttl
 `)
 
-// Pause implements rpcclient.Gate: no replica sends a request for d (at most
-// MaxPause), unless a longer pause is already on.
+// Pause makes every replica send no request for d (at most MaxPause),
+// unless a longer pause is already on. Done calls it for a Retry-After.
 func (g *Gate) Pause(ctx context.Context, method string, d time.Duration) {
 	if d <= 0 {
 		return

@@ -332,3 +332,63 @@ func TestBatchesKeepTheLimit(t *testing.T) {
 		t.Fatalf("only %d grants in 2.5s at %d/s", len(grants), rate)
 	}
 }
+
+// unavailable is what the client answers for a 503 without Retry-After.
+var unavailable = &rpcclient.APIError{Method: "cancelRefund", Name: rpcclient.NameHTTPStatus, HTTPStatus: 503}
+
+func TestOutageBackoffIsFleetWideAndEndsAtTheFirstAnswer(t *testing.T) {
+	gs, cs := newGates(t, 2, Config{OutageAfter: 3, ProbeInterval: 300 * time.Millisecond})
+	ctx := context.Background()
+	// Two unavailable answers in a row, on two replicas: below the streak,
+	// requests still go at once.
+	gs[0].Done(ctx, "cancelRefund", unavailable)
+	gs[1].Done(ctx, "cancelRefund", unavailable)
+	if err := gs[1].Wait(within(50*time.Millisecond), "cancelRefund"); err != nil {
+		t.Fatalf("below the streak: %v", err)
+	}
+	// The third trips the back-off for the whole fleet: the other replica
+	// (reading Redis within pauseRecheck) may not send within 50ms.
+	gs[0].Done(ctx, "cancelRefund", unavailable)
+	gs[1].forgetRedis()
+	if err := gs[1].Wait(within(50*time.Millisecond), "cancelRefund"); !errors.Is(err, rpcclient.ErrStartDeadline) {
+		t.Fatalf("during the back-off: %v, want ErrStartDeadline", err)
+	}
+	if cs[1].get(ReasonOutage) == 0 {
+		t.Fatalf("observer: refused %v, want an outage wait", cs[1].refused)
+	}
+	// After ProbeInterval exactly one request — the probe — goes; a second
+	// one waits for the probe's answer or the next interval.
+	start := time.Now()
+	if err := gs[1].Wait(within(2*time.Second), "cancelRefund"); err != nil {
+		t.Fatal(err)
+	}
+	if took := time.Since(start); took < 150*time.Millisecond {
+		t.Fatalf("the probe went after %v, inside the 300ms back-off", took)
+	}
+	if err := gs[0].Wait(within(100*time.Millisecond), "cancelRefund"); !errors.Is(err, rpcclient.ErrStartDeadline) {
+		t.Fatalf("a second request beside the probe: %v, want ErrStartDeadline", err)
+	}
+	// The probe gets an answer (a JSON-RPC error is one): every replica sends again.
+	gs[1].Done(ctx, "cancelRefund", &rpcclient.APIError{Method: "cancelRefund", Code: 300, Name: "ERROR_300", Message: "no"})
+	gs[0].forgetRedis()
+	if err := gs[0].Wait(within(50*time.Millisecond), "cancelRefund"); err != nil {
+		t.Fatalf("after the answer: %v", err)
+	}
+	if n := gs[0].cfg.Redis.Exists(ctx, gs[0].streakKey, gs[0].outageKey).Val(); n != 0 {
+		t.Fatalf("%d outage keys left after the answer", n)
+	}
+}
+
+func TestOutageBackoffOff(t *testing.T) {
+	gs, _ := newGates(t, 1, Config{OutageAfter: -1})
+	for range 5 {
+		gs[0].Done(context.Background(), "cancelRefund", unavailable)
+	}
+	if err := gs[0].Wait(within(50*time.Millisecond), "cancelRefund"); err != nil {
+		t.Fatalf("OutageAfter -1: %v", err)
+	}
+}
+
+// forgetRedis makes the gate's next request read the shared state from
+// Redis instead of its cache (at most pauseRecheck old).
+func (g *Gate) forgetRedis() { g.pauseAsked.Store(-int64(time.Hour)) }
