@@ -31,7 +31,16 @@ const (
 	OutcomeUnknown = "unknown"
 	// OutcomeRetry is not final: the attempt failed and a retry is scheduled.
 	OutcomeRetry = "retry"
+	// OutcomeHeld is not final: nothing was sent; under a backlog the task
+	// waits for its turn (deadline-first dispatch) behind tasks whose
+	// windows close sooner. It is not a failure and counts no retry.
+	OutcomeHeld = "held"
 )
+
+// IsFinal reports whether outcome ends the task (any outcome but retry and held).
+func IsFinal(outcome string) bool {
+	return outcome != "" && outcome != OutcomeRetry && outcome != OutcomeHeld
+}
 
 // FinalOutcomes lists every final outcome, completed ones first.
 var FinalOutcomes = []string{OutcomeCancelled, OutcomeAlreadyCancelled, OutcomeRefused, OutcomeWindowClosed,
@@ -76,7 +85,7 @@ type Result struct {
 }
 
 // Final reports whether r records a finished task (not one still retrying).
-func (r *Result) Final() bool { return r != nil && r.Outcome != "" && r.Outcome != OutcomeRetry }
+func (r *Result) Final() bool { return r != nil && IsFinal(r.Outcome) }
 
 // Cancelled reports whether the record says the refund is cancelled.
 func (r *Result) Cancelled() bool {

@@ -38,6 +38,7 @@ const (
 	OutcomeSuperseded       = tasks.OutcomeSuperseded
 	OutcomeUnknown          = tasks.OutcomeUnknown
 	OutcomeRetry            = tasks.OutcomeRetry
+	OutcomeHeld             = tasks.OutcomeHeld
 )
 
 // Result is the record a task keeps (tasks.Result): the record of a
@@ -86,6 +87,10 @@ type HandlerConfig struct {
 	// archived) before the task ends; if it fails, the task is retried, so
 	// no final state goes unannounced.
 	Notifier Notifier
+	// Turns, if set, orders the fleet's calls deadline-first under a
+	// backlog: an attempt calls 2Checkout only in its turn, and is held
+	// (outcome held, an uncounted retry) until then.
+	Turns Turns
 }
 
 // Notifier queues the announcement of a task's final record (the webhook);
@@ -107,6 +112,7 @@ type Handler struct {
 	now     func() time.Time
 	obs     Observer
 	notify  Notifier
+	turns   Turns
 }
 
 // NewHandler validates cfg and returns a Handler.
@@ -131,7 +137,7 @@ func NewHandler(cfg HandlerConfig) (*Handler, error) {
 		cfg.Now = time.Now
 	}
 	return &Handler{api: cfg.API, policy: p, unknown: cfg.UnknownErrorAttempts, tasks: cfg.Tasks, log: cfg.Logger, now: cfg.Now, obs: cfg.Observer,
-		notify: cfg.Notifier}, nil
+		notify: cfg.Notifier, turns: cfg.Turns}, nil
 }
 
 // TerminalError ends a task: asynq archives it at once (it matches
@@ -154,6 +160,9 @@ type RetryError struct {
 	// (IsFailure answers false), because the count would archive the task
 	// while its window is open. Set when the task's retries are used up.
 	Uncounted bool
+	// Held: nothing was sent; the task waits for its turn (Turns). Such a
+	// retry is always Uncounted.
+	Held bool
 }
 
 func (e *RetryError) Error() string {
@@ -186,8 +195,11 @@ type Attempt struct {
 // carries the record (a Result as JSON) its earlier attempts left.
 const PriorHeader = "refundd-prior"
 
-// first reports whether no attempt came before this one.
-func (a Attempt) first() bool { return a.Retried == 0 && a.Prior == nil }
+// first reports whether no attempt came before this one (holds are not
+// attempts: a record of holds alone, with no attempt, is none).
+func (a Attempt) first() bool {
+	return a.Retried == 0 && (a.Prior == nil || a.Prior.Outcome == OutcomeHeld && a.Prior.Attempts == 0)
+}
 
 // ambiguity answers why an earlier attempt may have cancelled the refund
 // with its answer lost, or "" if none can have.
@@ -318,6 +330,9 @@ func (h *Handler) Handle(ctx context.Context, a Attempt) (*Result, error) {
 			res.Outcome, res.Reason = terr.Outcome, terr.Reason
 		} else if errors.As(err, &rerr) {
 			res.NextAttemptAt = rerr.At.UTC()
+			if rerr.Held {
+				held(res, a.Prior, rerr)
+			}
 		}
 	}
 	if res != nil && res.Final() {
@@ -337,6 +352,19 @@ func (h *Handler) attempt(ctx context.Context, p tasks.CancelRefund, a Attempt, 
 	// Relative, so the bound is right whatever clock h.now reads.
 	rctx, cancel := context.WithTimeout(rctx, cutoff.Sub(now)+h.policy.RequestTimeout)
 	defer cancel()
+
+	if h.turns != nil {
+		turn, err := h.turns.Take(ctx, a.TaskID, cutoff)
+		switch {
+		case err != nil:
+			h.log.Warn("deadline-first dispatch unavailable: calling without a turn", zap.String("task_id", a.TaskID), zap.Error(err))
+		case !turn.Granted():
+			return &RetryError{At: turn.HeldUntil, Uncounted: true, Held: true, Cause: fmt.Errorf(
+				"held: waiting its turn behind %d refund(s) whose windows close sooner (deadline-first dispatch; nothing sent, not a failure, no retry counted)", turn.Ahead)}
+		default:
+			defer turn.Release()
+		}
+	}
 
 	if !a.first() {
 		// cancelRefund names no refund, only the order: before cancelling
@@ -380,6 +408,17 @@ func (h *Handler) attempt(ctx context.Context, p tasks.CancelRefund, a Attempt, 
 		}
 	}
 	return h.retryOrGiveUp(ctx, p, a, res, err, err)
+}
+
+// held makes res the record of a hold: what earlier attempts learned
+// stands, and no attempt is added.
+func held(res, prior *Result, rerr *RetryError) {
+	res.Outcome, res.Reason = OutcomeHeld, rerr.Cause.Error()
+	res.Attempts = res.Retried // the attempts made so far
+	if prior != nil {
+		res.Attempts = prior.Attempts
+		res.VendorCode, res.VendorError = prior.VendorCode, prior.VendorError
+	}
 }
 
 // retryOrGiveUp decides what a failed call means for the task. class is
@@ -527,6 +566,8 @@ func (h *Handler) finish(log *zap.Logger, start, closes time.Time, res *Result, 
 		outcome = res.Outcome
 	case errors.As(err, &terr):
 		outcome = terr.Outcome
+	case errors.As(err, &rerr) && rerr.Held:
+		outcome = OutcomeHeld
 	}
 	fields := []zap.Field{zap.String("outcome", outcome), zap.Duration("duration", now.Sub(start))}
 	if !closes.IsZero() {
@@ -537,6 +578,9 @@ func (h *Handler) finish(log *zap.Logger, start, closes time.Time, res *Result, 
 		log.Info("refund cancellation done", append(fields, zap.String("refund_id", res.RefundID), zap.Bool("confirmed", res.Confirmed))...)
 	case terr != nil:
 		log.Warn("refund cancellation archived", append(fields, zap.String("reason", terr.Reason))...)
+	case outcome == OutcomeHeld:
+		// Many at a time under a backlog: debug, the metrics count them.
+		log.Debug("refund cancellation held for its turn", append(fields, zap.Time("retry_at", rerr.At), zap.Error(rerr.Cause))...)
 	case errors.As(err, &rerr):
 		fields = append(fields, zap.Time("retry_at", rerr.At), zap.Error(rerr.Cause))
 		if rpcclient.Classify(rerr.Cause) == rpcclient.ClassCredentials {

@@ -28,18 +28,24 @@ import (
 
 // Config is refundd's effective configuration.
 type Config struct {
-	RedisURL        string
-	Redis           asynq.RedisConnOpt
-	APIURL          string
-	MerchantCode    string
-	SecretKey       rpcclient.Secret
-	HashAlgo        string
-	AllowHTTP       bool
-	RootCAs         *x509.CertPool // nil: the system's
-	CAFile          string
-	RequestTimeout  time.Duration
-	RateLimit       int // requests/s to 2Checkout, fleet-wide; 0: none
-	RateBurst       int
+	RedisURL       string
+	Redis          asynq.RedisConnOpt
+	APIURL         string
+	MerchantCode   string
+	SecretKey      rpcclient.Secret
+	HashAlgo       string
+	AllowHTTP      bool
+	RootCAs        *x509.CertPool // nil: the system's
+	CAFile         string
+	RequestTimeout time.Duration
+	RateLimit      int // requests/s to 2Checkout, fleet-wide; 0: none
+	RateBurst      int
+	// OutageProbe is the fleet's pace while 2Checkout is unavailable; 0: no
+	// outage back-off.
+	OutageProbe time.Duration
+	// DispatchSlots: deadline-first dispatch's turns (see Turns); -1 when
+	// DISPATCH_SLOTS is not set.
+	DispatchSlots   int
 	Queue           string
 	Concurrency     int
 	ShutdownTimeout time.Duration
@@ -183,6 +189,28 @@ var Vars = []Var{
 		set: durationVar(func(c *Config) *time.Duration { return &c.RetryBaseDelay })},
 	{Name: "RETRY_MAX_DELAY", Default: "5m", Help: "cap of the retry delay",
 		set: durationVar(func(c *Config) *time.Duration { return &c.RetryMaxDelay })},
+	{Name: "TCO_OUTAGE_PROBE_INTERVAL", Default: "1s", Help: "once 3 requests in a row, fleet-wide, find 2Checkout unavailable (no answer, 408, 429, 5xx), the fleet sends one request per this interval until one is answered; 0: no outage back-off",
+		set: func(c *Config, v string) error {
+			d, err := time.ParseDuration(v)
+			if err != nil || d < 0 {
+				return errors.New("must be a duration like 1s or 500ms (0: off)")
+			}
+			c.OutageProbe = d
+			return nil
+		}},
+	{Name: "DISPATCH_SLOTS", Help: "deadline-first dispatch: under a backlog, how many tasks of the fleet may call 2Checkout at once while the others wait, earliest cut-off first (default 2×TCO_RATE_LIMIT, at least TCO_RATE_BURST; off without TCO_RATE_LIMIT; 0: off). Every replica must use the same value",
+		set: func(c *Config, v string) error {
+			c.DispatchSlots = -1
+			if v == "" {
+				return nil
+			}
+			n, err := strconv.Atoi(v)
+			if err != nil || n < 0 || n > 1000000 {
+				return errors.New("must be a whole number from 0 (off) to 1000000")
+			}
+			c.DispatchSlots = n
+			return nil
+		}},
 	{Name: "RETRY_AFTER_MAX", Help: "longest Retry-After honoured; a longer one is cut to this (default RETRY_MAX_DELAY)",
 		set: func(c *Config, v string) error {
 			if v == "" {
@@ -426,6 +454,20 @@ func (c *Config) OpsLoopback() bool {
 func (c *Config) Policy() worker.Policy {
 	return worker.Policy{SafetyMargin: c.SafetyMargin, RequestTimeout: c.RequestTimeout, BaseDelay: c.RetryBaseDelay, MaxDelay: c.RetryMaxDelay,
 		RetryAfterMax: c.RetryAfterMax}
+}
+
+// Turns answers how many tasks of the fleet hold a turn to call 2Checkout
+// under deadline-first dispatch (DISPATCH_SLOTS); 0: dispatch is off. By
+// default it is what the shared budget sends in 2 s: with no budget there
+// is no order to keep.
+func (c *Config) Turns() int {
+	if c.DispatchSlots >= 0 {
+		return c.DispatchSlots
+	}
+	if c.RateLimit == 0 {
+		return 0
+	}
+	return max(2*c.RateLimit, c.RateBurst)
 }
 
 // Effective answers the configuration as name → value for the start-up log,

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -15,6 +16,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/refundd/refund-canceller/internal/config"
+	"github.com/refundd/refund-canceller/internal/deadlinefirst"
 	"github.com/refundd/refund-canceller/internal/logging"
 	"github.com/refundd/refund-canceller/internal/metrics"
 	"github.com/refundd/refund-canceller/internal/ops"
@@ -45,6 +47,7 @@ type Daemon struct {
 	server   *worker.Server
 	notify   *webhook.Server // delivers completion webhooks; nil without NOTIFY_URL
 	sweep    *windowsweep.Sweeper
+	turns    *deadlinefirst.Dispatcher // nil: deadline-first dispatch is off
 	mux      *http.ServeMux
 	running  atomic.Bool
 	onListen func(net.Addr)
@@ -79,8 +82,13 @@ func New(opts Options) (_ *Daemon, err error) {
 	// The fleet shares one budget per merchant account: every replica of
 	// every queue that calls 2Checkout as this merchant. A shared pause is
 	// cut where a task's own wait is (RETRY_AFTER_MAX): one rule for both.
+	outageAfter := 0 // the default
+	if cfg.OutageProbe == 0 {
+		outageAfter = -1
+	}
 	gate, err := vendorbudget.New(vendorbudget.Config{Redis: rc, Key: "refundd:2co:" + cfg.MerchantCode,
-		Rate: cfg.RateLimit, Burst: cfg.RateBurst, MaxPause: policy.RetryAfterMax, Logger: log.Named("budget"), Observer: m})
+		Rate: cfg.RateLimit, Burst: cfg.RateBurst, MaxPause: policy.RetryAfterMax, OutageAfter: outageAfter, ProbeInterval: cfg.OutageProbe,
+		Logger: log.Named("budget"), Observer: m})
 	if err != nil {
 		return nil, err
 	}
@@ -103,8 +111,17 @@ func New(opts Options) (_ *Daemon, err error) {
 		}
 		notifier, notifyServer = n, deliverer.NewServer(cfg.Redis, webhook.QueueFor(cfg.Queue), 0)
 	}
+	var turns *deadlinefirst.Dispatcher
+	var hturns worker.Turns
+	if n := cfg.Turns(); n > 0 {
+		turns, err = deadlinefirst.New(deadlinefirst.Config{Redis: rc, Runner: insp, Queue: cfg.Queue, Slots: n, Logger: log.Named("deadlinefirst")})
+		if err != nil {
+			return nil, err
+		}
+		hturns = turns
+	}
 	h, err := worker.NewHandler(worker.HandlerConfig{API: api, Policy: policy, UnknownErrorAttempts: cfg.UnknownAttempts, Tasks: insp,
-		Logger: log.Named("worker"), Observer: m, Notifier: notifier})
+		Logger: log.Named("worker"), Observer: m, Notifier: notifier, Turns: hturns})
 	if err != nil {
 		return nil, err
 	}
@@ -128,7 +145,7 @@ func New(opts Options) (_ *Daemon, err error) {
 	dash := ops.NewDashboard(ops.DashboardConfig{Redis: cfg.Redis, User: cfg.DashboardUser, Password: cfg.DashboardPassword.Reveal(),
 		ReadOnly: cfg.DashboardReadOnly, Loopback: cfg.OpsLoopback(), PrometheusURL: cfg.PrometheusURL, Queue: cfg.Queue})
 	closers = append(closers, dash.Close)
-	d := &Daemon{cfg: cfg, log: log, server: srv, notify: notifyServer, sweep: sweep, mux: http.NewServeMux(), onListen: opts.OnListen, closers: closers}
+	d := &Daemon{cfg: cfg, log: log, server: srv, notify: notifyServer, sweep: sweep, turns: turns, mux: http.NewServeMux(), onListen: opts.OnListen, closers: closers}
 	d.mux.Handle("GET /metrics", m.Handler())
 	dash.Register(d.mux)
 	ops.NewAPI(enq, cfg.APIToken.Reveal(), log.Named("api")).Register(d.mux)
@@ -183,10 +200,14 @@ func (d *Daemon) Run(ctx context.Context) error {
 		defer d.notify.Shutdown()
 	}
 	d.running.Store(true)
-	sweepCtx, stopSweep := context.WithCancel(context.Background())
-	sweepDone := make(chan struct{})
-	go func() { defer close(sweepDone); d.sweep.Run(sweepCtx) }()
-	defer func() { stopSweep(); <-sweepDone }()
+	// The background loops: the window sweep, and deadline-first's tick.
+	loopCtx, stopLoops := context.WithCancel(context.Background())
+	var loops sync.WaitGroup
+	loops.Go(func() { d.sweep.Run(loopCtx) })
+	if d.turns != nil {
+		loops.Go(func() { d.turns.Run(loopCtx) })
+	}
+	defer func() { stopLoops(); loops.Wait() }()
 	d.log.Info("refundd running", zap.String("queue", d.cfg.Queue), zap.Int("concurrency", d.cfg.Concurrency),
 		zap.String("ops", "http://"+ln.Addr().String()))
 	if d.onListen != nil {

@@ -106,7 +106,7 @@ func (m *Metrics) register(cs ...prometheus.Collector) {
 // Attempted implements worker.Observer.
 func (m *Metrics) Attempted(outcome string, slack time.Duration) {
 	m.attempts.WithLabelValues(outcome).Inc()
-	if outcome == worker.OutcomeRetry {
+	if !tasks.IsFinal(outcome) {
 		return
 	}
 	m.cancellations.WithLabelValues(outcome).Inc()

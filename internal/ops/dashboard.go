@@ -177,6 +177,7 @@ var outcomeWords = map[string]string{
 	tasks.OutcomeSuperseded:       "superseded",
 	tasks.OutcomeUnknown:          "unknown — check order",
 	tasks.OutcomeRetry:            "retrying",
+	tasks.OutcomeHeld:             "waiting its turn",
 }
 
 // FormatResult shows a cancellation's result record (tasks.DecodeResult):
@@ -208,7 +209,7 @@ func formatResult(now time.Time, taskType string, result []byte) string {
 		parts = append(parts, safe(r.RefundID))
 	}
 	parts = append(parts, tries(r.Attempts))
-	if r.Outcome == tasks.OutcomeRetry && !r.NextAttemptAt.IsZero() {
+	if !r.Final() && !r.NextAttemptAt.IsZero() {
 		parts = append(parts, "next "+clock(now, r.NextAttemptAt))
 	}
 	// The detail, for the task page.

@@ -1,0 +1,280 @@
+// Package deadlinefirst is the order in which refundd's replicas, together,
+// call 2Checkout when they cannot call for every due task at once: the task
+// whose cut-off comes first goes first, and a task already past its cut-off
+// takes nothing from the others (earliest deadline first, skipping the
+// late: for equal-length jobs on one rate-limited resource, the schedule
+// that meets the most deadlines).
+//
+// asynq keeps every task's state, as before; this package adds, in Redis,
+// beside the queue:
+//
+//   - turns: the tasks allowed to call 2Checkout now, at most Slots for the
+//     fleet (a sorted set of task IDs by lease expiry). Slots is what the
+//     fleet's budget sends in a short while (2 s of TCO_RATE_LIMIT), so a
+//     task with a turn waits little at the budget, and the order of turns
+//     is the order of calls.
+//   - waiting: the tasks held for a turn, by cut-off (a sorted set).
+//
+// A task asks for a turn (Take) before its attempt's first call. It gets one
+// if fewer tasks with an earlier cut-off wait than there are free turns —
+// with no backlog that is at once, in one round trip. Otherwise it joins
+// waiting and its handler ends the run: asynq holds it as a retry that is
+// not counted (worker.OutcomeHeld), due at its cut-off or HoldMax, whichever
+// comes first. When a turn is given back (Release), or on the dispatcher's
+// tick (Run), the most urgent waiting tasks are woken with asynq's RunTask
+// — as many as turns are free — and their run takes the turn.
+//
+// Every fast path and slow path keeps asynq's guarantees: a task is never
+// taken out of asynq, only moved by RunTask from retry to pending; a lost
+// wake (a replica killed between its Release and its RunTask) is repaired
+// by the next tick of any replica, and at worst by the task's own due time;
+// a turn whose holder died lapses with its lease (the attempt's deadline).
+package deadlinefirst
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
+	"go.uber.org/zap"
+
+	"github.com/refundd/refund-canceller/worker"
+)
+
+// Runner moves a held task to pending so that a worker runs it now;
+// *asynq.Inspector is one.
+type Runner interface {
+	RunTask(queue, id string) error
+}
+
+// Config configures a Dispatcher. The zero value of each optional field
+// means the default written beside it.
+type Config struct {
+	// Redis holds the shared order. Required: the queue's Redis, shared by
+	// every replica of the queue.
+	Redis redis.UniversalClient
+	// Runner wakes held tasks. Required.
+	Runner Runner
+	// Queue is the asynq queue. Default tasks.DefaultQueue ("refunds").
+	Queue string
+	// Slots is how many tasks of the fleet hold a turn at once. Required
+	// (positive). Every replica of the queue must use the same value.
+	Slots int
+	// HoldMax: a held task runs again at the latest this long after it was
+	// held (or at its cut-off, if sooner), whether or not it was woken.
+	// Default 1m.
+	HoldMax time.Duration
+	// Lease bounds a turn whose holder has no deadline in its context
+	// (asynq always sets one: the task's timeout). Default 2m.
+	Lease time.Duration
+	// Tick is how often a replica with held tasks wakes those whose turn
+	// has come, beside the wakes Release does. Default 250ms.
+	Tick time.Duration
+	// RedisTimeout bounds each Redis script. Default 1s.
+	RedisTimeout time.Duration
+	// Now is the clock. Default time.Now.
+	Now func() time.Time
+	// Logger logs wakes that fail. Default zap.NewNop().
+	Logger *zap.Logger
+}
+
+// Defaults of Config.
+const (
+	DefaultQueue        = "refunds"
+	DefaultHoldMax      = time.Minute
+	DefaultLease        = 2 * time.Minute
+	DefaultTick         = 250 * time.Millisecond
+	DefaultRedisTimeout = time.Second
+	// wokenFor: a woken task is not woken again (and holds its place among
+	// the free turns) for this long, the time asynq may take to hand it to
+	// a worker.
+	wokenFor = 5 * time.Second
+)
+
+// Dispatcher is one replica's part of the fleet's deadline-first order. It
+// implements worker.Turns.
+type Dispatcher struct {
+	cfg  Config
+	keys []string // waiting, turns, woken
+	// held is set when this replica held a task since its last tick, or
+	// when the last tick saw tasks waiting: only then does the tick ask Redis.
+	held atomic.Bool
+	// kick asks Run to tick now.
+	kick chan struct{}
+}
+
+// New validates cfg and returns a Dispatcher.
+func New(cfg Config) (*Dispatcher, error) {
+	if cfg.Redis == nil || cfg.Runner == nil {
+		return nil, errors.New("deadlinefirst: Config.Redis and Config.Runner are required")
+	}
+	if cfg.Slots <= 0 {
+		return nil, fmt.Errorf("deadlinefirst: Config.Slots %d must be positive", cfg.Slots)
+	}
+	if cfg.HoldMax < 0 || cfg.Lease < 0 || cfg.Tick < 0 || cfg.RedisTimeout < 0 {
+		return nil, errors.New("deadlinefirst: HoldMax, Lease, Tick and RedisTimeout must not be negative")
+	}
+	if cfg.Queue == "" {
+		cfg.Queue = DefaultQueue
+	}
+	if cfg.HoldMax == 0 {
+		cfg.HoldMax = DefaultHoldMax
+	}
+	if cfg.Lease == 0 {
+		cfg.Lease = DefaultLease
+	}
+	if cfg.Tick == 0 {
+		cfg.Tick = DefaultTick
+	}
+	if cfg.RedisTimeout == 0 {
+		cfg.RedisTimeout = DefaultRedisTimeout
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = zap.NewNop()
+	}
+	// One hash tag: the three keys live on one Redis Cluster slot, as the
+	// scripts need.
+	prefix := "refundd:deadlinefirst:{" + cfg.Queue + "}:"
+	return &Dispatcher{cfg: cfg, keys: []string{prefix + "waiting", prefix + "turns", prefix + "woken"}, kick: make(chan struct{}, 1)}, nil
+}
+
+// takeScript gives ARGV[1] (cut-off ARGV[2] ms) a turn if fewer tasks with
+// an earlier cut-off wait than turns are free (or it holds one already),
+// until ARGV[5] ms; else it joins waiting. Tasks past their cut-off (now:
+// ARGV[3]) leave waiting, and lapsed turns are freed. Answers {granted,
+// ahead}.
+var takeScript = redis.NewScript(`
+local now = tonumber(ARGV[3])
+redis.call("ZREMRANGEBYSCORE", KEYS[2], "-inf", now)
+redis.call("ZREMRANGEBYSCORE", KEYS[1], "-inf", now)
+local cutoff = tonumber(ARGV[2])
+local ahead = redis.call("ZCOUNT", KEYS[1], "-inf", "(" .. cutoff)
+local free = tonumber(ARGV[4]) - redis.call("ZCARD", KEYS[2])
+redis.call("ZREM", KEYS[3], ARGV[1])
+if ahead < free or redis.call("ZSCORE", KEYS[2], ARGV[1]) then
+  redis.call("ZREM", KEYS[1], ARGV[1])
+  redis.call("ZADD", KEYS[2], ARGV[5], ARGV[1])
+  return {1, ahead}
+end
+redis.call("ZADD", KEYS[1], cutoff, ARGV[1])
+return {0, ahead}
+`)
+
+// wakeScript frees ARGV[4]'s turn (if set) and lapsed turns, forgets the
+// late and old wakes, and picks the most urgent waiting tasks not woken
+// lately, as many as turns are free (less the tasks woken and not yet
+// arrived), marking them woken. Answers {waiting, id…}.
+var wakeScript = redis.NewScript(`
+local now = tonumber(ARGV[1])
+if ARGV[4] ~= "" then redis.call("ZREM", KEYS[2], ARGV[4]) end
+redis.call("ZREMRANGEBYSCORE", KEYS[2], "-inf", now)
+redis.call("ZREMRANGEBYSCORE", KEYS[1], "-inf", now)
+redis.call("ZREMRANGEBYSCORE", KEYS[3], "-inf", now - tonumber(ARGV[3]))
+local waiting = redis.call("ZCARD", KEYS[1])
+local woken = redis.call("ZCARD", KEYS[3])
+local free = tonumber(ARGV[2]) - redis.call("ZCARD", KEYS[2]) - woken
+local out = {waiting}
+if free <= 0 or waiting == 0 then return out end
+for _, id in ipairs(redis.call("ZRANGE", KEYS[1], 0, free + woken - 1)) do
+  if not redis.call("ZSCORE", KEYS[3], id) then
+    redis.call("ZADD", KEYS[3], now, id)
+    table.insert(out, id)
+    if #out > free then break end
+  end
+end
+return out
+`)
+
+// forgetScript drops ARGV[1] from waiting and woken (its task is gone).
+var forgetScript = redis.NewScript(`
+redis.call("ZREM", KEYS[1], ARGV[1])
+redis.call("ZREM", KEYS[3], ARGV[1])
+return 0
+`)
+
+// Take implements worker.Turns: a turn for taskID at once if its cut-off
+// ranks among the free turns, else a hold.
+func (d *Dispatcher) Take(ctx context.Context, taskID string, cutoff time.Time) (worker.Turn, error) {
+	now := d.cfg.Now()
+	lease := now.Add(d.cfg.Lease)
+	if dl, ok := ctx.Deadline(); ok {
+		lease = dl.Add(time.Second)
+	}
+	rctx, cancel := context.WithTimeout(ctx, d.cfg.RedisTimeout)
+	defer cancel()
+	res, err := takeScript.Run(rctx, d.cfg.Redis, d.keys, taskID, cutoff.UnixMilli(), now.UnixMilli(), d.cfg.Slots, lease.UnixMilli()).Int64Slice()
+	if err != nil {
+		return worker.Turn{}, fmt.Errorf("deadline-first turn: %w", err)
+	}
+	if res[0] == 1 {
+		return worker.Turn{Release: func() { d.wake(taskID) }, Ahead: int(res[1])}, nil
+	}
+	d.held.Store(true)
+	select {
+	case d.kick <- struct{}{}:
+	default:
+	}
+	return worker.Turn{HeldUntil: minTime(now.Add(d.cfg.HoldMax), cutoff), Ahead: int(res[1])}, nil
+}
+
+// wake frees release's turn (if set) and runs the tasks whose turn has come.
+func (d *Dispatcher) wake(release string) {
+	ctx, cancel := context.WithTimeout(context.Background(), d.cfg.RedisTimeout)
+	defer cancel()
+	out, err := wakeScript.Run(ctx, d.cfg.Redis, d.keys, d.cfg.Now().UnixMilli(), d.cfg.Slots, wokenFor.Milliseconds(), release).StringSlice()
+	if err != nil {
+		d.cfg.Logger.Warn("deadline-first wake failed; the next tick tries again", zap.Error(err))
+		d.held.Store(true)
+		return
+	}
+	if n, _ := strconv.Atoi(out[0]); n > 0 {
+		d.held.Store(true) // keep ticking while tasks wait
+	}
+	for _, id := range out[1:] {
+		err := d.cfg.Runner.RunTask(d.cfg.Queue, id)
+		switch {
+		case err == nil:
+		case errors.Is(err, asynq.ErrTaskNotFound):
+			_ = forgetScript.Run(ctx, d.cfg.Redis, d.keys, id).Err()
+		default:
+			// Pending or running already: it takes its turn when it runs.
+			d.cfg.Logger.Debug("deadline-first wake: task not run", zap.String("task_id", id), zap.Error(err))
+		}
+	}
+}
+
+// Run wakes, every Tick while tasks are held, those whose turn has come:
+// the repair for wakes lost with a replica, and for turns that lapsed. It
+// returns when ctx ends. An idle replica asks Redis nothing.
+func (d *Dispatcher) Run(ctx context.Context) {
+	t := time.NewTicker(d.cfg.Tick)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		case <-d.kick:
+		}
+		if d.held.Swap(false) {
+			d.wake("")
+		}
+	}
+}
+
+func minTime(a, b time.Time) time.Time {
+	if a.Before(b) {
+		return a
+	}
+	return b
+}
+
+var _ worker.Turns = (*Dispatcher)(nil)
