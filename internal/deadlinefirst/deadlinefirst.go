@@ -140,10 +140,15 @@ func New(cfg Config) (*Dispatcher, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = zap.NewNop()
 	}
-	// One hash tag: the three keys live on one Redis Cluster slot, as the
-	// scripts need.
-	prefix := "refundd:deadlinefirst:{" + cfg.Queue + "}:"
-	return &Dispatcher{cfg: cfg, keys: []string{prefix + "waiting", prefix + "turns", prefix + "woken"}, kick: make(chan struct{}, 1)}, nil
+	return &Dispatcher{cfg: cfg, keys: Keys(cfg.Queue), kick: make(chan struct{}, 1)}, nil
+}
+
+// Keys answers the Redis keys of queue's order: waiting, turns and woken
+// (sorted sets; empty ones vanish). One hash tag puts them on one Redis
+// Cluster slot, as the scripts need.
+func Keys(queue string) []string {
+	prefix := "refundd:deadlinefirst:{" + queue + "}:"
+	return []string{prefix + "waiting", prefix + "turns", prefix + "woken"}
 }
 
 // takeScript gives ARGV[1] (cut-off ARGV[2] ms) a turn if fewer tasks with
@@ -181,7 +186,7 @@ redis.call("ZREMRANGEBYSCORE", KEYS[3], "-inf", now - tonumber(ARGV[3]))
 local waiting = redis.call("ZCARD", KEYS[1])
 local woken = redis.call("ZCARD", KEYS[3])
 local free = tonumber(ARGV[2]) - redis.call("ZCARD", KEYS[2]) - woken
-local out = {waiting}
+local out = {tostring(waiting)}
 if free <= 0 or waiting == 0 then return out end
 for _, id in ipairs(redis.call("ZRANGE", KEYS[1], 0, free + woken - 1)) do
   if not redis.call("ZSCORE", KEYS[3], id) then

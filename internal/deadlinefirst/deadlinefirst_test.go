@@ -1,0 +1,197 @@
+package deadlinefirst
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hibiken/asynq"
+
+	"github.com/refundd/refund-canceller/internal/redistest"
+)
+
+// runs records the tasks woken; gone answers ErrTaskNotFound for them.
+type runs struct {
+	mu   sync.Mutex
+	ids  []string
+	gone map[string]bool
+}
+
+func (r *runs) RunTask(_, id string) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.ids = append(r.ids, id)
+	if r.gone[id] {
+		return fmt.Errorf("run %s: %w", id, asynq.ErrTaskNotFound)
+	}
+	return nil
+}
+
+func (r *runs) take() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	ids := r.ids
+	r.ids = nil
+	return ids
+}
+
+type fixture struct {
+	d    *Dispatcher
+	runs *runs
+	now  time.Time
+}
+
+var t0 = time.Date(2026, 11, 29, 10, 0, 0, 0, time.UTC)
+
+func newFixture(t *testing.T, slots int) *fixture {
+	t.Helper()
+	r := redistest.New(t)
+	rc := r.Client()
+	t.Cleanup(func() { _ = rc.Close() })
+	f := &fixture{runs: &runs{gone: map[string]bool{}}, now: t0}
+	q := r.Queue(t)
+	t.Cleanup(func() { rc.Del(context.Background(), Keys(q)...) })
+	d, err := New(Config{Redis: rc, Runner: f.runs, Queue: q, Slots: slots, HoldMax: time.Minute, Lease: time.Minute,
+		Now: func() time.Time { return f.now }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.d = d
+	return f
+}
+
+// take asks for id's turn, its cut-off at t0+cut.
+func (f *fixture) take(t *testing.T, id string, cut time.Duration) (granted bool, ahead int, until time.Time, release func()) {
+	t.Helper()
+	turn, err := f.d.Take(context.Background(), id, t0.Add(cut))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return turn.Granted(), turn.Ahead, turn.HeldUntil, turn.Release
+}
+
+func TestTurnsGoEarliestCutoffFirst(t *testing.T) {
+	f := newFixture(t, 2)
+	// No backlog: turns at once.
+	okA, _, _, releaseA := f.take(t, "A", 10*time.Minute)
+	okB, _, _, releaseB := f.take(t, "B", 20*time.Minute)
+	if !okA || !okB {
+		t.Fatalf("with free turns: A %v, B %v, want both at once", okA, okB)
+	}
+	// Turns spent: later tasks are held, each until its cut-off or HoldMax.
+	for _, c := range []struct {
+		id        string
+		cut       time.Duration
+		wantAhead int
+		wantUntil time.Time
+	}{
+		{"C", 30 * time.Minute, 0, t0.Add(time.Minute)},
+		{"D", 30 * time.Second, 0, t0.Add(30 * time.Second)}, // its cut-off comes before HoldMax
+		{"E", 15 * time.Minute, 1, t0.Add(time.Minute)},      // D waits with an earlier cut-off
+	} {
+		ok, ahead, until, _ := f.take(t, c.id, c.cut)
+		if ok || ahead != c.wantAhead || !until.Equal(c.wantUntil) {
+			t.Fatalf("%s: granted %v ahead %d until %v, want held, ahead %d, until %v", c.id, ok, ahead, until, c.wantAhead, c.wantUntil)
+		}
+	}
+	// A turn given back wakes the most urgent waiting task, D — not C, held first.
+	releaseA()
+	if got := f.runs.take(); !slices.Equal(got, []string{"D"}) {
+		t.Fatalf("woken %v, want [D]", got)
+	}
+	// A fresh task less urgent than D does not jump it: the free turn is D's.
+	if ok, ahead, _, _ := f.take(t, "F", 12*time.Minute); ok || ahead != 1 {
+		t.Fatalf("F beside woken D: granted %v ahead %d, want held behind D", ok, ahead)
+	}
+	// A tick does not wake D twice while it is on its way.
+	f.d.wake("")
+	if got := f.runs.take(); len(got) != 0 {
+		t.Fatalf("woken again %v before D arrived", got)
+	}
+	// D arrives and takes its turn.
+	if ok, _, _, _ := f.take(t, "D", 30*time.Second); !ok {
+		t.Fatal("woken D was not given its turn")
+	}
+	// B gives its turn back: F goes first, its cut-off (12m) the soonest.
+	releaseB()
+	if got := f.runs.take(); !slices.Equal(got, []string{"F"}) {
+		t.Fatalf("woken %v, want [F] (12m before E 15m and C 30m)", got)
+	}
+}
+
+func TestLateTasksAndLapsedTurnsFreeTheirPlace(t *testing.T) {
+	f := newFixture(t, 1)
+	ctx, cancel := context.WithDeadline(context.Background(), t0.Add(30*time.Second)) // the attempt's deadline: the lease
+	defer cancel()
+	if turn, err := f.d.Take(ctx, "A", t0.Add(time.Hour)); err != nil || !turn.Granted() {
+		t.Fatalf("A: %+v %v", turn, err)
+	}
+	// B's cut-off is 5s away: held; then its cut-off passes.
+	if ok, _, _, _ := f.take(t, "B", 5*time.Second); ok {
+		t.Fatal("B granted beside A's turn")
+	}
+	if ok, ahead, _, _ := f.take(t, "C", 10*time.Minute); ok || ahead != 1 {
+		t.Fatalf("C: granted %v ahead %d, want held behind B", ok, ahead)
+	}
+	f.now = t0.Add(10 * time.Second) // B is late; A still holds its turn
+	if ok, ahead, _, _ := f.take(t, "C", 10*time.Minute); ok || ahead != 0 {
+		t.Fatalf("C after B's cut-off: granted %v ahead %d, want held, nobody ahead", ok, ahead)
+	}
+	// A's holder died: its turn lapses a second after the attempt's deadline.
+	f.now = t0.Add(32 * time.Second)
+	f.d.wake("")
+	if got := f.runs.take(); !slices.Equal(got, []string{"C"}) {
+		t.Fatalf("woken %v, want [C] (B is late, A's turn lapsed)", got)
+	}
+}
+
+func TestWakingATaskThatIsGoneForgetsIt(t *testing.T) {
+	f := newFixture(t, 1)
+	_, _, _, release := f.take(t, "A", time.Hour)
+	f.take(t, "B", 10*time.Minute)
+	f.take(t, "C", 20*time.Minute)
+	f.runs.gone["B"] = true // an operator deleted it
+	release()
+	if got := f.runs.take(); !slices.Equal(got, []string{"B"}) {
+		t.Fatalf("woken %v, want [B]", got)
+	}
+	// B is forgotten at once, so its turn goes to C without waiting out the wake.
+	f.d.wake("")
+	if got := f.runs.take(); !slices.Equal(got, []string{"C"}) {
+		t.Fatalf("woken %v, want [C]", got)
+	}
+}
+
+func TestConfigRefused(t *testing.T) {
+	r := redistest.New(t)
+	rc := r.Client()
+	defer rc.Close()
+	for name, cfg := range map[string]Config{
+		"no redis":       {Runner: &runs{}, Slots: 1},
+		"no runner":      {Redis: rc, Slots: 1},
+		"no slots":       {Redis: rc, Runner: &runs{}},
+		"negative lease": {Redis: rc, Runner: &runs{}, Slots: 1, Lease: -time.Second},
+	} {
+		if _, err := New(cfg); err == nil {
+			t.Errorf("%s: accepted", name)
+		}
+	}
+}
+
+func TestRedisDownIsAnError(t *testing.T) {
+	r := redistest.Start(t)
+	rc := r.Client()
+	defer rc.Close()
+	d, err := New(Config{Redis: rc, Runner: &runs{}, Slots: 1, RedisTimeout: 200 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Stop()
+	if _, err := d.Take(context.Background(), "A", time.Now().Add(time.Hour)); err == nil || errors.Is(err, context.Canceled) {
+		t.Fatalf("Take with Redis down: %v, want an error", err)
+	}
+}

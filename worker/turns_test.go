@@ -1,0 +1,127 @@
+package worker
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/refundd/refund-canceller/rpcclient/rpctest"
+)
+
+// fakeTurns answers Take from its fields and records what it was asked.
+type fakeTurns struct {
+	grant    bool
+	err      error
+	until    time.Time
+	ahead    int
+	asked    []time.Time // cut-offs
+	released int
+	// ledger, when set, is read at Release: the calls made in the turn.
+	ledger func() int
+	inTurn int
+}
+
+func (f *fakeTurns) Take(_ context.Context, _ string, cutoff time.Time) (Turn, error) {
+	f.asked = append(f.asked, cutoff)
+	if f.err != nil {
+		return Turn{}, f.err
+	}
+	if !f.grant {
+		return Turn{HeldUntil: f.until, Ahead: f.ahead}, nil
+	}
+	return Turn{Release: func() {
+		f.released++
+		if f.ledger != nil {
+			f.inTurn = f.ledger()
+		}
+	}}, nil
+}
+
+func TestHeldTaskSendsNothingCountsNoRetryAndKeepsItsRecord(t *testing.T) {
+	initiated := t0.Add(-time.Hour)
+	cutoff := initiated.Add(2*time.Hour - DefaultSafetyMargin)
+	cases := []struct {
+		name   string
+		prior  *Result
+		first  bool // the next attempt is still the first (no getOrder before cancelRefund)
+		vendor string
+	}{
+		{"first delivery", nil, true, ""},
+		{"after a hold", &Result{Outcome: OutcomeHeld, Attempts: 0}, true, ""},
+		{"after a failed attempt", &Result{Outcome: OutcomeRetry, Attempts: 1, Retried: 0, VendorError: "HTTP_STATUS", VendorCode: 0}, false, "HTTP_STATUS"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t, "")
+			_ = e.srv.Seed(rpctest.Refund{OrderRef: "H1", InitiatedAt: initiated})
+			turns := &fakeTurns{until: t0.Add(time.Minute), ahead: 7}
+			e.h.turns = turns
+			retried := 0
+			if tc.prior != nil {
+				retried = tc.prior.Retried + tc.prior.Attempts
+			}
+			a := Attempt{TaskID: "t", Retried: retried, MaxRetry: 25, Payload: payload("H1", initiated), Prior: tc.prior}
+			res, err := e.h.Handle(context.Background(), a)
+			var rerr *RetryError
+			if !errors.As(err, &rerr) || !rerr.Held || !rerr.At.Equal(t0.Add(time.Minute)) || e.h.IsFailure(err) {
+				t.Fatalf("err %v, want a held, uncounted retry at HeldUntil", err)
+			}
+			if n := len(e.srv.Ledger()); n != 0 {
+				t.Fatalf("a held task sent %d requests", n)
+			}
+			if len(turns.asked) != 1 || !turns.asked[0].Equal(cutoff) {
+				t.Fatalf("Take asked with cut-offs %v, want [%v]", turns.asked, cutoff)
+			}
+			wantAttempts := 0
+			if tc.prior != nil {
+				wantAttempts = tc.prior.Attempts
+			}
+			if res.Outcome != OutcomeHeld || res.Attempts != wantAttempts || res.VendorError != tc.vendor || res.Final() {
+				t.Fatalf("record %+v, want held with %d attempts and the prior's vendor error %q", res, wantAttempts, tc.vendor)
+			}
+			if e.obs.outcomes[0] != OutcomeHeld {
+				t.Fatalf("observer told %v, want held", e.obs.outcomes)
+			}
+			// Its turn comes: the attempt is the first still, or a retry.
+			turns.grant = true
+			turns.ledger = func() int { return len(e.srv.Ledger()) }
+			res, err = e.h.Handle(context.Background(), Attempt{TaskID: "t", Retried: retried, MaxRetry: 25, Payload: a.Payload, Prior: res})
+			if err != nil || !res.Cancelled() {
+				t.Fatalf("in its turn: %v %+v", err, res)
+			}
+			if turns.released != 1 || turns.inTurn != len(e.srv.Ledger()) {
+				t.Fatalf("released %d times, after %d of %d calls; want once, after all", turns.released, turns.inTurn, len(e.srv.Ledger()))
+			}
+			gotFirst := e.srv.Ledger()[len(e.srv.Ledger())-1].Method == "cancelRefund" && !hasMethod(e.srv.Ledger(), "getOrder")
+			if gotFirst != tc.first {
+				t.Fatalf("ledger %v: first attempt %v, want %v", e.srv.Ledger(), gotFirst, tc.first)
+			}
+		})
+	}
+}
+
+func hasMethod(calls []rpctest.Call, m string) bool {
+	for _, c := range calls {
+		if c.Method == m {
+			return true
+		}
+	}
+	return false
+}
+
+func TestNoTurnsAskedPastTheCutoffAndRedisDownDoesNotStopTheAttempt(t *testing.T) {
+	e := newEnv(t, "")
+	turns := &fakeTurns{err: errors.New("redis: connection refused")}
+	e.h.turns = turns
+	late := t0.Add(-2 * time.Hour) // past its cut-off: archived without a turn
+	if _, err := e.h.Handle(context.Background(), Attempt{TaskID: "late", Payload: payload("L1", late)}); err == nil || len(turns.asked) != 0 {
+		t.Fatalf("past the cut-off: %v, asked %d turns; want archived without asking", err, len(turns.asked))
+	}
+	initiated := t0.Add(-time.Hour)
+	_ = e.srv.Seed(rpctest.Refund{OrderRef: "R1", InitiatedAt: initiated})
+	res, err := e.h.Handle(context.Background(), Attempt{TaskID: "r", Payload: payload("R1", initiated)})
+	if err != nil || !res.Cancelled() {
+		t.Fatalf("turns unavailable: %v %+v, want the call made anyway", err, res)
+	}
+}
