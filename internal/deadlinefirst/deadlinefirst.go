@@ -250,8 +250,11 @@ func (d *Dispatcher) wake(release string) {
 		case errors.Is(err, asynq.ErrTaskNotFound):
 			_ = forgetScript.Run(ctx, d.cfg.Redis, d.keys, id).Err()
 		default:
-			// Pending or running already: it takes its turn when it runs.
-			d.cfg.Logger.Debug("deadline-first wake: task not run", zap.String("task_id", id), zap.Error(err))
+			// Most often the run that held it has not ended yet (asynq has
+			// not moved it to retry): wake it on the next tick.
+			d.cfg.Logger.Debug("deadline-first wake: task not run yet", zap.String("task_id", id), zap.Error(err))
+			_ = d.cfg.Redis.ZRem(ctx, d.keys[2], id).Err()
+			d.held.Store(true)
 		}
 	}
 }

@@ -16,9 +16,11 @@ import (
 	"time"
 
 	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
 	"go.uber.org/zap"
 
 	"github.com/refundd/refund-canceller/internal/config"
+	"github.com/refundd/refund-canceller/internal/deadlinefirst"
 	"github.com/refundd/refund-canceller/internal/daemon"
 	"github.com/refundd/refund-canceller/internal/redisconn"
 	"github.com/refundd/refund-canceller/internal/testutil"
@@ -91,6 +93,11 @@ func Start(t testing.TB, o Options) *Fleet {
 	t.Cleanup(func() { _ = enq.Close() })
 	insp := asynq.NewInspector(opt)
 	t.Cleanup(func() { _ = insp.Close() })
+	t.Cleanup(func() { // what the replicas shared beside the queue
+		rc := opt.MakeRedisClient().(redis.UniversalClient)
+		defer rc.Close()
+		rc.Del(context.Background(), deadlinefirst.Keys(o.Queue)...)
+	})
 	env := map[string]string{
 		"REDIS_URL": o.RedisURL, "TCO_API_URL": sb.RPCURL, "TCO_MERCHANT_CODE": "FLEET", "TCO_SECRET_KEY": "fleet-secret",
 		"REFUND_QUEUE": o.Queue, "OPS_ADDR": "127.0.0.1:0", "WORKER_CONCURRENCY": "5", "SHUTDOWN_TIMEOUT": "3s",
