@@ -46,6 +46,10 @@ type Options struct {
 	// DocumentedOnly starts the sandbox speaking only what 2Checkout
 	// documents (no error names, no refund status in getOrder).
 	DocumentedOnly bool
+	// MerchantCode is the replicas' 2Checkout account; fleets that run at
+	// the same time on one Redis need their own (the shared budget is per
+	// account). Default "FLEET".
+	MerchantCode string
 }
 
 // Fleet is the replicas, their sandbox, and a producer and an inspector on
@@ -84,7 +88,10 @@ func Start(t testing.TB, o Options) *Fleet {
 	if err != nil {
 		t.Fatalf("REDIS_URL %v", err)
 	}
-	sb := rpctest.NewServer(rpctest.Config{MerchantCode: "FLEET", SecretKey: "fleet-secret", DocumentedOnly: o.DocumentedOnly})
+	if o.MerchantCode == "" {
+		o.MerchantCode = "FLEET"
+	}
+	sb := rpctest.NewServer(rpctest.Config{MerchantCode: o.MerchantCode, SecretKey: "fleet-secret", DocumentedOnly: o.DocumentedOnly})
 	t.Cleanup(sb.Close)
 	enq, err := tasks.NewEnqueuer(tasks.EnqueuerConfig{Redis: opt, Queue: o.Queue})
 	if err != nil {
@@ -99,7 +106,7 @@ func Start(t testing.TB, o Options) *Fleet {
 		rc.Del(context.Background(), deadlinefirst.Keys(o.Queue)...)
 	})
 	env := map[string]string{
-		"REDIS_URL": o.RedisURL, "TCO_API_URL": sb.RPCURL, "TCO_MERCHANT_CODE": "FLEET", "TCO_SECRET_KEY": "fleet-secret",
+		"REDIS_URL": o.RedisURL, "TCO_API_URL": sb.RPCURL, "TCO_MERCHANT_CODE": o.MerchantCode, "TCO_SECRET_KEY": "fleet-secret",
 		"REFUND_QUEUE": o.Queue, "OPS_ADDR": "127.0.0.1:0", "WORKER_CONCURRENCY": "5", "SHUTDOWN_TIMEOUT": "3s",
 		"RETRY_BASE_DELAY": "200ms", "RETRY_MAX_DELAY": "2s", "RETRY_AFTER_MAX": "10s", "TCO_REQUEST_TIMEOUT": "5s",
 	}

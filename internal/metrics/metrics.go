@@ -1,8 +1,9 @@
 // Package metrics holds refundd's Prometheus metrics: asynq's queue metrics
 // and the service's own (cancellations by outcome, 2Checkout requests by
 // method and result, request latency, logins, window slack, and the fleet's
-// shared 2Checkout budget: waits, refusals, the shared pause). Metrics is a
-// worker.Observer, an rpcclient.RequestObserver and a vendorbudget.Observer.
+// shared 2Checkout budget: waits, refusals, the shared pause; the backlog's
+// urgency as the window sweep sees it). Metrics is a worker.Observer, an
+// rpcclient.RequestObserver and a vendorbudget.Observer.
 package metrics
 
 import (
@@ -36,6 +37,9 @@ type Metrics struct {
 	budgetRefused *prometheus.CounterVec
 	pauseMu       sync.Mutex
 	pausedUntil   time.Time // the shared pause's end, as last seen
+	backlog       prometheus.Gauge
+	earliest      prometheus.Gauge
+	atRisk        *prometheus.GaugeVec
 }
 
 // New registers the service's metrics, asynq's queue metrics read through
@@ -49,7 +53,7 @@ func New(insp *asynq.Inspector) *Metrics {
 		}, []string{"outcome"}),
 		attempts: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "refundd_attempts_total",
-			Help: "Handler runs, by outcome (a final outcome, or retry).",
+			Help: "Handler runs, by outcome: a final outcome, retry, or held (waiting its turn under deadline-first dispatch: nothing sent, no retry counted).",
 		}, []string{"outcome"}),
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "refundd_rpc_requests_total",
@@ -77,16 +81,31 @@ func New(insp *asynq.Inspector) *Metrics {
 	})
 	m.budgetRefused = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "refundd_tco_budget_refused_total",
-		Help: "Requests to 2Checkout held back by the fleet's shared budget, by reason: rate_limit and paused (the request waited), start_deadline, context and unavailable (it was not sent).",
+		Help: "Requests to 2Checkout held back by the fleet's shared budget, by reason: rate_limit, paused and outage (the request waited), start_deadline, context and unavailable (it was not sent).",
 	}, []string{"reason"})
 	pause := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "refundd_tco_pause_seconds",
 		Help: "Seconds left of the pause 2Checkout asked for (429/503 with Retry-After), shared by every replica; 0 when none.",
 	}, m.pauseLeft)
 	m.register(m.budgetWait, m.budgetRefused, pause)
-	for _, r := range []string{vendorbudget.ReasonRateLimit, vendorbudget.ReasonPaused, vendorbudget.ReasonStartDeadline, vendorbudget.ReasonContext, vendorbudget.ReasonUnavailable} {
+	for _, r := range []string{vendorbudget.ReasonRateLimit, vendorbudget.ReasonPaused, vendorbudget.ReasonOutage, vendorbudget.ReasonStartDeadline, vendorbudget.ReasonContext, vendorbudget.ReasonUnavailable} {
 		m.budgetRefused.WithLabelValues(r)
 	}
+	m.backlog = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "refundd_backlog_tasks",
+		Help: "Cancellations not finished (active, pending, scheduled, retry) at the last window sweep; every replica reports the queue's figure.",
+	})
+	m.earliest = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "refundd_backlog_earliest_cutoff_timestamp_seconds",
+		Help: "The soonest cut-off (Unix time) among the cancellations not finished at the last window sweep; 0 when none.",
+	})
+	m.atRisk = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "refundd_backlog_at_risk",
+		Help: "Cancellations not finished at the last window sweep whose cut-off comes within 5m or 15m (or has passed). Missed ones: refundd_cancellations_total{outcome=\"window_closed\"}.",
+	}, []string{"within"})
+	m.atRisk.WithLabelValues("5m")
+	m.atRisk.WithLabelValues("15m")
+	m.register(m.backlog, m.earliest, m.atRisk)
 	m.register(m.cancellations, m.attempts, m.requests, m.latency, m.logins, m.slack,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	if insp != nil {
@@ -141,6 +160,20 @@ func (m *Metrics) ReportReadiness(ready func() bool) {
 		}
 		return 0
 	}))
+}
+
+// ObserveBacklog sets the backlog gauges from a window sweep's count: tasks
+// not finished, the soonest cut-off (zero: none), and how many are at risk
+// within 5 and 15 minutes.
+func (m *Metrics) ObserveBacklog(tasks int, earliest time.Time, atRisk5m, atRisk15m int) {
+	m.backlog.Set(float64(tasks))
+	e := 0.0
+	if !earliest.IsZero() {
+		e = float64(earliest.UnixMilli()) / 1000
+	}
+	m.earliest.Set(e)
+	m.atRisk.WithLabelValues("5m").Set(float64(atRisk5m))
+	m.atRisk.WithLabelValues("15m").Set(float64(atRisk15m))
 }
 
 // Waited implements vendorbudget.Observer.

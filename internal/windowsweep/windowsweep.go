@@ -57,6 +57,8 @@ type Config struct {
 	Now func() time.Time
 	// Logger logs what the sweep does. Default zap.NewNop().
 	Logger *zap.Logger
+	// OnSweep, if set, is handed each sweep's report (metrics).
+	OnSweep func(Report)
 }
 
 // Defaults of Config.
@@ -107,12 +109,40 @@ func New(cfg Config) (*Sweeper, error) {
 // Close releases the Redis connections.
 func (s *Sweeper) Close() error { return errors.Join(s.insp.Close(), s.client.Close()) }
 
-// Report counts what one sweep did.
+// Report counts what one sweep did, and what it saw.
 type Report struct {
 	// Replaced: tasks with an expired deadline, re-enqueued without it.
 	Replaced int
 	// Run: tasks moved to pending so the handler runs them now.
 	Run int
+	// Backlog: the cancellations not finished (active, pending, scheduled
+	// or waiting to retry) as the sweep found them.
+	Backlog Backlog
+}
+
+// Backlog is what a sweep saw of the cancellations not finished.
+type Backlog struct {
+	Tasks int
+	// Earliest is the soonest cut-off among them (zero when none); it may
+	// have passed, for a task about to be archived.
+	Earliest time.Time
+	// AtRisk5m and AtRisk15m count those whose cut-off comes within 5 and
+	// 15 minutes (or has passed).
+	AtRisk5m, AtRisk15m int
+}
+
+// add counts a task with cut-off c, seen at now.
+func (b *Backlog) add(c, now time.Time) {
+	b.Tasks++
+	if b.Earliest.IsZero() || c.Before(b.Earliest) {
+		b.Earliest = c
+	}
+	if c.Before(now.Add(5 * time.Minute)) {
+		b.AtRisk5m++
+	}
+	if c.Before(now.Add(15 * time.Minute)) {
+		b.AtRisk15m++
+	}
 }
 
 // Run sweeps every Interval until ctx ends. A failed sweep is logged and
@@ -123,8 +153,13 @@ func (s *Sweeper) Run(ctx context.Context) {
 	for {
 		if r, err := s.Sweep(ctx); err != nil {
 			s.log.Warn("window sweep failed; trying again next interval", zap.Error(err))
-		} else if r.Replaced+r.Run > 0 {
-			s.log.Info("window sweep", zap.Int("replaced", r.Replaced), zap.Int("run", r.Run))
+		} else {
+			if r.Replaced+r.Run > 0 {
+				s.log.Info("window sweep", zap.Int("replaced", r.Replaced), zap.Int("run", r.Run))
+			}
+			if s.cfg.OnSweep != nil {
+				s.cfg.OnSweep(r)
+			}
 		}
 		select {
 		case <-ctx.Done():
@@ -134,14 +169,15 @@ func (s *Sweeper) Run(ctx context.Context) {
 	}
 }
 
-// Sweep makes one pass over the queue's pending, scheduled, retry and
-// archived tasks.
+// Sweep makes one pass over the queue's active, pending, scheduled, retry
+// and archived tasks.
 func (s *Sweeper) Sweep(ctx context.Context) (Report, error) {
 	var r Report
 	lists := []struct {
 		state string
 		list  func(string, ...asynq.ListOption) ([]*asynq.TaskInfo, error)
 	}{
+		{"active", s.insp.ListActiveTasks},
 		{"pending", s.insp.ListPendingTasks},
 		{"scheduled", s.insp.ListScheduledTasks},
 		{"retry", s.insp.ListRetryTasks},
@@ -152,9 +188,15 @@ func (s *Sweeper) Sweep(ctx context.Context) (Report, error) {
 		if err != nil {
 			return r, fmt.Errorf("list %s tasks: %w", l.state, err)
 		}
+		now := s.cfg.Now()
 		for _, info := range infos {
 			if ctx.Err() != nil {
 				return r, ctx.Err()
+			}
+			if info.State != asynq.TaskStateArchived && info.Type == tasks.TypeCancelRefund {
+				if p, err := tasks.Decode(info.Payload); err == nil {
+					r.Backlog.add(s.policy.Cutoff(p.RefundInitiatedAt), now)
+				}
 			}
 			switch s.decide(info) {
 			case actReplace:

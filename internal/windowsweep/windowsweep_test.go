@@ -191,3 +191,48 @@ func TestArchivedByTheCounterAfterTheWindow(t *testing.T) {
 		t.Fatalf("%q; cancelRefund calls %d → %d", info.LastErr, calls, s.cancelCalls())
 	}
 }
+
+// The sweep reports the backlog's urgency from the tasks not finished —
+// scheduled or pending, whoever produced them — and leaves out finished
+// ones and tasks of other types.
+func TestSweepReportsBacklogUrgency(t *testing.T) {
+	r := redistest.New(t)
+	q := r.Queue(t)
+	now := time.Now().UTC().Truncate(time.Second)
+	sw, err := windowsweep.New(windowsweep.Config{Redis: r.Opt, Queue: q, Now: func() time.Time { return now }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sw.Close()
+	client := asynq.NewClient(r.Opt)
+	defer client.Close()
+	cutoffIn := func(d time.Duration) time.Time { return now.Add(d - 2*time.Hour + worker.DefaultSafetyMargin) }
+	enqueue := func(ref string, initiated time.Time, opts ...asynq.Option) {
+		t.Helper()
+		payload := `{"order_ref":"` + ref + `","refund_initiated_at":"` + initiated.Format(time.RFC3339) + `"}`
+		if _, err := client.Enqueue(asynq.NewTask(tasks.TypeCancelRefund, []byte(payload)),
+			append([]asynq.Option{asynq.TaskID(ref), asynq.Queue(q)}, opts...)...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	enqueue("P2M", cutoffIn(2*time.Minute))                                                     // pending, cut-off in 2m: at risk within 5m and 15m
+	enqueue("S10M", cutoffIn(10*time.Minute), asynq.ProcessIn(time.Hour))                       // scheduled, in 10m: within 15m
+	enqueue("P1H", cutoffIn(time.Hour))                                                         // not at risk
+	enqueue("DONE", cutoffIn(-time.Minute), asynq.Retention(time.Hour))                         // finished below: not counted
+	if _, err := client.Enqueue(asynq.NewTask("other:type", nil), asynq.Queue(q)); err != nil { // not a cancellation
+		t.Fatal(err)
+	}
+	insp := asynq.NewInspector(r.Opt)
+	defer insp.Close()
+	if err := insp.ArchiveTask(q, "DONE"); err != nil {
+		t.Fatal(err)
+	}
+	rep, err := sw.Sweep(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := windowsweep.Backlog{Tasks: 3, Earliest: now.Add(2 * time.Minute), AtRisk5m: 1, AtRisk15m: 2}
+	if rep.Backlog != want {
+		t.Fatalf("backlog %+v, want %+v", rep.Backlog, want)
+	}
+}

@@ -1,0 +1,191 @@
+package deadlinefirst_test
+
+import (
+	"flag"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"text/tabwriter"
+	"time"
+
+	"github.com/refundd/refund-canceller/internal/fleettest"
+	"github.com/refundd/refund-canceller/internal/redistest"
+	"github.com/refundd/refund-canceller/rpcclient/rpctest"
+	"github.com/refundd/refund-canceller/worker"
+)
+
+// The overload scenario of BenchmarkOverload; flags after -args change it:
+//
+//	go test ./internal/deadlinefirst -run '^$' -bench Overload -benchtime 1x -args -overload.seeds 1,2,3
+var (
+	overloadSeeds  = flag.String("overload.seeds", "1,2,3", "seeds of the scenario, comma-separated: one run each")
+	overloadTasks  = flag.Int("overload.tasks", 2000, "cancellations enqueued")
+	overloadRate   = flag.Int("overload.rate", 18, "the fleet's shared budget, requests/s (TCO_RATE_LIMIT)")
+	overloadOutage = flag.Duration("overload.outage", 20*time.Second, "how long 2Checkout answers every call 503 at the start")
+	overloadFrom   = flag.Duration("overload.from", 60*time.Second, "the earliest cut-off, from the start")
+	overloadTo     = flag.Duration("overload.to", 120*time.Second, "the latest cut-off, from the start")
+)
+
+// scenario is one seeded overload: cut-offs, and the order of enqueueing.
+type scenario struct {
+	seed    uint64
+	refs    []string    // in the order they are enqueued
+	cutoffs []time.Time // of refs
+}
+
+func newScenario(seed uint64, n int, start time.Time, from, to time.Duration) scenario {
+	rng := rand.New(rand.NewPCG(seed, 0x2c0))
+	s := scenario{seed: seed}
+	for i := range n {
+		s.refs = append(s.refs, fmt.Sprintf("OVL%d-%05d", seed, i))
+		// Whole seconds: a refund's initiation is kept to the second.
+		s.cutoffs = append(s.cutoffs, start.Add(from+time.Duration(rng.Int64N(int64(to-from)))).Truncate(time.Second))
+	}
+	return s
+}
+
+// optimum answers how many of cutoffs an offline schedule can meet at best
+// when unit jobs are served by a budget of rate per second starting at
+// from: earliest cut-off first, skipping the jobs already past (optimal for
+// unit jobs on one resource: Jackson's rule, with skipping as in
+// Moore–Hodgson). A job is met if its request starts before its cut-off.
+func optimum(cutoffs []time.Time, from time.Time, rate float64) int {
+	sorted := slices.Clone(cutoffs)
+	slices.SortFunc(sorted, func(a, b time.Time) int { return a.Compare(b) })
+	met, k := 0, 0
+	for _, c := range sorted {
+		slot := from.Add(time.Duration(float64(k) / rate * float64(time.Second)))
+		if slot.Before(c) {
+			met++
+			k++
+		}
+	}
+	return met
+}
+
+func TestOptimum(t *testing.T) {
+	t0 := time.Date(2026, 11, 29, 10, 0, 0, 0, time.UTC)
+	at := func(d ...time.Duration) []time.Time {
+		var ts []time.Time
+		for _, x := range d {
+			ts = append(ts, t0.Add(x))
+		}
+		return ts
+	}
+	s := time.Second
+	cases := []struct {
+		name    string
+		cutoffs []time.Time
+		rate    float64
+		want    int
+	}{
+		{"none", nil, 1, 0},
+		{"all fit", at(s, 2*s, 3*s), 1, 3},             // slots at 0, 1s, 2s
+		{"a slot at the cut-off is late", at(0), 1, 0}, // must start before it
+		{"just before the cut-off", at(1), 1, 1},       // 1ns of slack
+		{"the late are skipped, not served", at(s/2, s/2, 3*s), 1, 2},
+		{"order of input does not matter", at(3*s, s/2, s/2), 1, 2},
+		{"faster rate", at(s/2, s/2, s/2), 4, 2},           // slots at 0, 250ms, 500ms(late)
+		{"one slot per tie", at(2*s, 2*s, 2*s, 2*s), 1, 2}, // slots 0, 1s; 2s is late
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := optimum(tc.cutoffs, t0, tc.rate); got != tc.want {
+				t.Fatalf("optimum = %d, want %d", got, tc.want)
+			}
+		})
+	}
+}
+
+// outcome is one dispatch's result on one scenario.
+type outcome struct {
+	met, missed int
+}
+
+// runOverload runs the scenario on a fleet of three replicas — turns set
+// to "0" for plain FIFO, "" for deadline-first's default — and answers how
+// many refunds the sandbox shows cancelled, and when 2Checkout recovered.
+func runOverload(b *testing.B, r *redistest.Redis, sc scenario, name, turns string, rate int, outage time.Duration) (outcome, time.Time) {
+	f := fleettest.Start(b, fleettest.Options{RedisURL: r.URL, Queue: r.Queue(b), Manual: true, MerchantCode: fmt.Sprintf("OVL%s%d", name, sc.seed),
+		Env: map[string]string{"TCO_RATE_LIMIT": strconv.Itoa(rate), "TCO_RATE_BURST": "1", "DISPATCH_SLOTS": turns,
+			"WORKER_CONCURRENCY": "20", "TCO_OUTAGE_PROBE_INTERVAL": "250ms", "WINDOW_SWEEP_INTERVAL": "5s"}})
+	for i, ref := range sc.refs {
+		// The cut-off is the window's close less the safety margin.
+		f.AddInitiated(b, sc.cutoffs[i].Add(-2*time.Hour+worker.DefaultSafetyMargin), ref)
+	}
+	if err := f.SB.SetFaults(rpctest.FaultRule{Kind: "status", Status: 503}); err != nil {
+		b.Fatal(err)
+	}
+	f.StartReplicas(b)
+	time.Sleep(outage) // the scenario's clock: 2Checkout is down this long
+	if err := f.SB.SetFaults(); err != nil {
+		b.Fatal(err)
+	}
+	recovered := time.Now()
+	// No request starts after the last cut-off; one started just before it
+	// ends within the request timeout (5s).
+	time.Sleep(time.Until(slices.MaxFunc(sc.cutoffs, func(a, b time.Time) int { return a.Compare(b) }).Add(6 * time.Second)))
+	var o outcome
+	for _, ref := range sc.refs {
+		if rf, ok := f.SB.Refund(ref); ok && rf.Status == "CANCELED" {
+			o.met++
+		}
+	}
+	o.missed = len(sc.refs) - o.met
+	return o, recovered
+}
+
+// BenchmarkOverload runs the overload scenario against real Redis
+// and the sandbox: cancellations enqueued in random order, cut-offs spread
+// over the next one to two minutes, 2Checkout answering 503 to every call
+// for the first 20 s, then recovering under a shared budget that cannot
+// serve them all. For each seed, plain FIFO and deadline-first dispatch run
+// the same scenario side by side (two fleets of three replicas, each with
+// its own sandbox and budget), and the offline optimum is computed from the
+// scenario and the moment 2Checkout recovered. It prints one table.
+func BenchmarkOverload(b *testing.B) {
+	if b.N > 1 {
+		b.Skip("one run is the measurement: use -benchtime 1x")
+	}
+	r := redistest.New(b)
+	var seeds []uint64
+	for _, s := range strings.Split(*overloadSeeds, ",") {
+		n, err := strconv.ParseUint(s, 10, 64)
+		if err != nil {
+			b.Fatalf("-overload.seeds: %v", err)
+		}
+		seeds = append(seeds, n)
+	}
+	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintf(tw, "seed\ttasks\toptimum missed\tdeadline-first missed\tFIFO missed\tdeadline-first − optimum\ttarget ≤ 1%% of tasks\tmet\t\n")
+	worst := 0.0
+	for _, seed := range seeds {
+		sc := newScenario(seed, *overloadTasks, time.Now(), *overloadFrom, *overloadTo)
+		var wg sync.WaitGroup
+		var edf, fifo outcome
+		var recovered time.Time
+		wg.Go(func() { edf, recovered = runOverload(b, r, sc, "EDF", "", *overloadRate, *overloadOutage) })
+		wg.Go(func() { fifo, _ = runOverload(b, r, sc, "FIFO", "0", *overloadRate, *overloadOutage) })
+		wg.Wait()
+		opt := len(sc.refs) - optimum(sc.cutoffs, recovered, float64(*overloadRate))
+		gap := edf.missed - opt
+		limit := len(sc.refs) / 100
+		ok := "yes"
+		if gap > limit {
+			ok = "NO"
+		}
+		worst = max(worst, float64(gap)/float64(len(sc.refs))*100)
+		fmt.Fprintf(tw, "%d\t%d\t%d\t%d\t%d\t%+d (%.2f%%)\t%d\t%s\t\n", seed, len(sc.refs), opt, edf.missed, fifo.missed, gap,
+			float64(gap)/float64(len(sc.refs))*100, limit, ok)
+		b.ReportMetric(float64(edf.missed), "edf-missed/seed"+strconv.FormatUint(seed, 10))
+		b.ReportMetric(float64(fifo.missed), "fifo-missed/seed"+strconv.FormatUint(seed, 10))
+		b.ReportMetric(float64(opt), "optimum-missed/seed"+strconv.FormatUint(seed, 10))
+	}
+	_ = tw.Flush()
+	b.ReportMetric(worst, "worst-gap-%")
+}
