@@ -384,6 +384,24 @@ func (c *Client) runLogin(lc *loginCall) {
 	close(lc.done)
 }
 
+// Probe sends one login — a request that changes nothing at 2Checkout —
+// under ctx, and answers its error; the session it opens is kept for the
+// calls that follow. A Gate calls it to learn whether 2Checkout answers
+// again, so that no cancellation is spent finding out.
+func (c *Client) Probe(ctx context.Context) error {
+	start := c.now()
+	id, err := c.login(ctx, start)
+	if err != nil {
+		return err
+	}
+	c.mu.Lock()
+	c.sess = &session{id: id, renewAt: start.Add(c.cfg.SessionTTL - c.cfg.RenewBefore)}
+	c.refused = nil
+	c.mu.Unlock()
+	c.loginFailure.Store(nil)
+	return nil
+}
+
 func (c *Client) login(ctx context.Context, now time.Time) (string, error) {
 	date := FormatDate(now)
 	hash, err := LoginHash(c.cfg.HashAlgo, c.cfg.MerchantCode, date, []byte(c.cfg.SecretKey.Reveal()))

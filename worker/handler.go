@@ -463,7 +463,28 @@ func (h *Handler) retryOrGiveUp(ctx context.Context, p tasks.CancelRefund, a Att
 		return h.settle(ctx, p, res, &TerminalError{Outcome: OutcomeWindowClosed,
 			Reason: fmt.Sprintf("no retry fits before the window closes at %s%s: last error: %v", closes.UTC().Format(time.RFC3339), wait, err)})
 	}
-	return &RetryError{At: at, Cause: err, Uncounted: a.MaxRetry > 0 && a.Retried+1 >= a.MaxRetry}
+	return &RetryError{At: at, Cause: err, Uncounted: a.MaxRetry > 0 && a.Retried+1 >= a.MaxRetry || nothingSent(classErr)}
+}
+
+// nothingSent reports whether err says no request about the refund reached
+// 2Checkout: the shared budget held it back (rpcclient.GateError), or the
+// login before it found 2Checkout unavailable. Such a run is not an
+// attempt — its retry is not counted, and the next run is still a first
+// attempt if this one was (no getOrder before cancelRefund).
+func nothingSent(err error) bool {
+	var ge *rpcclient.GateError
+	if errors.As(err, &ge) {
+		return true
+	}
+	var ae *rpcclient.APIError
+	var te *rpcclient.TransportError
+	switch {
+	case errors.As(err, &ae):
+		return ae.Method == rpcclient.MethodLogin && rpcclient.Unavailable(err)
+	case errors.As(err, &te):
+		return te.Method == rpcclient.MethodLogin || te.NotSent
+	}
+	return false
 }
 
 // settle is the last word before a task is archived: when an attempt may

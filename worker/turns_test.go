@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/refundd/refund-canceller/rpcclient"
 	"github.com/refundd/refund-canceller/rpcclient/rpctest"
 )
 
@@ -123,5 +124,26 @@ func TestNoTurnsAskedPastTheCutoffAndRedisDownDoesNotStopTheAttempt(t *testing.T
 	res, err := e.h.Handle(context.Background(), Attempt{TaskID: "r", Payload: payload("R1", initiated)})
 	if err != nil || !res.Cancelled() {
 		t.Fatalf("turns unavailable: %v %+v, want the call made anyway", err, res)
+	}
+}
+
+func TestNothingSent(t *testing.T) {
+	cases := []struct {
+		name string
+		err  error
+		want bool
+	}{
+		{"held back by the budget", &rpcclient.GateError{Method: "cancelRefund", Err: context.DeadlineExceeded}, true},
+		{"login found 2Checkout unavailable", &rpcclient.APIError{Method: "login", Name: rpcclient.NameHTTPStatus, HTTPStatus: 503}, true},
+		{"login got no answer", &rpcclient.TransportError{Method: "login", Err: errors.New("connection reset")}, true},
+		{"cancelRefund never left", &rpcclient.TransportError{Method: "cancelRefund", Err: context.Canceled, NotSent: true}, true},
+		{"credentials refused: an answer, counted", &rpcclient.APIError{Method: "login", Code: 10003, Name: rpcclient.NameAuthenticationFailed}, false},
+		{"cancelRefund 503: it was sent", &rpcclient.APIError{Method: "cancelRefund", Name: rpcclient.NameHTTPStatus, HTTPStatus: 503}, false},
+		{"cancelRefund lost its connection", &rpcclient.TransportError{Method: "cancelRefund", Err: errors.New("EOF")}, false},
+	}
+	for _, tc := range cases {
+		if got := nothingSent(tc.err); got != tc.want {
+			t.Errorf("%s: nothingSent = %v, want %v", tc.name, got, tc.want)
+		}
 	}
 }

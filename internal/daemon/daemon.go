@@ -99,6 +99,7 @@ func New(opts Options) (_ *Daemon, err error) {
 	if err != nil {
 		return nil, err
 	}
+	gate.SetProbe(api.Probe) // while 2Checkout is down, a login finds out when it is back
 	var notifier worker.Notifier
 	var notifyServer *webhook.Server
 	if cfg.NotifyURL != "" {

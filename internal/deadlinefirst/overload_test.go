@@ -137,6 +137,17 @@ func runOverload(b *testing.B, r *redistest.Redis, sc scenario, name, turns stri
 		}
 	}
 	o.missed = len(sc.refs) - o.met
+	// Where the budget went after the recovery, for the reader of -v.
+	spent := map[string]int{}
+	before := 0
+	for _, c := range f.SB.Ledger() {
+		if c.Time.Before(recovered) {
+			before++
+			continue
+		}
+		spent[c.Method+" "+c.Outcome]++
+	}
+	b.Logf("%s seed %d: %d calls during the outage; after it: %v", name, sc.seed, before, spent)
 	return o, recovered
 }
 

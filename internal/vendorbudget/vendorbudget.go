@@ -123,7 +123,19 @@ type Gate struct {
 	// unavailable answers, and when the next probe may go.
 	streak     atomic.Int64
 	outageEnds atomic.Int64
+	probe      atomic.Pointer[func(context.Context) error]
 }
+
+// probing marks the context of the gate's own probe.
+type probing struct{}
+
+// SetProbe gives the gate a request that shows whether 2Checkout answers
+// and changes nothing there (refundd: rpcclient.Client.Probe, a login).
+// While 2Checkout is unavailable the gate sends it, once per ProbeInterval
+// for the fleet, instead of letting a cancellation find out (a failed
+// cancelRefund may have been applied, and costs its task a getOrder later).
+// Without one, the first request after each interval is the probe.
+func (g *Gate) SetProbe(probe func(context.Context) error) { g.probe.Store(&probe) }
 
 // pauseRecheck: a replica reads the shared pause from Redis at most this
 // often, so another replica's pause reaches it within pauseRecheck (plus a
@@ -262,7 +274,7 @@ func (g *Gate) next(ctx context.Context) (wait time.Duration, reason string, err
 		g.observePause(left)
 		return left, ReasonPaused, nil
 	}
-	if g.outage() {
+	if g.outage() && ctx.Value(probing{}) == nil {
 		// 2Checkout is unavailable: one request per ProbeInterval, fleet-wide.
 		g.local.drop()
 		if left := time.Duration(g.outageEnds.Load()) - now; left > 0 {
@@ -277,6 +289,13 @@ func (g *Gate) next(ctx context.Context) (wait time.Duration, reason string, err
 			return time.Duration(pttl) * time.Millisecond, ReasonOutage, nil
 		}
 		g.outageEnds.Store(int64(now + g.cfg.ProbeInterval))
+		if p := g.probe.Load(); p != nil {
+			// The gate's probe goes instead of this request, which asks
+			// again once the probe has its answer (Done sets the state).
+			_ = (*p)(context.WithValue(context.WithoutCancel(ctx), probing{}, true))
+			g.pauseAsked.Store(int64(time.Since(g.epoch))) // the state is fresh: Done set it
+			return time.Millisecond, ReasonOutage, nil
+		}
 		// This request is the probe; it still takes its budget below.
 	}
 	if g.cfg.Rate == 0 || g.local.take(time.Now()) {

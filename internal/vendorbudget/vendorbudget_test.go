@@ -259,13 +259,14 @@ func TestNewValidates(t *testing.T) {
 	}
 }
 
-// scriptCalls counts the Lua scripts a client runs.
+// scriptCalls counts the Lua scripts a client runs, but for the read of
+// the shared pause and outage state (at most one per pauseRecheck).
 type scriptCalls struct{ n atomic.Int64 }
 
 func (*scriptCalls) DialHook(next redis.DialHook) redis.DialHook { return next }
 func (s *scriptCalls) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 	return func(ctx context.Context, cmd redis.Cmder) error {
-		if name := cmd.Name(); name == "evalsha" || name == "eval" {
+		if name := cmd.Name(); (name == "evalsha" || name == "eval") && cmd.Args()[1] != stateScript.Hash() {
 			s.n.Add(1)
 		}
 		return next(ctx, cmd)
@@ -392,3 +393,40 @@ func TestOutageBackoffOff(t *testing.T) {
 // forgetRedis makes the gate's next request read the shared state from
 // Redis instead of its cache (at most pauseRecheck old).
 func (g *Gate) forgetRedis() { g.pauseAsked.Store(-int64(time.Hour)) }
+
+// With a probe, no request of the callers' is spent finding out whether
+// 2Checkout is back: the gate sends its probe once per interval, and the
+// waiting request goes after the first probe that gets an answer.
+func TestProbeFindsOutInsteadOfARequest(t *testing.T) {
+	gs, cs := newGates(t, 1, Config{OutageAfter: 1, ProbeInterval: 200 * time.Millisecond})
+	g := gs[0]
+	var probes atomic.Int32
+	var sent []string
+	g.SetProbe(func(ctx context.Context) error {
+		n := probes.Add(1)
+		if err := g.Wait(ctx, "login"); err != nil { // the probe's own request passes the back-off
+			return err
+		}
+		sent = append(sent, "login")
+		var err error
+		if n == 1 {
+			err = unavailable // still down at the first probe
+		}
+		g.Done(ctx, "login", err)
+		return err
+	})
+	g.Done(context.Background(), "cancelRefund", unavailable) // OutageAfter 1: the back-off is on
+	start := time.Now()
+	if err := g.Wait(within(5*time.Second), "cancelRefund"); err != nil {
+		t.Fatal(err)
+	}
+	if probes.Load() != 2 || len(sent) != 2 {
+		t.Fatalf("%d probes, %d sent; want 2 (one failed, one answered) before the request", probes.Load(), len(sent))
+	}
+	if took := time.Since(start); took < 150*time.Millisecond {
+		t.Fatalf("the second probe went %v after the first; the interval is 200ms", took)
+	}
+	if cs[0].get(ReasonOutage) != 1 {
+		t.Fatalf("observer: refused %v, want the request counted once as waiting for the outage", cs[0].refused)
+	}
+}
