@@ -84,7 +84,8 @@ func PauseAsked(err error) (time.Duration, bool) {
 // working service does: no answer at all (a connection refused or lost, a
 // timeout), HTTP 408, 429 or any 5xx, or an answer that is not JSON-RPC. An
 // error object in a JSON-RPC answer — whatever it says — means the service
-// is up, as does success. A request the client never sent is neither.
+// is up, as does success. A request the client never sent, or its caller
+// cancelled, is neither.
 func Unavailable(err error) bool {
 	if err == nil || errors.Is(err, ErrStartDeadline) {
 		return false
@@ -95,7 +96,8 @@ func Unavailable(err error) bool {
 	}
 	var te *TransportError
 	if errors.As(err, &te) {
-		return !te.NotSent
+		// Cancelled by its caller (a shutdown): that says nothing of 2Checkout.
+		return !te.NotSent && !errors.Is(te.Err, context.Canceled)
 	}
 	var ae *APIError
 	if errors.As(err, &ae) {

@@ -135,9 +135,10 @@ func TestGateToldHowEachRequestEnded(t *testing.T) {
 	}
 }
 
-func TestUnavailableNeverForRequestsNotSent(t *testing.T) {
+func TestUnavailableNeverForRequestsNotSentOrCancelled(t *testing.T) {
 	for _, err := range []error{nil, rpcclient.ErrStartDeadline, &rpcclient.GateError{Method: "cancelRefund", Err: context.Canceled},
-		&rpcclient.TransportError{Method: "cancelRefund", Err: context.Canceled, NotSent: true}} {
+		&rpcclient.TransportError{Method: "cancelRefund", Err: context.Canceled, NotSent: true},
+		&rpcclient.TransportError{Method: "cancelRefund", Err: fmt.Errorf("post: %w", context.Canceled)}} { // its caller cancelled it
 		if rpcclient.Unavailable(err) {
 			t.Errorf("Unavailable(%v) = true for a request that was never sent", err)
 		}

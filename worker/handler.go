@@ -10,7 +10,9 @@
 // have cancelled the refund with its answer lost), and before archiving after
 // such an attempt asks getOrder what is true — ending "unknown" where
 // 2Checkout cannot tell. A retry never cancels a refund other than its own.
-// It knows nothing of HTTP.
+// Under a backlog it calls 2Checkout only in the task's turn (Turns,
+// deadline-first), holding the task — uncounted — until then. It knows
+// nothing of HTTP.
 package worker
 
 import (
@@ -161,8 +163,11 @@ type RetryError struct {
 	// while its window is open. Set when the task's retries are used up.
 	Uncounted bool
 	// Held: nothing was sent; the task waits for its turn (Turns). Such a
-	// retry is always Uncounted.
+	// retry is always Uncounted and NothingSent.
 	Held bool
+	// NothingSent: the run sent nothing about the refund (see nothingSent);
+	// the retry is Uncounted and the record adds no attempt.
+	NothingSent bool
 }
 
 func (e *RetryError) Error() string {
@@ -195,10 +200,11 @@ type Attempt struct {
 // carries the record (a Result as JSON) its earlier attempts left.
 const PriorHeader = "refundd-prior"
 
-// first reports whether no attempt came before this one (holds are not
-// attempts: a record of holds alone, with no attempt, is none).
+// first reports whether no attempt came before this one (runs that sent
+// nothing are not attempts: a record of them alone counts no attempt and
+// has nothing that may have been applied).
 func (a Attempt) first() bool {
-	return a.Retried == 0 && (a.Prior == nil || a.Prior.Outcome == OutcomeHeld && a.Prior.Attempts == 0)
+	return a.Retried == 0 && (a.Prior == nil || a.Prior.Attempts == 0 && a.Prior.MaybeApplied == "")
 }
 
 // ambiguity answers why an earlier attempt may have cancelled the refund
@@ -330,6 +336,12 @@ func (h *Handler) Handle(ctx context.Context, a Attempt) (*Result, error) {
 			res.Outcome, res.Reason = terr.Outcome, terr.Reason
 		} else if errors.As(err, &rerr) {
 			res.NextAttemptAt = rerr.At.UTC()
+			if rerr.NothingSent || rerr.Held {
+				res.Attempts = 0 // this run was no attempt: the attempts made so far
+				if a.Prior != nil {
+					res.Attempts = a.Prior.Attempts
+				}
+			}
 			if rerr.Held {
 				held(res, a.Prior, rerr)
 			}
@@ -359,7 +371,11 @@ func (h *Handler) attempt(ctx context.Context, p tasks.CancelRefund, a Attempt, 
 		case err != nil:
 			h.log.Warn("deadline-first dispatch unavailable: calling without a turn", zap.String("task_id", a.TaskID), zap.Error(err))
 		case !turn.Granted():
-			return &RetryError{At: turn.HeldUntil, Uncounted: true, Held: true, Cause: fmt.Errorf(
+			at := turn.HeldUntil
+			if last := cutoff.Add(-h.policy.LastRetryLead); at.After(last) && last.After(now) {
+				at = last // due while a worker can still take it before the cut-off
+			}
+			return &RetryError{At: at, Uncounted: true, Held: true, NothingSent: true, Cause: fmt.Errorf(
 				"held: waiting its turn behind %d refund(s) whose windows close sooner (deadline-first dispatch; nothing sent, not a failure, no retry counted)", turn.Ahead)}
 		default:
 			defer turn.Release()
@@ -371,7 +387,7 @@ func (h *Handler) attempt(ctx context.Context, p tasks.CancelRefund, a Attempt, 
 		// again, make sure the order's refund is still this task's.
 		o, err := h.api.GetOrder(rctx, p.OrderRef)
 		if err != nil {
-			return h.retryOrGiveUp(ctx, p, a, res, err, fmt.Errorf("checking the order's refund with getOrder: %w", err))
+			return h.retryOrGiveUp(ctx, p, a, res, false, err, fmt.Errorf("checking the order's refund with getOrder: %w", err))
 		}
 		switch sameRefund(o, p.RefundInitiatedAt) {
 		case refundOther:
@@ -404,26 +420,25 @@ func (h *Handler) attempt(ctx context.Context, p tasks.CancelRefund, a Attempt, 
 			res.Outcome, res.RefundID, res.Confirmed = OutcomeAlreadyCancelled, o.RefundID, true
 			return nil
 		case gerr != nil && rpcclient.Classify(gerr) != rpcclient.ClassPermanent:
-			return h.retryOrGiveUp(ctx, p, a, res, gerr, fmt.Errorf("%w; confirming with getOrder: %v", err, gerr))
+			return h.retryOrGiveUp(ctx, p, a, res, true, gerr, fmt.Errorf("%w; confirming with getOrder: %v", err, gerr))
 		}
 	}
-	return h.retryOrGiveUp(ctx, p, a, res, err, err)
+	return h.retryOrGiveUp(ctx, p, a, res, false, err, err)
 }
 
 // held makes res the record of a hold: what earlier attempts learned
 // stands, and no attempt is added.
 func held(res, prior *Result, rerr *RetryError) {
 	res.Outcome, res.Reason = OutcomeHeld, rerr.Cause.Error()
-	res.Attempts = res.Retried // the attempts made so far
 	if prior != nil {
-		res.Attempts = prior.Attempts
 		res.VendorCode, res.VendorError = prior.VendorCode, prior.VendorError
 	}
 }
 
 // retryOrGiveUp decides what a failed call means for the task. class is
-// judged on classErr; the reason carries err.
-func (h *Handler) retryOrGiveUp(ctx context.Context, p tasks.CancelRefund, a Attempt, res *Result, classErr, err error) error {
+// judged on classErr; the reason carries err. sent: a cancelRefund went
+// out in this attempt before the call that failed.
+func (h *Handler) retryOrGiveUp(ctx context.Context, p tasks.CancelRefund, a Attempt, res *Result, sent bool, classErr, err error) error {
 	if ctx.Err() != nil {
 		return ctx.Err() // asynq stopped this attempt: it requeues or retries the task
 	}
@@ -463,28 +478,20 @@ func (h *Handler) retryOrGiveUp(ctx context.Context, p tasks.CancelRefund, a Att
 		return h.settle(ctx, p, res, &TerminalError{Outcome: OutcomeWindowClosed,
 			Reason: fmt.Sprintf("no retry fits before the window closes at %s%s: last error: %v", closes.UTC().Format(time.RFC3339), wait, err)})
 	}
-	return &RetryError{At: at, Cause: err, Uncounted: a.MaxRetry > 0 && a.Retried+1 >= a.MaxRetry || nothingSent(classErr)}
+	unsent := !sent && nothingSent(classErr)
+	return &RetryError{At: at, Cause: err, NothingSent: unsent, Uncounted: a.MaxRetry > 0 && a.Retried+1 >= a.MaxRetry || unsent}
 }
 
-// nothingSent reports whether err says no request about the refund reached
-// 2Checkout: the shared budget held it back (rpcclient.GateError), or the
-// login before it found 2Checkout unavailable. Such a run is not an
-// attempt — its retry is not counted, and the next run is still a first
-// attempt if this one was (no getOrder before cancelRefund).
+// nothingSent reports whether err says its request never left: the shared
+// budget held it back (rpcclient.GateError: waiting out an outage, Redis
+// unreachable), or the caller's context ended first. A run that sent
+// nothing about the refund is not an attempt: its retry is not counted and
+// its record adds no attempt, so the next run is still a first attempt if
+// this one was (no getOrder before cancelRefund).
 func nothingSent(err error) bool {
 	var ge *rpcclient.GateError
-	if errors.As(err, &ge) {
-		return true
-	}
-	var ae *rpcclient.APIError
 	var te *rpcclient.TransportError
-	switch {
-	case errors.As(err, &ae):
-		return ae.Method == rpcclient.MethodLogin && rpcclient.Unavailable(err)
-	case errors.As(err, &te):
-		return te.Method == rpcclient.MethodLogin || te.NotSent
-	}
-	return false
+	return errors.As(err, &ge) || errors.As(err, &te) && te.NotSent
 }
 
 // settle is the last word before a task is archived: when an attempt may

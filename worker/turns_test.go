@@ -134,8 +134,7 @@ func TestNothingSent(t *testing.T) {
 		want bool
 	}{
 		{"held back by the budget", &rpcclient.GateError{Method: "cancelRefund", Err: context.DeadlineExceeded}, true},
-		{"login found 2Checkout unavailable", &rpcclient.APIError{Method: "login", Name: rpcclient.NameHTTPStatus, HTTPStatus: 503}, true},
-		{"login got no answer", &rpcclient.TransportError{Method: "login", Err: errors.New("connection reset")}, true},
+		{"login sent, 2Checkout unavailable: counted (its backoff grows)", &rpcclient.APIError{Method: "login", Name: rpcclient.NameHTTPStatus, HTTPStatus: 503}, false},
 		{"cancelRefund never left", &rpcclient.TransportError{Method: "cancelRefund", Err: context.Canceled, NotSent: true}, true},
 		{"credentials refused: an answer, counted", &rpcclient.APIError{Method: "login", Code: 10003, Name: rpcclient.NameAuthenticationFailed}, false},
 		{"cancelRefund 503: it was sent", &rpcclient.APIError{Method: "cancelRefund", Name: rpcclient.NameHTTPStatus, HTTPStatus: 503}, false},
@@ -147,3 +146,35 @@ func TestNothingSent(t *testing.T) {
 		}
 	}
 }
+
+// After "not cancellable", the confirming getOrder held back by the budget
+// does not make the run "nothing sent": a cancelRefund went out, so the
+// retry counts and checks the order first.
+func TestConfirmHeldBackAfterACancelStillCounts(t *testing.T) {
+	e := newEnv(t, "")
+	initiated := t0.Add(-time.Hour)
+	_ = e.srv.Seed(rpctest.Refund{OrderRef: "N1", InitiatedAt: initiated, Status: "CANCELED"}) // "not cancellable"
+	gate := &refusingGate{refuse: "getOrder"}
+	api, err := rpcclient.New(rpcclient.Config{URL: e.srv.RPCURL, MerchantCode: rpctest.DefaultMerchantCode, SecretKey: rpctest.DefaultSecretKey,
+		Now: e.clock.Now, RequestTimeout: time.Second, Gate: gate})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.h.api = api
+	_, err = e.h.Handle(context.Background(), Attempt{TaskID: "n", MaxRetry: 25, Payload: payload("N1", initiated)})
+	var rerr *RetryError
+	if !errors.As(err, &rerr) || rerr.NothingSent || !e.h.IsFailure(err) {
+		t.Fatalf("err %v (%+v), want a counted retry", err, rerr)
+	}
+}
+
+// refusingGate lets every request through but those for one method.
+type refusingGate struct{ refuse string }
+
+func (g *refusingGate) Wait(_ context.Context, method string) error {
+	if method == g.refuse {
+		return errors.New("held back")
+	}
+	return nil
+}
+func (g *refusingGate) Done(context.Context, string, error) {}

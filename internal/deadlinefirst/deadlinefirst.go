@@ -35,7 +35,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -46,9 +48,10 @@ import (
 	"github.com/refundd/refund-canceller/worker"
 )
 
-// Runner moves a held task to pending so that a worker runs it now;
-// *asynq.Inspector is one.
+// Runner reads a held task's state and moves it to pending so that a
+// worker runs it now; *asynq.Inspector is one.
 type Runner interface {
+	GetTaskInfo(queue, id string) (*asynq.TaskInfo, error)
 	RunTask(queue, id string) error
 }
 
@@ -102,10 +105,16 @@ type Dispatcher struct {
 	cfg  Config
 	keys []string // waiting, turns, woken
 	// held is set when this replica held a task since its last tick, or
-	// when the last tick saw tasks waiting: only then does the tick ask Redis.
+	// when the last tick saw tasks waiting (and at start): only then does
+	// the tick ask Redis.
 	held atomic.Bool
 	// kick asks Run to tick now.
 	kick chan struct{}
+	// unreleased holds turns whose Release could not reach Redis; the tick
+	// gives them back.
+	mu         sync.Mutex
+	unreleased []string
+	jitter     func() float64
 }
 
 // New validates cfg and returns a Dispatcher.
@@ -140,7 +149,9 @@ func New(cfg Config) (*Dispatcher, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = zap.NewNop()
 	}
-	return &Dispatcher{cfg: cfg, keys: Keys(cfg.Queue), kick: make(chan struct{}, 1)}, nil
+	d := &Dispatcher{cfg: cfg, keys: Keys(cfg.Queue), kick: make(chan struct{}, 1), jitter: rand.Float64}
+	d.held.Store(true) // the first tick looks: tasks may wait from before this replica started
+	return d, nil
 }
 
 // Keys answers the Redis keys of queue's order: waiting, turns and woken
@@ -205,13 +216,19 @@ redis.call("ZREM", KEYS[3], ARGV[1])
 return 0
 `)
 
+// unwakeScript drops ARGV[1] from woken: it may be woken again.
+var unwakeScript = redis.NewScript(`
+redis.call("ZREM", KEYS[3], ARGV[1])
+return 0
+`)
+
 // Take implements worker.Turns: a turn for taskID at once if its cut-off
 // ranks among the free turns, else a hold.
 func (d *Dispatcher) Take(ctx context.Context, taskID string, cutoff time.Time) (worker.Turn, error) {
 	now := d.cfg.Now()
 	lease := now.Add(d.cfg.Lease)
 	if dl, ok := ctx.Deadline(); ok {
-		lease = dl.Add(time.Second)
+		lease = now.Add(time.Until(dl) + time.Second) // on the clock the scripts read
 	}
 	rctx, cancel := context.WithTimeout(ctx, d.cfg.RedisTimeout)
 	defer cancel()
@@ -227,16 +244,23 @@ func (d *Dispatcher) Take(ctx context.Context, taskID string, cutoff time.Time) 
 	case d.kick <- struct{}{}:
 	default:
 	}
-	return worker.Turn{HeldUntil: minTime(now.Add(d.cfg.HoldMax), cutoff), Ahead: int(res[1])}, nil
+	// Jittered, so that tasks held together do not all come due together.
+	hold := time.Duration(float64(d.cfg.HoldMax) * (0.8 + 0.4*d.jitter()))
+	return worker.Turn{HeldUntil: minTime(now.Add(hold), cutoff), Ahead: int(res[1])}, nil
 }
 
 // wake frees release's turn (if set) and runs the tasks whose turn has come.
 func (d *Dispatcher) wake(release string) {
 	ctx, cancel := context.WithTimeout(context.Background(), d.cfg.RedisTimeout)
-	defer cancel()
 	out, err := wakeScript.Run(ctx, d.cfg.Redis, d.keys, d.cfg.Now().UnixMilli(), d.cfg.Slots, wokenFor.Milliseconds(), release).StringSlice()
+	cancel()
 	if err != nil {
 		d.cfg.Logger.Warn("deadline-first wake failed; the next tick tries again", zap.Error(err))
+		if release != "" {
+			d.mu.Lock()
+			d.unreleased = append(d.unreleased, release)
+			d.mu.Unlock()
+		}
 		d.held.Store(true)
 		return
 	}
@@ -244,18 +268,56 @@ func (d *Dispatcher) wake(release string) {
 		d.held.Store(true) // keep ticking while tasks wait
 	}
 	for _, id := range out[1:] {
-		err := d.cfg.Runner.RunTask(d.cfg.Queue, id)
-		switch {
-		case err == nil:
-		case errors.Is(err, asynq.ErrTaskNotFound):
-			_ = forgetScript.Run(ctx, d.cfg.Redis, d.keys, id).Err()
-		default:
-			// Most often the run that held it has not ended yet (asynq has
-			// not moved it to retry): wake it on the next tick.
-			d.cfg.Logger.Debug("deadline-first wake: task not run yet", zap.String("task_id", id), zap.Error(err))
-			_ = d.cfg.Redis.ZRem(ctx, d.keys[2], id).Err()
-			d.held.Store(true)
+		d.run(id)
+	}
+}
+
+// run moves a woken task to pending if it is still held (waiting to retry):
+// a task that finished, or that an operator archived or deleted, is
+// forgotten, never run again.
+func (d *Dispatcher) run(id string) {
+	info, err := d.cfg.Runner.GetTaskInfo(d.cfg.Queue, id)
+	if err == nil && info.State == asynq.TaskStateRetry {
+		err = d.cfg.Runner.RunTask(d.cfg.Queue, id)
+		if err == nil {
+			return
 		}
+		info, err = d.cfg.Runner.GetTaskInfo(d.cfg.Queue, id) // it moved meanwhile: to where?
+	}
+	switch {
+	case errors.Is(err, asynq.ErrTaskNotFound) || err == nil && info.State != asynq.TaskStateActive && info.State != asynq.TaskStatePending && info.State != asynq.TaskStateRetry:
+		d.script(forgetScript, id) // gone, finished or archived
+	case err == nil && info.State == asynq.TaskStatePending:
+		// On its way to a worker (its own due time came): it takes its turn then.
+	default:
+		// Most often the run that held it has not ended yet (asynq has not
+		// moved it to retry), or Redis hiccuped: wake it on the next tick.
+		d.cfg.Logger.Debug("deadline-first wake: task not run yet", zap.String("task_id", id), zap.Error(err))
+		d.script(unwakeScript, id)
+		d.held.Store(true)
+	}
+}
+
+// script runs a one-member script on the order's keys.
+func (d *Dispatcher) script(s *redis.Script, id string) {
+	ctx, cancel := context.WithTimeout(context.Background(), d.cfg.RedisTimeout)
+	defer cancel()
+	if err := s.Run(ctx, d.cfg.Redis, d.keys, id).Err(); err != nil && !errors.Is(err, redis.Nil) {
+		d.cfg.Logger.Warn("deadline-first: Redis", zap.String("task_id", id), zap.Error(err))
+	}
+}
+
+// tick gives back the turns whose Release failed, and wakes.
+func (d *Dispatcher) tick() {
+	d.mu.Lock()
+	pending := d.unreleased
+	d.unreleased = nil
+	d.mu.Unlock()
+	for _, id := range pending {
+		d.wake(id)
+	}
+	if d.held.Swap(false) {
+		d.wake("")
 	}
 }
 
@@ -272,9 +334,7 @@ func (d *Dispatcher) Run(ctx context.Context) {
 		case <-t.C:
 		case <-d.kick:
 		}
-		if d.held.Swap(false) {
-			d.wake("")
-		}
+		d.tick()
 	}
 }
 

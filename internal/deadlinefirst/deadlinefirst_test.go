@@ -14,20 +14,32 @@ import (
 	"github.com/refundd/refund-canceller/internal/redistest"
 )
 
-// runs records the tasks woken; gone answers ErrTaskNotFound for them.
+// runs is the queue as the dispatcher sees it: every task waits to retry
+// unless state says otherwise (gone: deleted). It records the tasks run.
 type runs struct {
-	mu   sync.Mutex
-	ids  []string
-	gone map[string]bool
+	mu    sync.Mutex
+	ids   []string
+	gone  map[string]bool
+	state map[string]asynq.TaskState
+}
+
+func (r *runs) GetTaskInfo(_, id string) (*asynq.TaskInfo, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.gone[id] {
+		return nil, fmt.Errorf("get %s: %w", id, asynq.ErrTaskNotFound)
+	}
+	st, ok := r.state[id]
+	if !ok {
+		st = asynq.TaskStateRetry
+	}
+	return &asynq.TaskInfo{ID: id, State: st}, nil
 }
 
 func (r *runs) RunTask(_, id string) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.ids = append(r.ids, id)
-	if r.gone[id] {
-		return fmt.Errorf("run %s: %w", id, asynq.ErrTaskNotFound)
-	}
 	return nil
 }
 
@@ -52,7 +64,7 @@ func newFixture(t *testing.T, slots int) *fixture {
 	r := redistest.New(t)
 	rc := r.Client()
 	t.Cleanup(func() { _ = rc.Close() })
-	f := &fixture{runs: &runs{gone: map[string]bool{}}, now: t0}
+	f := &fixture{runs: &runs{gone: map[string]bool{}, state: map[string]asynq.TaskState{}}, now: t0}
 	q := r.Queue(t)
 	t.Cleanup(func() { rc.Del(context.Background(), Keys(q)...) })
 	d, err := New(Config{Redis: rc, Runner: f.runs, Queue: q, Slots: slots, HoldMax: time.Minute, Lease: time.Minute,
@@ -60,6 +72,7 @@ func newFixture(t *testing.T, slots int) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
+	d.jitter = func() float64 { return 0.5 } // HoldMax exactly
 	f.d = d
 	return f
 }
@@ -125,7 +138,7 @@ func TestTurnsGoEarliestCutoffFirst(t *testing.T) {
 
 func TestLateTasksAndLapsedTurnsFreeTheirPlace(t *testing.T) {
 	f := newFixture(t, 1)
-	ctx, cancel := context.WithDeadline(context.Background(), t0.Add(30*time.Second)) // the attempt's deadline: the lease
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second) // the attempt's deadline: the lease
 	defer cancel()
 	if turn, err := f.d.Take(ctx, "A", t0.Add(time.Hour)); err != nil || !turn.Granted() {
 		t.Fatalf("A: %+v %v", turn, err)
@@ -156,13 +169,48 @@ func TestWakingATaskThatIsGoneForgetsIt(t *testing.T) {
 	f.take(t, "C", 20*time.Minute)
 	f.runs.gone["B"] = true // an operator deleted it
 	release()
-	if got := f.runs.take(); !slices.Equal(got, []string{"B"}) {
-		t.Fatalf("woken %v, want [B]", got)
+	if got := f.runs.take(); len(got) != 0 {
+		t.Fatalf("ran %v, want nothing: B is gone", got)
 	}
 	// B is forgotten at once, so its turn goes to C without waiting out the wake.
 	f.d.wake("")
 	if got := f.runs.take(); !slices.Equal(got, []string{"C"}) {
-		t.Fatalf("woken %v, want [C]", got)
+		t.Fatalf("ran %v, want [C]", got)
+	}
+}
+
+// A woken task is run only if it still waits to retry: one that finished
+// (its run went on without a turn when Redis hiccuped) or that an operator
+// archived is forgotten, never run again; one whose holding run has not
+// ended is tried again on the next tick; one already pending keeps its place.
+func TestWakeRunsOnlyHeldTasks(t *testing.T) {
+	cases := []struct {
+		state     asynq.TaskState
+		wantRun   bool
+		wantAgain bool // woken again by the next wake
+	}{
+		{asynq.TaskStateRetry, true, false},
+		{asynq.TaskStateCompleted, false, false},
+		{asynq.TaskStateArchived, false, false},
+		{asynq.TaskStateActive, false, true},
+		{asynq.TaskStatePending, false, false},
+	}
+	for _, tc := range cases {
+		t.Run(tc.state.String(), func(t *testing.T) {
+			f := newFixture(t, 1)
+			_, _, _, release := f.take(t, "A", time.Hour)
+			f.take(t, "B", 10*time.Minute)
+			f.runs.state["B"] = tc.state
+			release()
+			if got := f.runs.take(); slices.Equal(got, []string{"B"}) != tc.wantRun {
+				t.Fatalf("ran %v, want B run: %v", got, tc.wantRun)
+			}
+			f.runs.state["B"] = asynq.TaskStateRetry // as it is once its run ends
+			f.d.wake("")
+			if got := f.runs.take(); slices.Equal(got, []string{"B"}) != tc.wantAgain {
+				t.Fatalf("next wake ran %v, want B run again: %v", got, tc.wantAgain)
+			}
+		})
 	}
 }
 

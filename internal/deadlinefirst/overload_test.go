@@ -3,6 +3,7 @@ package deadlinefirst_test
 import (
 	"flag"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"os"
 	"slices"
@@ -115,9 +116,9 @@ type outcome struct {
 // runOverload runs the scenario on a fleet of three replicas — turns set
 // to "0" for plain FIFO, "" for deadline-first's default — and answers how
 // many refunds the sandbox shows cancelled, and when 2Checkout recovered.
-func runOverload(b *testing.B, r *redistest.Redis, sc scenario, name, turns string, rate, burst int, outage time.Duration) (outcome, time.Time) {
+func runOverload(b testing.TB, r *redistest.Redis, sc scenario, name, turns string, p params) (outcome, time.Time) {
 	f := fleettest.Start(b, fleettest.Options{RedisURL: r.URL, Queue: r.Queue(b), Manual: true, MerchantCode: fmt.Sprintf("OVL%s%d", name, sc.seed),
-		Env: map[string]string{"TCO_RATE_LIMIT": strconv.Itoa(rate), "TCO_RATE_BURST": strconv.Itoa(burst), "DISPATCH_SLOTS": turns,
+		Env: map[string]string{"TCO_RATE_LIMIT": strconv.Itoa(p.rate), "TCO_RATE_BURST": strconv.Itoa(p.burst), "DISPATCH_SLOTS": turns,
 			"WORKER_CONCURRENCY": "20", "TCO_OUTAGE_PROBE_INTERVAL": "250ms", "WINDOW_SWEEP_INTERVAL": "5s"}})
 	for i, ref := range sc.refs {
 		// The cut-off is the window's close less the safety margin.
@@ -127,7 +128,7 @@ func runOverload(b *testing.B, r *redistest.Redis, sc scenario, name, turns stri
 		b.Fatal(err)
 	}
 	f.StartReplicas(b)
-	time.Sleep(outage) // the scenario's clock: 2Checkout is down this long
+	time.Sleep(p.outage) // the scenario's clock: 2Checkout is down this long
 	if err := f.SB.SetFaults(); err != nil {
 		b.Fatal(err)
 	}
@@ -156,6 +157,51 @@ func runOverload(b *testing.B, r *redistest.Redis, sc scenario, name, turns stri
 	return o, recovered
 }
 
+// params is an overload scenario's shape.
+type params struct {
+	seeds                  []uint64
+	tasks                  int
+	rate, burst            int
+	outage                 time.Duration
+	cutoffsFrom, cutoffsTo time.Duration // the cut-offs are spread over [from, to) after the start
+}
+
+// row is one seed's result.
+type row struct {
+	seed                    uint64
+	tasks                   int
+	optimum, edf, fifo, gap int // missed; gap = edf − optimum
+}
+
+// overload runs every seed of p, FIFO and deadline-first side by side, and
+// prints the table to out.
+func overload(tb testing.TB, p params, out io.Writer) []row {
+	r := redistest.New(tb)
+	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintf(tw, "seed\ttasks\toptimum missed\tdeadline-first missed\tFIFO missed\tdeadline-first − optimum\ttarget ≤ 1%% of tasks\tmet\t\n")
+	var rows []row
+	for _, seed := range p.seeds {
+		sc := newScenario(seed, p.tasks, time.Now(), p.cutoffsFrom, p.cutoffsTo)
+		var wg sync.WaitGroup
+		var edf, fifo outcome
+		var recovered time.Time
+		wg.Go(func() { edf, recovered = runOverload(tb, r, sc, "EDF", "", p) })
+		wg.Go(func() { fifo, _ = runOverload(tb, r, sc, "FIFO", "0", p) })
+		wg.Wait()
+		rw := row{seed: seed, tasks: len(sc.refs), optimum: len(sc.refs) - optimum(sc.cutoffs, recovered, float64(p.rate), p.burst), edf: edf.missed, fifo: fifo.missed}
+		rw.gap = rw.edf - rw.optimum
+		ok := "yes"
+		if rw.gap > rw.tasks/100 {
+			ok = "NO"
+		}
+		fmt.Fprintf(tw, "%d\t%d\t%d\t%d\t%d\t%+d (%.2f%%)\t%d\t%s\t\n", seed, rw.tasks, rw.optimum, rw.edf, rw.fifo, rw.gap,
+			float64(rw.gap)/float64(rw.tasks)*100, rw.tasks/100, ok)
+		rows = append(rows, rw)
+	}
+	_ = tw.Flush()
+	return rows
+}
+
 // BenchmarkOverload runs the overload scenario against real Redis
 // and the sandbox: cancellations enqueued in random order, cut-offs spread
 // over the next one to two minutes, 2Checkout answering 503 to every call
@@ -168,42 +214,36 @@ func BenchmarkOverload(b *testing.B) {
 	if b.N > 1 {
 		b.Skip("one run is the measurement: use -benchtime 1x")
 	}
-	r := redistest.New(b)
-	var seeds []uint64
+	p := params{tasks: *overloadTasks, rate: *overloadRate, burst: *overloadBurst, outage: *overloadOutage, cutoffsFrom: *overloadFrom, cutoffsTo: *overloadTo}
 	for _, s := range strings.Split(*overloadSeeds, ",") {
 		n, err := strconv.ParseUint(s, 10, 64)
 		if err != nil {
 			b.Fatalf("-overload.seeds: %v", err)
 		}
-		seeds = append(seeds, n)
+		p.seeds = append(p.seeds, n)
 	}
-	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintf(tw, "seed\ttasks\toptimum missed\tdeadline-first missed\tFIFO missed\tdeadline-first − optimum\ttarget ≤ 1%% of tasks\tmet\t\n")
 	worst := 0.0
-	for _, seed := range seeds {
-		sc := newScenario(seed, *overloadTasks, time.Now(), *overloadFrom, *overloadTo)
-		var wg sync.WaitGroup
-		var edf, fifo outcome
-		var recovered time.Time
-		wg.Go(func() {
-			edf, recovered = runOverload(b, r, sc, "EDF", "", *overloadRate, *overloadBurst, *overloadOutage)
-		})
-		wg.Go(func() { fifo, _ = runOverload(b, r, sc, "FIFO", "0", *overloadRate, *overloadBurst, *overloadOutage) })
-		wg.Wait()
-		opt := len(sc.refs) - optimum(sc.cutoffs, recovered, float64(*overloadRate), *overloadBurst)
-		gap := edf.missed - opt
-		limit := len(sc.refs) / 100
-		ok := "yes"
-		if gap > limit {
-			ok = "NO"
-		}
-		worst = max(worst, float64(gap)/float64(len(sc.refs))*100)
-		fmt.Fprintf(tw, "%d\t%d\t%d\t%d\t%d\t%+d (%.2f%%)\t%d\t%s\t\n", seed, len(sc.refs), opt, edf.missed, fifo.missed, gap,
-			float64(gap)/float64(len(sc.refs))*100, limit, ok)
-		b.ReportMetric(float64(edf.missed), "edf-missed/seed"+strconv.FormatUint(seed, 10))
-		b.ReportMetric(float64(fifo.missed), "fifo-missed/seed"+strconv.FormatUint(seed, 10))
-		b.ReportMetric(float64(opt), "optimum-missed/seed"+strconv.FormatUint(seed, 10))
+	for _, rw := range overload(b, p, os.Stdout) {
+		seed := strconv.FormatUint(rw.seed, 10)
+		b.ReportMetric(float64(rw.edf), "edf-missed/seed"+seed)
+		b.ReportMetric(float64(rw.fifo), "fifo-missed/seed"+seed)
+		b.ReportMetric(float64(rw.optimum), "optimum-missed/seed"+seed)
+		worst = max(worst, float64(rw.gap)/float64(rw.tasks)*100)
 	}
-	_ = tw.Flush()
 	b.ReportMetric(worst, "worst-gap-%")
+}
+
+// The benchmark's command works (a small scenario: about 15 s); what it
+// measures is the benchmark's business, not this test's.
+func TestOverloadSmoke(t *testing.T) {
+	var out strings.Builder
+	rows := overload(t, params{seeds: []uint64{1}, tasks: 60, rate: 10, burst: 2, outage: 2 * time.Second, cutoffsFrom: 5 * time.Second, cutoffsTo: 9 * time.Second}, &out)
+	if len(rows) != 1 || !strings.Contains(out.String(), "deadline-first missed") {
+		t.Fatalf("table:\n%s", out.String())
+	}
+	rw := rows[0]
+	if rw.tasks != 60 || rw.edf < 0 || rw.edf > 60 || rw.fifo < 0 || rw.fifo > 60 || rw.optimum < 0 || rw.optimum > 60 {
+		t.Fatalf("figures out of range: %+v\n%s", rw, out.String())
+	}
+	t.Logf("\n%s", out.String())
 }

@@ -20,8 +20,8 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/refundd/refund-canceller/internal/config"
-	"github.com/refundd/refund-canceller/internal/deadlinefirst"
 	"github.com/refundd/refund-canceller/internal/daemon"
+	"github.com/refundd/refund-canceller/internal/deadlinefirst"
 	"github.com/refundd/refund-canceller/internal/redisconn"
 	"github.com/refundd/refund-canceller/internal/testutil"
 	"github.com/refundd/refund-canceller/rpcclient/rpctest"

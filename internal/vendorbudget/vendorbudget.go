@@ -137,6 +137,14 @@ type probing struct{}
 // Without one, the first request after each interval is the probe.
 func (g *Gate) SetProbe(probe func(context.Context) error) { g.probe.Store(&probe) }
 
+// outageRecheck: while 2Checkout is unavailable, a waiting request looks
+// this often whether a probe (of any replica) has ended the back-off.
+// probeTimeout bounds the gate's probe, at least.
+const (
+	outageRecheck = 50 * time.Millisecond
+	probeTimeout  = 5 * time.Second
+)
+
 // pauseRecheck: a replica reads the shared pause from Redis at most this
 // often, so another replica's pause reaches it within pauseRecheck (plus a
 // round trip) without a read per request.
@@ -235,7 +243,7 @@ func (g *Gate) Wait(ctx context.Context, method string) error {
 			refused(reasonOf(err))
 			return err
 		}
-		if !queued {
+		if !queued && ctx.Value(probing{}) == nil { // the probe's caller may be the poller
 			// One poller per process: the others wait their turn here,
 			// never past their start deadline.
 			if err := g.sleep(ctx, g.slow, 0); err != nil {
@@ -278,7 +286,8 @@ func (g *Gate) next(ctx context.Context) (wait time.Duration, reason string, err
 		// 2Checkout is unavailable: one request per ProbeInterval, fleet-wide.
 		g.local.drop()
 		if left := time.Duration(g.outageEnds.Load()) - now; left > 0 {
-			return left, ReasonOutage, nil
+			// Look again soon: the probe's answer may end the back-off.
+			return min(left, outageRecheck), ReasonOutage, nil
 		}
 		pttl, err := probeScript.Run(rctx, g.cfg.Redis, []string{g.outageKey}, g.cfg.ProbeInterval.Milliseconds()).Int64()
 		if err != nil {
@@ -286,13 +295,16 @@ func (g *Gate) next(ctx context.Context) (wait time.Duration, reason string, err
 		}
 		if pttl > 0 { // another request is the probe
 			g.outageEnds.Store(int64(now + time.Duration(pttl)*time.Millisecond))
-			return time.Duration(pttl) * time.Millisecond, ReasonOutage, nil
+			return min(time.Duration(pttl)*time.Millisecond, outageRecheck), ReasonOutage, nil
 		}
 		g.outageEnds.Store(int64(now + g.cfg.ProbeInterval))
 		if p := g.probe.Load(); p != nil {
 			// The gate's probe goes instead of this request, which asks
 			// again once the probe has its answer (Done sets the state).
-			_ = (*p)(context.WithValue(context.WithoutCancel(ctx), probing{}, true))
+			// Its own context: no caller's deadline or cancellation.
+			pctx, cancel := context.WithTimeout(context.WithValue(context.Background(), probing{}, true), max(g.cfg.ProbeInterval, probeTimeout))
+			_ = (*p)(pctx)
+			cancel()
 			g.pauseAsked.Store(int64(time.Since(g.epoch))) // the state is fresh: Done set it
 			return time.Millisecond, ReasonOutage, nil
 		}

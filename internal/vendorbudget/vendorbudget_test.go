@@ -430,3 +430,31 @@ func TestProbeFindsOutInsteadOfARequest(t *testing.T) {
 		t.Fatalf("observer: refused %v, want the request counted once as waiting for the outage", cs[0].refused)
 	}
 }
+
+// The probe's own request waits for the budget like any other, even while
+// the request that sent it holds this process's place at the budget: no
+// deadlock (with a budget of 2/s, spent just before).
+func TestProbeWaitsForBudgetBesideItsCaller(t *testing.T) {
+	gs, _ := newGates(t, 1, Config{Rate: 2, Burst: 1, OutageAfter: 1, ProbeInterval: 100 * time.Millisecond})
+	g := gs[0]
+	g.SetProbe(func(ctx context.Context) error {
+		if err := g.Wait(ctx, "login"); err != nil {
+			return err
+		}
+		g.Done(ctx, "login", nil) // 2Checkout answers
+		return nil
+	})
+	if err := g.Wait(within(time.Second), "cancelRefund"); err != nil { // the budget is spent for 500ms
+		t.Fatal(err)
+	}
+	g.Done(context.Background(), "cancelRefund", unavailable)
+	start := time.Now()
+	if err := g.Wait(within(10*time.Second), "cancelRefund"); err != nil {
+		t.Fatal(err)
+	}
+	// The probe's slot at 500ms, this request's at 1s; a deadlock would
+	// last the probe's timeout (5s).
+	if took := time.Since(start); took > 3*time.Second {
+		t.Fatalf("the request went after %v: the probe waited on its own caller", took)
+	}
+}
