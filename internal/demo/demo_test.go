@@ -3,6 +3,7 @@ package demo
 import (
 	"bytes"
 	"context"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -23,9 +24,14 @@ func TestDemoRunsToItsSummary(t *testing.T) {
 	if c["cancelled"]+c["already_cancelled"] != 23 || c["already_cancelled"] < 3 || c["refused"] != 4 || c["window_closed"] != 3 || c["rejected_at_enqueue"] != 2 {
 		t.Fatalf("counts %v\n%s", c, out.String())
 	}
-	for _, want := range []string{"NOTHING IS DURABLE", "Summary", "2Checkout refused: 20004 REFUND_NOT_CANCELLABLE", "window closed at", "1 logins"} {
+	for _, want := range []string{"NOTHING IS DURABLE", "Summary", "2Checkout refused: 20004 REFUND_NOT_CANCELLABLE", "window closed at"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("output misses %q", want)
 		}
+	}
+	// One session for every worker; the demo's bursts of faults can make
+	// the fleet probe 2Checkout, which is a login too.
+	if m := regexp.MustCompile(`(\d+) logins`).FindStringSubmatch(out.String()); m == nil || m[1] == "0" || len(m[1]) > 1 || m[1] > "3" {
+		t.Errorf("logins: %v, want 1 to 3", m)
 	}
 }
