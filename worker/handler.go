@@ -165,8 +165,8 @@ type RetryError struct {
 	// Held: nothing was sent; the task waits for its turn (Turns). Such a
 	// retry is always Uncounted and NothingSent.
 	Held bool
-	// NothingSent: the run sent nothing about the refund (see nothingSent);
-	// the retry is Uncounted and the record adds no attempt.
+	// NothingSent: the run sent nothing about the refund (see nothingSent):
+	// the record adds no attempt.
 	NothingSent bool
 }
 
@@ -200,11 +200,15 @@ type Attempt struct {
 // carries the record (a Result as JSON) its earlier attempts left.
 const PriorHeader = "refundd-prior"
 
-// first reports whether no attempt came before this one (runs that sent
-// nothing are not attempts: a record of them alone counts no attempt and
-// has nothing that may have been applied).
+// first reports whether no attempt came before this one. Runs that sent
+// nothing about the refund are not attempts: a record of them alone counts
+// no attempt and nothing that may have been applied — provided no run
+// since ended without a record (a crash mid-call).
 func (a Attempt) first() bool {
-	return a.Retried == 0 && (a.Prior == nil || a.Prior.Attempts == 0 && a.Prior.MaybeApplied == "")
+	if a.Prior == nil {
+		return a.Retried == 0
+	}
+	return a.Prior.Attempts == 0 && a.Prior.MaybeApplied == "" && a.Retried <= a.Prior.Retried+1
 }
 
 // ambiguity answers why an earlier attempt may have cancelled the refund
@@ -478,20 +482,34 @@ func (h *Handler) retryOrGiveUp(ctx context.Context, p tasks.CancelRefund, a Att
 		return h.settle(ctx, p, res, &TerminalError{Outcome: OutcomeWindowClosed,
 			Reason: fmt.Sprintf("no retry fits before the window closes at %s%s: last error: %v", closes.UTC().Format(time.RFC3339), wait, err)})
 	}
-	unsent := !sent && nothingSent(classErr)
-	return &RetryError{At: at, Cause: err, NothingSent: unsent, Uncounted: a.MaxRetry > 0 && a.Retried+1 >= a.MaxRetry || unsent}
+	aboutRefund, atAll := false, false
+	if !sent {
+		aboutRefund, atAll = nothingSent(classErr)
+	}
+	return &RetryError{At: at, Cause: err, NothingSent: aboutRefund, Uncounted: a.MaxRetry > 0 && a.Retried+1 >= a.MaxRetry || atAll}
 }
 
-// nothingSent reports whether err says its request never left: the shared
-// budget held it back (rpcclient.GateError: waiting out an outage, Redis
-// unreachable), or the caller's context ended first. A run that sent
-// nothing about the refund is not an attempt: its retry is not counted and
-// its record adds no attempt, so the next run is still a first attempt if
-// this one was (no getOrder before cancelRefund).
-func nothingSent(err error) bool {
+// nothingSent reads a failed call's error: aboutRefund, no request about
+// the refund reached 2Checkout (only a login did, or nothing); atAll, no
+// request left at all — the shared budget held it back (rpcclient.GateError:
+// waiting out an outage, Redis unreachable) or the caller's context ended
+// first. A run that sent nothing about the refund is not an attempt: its
+// record adds none, so the next run is still a first attempt if this one
+// was (no getOrder before cancelRefund). A run that sent nothing at all
+// counts no retry either; a failed login does (so its backoff grows).
+func nothingSent(err error) (aboutRefund, atAll bool) {
 	var ge *rpcclient.GateError
 	var te *rpcclient.TransportError
-	return errors.As(err, &ge) || errors.As(err, &te) && te.NotSent
+	var ae *rpcclient.APIError
+	switch {
+	case errors.As(err, &ge) || errors.As(err, &te) && te.NotSent:
+		return true, true
+	case errors.As(err, &te):
+		return te.Method == rpcclient.MethodLogin, false
+	case errors.As(err, &ae):
+		return ae.Method == rpcclient.MethodLogin, false
+	}
+	return false, false
 }
 
 // settle is the last word before a task is archived: when an attempt may

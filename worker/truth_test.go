@@ -294,7 +294,7 @@ func TestNeverSomeoneElsesRefund(t *testing.T) {
 	// The retry of a task whose refund is already cancelled completes
 	// without calling cancelRefund again.
 	n := len(e.cancelCalls())
-	res, err = e.h.Handle(context.Background(), Attempt{TaskID: "t2", Retried: 1, Payload: payload("N1", newer), Prior: &Result{}})
+	res, err = e.h.Handle(context.Background(), Attempt{TaskID: "t2", Retried: 1, Payload: payload("N1", newer), Prior: &Result{Outcome: OutcomeRetry, Attempts: 1}})
 	if err != nil || res.Outcome != OutcomeAlreadyCancelled || !res.Confirmed || len(e.cancelCalls()) != n {
 		t.Fatalf("%+v %v", res, err)
 	}

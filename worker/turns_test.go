@@ -129,21 +129,41 @@ func TestNoTurnsAskedPastTheCutoffAndRedisDownDoesNotStopTheAttempt(t *testing.T
 
 func TestNothingSent(t *testing.T) {
 	cases := []struct {
-		name string
-		err  error
-		want bool
+		name               string
+		err                error
+		aboutRefund, atAll bool
 	}{
-		{"held back by the budget", &rpcclient.GateError{Method: "cancelRefund", Err: context.DeadlineExceeded}, true},
-		{"login sent, 2Checkout unavailable: counted (its backoff grows)", &rpcclient.APIError{Method: "login", Name: rpcclient.NameHTTPStatus, HTTPStatus: 503}, false},
-		{"cancelRefund never left", &rpcclient.TransportError{Method: "cancelRefund", Err: context.Canceled, NotSent: true}, true},
-		{"credentials refused: an answer, counted", &rpcclient.APIError{Method: "login", Code: 10003, Name: rpcclient.NameAuthenticationFailed}, false},
-		{"cancelRefund 503: it was sent", &rpcclient.APIError{Method: "cancelRefund", Name: rpcclient.NameHTTPStatus, HTTPStatus: 503}, false},
-		{"cancelRefund lost its connection", &rpcclient.TransportError{Method: "cancelRefund", Err: errors.New("EOF")}, false},
+		{"held back by the budget", &rpcclient.GateError{Method: "cancelRefund", Err: context.DeadlineExceeded}, true, true},
+		{"cancelRefund never left", &rpcclient.TransportError{Method: "cancelRefund", Err: context.Canceled, NotSent: true}, true, true},
+		{"login sent, 2Checkout unavailable", &rpcclient.APIError{Method: "login", Name: rpcclient.NameHTTPStatus, HTTPStatus: 503}, true, false},
+		{"login got no answer", &rpcclient.TransportError{Method: "login", Err: errors.New("connection reset")}, true, false},
+		{"credentials refused", &rpcclient.APIError{Method: "login", Code: 10003, Name: rpcclient.NameAuthenticationFailed}, true, false},
+		{"cancelRefund 503: it was sent", &rpcclient.APIError{Method: "cancelRefund", Name: rpcclient.NameHTTPStatus, HTTPStatus: 503}, false, false},
+		{"cancelRefund lost its connection", &rpcclient.TransportError{Method: "cancelRefund", Err: errors.New("EOF")}, false, false},
+		{"getOrder answered", &rpcclient.APIError{Method: "getOrder", Code: 20002, Name: "ORDER_NOT_FOUND"}, false, false},
 	}
 	for _, tc := range cases {
-		if got := nothingSent(tc.err); got != tc.want {
-			t.Errorf("%s: nothingSent = %v, want %v", tc.name, got, tc.want)
+		if r, a := nothingSent(tc.err); r != tc.aboutRefund || a != tc.atAll {
+			t.Errorf("%s: nothingSent = %v %v, want %v %v", tc.name, r, a, tc.aboutRefund, tc.atAll)
 		}
+	}
+}
+
+// A run whose login failed is counted (its backoff grows) but is no
+// attempt: the next run cancels at once, without a getOrder first.
+func TestFailedLoginIsNoAttempt(t *testing.T) {
+	e := newEnv(t, "")
+	initiated := t0.Add(-time.Hour)
+	_ = e.srv.Seed(rpctest.Refund{OrderRef: "L1", InitiatedAt: initiated})
+	_ = e.srv.SetFaults(rpctest.FaultRule{Method: "login", Kind: "status", Status: 503, FirstN: 1})
+	res, err := e.h.Handle(context.Background(), Attempt{TaskID: "l", MaxRetry: 25, Payload: payload("L1", initiated)})
+	var rerr *RetryError
+	if !errors.As(err, &rerr) || !rerr.NothingSent || !e.h.IsFailure(err) || res.Attempts != 0 {
+		t.Fatalf("err %v, record %+v: want a counted retry whose record adds no attempt", err, res)
+	}
+	res, err = e.h.Handle(context.Background(), Attempt{TaskID: "l", Retried: 1, MaxRetry: 25, Payload: payload("L1", initiated), Prior: res})
+	if err != nil || !res.Cancelled() || hasMethod(e.srv.Ledger(), "getOrder") {
+		t.Fatalf("second run: %v %+v, ledger %v: want cancelled with no getOrder", err, res, e.srv.Ledger())
 	}
 }
 

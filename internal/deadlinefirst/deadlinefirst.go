@@ -45,6 +45,8 @@ import (
 	"github.com/redis/go-redis/v9"
 	"go.uber.org/zap"
 
+	"github.com/refundd/refund-canceller/internal/defaults"
+	"github.com/refundd/refund-canceller/tasks"
 	"github.com/refundd/refund-canceller/worker"
 )
 
@@ -63,7 +65,7 @@ type Config struct {
 	Redis redis.UniversalClient
 	// Runner wakes held tasks. Required.
 	Runner Runner
-	// Queue is the asynq queue. Default tasks.DefaultQueue ("refunds").
+	// Queue is the asynq queue. Default tasks.DefaultQueue.
 	Queue string
 	// Slots is how many tasks of the fleet hold a turn at once. Required
 	// (positive). Every replica of the queue must use the same value.
@@ -88,7 +90,6 @@ type Config struct {
 
 // Defaults of Config.
 const (
-	DefaultQueue        = "refunds"
 	DefaultHoldMax      = time.Minute
 	DefaultLease        = 2 * time.Minute
 	DefaultTick         = 250 * time.Millisecond
@@ -125,23 +126,18 @@ func New(cfg Config) (*Dispatcher, error) {
 	if cfg.Slots <= 0 {
 		return nil, fmt.Errorf("deadlinefirst: Config.Slots %d must be positive", cfg.Slots)
 	}
-	if cfg.HoldMax < 0 || cfg.Lease < 0 || cfg.Tick < 0 || cfg.RedisTimeout < 0 {
-		return nil, errors.New("deadlinefirst: HoldMax, Lease, Tick and RedisTimeout must not be negative")
-	}
 	if cfg.Queue == "" {
-		cfg.Queue = DefaultQueue
+		cfg.Queue = tasks.DefaultQueue
 	}
-	if cfg.HoldMax == 0 {
-		cfg.HoldMax = DefaultHoldMax
-	}
-	if cfg.Lease == 0 {
-		cfg.Lease = DefaultLease
-	}
-	if cfg.Tick == 0 {
-		cfg.Tick = DefaultTick
-	}
-	if cfg.RedisTimeout == 0 {
-		cfg.RedisTimeout = DefaultRedisTimeout
+	for _, err := range []error{
+		defaults.Fill("HoldMax", &cfg.HoldMax, DefaultHoldMax),
+		defaults.Fill("Lease", &cfg.Lease, DefaultLease),
+		defaults.Fill("Tick", &cfg.Tick, DefaultTick),
+		defaults.Fill("RedisTimeout", &cfg.RedisTimeout, DefaultRedisTimeout),
+	} {
+		if err != nil {
+			return nil, fmt.Errorf("deadlinefirst: Config.%w", err)
+		}
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
