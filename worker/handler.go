@@ -314,7 +314,9 @@ func (h *Handler) prior(ctx context.Context, t *asynq.Task, a Attempt) *Result {
 // context's error when asynq cancelled the attempt (shutdown or timeout).
 func (h *Handler) Handle(ctx context.Context, a Attempt) (*Result, error) {
 	start := h.now()
-	log := h.log.With(zap.String("task_id", a.TaskID), zap.Int("attempt", a.Retried+1))
+	// The attempt's fields, on its one log line (not a Logger.With copy per
+	// attempt: that encodes them twice).
+	log := attemptLog{h.log, append(make([]zap.Field, 0, 10), zap.String("task_id", a.TaskID), zap.Int("attempt", a.Retried+1), zap.Skip())}
 	p, err := tasks.Decode(a.Payload)
 	if err != nil {
 		terr := &TerminalError{Outcome: OutcomeInvalid, Reason: "invalid payload: " + err.Error()}
@@ -322,7 +324,7 @@ func (h *Handler) Handle(ctx context.Context, a Attempt) (*Result, error) {
 		h.finish(log, start, time.Time{}, res, terr)
 		return res, terr
 	}
-	log = log.With(zap.String("order_ref", p.OrderRef))
+	log.fields[2] = zap.String("order_ref", p.OrderRef)
 	res := &Result{Outcome: OutcomeRetry, OrderRef: p.OrderRef, Attempts: a.Retried + 1, WindowClosesAt: h.policy.Closes(p.RefundInitiatedAt).UTC(),
 		MaybeApplied: a.ambiguity(), Retried: a.Retried}
 	if a.Prior != nil {
@@ -601,8 +603,15 @@ func describe(err error) string {
 	return err.Error()
 }
 
+// attemptLog is the logger and the fields of one attempt.
+type attemptLog struct {
+	l      *zap.Logger
+	fields []zap.Field
+}
+
 // finish logs the attempt and tells the observer.
-func (h *Handler) finish(log *zap.Logger, start, closes time.Time, res *Result, err error) {
+func (h *Handler) finish(al attemptLog, start, closes time.Time, res *Result, err error) {
+	log := al.l
 	now := h.now()
 	outcome := OutcomeRetry
 	var terr *TerminalError
@@ -615,7 +624,7 @@ func (h *Handler) finish(log *zap.Logger, start, closes time.Time, res *Result, 
 	case errors.As(err, &rerr) && rerr.Held:
 		outcome = OutcomeHeld
 	}
-	fields := []zap.Field{zap.String("outcome", outcome), zap.Duration("duration", now.Sub(start))}
+	fields := append(al.fields, zap.String("outcome", outcome), zap.Duration("duration", now.Sub(start)))
 	if !closes.IsZero() {
 		fields = append(fields, zap.Time("window_closes_at", closes))
 	}
