@@ -200,6 +200,18 @@ type Attempt struct {
 // carries the record (a Result as JSON) its earlier attempts left.
 const PriorHeader = "refundd-prior"
 
+// number answers this attempt's number: asynq's count (Retried+1), or one
+// more than the record's when retries asynq did not count (a producer's
+// small MaxRetry, see IsFailure) held its count back — so the record's
+// attempts and the backoff keep growing.
+func (a Attempt) number() int {
+	n := a.Retried + 1
+	if a.Prior != nil && a.Prior.Attempts+1 > n {
+		n = a.Prior.Attempts + 1
+	}
+	return n
+}
+
 // first reports whether no attempt came before this one. Runs that sent
 // nothing about the refund are not attempts: a record of them alone counts
 // no attempt and nothing that may have been applied — provided no run
@@ -316,16 +328,16 @@ func (h *Handler) Handle(ctx context.Context, a Attempt) (*Result, error) {
 	start := h.now()
 	// The attempt's fields, on its one log line (not a Logger.With copy per
 	// attempt: that encodes them twice).
-	log := attemptLog{h.log, append(make([]zap.Field, 0, 10), zap.String("task_id", a.TaskID), zap.Int("attempt", a.Retried+1), zap.Skip())}
+	log := attemptLog{h.log, append(make([]zap.Field, 0, 10), zap.String("task_id", a.TaskID), zap.Int("attempt", a.number()), zap.Skip())}
 	p, err := tasks.Decode(a.Payload)
 	if err != nil {
 		terr := &TerminalError{Outcome: OutcomeInvalid, Reason: "invalid payload: " + err.Error()}
-		res := &Result{Outcome: OutcomeInvalid, Reason: terr.Reason, Attempts: a.Retried + 1, Retried: a.Retried, FinishedAt: h.now().UTC()}
+		res := &Result{Outcome: OutcomeInvalid, Reason: terr.Reason, Attempts: a.number(), Retried: a.Retried, FinishedAt: h.now().UTC()}
 		h.finish(log, start, time.Time{}, res, terr)
 		return res, terr
 	}
 	log.fields[2] = zap.String("order_ref", p.OrderRef)
-	res := &Result{Outcome: OutcomeRetry, OrderRef: p.OrderRef, Attempts: a.Retried + 1, WindowClosesAt: h.policy.Closes(p.RefundInitiatedAt).UTC(),
+	res := &Result{Outcome: OutcomeRetry, OrderRef: p.OrderRef, Attempts: a.number(), WindowClosesAt: h.policy.Closes(p.RefundInitiatedAt).UTC(),
 		MaybeApplied: a.ambiguity(), Retried: a.Retried}
 	if a.Prior != nil {
 		res.UnknownErrors = a.Prior.UnknownErrors
@@ -475,7 +487,7 @@ func (h *Handler) retryOrGiveUp(ctx context.Context, p tasks.CancelRefund, a Att
 				Reason: fmt.Sprintf("2Checkout refused: %s (an answer this worker does not recognise, %d times)", describe(classErr), res.UnknownErrors)}, doubt)
 		}
 	}
-	at, ok := h.policy.Next(h.now(), a.Retried+1, cutoff, classErr)
+	at, ok := h.policy.Next(h.now(), a.number(), cutoff, classErr)
 	if !ok {
 		wait := ""
 		if ra, has := rpcclient.RetryAfter(classErr); has {

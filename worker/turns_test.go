@@ -198,3 +198,36 @@ func (g *refusingGate) Wait(_ context.Context, method string) error {
 	return nil
 }
 func (g *refusingGate) Done(context.Context, string, error) {}
+
+// A task at its producer's MaxRetry retries uncounted, so asynq's count
+// stays put: the attempt number comes from the record then, and the
+// record's attempts and the backoff keep growing.
+func TestAttemptNumberGrowsPastAFrozenCounter(t *testing.T) {
+	cases := []struct {
+		name         string
+		retried      int
+		prior        *Result
+		wantAttempts int
+		wantDelay    time.Duration // Rand 0.5: half of min(MaxDelay, 2s·2^(n−1)), at least 1s
+	}{
+		{"first attempt", 0, nil, 1, time.Second},
+		{"asynq counts", 3, &Result{Attempts: 3, Retried: 2}, 4, 8 * time.Second},
+		{"counter frozen at MaxRetry 1", 0, &Result{Attempts: 5, Retried: 0}, 6, 32 * time.Second},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t, "")
+			initiated := t0.Add(-time.Hour)
+			_ = e.srv.Seed(rpctest.Refund{OrderRef: "F1", InitiatedAt: initiated})
+			_ = e.srv.SetFaults(rpctest.FaultRule{Method: "cancelRefund", Kind: "status", Status: 503})
+			res, err := e.h.Handle(context.Background(), Attempt{TaskID: "f", Retried: tc.retried, MaxRetry: 1, Payload: payload("F1", initiated), Prior: tc.prior})
+			var rerr *RetryError
+			if !errors.As(err, &rerr) {
+				t.Fatalf("%v", err)
+			}
+			if res.Attempts != tc.wantAttempts || rerr.At.Sub(t0) != tc.wantDelay {
+				t.Fatalf("attempts %d, retry in %v; want %d, %v", res.Attempts, rerr.At.Sub(t0), tc.wantAttempts, tc.wantDelay)
+			}
+		})
+	}
+}
