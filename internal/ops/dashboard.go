@@ -177,7 +177,7 @@ var outcomeWords = map[string]string{
 	tasks.OutcomeSuperseded:       "superseded",
 	tasks.OutcomeUnknown:          "unknown — check order",
 	tasks.OutcomeRetry:            "retrying",
-	tasks.OutcomeHeld:             "waiting its turn",
+	tasks.OutcomeHeld:             "held",
 }
 
 // FormatResult shows a cancellation's result record (tasks.DecodeResult):

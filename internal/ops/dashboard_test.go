@@ -81,6 +81,8 @@ func TestFormatResult(t *testing.T) {
 		{name: "superseded", result: `{"outcome":"superseded","refund_id":"","attempts":1}`, short: "superseded · 1 try · "},
 		{name: "retrying", result: `{"outcome":"retry","refund_id":"","attempts":1,"next_attempt_at":"2026-11-25T11:00:30Z"}`,
 			short: "retrying · 1 try · next 11:00:30Z · "},
+		{name: "held for its turn", result: `{"outcome":"held","refund_id":"","attempts":0,"next_attempt_at":"2026-11-25T11:01:00Z","reason":"held: waiting its turn behind 3 refund(s)"}`,
+			short: "held · 0 tries · next 11:01:00Z · ", detail: []string{"reason: held: waiting its turn behind 3 refund(s)"}},
 		{name: "hostile fields quoted", result: "{\"outcome\":\"x\\u202ey\",\"refund_id\":\"R\\n1\",\"attempts\":1,\"reason\":\"a\\u0007b\"}",
 			short: `"x\u202ey" · "R\n1" · 1 try · `, detail: []string{`reason: "a\ab"`}},
 		{name: "junk", result: `{"outcome":`, short: "INVALID RESULT (result record: "},
