@@ -44,7 +44,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	fs.IntVar(&o.Rounds, "rounds", 0, "rounds per pipeline of each throughput figure (default 9)")
 	fs.IntVar(&o.Tasks, "tasks", 0, "tasks per round at -concurrency (default 3000)")
 	fs.IntVar(&o.Concurrency, "concurrency", 0, "concurrency of the first throughput figure (default 20)")
-	fs.IntVar(&o.HighTasks, "high-tasks", 0, "tasks per round at concurrency 200, 100 ms latency (default 4000)")
+	fs.IntVar(&o.HighTasks, "high-tasks", 0, "tasks per round at concurrency 200, 100 ms latency (default 12000)")
 	fs.IntVar(&o.Pickups, "pickups", 0, "idle pickups timed (default 200)")
 	fs.DurationVar(&o.Idle, "idle", 0, "how long idle Redis load is counted (default 5s)")
 	rss := fs.Bool("rss", true, "measure refundd's peak RSS in a process of its own")
