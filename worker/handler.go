@@ -354,7 +354,7 @@ func (h *Handler) Handle(ctx context.Context, a Attempt) (*Result, error) {
 			res.Outcome, res.Reason = terr.Outcome, terr.Reason
 		} else if errors.As(err, &rerr) {
 			res.NextAttemptAt = rerr.At.UTC()
-			if rerr.NothingSent || rerr.Held {
+			if rerr.NothingSent { // holds included
 				res.Attempts = 0 // this run was no attempt: the attempts made so far
 				if a.Prior != nil {
 					res.Attempts = a.Prior.Attempts

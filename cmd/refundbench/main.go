@@ -22,15 +22,15 @@ import (
 )
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if os.Getenv(bench.ChildEnv) == "1" {
-		if err := bench.RunChild(ctx, os.Getenv); err != nil {
+	if served, err := bench.ServeAsChild(); served {
+		if err != nil {
 			fmt.Fprintln(os.Stderr, "refundbench worker:", err)
 			os.Exit(1)
 		}
 		return
 	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
 	if err := run(ctx, os.Args[1:], os.Getenv, os.Stdout); err != nil {
 		fmt.Fprintln(os.Stderr, "refundbench:", err)
 		os.Exit(1)

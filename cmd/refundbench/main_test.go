@@ -4,9 +4,7 @@ import (
 	"bytes"
 	"context"
 	"os"
-	"os/signal"
 	"strings"
-	"syscall"
 	"testing"
 
 	"github.com/refundd/refund-canceller/internal/bench"
@@ -16,10 +14,8 @@ import (
 // TestMain lets the test binary be the command's worker process, as the
 // command's own binary is when -rss starts it.
 func TestMain(m *testing.M) {
-	if os.Getenv(bench.ChildEnv) == "1" {
-		ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
-		defer stop()
-		if err := bench.RunChild(ctx, os.Getenv); err != nil {
+	if served, err := bench.ServeAsChild(); served {
+		if err != nil {
 			os.Exit(1)
 		}
 		os.Exit(0)

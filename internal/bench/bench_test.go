@@ -5,9 +5,7 @@ import (
 	"context"
 	"os"
 	"os/exec"
-	"os/signal"
 	"strings"
-	"syscall"
 	"testing"
 
 	"github.com/refundd/refund-canceller/internal/bench"
@@ -17,10 +15,8 @@ import (
 // TestMain lets the test binary be the benchmark's worker process, as
 // cmd/refundbench's own binary is.
 func TestMain(m *testing.M) {
-	if os.Getenv(bench.ChildEnv) == "1" {
-		ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
-		defer stop()
-		if err := bench.RunChild(ctx, os.Getenv); err != nil {
+	if served, err := bench.ServeAsChild(); served {
+		if err != nil {
 			os.Exit(1)
 		}
 		os.Exit(0)

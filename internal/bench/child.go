@@ -2,6 +2,9 @@ package bench
 
 import (
 	"context"
+	"os"
+	"os/signal"
+	"syscall"
 
 	"github.com/refundd/refund-canceller/internal/config"
 	"github.com/refundd/refund-canceller/internal/daemon"
@@ -12,6 +15,19 @@ import (
 // the benchmark started to measure refundd's memory in a process of its
 // own: its main calls RunChild instead of the benchmark.
 const ChildEnv = "REFUNDBENCH_WORKER"
+
+// ServeAsChild runs this process as the benchmark's worker (RunChild from
+// the environment, until SIGINT or SIGTERM) if ChildEnv asks it to, and
+// answers whether it did. cmd/refundbench's main and the test binaries'
+// TestMain call it first, and exit when it answers true.
+func ServeAsChild() (served bool, err error) {
+	if os.Getenv(ChildEnv) != "1" {
+		return false, nil
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	return true, RunChild(ctx, os.Getenv)
+}
 
 // RunChild runs refundd configured by getenv, as cmd/refundd's run does,
 // until ctx ends.

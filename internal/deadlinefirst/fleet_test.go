@@ -3,7 +3,6 @@ package deadlinefirst_test
 import (
 	"math/rand/v2"
 	"slices"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -102,24 +101,10 @@ func TestNoBacklogNoHold(t *testing.T) {
 	}
 	held := 0.0
 	for _, base := range f.Ops() {
-		held += metric(t, testutil.Metrics(t, base), `refundd_attempts_total{outcome="held"}`)
+		v, _ := testutil.MetricValue(t, testutil.Metrics(t, base), `refundd_attempts_total{outcome="held"}`)
+		held += v
 	}
 	if held != 0 {
 		t.Fatalf("%v holds with no backlog", held)
 	}
-}
-
-// metric answers the value of series in a /metrics text, 0 if absent.
-func metric(t *testing.T, text, series string) float64 {
-	t.Helper()
-	for _, line := range strings.Split(text, "\n") {
-		if v, ok := strings.CutPrefix(line, series+" "); ok {
-			f, err := strconv.ParseFloat(v, 64)
-			if err != nil {
-				t.Fatalf("%s: %v", line, err)
-			}
-			return f
-		}
-	}
-	return 0
 }

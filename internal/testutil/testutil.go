@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -72,6 +73,23 @@ func Metrics(t testing.TB, base string) string {
 		t.Fatal(err)
 	}
 	return string(b)
+}
+
+// MetricValue answers the value of series (a name with its labels, as
+// Prometheus' text format writes it, e.g. `refundd_attempts_total{outcome="held"}`)
+// in a /metrics text, and whether it is there.
+func MetricValue(t testing.TB, text, series string) (float64, bool) {
+	t.Helper()
+	for _, line := range strings.Split(text, "\n") {
+		if v, ok := strings.CutPrefix(line, series+" "); ok {
+			f, err := strconv.ParseFloat(v, 64)
+			if err != nil {
+				t.Fatalf("%s: %v", line, err)
+			}
+			return f, true
+		}
+	}
+	return 0, false
 }
 
 // WaitTask polls the task id of queue until done says so, failing the test

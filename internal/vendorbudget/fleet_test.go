@@ -2,7 +2,6 @@ package vendorbudget_test
 
 import (
 	"net/http"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -162,12 +161,9 @@ func TestPauseNeverSendsPastTheCutoff(t *testing.T) {
 // pauseSeconds reads refundd_tco_pause_seconds from a replica's /metrics.
 func pauseSeconds(t *testing.T, base string) float64 {
 	t.Helper()
-	for _, line := range strings.Split(testutil.Metrics(t, base), "\n") {
-		if v, ok := strings.CutPrefix(line, "refundd_tco_pause_seconds "); ok {
-			f, _ := strconv.ParseFloat(v, 64)
-			return f
-		}
+	v, ok := testutil.MetricValue(t, testutil.Metrics(t, base), "refundd_tco_pause_seconds")
+	if !ok {
+		t.Fatalf("%s/metrics has no refundd_tco_pause_seconds", base)
 	}
-	t.Fatalf("%s/metrics has no refundd_tco_pause_seconds", base)
-	return 0
+	return v
 }
