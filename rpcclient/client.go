@@ -70,14 +70,15 @@ type Config struct {
 	// HashAlgo is the login HMAC: HashMD5 (default) or HashSHA256.
 	HashAlgo string
 	// HTTPClient makes the requests. Default: a client with keep-alive,
-	// verified TLS (RootCAs if set) and the timeouts below. A given client is
-	// used as it is.
+	// verified TLS (RootCAs if set) and connect timeouts. A given client is
+	// used as it is (RequestTimeout still applies).
 	HTTPClient *http.Client
 	// RootCAs verifies the server's certificate when HTTPClient is nil.
 	// Default: the system's roots. TLS is always verified.
 	RootCAs *x509.CertPool
-	// RequestTimeout bounds one HTTP request when the caller's context has no
-	// sooner deadline. Default 15s.
+	// RequestTimeout bounds one HTTP request, answer read included, when the
+	// caller's context has no sooner deadline (HTTPClient given or not).
+	// Default 15s.
 	RequestTimeout time.Duration
 	// SessionTTL is how long a session lives after login. Default 10m, as
 	// 2Checkout documents.
@@ -203,7 +204,7 @@ func New(cfg Config) (*Client, error) {
 	}
 	hc := cfg.HTTPClient
 	if hc == nil {
-		hc = newHTTPClient(cfg.RootCAs, cfg.RequestTimeout)
+		hc = newHTTPClient(cfg.RootCAs)
 	}
 	return &Client{cfg: cfg, url: u.String(), hc: hc, log: cfg.Logger, now: cfg.Now}, nil
 }
@@ -226,22 +227,22 @@ func CheckURL(u *url.URL, allowHTTP bool) error {
 	return nil
 }
 
-// newHTTPClient is the one http.Client of a Client: keep-alive, verified TLS,
-// explicit timeouts at every stage.
-func newHTTPClient(roots *x509.CertPool, requestTimeout time.Duration) *http.Client {
+// newHTTPClient is the one http.Client of a Client: keep-alive, verified
+// TLS, timeouts for connecting; send bounds each whole request by
+// RequestTimeout.
+func newHTTPClient(roots *x509.CertPool) *http.Client {
 	tr := &http.Transport{
 		Proxy:                 http.ProxyFromEnvironment,
 		DialContext:           (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
 		TLSClientConfig:       &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12},
 		TLSHandshakeTimeout:   5 * time.Second,
-		ResponseHeaderTimeout: requestTimeout,
 		ExpectContinueTimeout: time.Second,
 		MaxIdleConns:          256,
 		MaxIdleConnsPerHost:   256,
 		IdleConnTimeout:       90 * time.Second,
 		ForceAttemptHTTP2:     true,
 	}
-	return &http.Client{Transport: tr, Timeout: requestTimeout}
+	return &http.Client{Transport: tr}
 }
 
 // String describes the client without its secret.
@@ -430,6 +431,10 @@ func (c *Client) dropSession(s *session) {
 	c.mu.Unlock()
 }
 
+// jsonMediaType is the value of both headers of every request; never
+// changed (net/http copies headers it adds to).
+var jsonMediaType = []string{"application/json"}
+
 type request struct {
 	JSONRPC string `json:"jsonrpc"`
 	Method  string `json:"method"`
@@ -460,8 +465,15 @@ func (c *Client) do(ctx context.Context, method string, params []any, out any) e
 	return err
 }
 
-// send makes the HTTP round trip of one request.
+// send makes the HTTP round trip of one request, answer read included,
+// bounded by RequestTimeout unless the caller's deadline comes sooner: one
+// timer per request, not one per stage.
 func (c *Client) send(ctx context.Context, method string, params []any, out any) error {
+	if dl, ok := ctx.Deadline(); !ok || time.Until(dl) > c.cfg.RequestTimeout {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, c.cfg.RequestTimeout)
+		defer cancel()
+	}
 	id := c.nextID.Add(1)
 	body, err := json.Marshal(request{JSONRPC: "2.0", Method: method, Params: params, ID: id})
 	if err != nil {
@@ -471,8 +483,7 @@ func (c *Client) send(ctx context.Context, method string, params []any, out any)
 	if err != nil {
 		return fmt.Errorf("2checkout %s: %w", method, err)
 	}
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Accept", "application/json")
+	req.Header = http.Header{"Content-Type": jsonMediaType, "Accept": jsonMediaType} // canonical keys: no Set per request
 	resp, err := c.hc.Do(req)
 	if err != nil {
 		return &TransportError{Method: method, Err: stripURL(err)}
@@ -549,6 +560,10 @@ func DecodeResponse(method string, id int64, httpStatus int, retryAfter time.Dur
 	}
 	if len(result) == 0 {
 		return fail(NameMalformedResponse, "answer has neither result nor error")
+	}
+	if raw, ok := out.(*json.RawMessage); ok {
+		*raw = result // valid JSON, a copy: decoding the answer checked and copied it
+		return nil
 	}
 	if err := json.Unmarshal(result, out); err != nil {
 		return fail(NameMalformedResponse, "unexpected result: "+err.Error())

@@ -185,20 +185,37 @@ const (
 	fieldRequestedBy = "requested_by"
 )
 
-var knownFields = []string{fieldOrderRef, fieldInitiatedAt, fieldReason, fieldRequestedBy}
+var knownFields = [...]string{fieldOrderRef, fieldInitiatedAt, fieldReason, fieldRequestedBy}
 
 var utf8BOM = []byte("\xEF\xBB\xBF")
 
 func decode(b []byte, strict bool) (CancelRefund, error) {
-	var p CancelRefund
+	if err := checkBytes(b); err != nil {
+		return CancelRefund{}, err
+	}
+	if p, ok := decodePlain(b); ok {
+		return p, nil
+	}
+	return decodeTokens(b, strict)
+}
+
+// checkBytes answers what makes b no payload before any JSON is read.
+func checkBytes(b []byte) error {
 	switch {
 	case len(b) > MaxPayloadBytes:
-		return p, ValidationError{{"payload", fmt.Sprintf("is larger than %d bytes", MaxPayloadBytes)}}
+		return ValidationError{{"payload", fmt.Sprintf("is larger than %d bytes", MaxPayloadBytes)}}
 	case bytes.HasPrefix(b, utf8BOM):
-		return p, ValidationError{{"payload", "starts with a UTF-8 byte-order mark (EF BB BF); send UTF-8 without one"}}
+		return ValidationError{{"payload", "starts with a UTF-8 byte-order mark (EF BB BF); send UTF-8 without one"}}
 	case !utf8.Valid(b):
-		return p, ValidationError{{"payload", "is not valid UTF-8"}}
+		return ValidationError{{"payload", "is not valid UTF-8"}}
 	}
+	return nil
+}
+
+// decodeTokens is the full decoder: token by token, every problem named.
+// b is valid UTF-8 of at most MaxPayloadBytes without a byte-order mark.
+func decodeTokens(b []byte, strict bool) (CancelRefund, error) {
+	var p CancelRefund
 	dec := json.NewDecoder(bytes.NewReader(b))
 	tok, err := dec.Token()
 	if errors.Is(err, io.EOF) {
@@ -281,7 +298,7 @@ func unknownField(key string, strict bool) string {
 		}
 	}
 	if strict {
-		return "is not a field of the payload (fields: " + strings.Join(knownFields, ", ") + ")"
+		return "is not a field of the payload (fields: " + strings.Join(knownFields[:], ", ") + ")"
 	}
 	return ""
 }
@@ -307,6 +324,9 @@ func stringValue(raw json.RawMessage) (string, string) {
 			return "", ""
 		}
 		return "", "must be a string, got " + k
+	}
+	if s, ok := plainString(raw); ok {
+		return s, ""
 	}
 	var s string
 	if err := json.Unmarshal(raw, &s); err != nil {

@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -183,9 +185,27 @@ func FuzzDecode(f *testing.F) {
 	f.Add([]byte(`{"order_ref":"A","refund_initiated_at":"2026-11-25T10:00:00Z","reason":"a\u202e\n","requested_by":null,"x":[{"y":1}]}`))
 	f.Add([]byte(`["x", 1, {"order_ref":"A"}]`))
 	f.Add([]byte(`{"order_ref":"A","refund_initiated_at":"2026-11-25T10:00:00Z"} {}`))
+	f.Add([]byte(" {\t\"requested_by\" : null ,\"order_ref\":\"B001-1\",\r\n\"refund_initiated_at\":\"2026-11-25T10:00:00+01:00\",\"reason\":\"\u00e9t\u00e9\"} "))
+	f.Add([]byte(`{"order_ref":"B001-1","refund_initiated_at":"2026-11-25T10:00:00Z","reason":"été ✓"}`))
+	f.Add([]byte(`{"order_ref":"B001-1","refund_initiated_at":"2026-11-25T10:00:00Z","reason":"a\tb"}`))
+	f.Add([]byte(`{"order_ref":"B001-1","refund_initiated_at":"2026-11-25T10:00:00Z",}`))
+	f.Add([]byte(`{"order_ref":"B001-1","refund_initiated_at":"2026-11-25T10:00:00Z"}x`))
+	f.Add([]byte(`{"order_ref":nul}`))
+	f.Add([]byte(`{}`))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		p, err := tasks.Decode(b)
 		_, serr := tasks.DecodeStrict(b)
+		// The fast path answers exactly what the full decoder does.
+		for _, strict := range []bool{false, true} {
+			got, gerr := p, err
+			if strict {
+				got, gerr = tasks.DecodeStrict(b)
+			}
+			want, werr := tasks.DecodeTokens(b, strict)
+			if fmt.Sprint(gerr) != fmt.Sprint(werr) || (gerr == nil && !reflect.DeepEqual(got, want)) {
+				t.Fatalf("strict %v: decode answers %+v, %v; the full decoder %+v, %v", strict, got, gerr, want, werr)
+			}
+		}
 		if err != nil {
 			var ve tasks.ValidationError
 			if !errors.As(err, &ve) || !errors.Is(err, tasks.ErrInvalidPayload) || len(ve) == 0 {

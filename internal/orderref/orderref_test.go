@@ -1,6 +1,7 @@
 package orderref_test
 
 import (
+	"regexp"
 	"strings"
 	"testing"
 
@@ -24,4 +25,17 @@ func TestValid(t *testing.T) {
 			t.Errorf("Valid(%q) = %v, want %v", ref, got, want)
 		}
 	}
+}
+
+// FuzzValid holds Valid to the rule as a regular expression says it.
+func FuzzValid(f *testing.F) {
+	re := regexp.MustCompile(`^[A-Za-z0-9_-]{1,32}$`)
+	for _, s := range []string{"73152889", "A-b_9", "", "a\n", "Ü1", strings.Repeat("z", 33), "[", "`", "@", "{"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, ref string) {
+		if got, want := orderref.Valid(ref), re.MatchString(ref); got != want {
+			t.Fatalf("Valid(%q) = %v, the rule says %v", ref, got, want)
+		}
+	})
 }

@@ -18,6 +18,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -210,14 +211,9 @@ func (g *Gate) Limited() bool { return g.cfg.Rate > 0 }
 // context's error if it ends first, or an error naming Redis if Redis cannot
 // be asked.
 func (g *Gate) Wait(ctx context.Context, method string) error {
-	start := time.Now() // wall clock: a duration for the histogram
-	counted := map[string]bool{}
-	refused := func(reason string) {
-		if g.cfg.Observer != nil && !counted[reason] {
-			counted[reason] = true
-			g.cfg.Observer.Refused(method, reason)
-		}
-	}
+	start := time.Now()  // wall clock: a duration for the histogram
+	var counted []string // reasons already counted for this request
+	refused := func(reason string) { g.refused(method, reason, &counted) }
 	queued := false
 	for {
 		wait, reason, err := g.next(ctx)
@@ -261,14 +257,37 @@ func (g *Gate) Wait(ctx context.Context, method string) error {
 	}
 }
 
+// refused tells the observer, once per request and reason (counted holds
+// the reasons told), that a request was held back.
+func (g *Gate) refused(method, reason string, counted *[]string) {
+	if g.cfg.Observer == nil || slices.Contains(*counted, reason) {
+		return
+	}
+	*counted = append(*counted, reason)
+	g.cfg.Observer.Refused(method, reason)
+}
+
 // next asks Redis whether a request may go now: wait 0 means yes, and the
 // budget is taken; otherwise wait is how long until it might, and reason why.
+// Most calls need no Redis round trip (no rate, or budget batched here, and
+// the pause read lately), and pay for no Redis context either.
 func (g *Gate) next(ctx context.Context) (wait time.Duration, reason string, err error) {
-	rctx, cancel := context.WithTimeout(ctx, g.cfg.RedisTimeout)
-	defer cancel()
 	now := time.Since(g.epoch)
+	var rctx context.Context
+	var cancel context.CancelFunc
+	defer func() {
+		if cancel != nil {
+			cancel()
+		}
+	}()
+	redisCtx := func() context.Context {
+		if rctx == nil {
+			rctx, cancel = context.WithTimeout(ctx, g.cfg.RedisTimeout)
+		}
+		return rctx
+	}
 	if now-time.Duration(g.pauseAsked.Load()) >= pauseRecheck {
-		st, err := stateScript.Run(rctx, g.cfg.Redis, []string{g.pauseKey, g.outageKey, g.streakKey}).Int64Slice()
+		st, err := stateScript.Run(redisCtx(), g.cfg.Redis, []string{g.pauseKey, g.outageKey, g.streakKey}).Int64Slice()
 		if err != nil {
 			return 0, "", err
 		}
@@ -289,7 +308,7 @@ func (g *Gate) next(ctx context.Context) (wait time.Duration, reason string, err
 			// Look again soon: the probe's answer may end the back-off.
 			return min(left, outageRecheck), ReasonOutage, nil
 		}
-		pttl, err := probeScript.Run(rctx, g.cfg.Redis, []string{g.outageKey}, g.cfg.ProbeInterval.Milliseconds()).Int64()
+		pttl, err := probeScript.Run(redisCtx(), g.cfg.Redis, []string{g.outageKey}, g.cfg.ProbeInterval.Milliseconds()).Int64()
 		if err != nil {
 			return 0, "", err
 		}
@@ -315,11 +334,11 @@ func (g *Gate) next(ctx context.Context) (wait time.Duration, reason string, err
 	}
 	var res *redis_rate.Result
 	if want := g.local.want(g.maxBatch); want > 1 {
-		res, err = g.limiter.AllowAtMost(rctx, g.cfg.Key, g.limit, want)
+		res, err = g.limiter.AllowAtMost(redisCtx(), g.cfg.Key, g.limit, want)
 	} else {
 		// AllowAtMost compares a float with 1: with Burst 1 rounding can
 		// refuse the one request the GCRA allows, again and again.
-		res, err = g.limiter.Allow(rctx, g.cfg.Key, g.limit)
+		res, err = g.limiter.Allow(redisCtx(), g.cfg.Key, g.limit)
 	}
 	if err != nil {
 		return 0, "", err
@@ -497,12 +516,12 @@ func (g *Gate) Done(ctx context.Context, method string, err error) {
 	if g.cfg.OutageAfter < 0 {
 		return
 	}
+	if !rpcclient.Unavailable(err) && g.streak.Load() == 0 {
+		return // the common case: no write
+	}
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), g.cfg.RedisTimeout)
 	defer cancel()
 	if !rpcclient.Unavailable(err) {
-		if g.streak.Load() == 0 {
-			return // the common case: no write
-		}
 		if derr := g.cfg.Redis.Del(rctx, g.streakKey, g.outageKey).Err(); derr != nil {
 			g.cfg.Logger.Warn("2Checkout answers again, but the fleet's outage back-off could not be ended; it lapses by itself", zap.Error(derr))
 			return
