@@ -33,6 +33,7 @@ import (
 	"github.com/refundd/refund-canceller/internal/clip"
 	"github.com/refundd/refund-canceller/internal/defaults"
 	"github.com/refundd/refund-canceller/internal/loopback"
+	"github.com/refundd/refund-canceller/internal/plainjson"
 )
 
 // Secret holds a secret value. It prints, marshals and logs as "[REDACTED]";
@@ -526,11 +527,25 @@ type response struct {
 // *APIError from the server's error object, or an *APIError named
 // NameHTTPStatus or NameMalformedResponse.
 func DecodeResponse(method string, id int64, httpStatus int, retryAfter time.Duration, body []byte, out any) error {
+	return decodeResponse(method, id, httpStatus, retryAfter, body, out, true)
+}
+
+// responseKeys are the keys of an answer that decodeResponse's fast path
+// reads (plainjson): a result without an error object, as 2Checkout
+// answers cancelRefund. Any other answer goes to encoding/json.
+var responseKeys = []string{"jsonrpc", "id", "result", "response"}
+
+// decodeResponse is DecodeResponse, with its fast path for plain answers
+// (fast false: encoding/json alone, for the differential fuzz test).
+func decodeResponse(method string, id int64, httpStatus int, retryAfter time.Duration, body []byte, out any, fast bool) error {
 	fail := func(name, msg string) error {
 		return &APIError{Method: method, Name: name, Message: msg, HTTPStatus: httpStatus, RetryAfter: retryAfter}
 	}
 	var r response
-	if err := json.Unmarshal(body, &r); err != nil {
+	var plain [4][]byte
+	if fast && plainjson.Object(body, responseKeys, plain[:]) {
+		r.ID, r.Result, r.Response = plain[1], plain[2], plain[3]
+	} else if err := json.Unmarshal(body, &r); err != nil {
 		if httpStatus < 200 || httpStatus > 299 {
 			return fail(NameHTTPStatus, http.StatusText(httpStatus))
 		}
@@ -562,7 +577,7 @@ func DecodeResponse(method string, id int64, httpStatus int, retryAfter time.Dur
 		return fail(NameMalformedResponse, "answer has neither result nor error")
 	}
 	if raw, ok := out.(*json.RawMessage); ok {
-		*raw = result // valid JSON, a copy: decoding the answer checked and copied it
+		*raw = result // valid JSON: decoding the answer checked it
 		return nil
 	}
 	if err := json.Unmarshal(result, out); err != nil {
@@ -574,6 +589,9 @@ func DecodeResponse(method string, id int64, httpStatus int, retryAfter time.Dur
 // ParseRefundID reads cancelRefund's result: a RefundID string, a number, an
 // object with RefundID (or RefundId), or true (no ID given).
 func ParseRefundID(raw json.RawMessage) (string, error) {
+	if s, ok := plainjson.String(raw); ok {
+		return clip.String(s, 200), nil
+	}
 	var v any
 	if err := json.Unmarshal(raw, &v); err != nil {
 		return "", fmt.Errorf("unexpected cancelRefund result: %w", err)

@@ -1,6 +1,7 @@
 package rpcclient_test
 
 import (
+	"bytes"
 	"context"
 	"crypto/x509"
 	"encoding/json"
@@ -18,6 +19,7 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest/observer"
 
+	"github.com/refundd/refund-canceller/internal/clip"
 	"github.com/refundd/refund-canceller/rpcclient"
 	"github.com/refundd/refund-canceller/rpcclient/rpctest"
 )
@@ -568,9 +570,31 @@ func FuzzDecodeResponse(f *testing.F) {
 	f.Add(200, []byte(`{"jsonrpc":"2.0","id":1,"result":[1,2]}`))
 	f.Add(200, []byte(`{"jsonrpc":"2.0","id":1,"error":{"code":42,"message":"Order already canceled: x"}}`))
 	f.Add(200, []byte(`{"jsonrpc":"2.0","id":1,"error":{"code":20004,"message":":"}}`))
+	f.Add(200, []byte(` { "result" : "R-1" , "id" : 1 } `))
+	f.Add(200, []byte(`{"jsonrpc":"2.0","id":1,"result":"R\u00fc"}`))
+	f.Add(200, []byte(`{"jsonrpc":"2.0","id":1,"result":12345}`))
+	f.Add(200, []byte(`{"jsonrpc":"2.0","id":2,"result":"R1"}`))
+	f.Add(200, []byte(`{"jsonrpc":"2.0","ID":1,"result":"R1"}`))
+	f.Add(200, []byte(`{"jsonrpc":"2.0","id":1,"result":"R1","result":"R2"}`))
+	f.Add(200, []byte(`{"jsonrpc":"2.0","id":1,"result":null,"response":"R3"}`))
+	f.Add(200, []byte("{\"jsonrpc\":\"2.0\",\"id\":1,\"result\":\"\xff\"}"))
 	f.Fuzz(func(t *testing.T, status int, body []byte) {
 		var raw json.RawMessage
 		err := rpcclient.DecodeResponse("cancelRefund", 1, status, 0, body, &raw)
+		// The fast path answers exactly what encoding/json alone does.
+		var slowRaw json.RawMessage
+		serr := rpcclient.DecodeResponseSlow("cancelRefund", 1, status, 0, body, &slowRaw)
+		if fmt.Sprint(err) != fmt.Sprint(serr) || !bytes.Equal(raw, slowRaw) {
+			t.Fatalf("%q: answers %s, %v; encoding/json alone %s, %v", body, raw, err, slowRaw, serr)
+		}
+		if err == nil {
+			id, perr := rpcclient.ParseRefundID(raw)
+			var v any
+			_ = json.Unmarshal(raw, &v)
+			if s, ok := v.(string); ok && (perr != nil || id != clip.String(s, 200)) {
+				t.Fatalf("ParseRefundID(%s) = %q, %v; want %q", raw, id, perr, clip.String(s, 200))
+			}
+		}
 		if err == nil {
 			checkRefundID(t, raw)
 			return

@@ -25,6 +25,7 @@ import (
 
 	"github.com/refundd/refund-canceller/internal/clip"
 	"github.com/refundd/refund-canceller/internal/orderref"
+	"github.com/refundd/refund-canceller/internal/plainjson"
 )
 
 // TypeCancelRefund is the asynq task type of a refund cancellation.
@@ -325,7 +326,7 @@ func stringValue(raw json.RawMessage) (string, string) {
 		}
 		return "", "must be a string, got " + k
 	}
-	if s, ok := plainString(raw); ok {
+	if s, ok := plainjson.String(raw); ok {
 		return s, ""
 	}
 	var s string

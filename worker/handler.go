@@ -111,10 +111,13 @@ type Handler struct {
 	unknown int
 	tasks   TaskReader
 	log     *zap.Logger
-	now     func() time.Time
-	obs     Observer
-	notify  Notifier
-	turns   Turns
+	// attempts logs each attempt's one line, without the caller: it is
+	// always finish, and finding it costs a stack walk per attempt.
+	attempts *zap.Logger
+	now      func() time.Time
+	obs      Observer
+	notify   Notifier
+	turns    Turns
 }
 
 // NewHandler validates cfg and returns a Handler.
@@ -138,8 +141,8 @@ func NewHandler(cfg HandlerConfig) (*Handler, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	return &Handler{api: cfg.API, policy: p, unknown: cfg.UnknownErrorAttempts, tasks: cfg.Tasks, log: cfg.Logger, now: cfg.Now, obs: cfg.Observer,
-		notify: cfg.Notifier, turns: cfg.Turns}, nil
+	return &Handler{api: cfg.API, policy: p, unknown: cfg.UnknownErrorAttempts, tasks: cfg.Tasks, log: cfg.Logger,
+		attempts: cfg.Logger.WithOptions(zap.WithCaller(false)), now: cfg.Now, obs: cfg.Observer, notify: cfg.Notifier, turns: cfg.Turns}, nil
 }
 
 // TerminalError ends a task: asynq archives it at once (it matches
@@ -328,7 +331,7 @@ func (h *Handler) Handle(ctx context.Context, a Attempt) (*Result, error) {
 	start := h.now()
 	// The attempt's fields, on its one log line (not a Logger.With copy per
 	// attempt: that encodes them twice).
-	log := attemptLog{h.log, append(make([]zap.Field, 0, 10), zap.String("task_id", a.TaskID), zap.Int("attempt", a.number()), zap.Skip())}
+	log := attemptLog{h.attempts, append(make([]zap.Field, 0, 10), zap.String("task_id", a.TaskID), zap.Int("attempt", a.number()), zap.Skip())}
 	p, err := tasks.Decode(a.Payload)
 	if err != nil {
 		terr := &TerminalError{Outcome: OutcomeInvalid, Reason: "invalid payload: " + err.Error()}
