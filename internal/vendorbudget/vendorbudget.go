@@ -120,6 +120,7 @@ type Gate struct {
 	epoch      time.Time
 	pauseAsked atomic.Int64
 	pauseEnds  atomic.Int64
+	reading    atomic.Bool // a request is reading the state for the process
 	// The outage back-off as last read (or set): the fleet's streak of
 	// unavailable answers, and when the next probe may go.
 	streak     atomic.Int64
@@ -146,10 +147,15 @@ const (
 	probeTimeout  = 5 * time.Second
 )
 
-// pauseRecheck: a replica reads the shared pause from Redis at most this
-// often, so another replica's pause reaches it within pauseRecheck (plus a
-// round trip) without a read per request.
+// pauseRecheck: a replica reads the shared pause and outage state from
+// Redis about this often, one request at a time, so another replica's
+// pause reaches its requests within pauseRecheck plus a round trip,
+// without a read per request.
 const pauseRecheck = 20 * time.Millisecond
+
+// staleState: a request never goes on a read of the fleet's state older
+// than this; it reads it itself.
+const staleState = time.Second
 
 // New validates cfg and returns a Gate.
 func New(cfg Config) (*Gate, error) {
@@ -198,7 +204,7 @@ func New(cfg Config) (*Gate, error) {
 		outageKey: cfg.Key + ":outage",
 		slow:      make(chan struct{}, 1),
 		maxBatch:  max(1, min(cfg.Burst, int(float64(cfg.Rate)*batchTTL.Seconds()))),
-		epoch:     time.Now().Add(-pauseRecheck), // the first request reads the pause
+		epoch:     time.Now().Add(-staleState), // the first requests read the pause
 	}, nil
 }
 
@@ -267,6 +273,20 @@ func (g *Gate) refused(method, reason string, counted *[]string) {
 	g.cfg.Observer.Refused(method, reason)
 }
 
+// readState reads the fleet's pause and outage state from Redis into g, as
+// of now (time since epoch).
+func (g *Gate) readState(ctx context.Context, now time.Duration) error {
+	st, err := stateScript.Run(ctx, g.cfg.Redis, []string{g.pauseKey, g.outageKey, g.streakKey}).Int64Slice()
+	if err != nil {
+		return err
+	}
+	g.pauseAsked.Store(int64(now))
+	g.pauseEnds.Store(int64(now + time.Duration(max(st[0], 0))*time.Millisecond))
+	g.outageEnds.Store(int64(now + time.Duration(max(st[1], 0))*time.Millisecond))
+	g.streak.Store(st[2])
+	return nil
+}
+
 // next asks Redis whether a request may go now: wait 0 means yes, and the
 // budget is taken; otherwise wait is how long until it might, and reason why.
 // Most calls need no Redis round trip (no rate, or budget batched here, and
@@ -286,15 +306,22 @@ func (g *Gate) next(ctx context.Context) (wait time.Duration, reason string, err
 		}
 		return rctx
 	}
-	if now-time.Duration(g.pauseAsked.Load()) >= pauseRecheck {
-		st, err := stateScript.Run(redisCtx(), g.cfg.Redis, []string{g.pauseKey, g.outageKey, g.streakKey}).Int64Slice()
-		if err != nil {
-			return 0, "", err
+	// One request at a time reads the fleet's state for the process (no
+	// storm of reads each time it ages); the others go on with the last
+	// read while it is in flight, unless that is older than staleState (the
+	// first requests, or after a quiet spell): then each reads it first.
+	if age := now - time.Duration(g.pauseAsked.Load()); age >= pauseRecheck {
+		mine := g.reading.CompareAndSwap(false, true)
+		if mine {
+			defer g.reading.Store(false)
+			// Another request's read may have ended since age was taken.
+			mine = now-time.Duration(g.pauseAsked.Load()) >= pauseRecheck
 		}
-		g.pauseAsked.Store(int64(now))
-		g.pauseEnds.Store(int64(now + time.Duration(max(st[0], 0))*time.Millisecond))
-		g.outageEnds.Store(int64(now + time.Duration(max(st[1], 0))*time.Millisecond))
-		g.streak.Store(st[2])
+		if mine || age >= staleState {
+			if err := g.readState(redisCtx(), now); err != nil {
+				return 0, "", err
+			}
+		}
 	}
 	if left := time.Duration(g.pauseEnds.Load()) - now; left > 0 {
 		g.local.drop()

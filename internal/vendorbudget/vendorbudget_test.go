@@ -458,3 +458,47 @@ func TestProbeWaitsForBudgetBesideItsCaller(t *testing.T) {
 		t.Fatalf("the request went after %v: the probe waited on its own caller", took)
 	}
 }
+
+// stateReads counts the reads of the shared pause and outage state.
+type stateReads struct{ n atomic.Int64 }
+
+func (*stateReads) DialHook(next redis.DialHook) redis.DialHook { return next }
+func (s *stateReads) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		if name := cmd.Name(); (name == "evalsha" || name == "eval") && cmd.Args()[1] == stateScript.Hash() {
+			s.n.Add(1)
+		}
+		return next(ctx, cmd)
+	}
+}
+func (*stateReads) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return next
+}
+
+// Many requests at once read the fleet's state once per pauseRecheck
+// between them, not each (a storm of reads every 20 ms under load).
+func TestOneStateReadAtATime(t *testing.T) {
+	gs, _ := newGates(t, 1, Config{})
+	reads := &stateReads{}
+	gs[0].cfg.Redis.AddHook(reads)
+	const workers, spell = 20, 300 * time.Millisecond
+	start := time.Now()
+	var wg sync.WaitGroup
+	var requests atomic.Int64
+	for range workers {
+		wg.Go(func() {
+			for time.Since(start) < spell {
+				if err := gs[0].Wait(context.Background(), "cancelRefund"); err != nil {
+					t.Error(err)
+					return
+				}
+				requests.Add(1)
+			}
+		})
+	}
+	wg.Wait()
+	// One read per pauseRecheck, plus the first requests' own reads.
+	if n, most := reads.n.Load(), int64(time.Since(start)/pauseRecheck)+workers; n > most {
+		t.Fatalf("%d state reads for %d requests in %v: want at most %d", n, requests.Load(), time.Since(start).Round(time.Millisecond), most)
+	}
+}
