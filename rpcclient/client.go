@@ -318,7 +318,7 @@ func (c *Client) call(ctx context.Context, method string, params []any, out any)
 	if err != nil {
 		return err
 	}
-	err = c.do(ctx, method, append([]any{sess.id}, params...), out)
+	err = c.do(ctx, method, sess.id, params, out)
 	if Classify(err) != ClassSession {
 		return err
 	}
@@ -327,7 +327,7 @@ func (c *Client) call(ctx context.Context, method string, params []any, out any)
 	if sess, err = c.session(ctx); err != nil {
 		return err
 	}
-	return c.do(ctx, method, append([]any{sess.id}, params...), out)
+	return c.do(ctx, method, sess.id, params, out)
 }
 
 // session answers a live session, logging in if needed. Concurrent callers
@@ -415,7 +415,7 @@ func (c *Client) login(ctx context.Context, now time.Time) (string, error) {
 		params = append(params, HashSHA256)
 	}
 	var id string
-	if err := c.do(ctx, MethodLogin, params, &id); err != nil {
+	if err := c.do(ctx, MethodLogin, "", params, &id); err != nil {
 		return "", err
 	}
 	if id == "" {
@@ -436,15 +436,59 @@ func (c *Client) dropSession(s *session) {
 // changed (net/http copies headers it adds to).
 var jsonMediaType = []string{"application/json"}
 
-type request struct {
-	JSONRPC string `json:"jsonrpc"`
-	Method  string `json:"method"`
-	Params  []any  `json:"params"`
-	ID      int64  `json:"id"`
+// encodeRequest answers the JSON-RPC request, byte for byte what
+// encoding/json makes of {"jsonrpc":"2.0","method":…,"params":[…],"id":…}
+// with the session ID (unless empty) first among the params: strings of
+// plain ASCII are written as they are, every other value by encoding/json.
+func encodeRequest(method string, id int64, session string, params []any) ([]byte, error) {
+	b := make([]byte, 0, 128)
+	b = append(b, `{"jsonrpc":"2.0","method":`...)
+	b, err := appendJSON(b, method)
+	if err != nil {
+		return nil, err
+	}
+	b = append(b, `,"params":[`...)
+	if session != "" {
+		b, _ = appendJSON(b, session)
+	}
+	for i, p := range params {
+		if i > 0 || session != "" {
+			b = append(b, ',')
+		}
+		if b, err = appendJSON(b, p); err != nil {
+			return nil, err
+		}
+	}
+	b = append(b, `],"id":`...)
+	b = strconv.AppendInt(b, id, 10)
+	return append(b, '}'), nil
 }
 
-// do sends one JSON-RPC request and decodes its result into out.
-func (c *Client) do(ctx context.Context, method string, params []any, out any) error {
+// appendJSON appends v as encoding/json writes it: a string of printable
+// ASCII that needs no escape (encoding/json escapes <, > and & too) as it
+// is, anything else through json.Marshal.
+func appendJSON(b []byte, v any) ([]byte, error) {
+	if s, ok := v.(string); ok && plainASCII(s) {
+		b = append(b, '"')
+		b = append(b, s...)
+		return append(b, '"'), nil
+	}
+	j, err := json.Marshal(v)
+	return append(b, j...), err
+}
+
+func plainASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c > 0x7e || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+			return false
+		}
+	}
+	return true
+}
+
+// do sends one JSON-RPC request and decodes its result into out. Its
+// params are the session ID, unless empty, then params.
+func (c *Client) do(ctx context.Context, method, session string, params []any, out any) error {
 	if t, ok := startDeadline(ctx); ok && !c.now().Before(t) {
 		return ErrStartDeadline
 	}
@@ -455,12 +499,12 @@ func (c *Client) do(ctx context.Context, method string, params []any, out any) e
 		return err
 	}
 	if c.cfg.Observer == nil {
-		err := c.send(ctx, method, params, out)
+		err := c.send(ctx, method, session, params, out)
 		c.gateDone(ctx, method, err)
 		return err
 	}
 	start := time.Now() // wall clock: a duration, whatever c.now reads
-	err := c.send(ctx, method, params, out)
+	err := c.send(ctx, method, session, params, out)
 	c.cfg.Observer.ObserveRequest(method, Classify(err), time.Since(start))
 	c.gateDone(ctx, method, err)
 	return err
@@ -469,14 +513,14 @@ func (c *Client) do(ctx context.Context, method string, params []any, out any) e
 // send makes the HTTP round trip of one request, answer read included,
 // bounded by RequestTimeout unless the caller's deadline comes sooner: one
 // timer per request, not one per stage.
-func (c *Client) send(ctx context.Context, method string, params []any, out any) error {
+func (c *Client) send(ctx context.Context, method, session string, params []any, out any) error {
 	if dl, ok := ctx.Deadline(); !ok || time.Until(dl) > c.cfg.RequestTimeout {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, c.cfg.RequestTimeout)
 		defer cancel()
 	}
 	id := c.nextID.Add(1)
-	body, err := json.Marshal(request{JSONRPC: "2.0", Method: method, Params: params, ID: id})
+	body, err := encodeRequest(method, id, session, params)
 	if err != nil {
 		return fmt.Errorf("2checkout %s: encode request: %w", method, err)
 	}
