@@ -443,19 +443,19 @@ var jsonMediaType = []string{"application/json"}
 func encodeRequest(method string, id int64, session string, params []any) ([]byte, error) {
 	b := make([]byte, 0, 128)
 	b = append(b, `{"jsonrpc":"2.0","method":`...)
-	b, err := appendJSON(b, method)
-	if err != nil {
-		return nil, err
-	}
+	b = appendString(b, method)
 	b = append(b, `,"params":[`...)
 	if session != "" {
-		b, _ = appendJSON(b, session)
+		b = appendString(b, session)
 	}
 	for i, p := range params {
 		if i > 0 || session != "" {
 			b = append(b, ',')
 		}
-		if b, err = appendJSON(b, p); err != nil {
+		var err error
+		if s, ok := p.(string); ok {
+			b = appendString(b, s)
+		} else if b, err = appendJSON(b, p); err != nil {
 			return nil, err
 		}
 	}
@@ -464,15 +464,21 @@ func encodeRequest(method string, id int64, session string, params []any) ([]byt
 	return append(b, '}'), nil
 }
 
-// appendJSON appends v as encoding/json writes it: a string of printable
-// ASCII that needs no escape (encoding/json escapes <, > and & too) as it
-// is, anything else through json.Marshal.
-func appendJSON(b []byte, v any) ([]byte, error) {
-	if s, ok := v.(string); ok && plainASCII(s) {
+// appendString appends s as encoding/json writes it: printable ASCII that
+// needs no escape (encoding/json escapes <, > and & too) as it is, any
+// other string through json.Marshal.
+func appendString(b []byte, s string) []byte {
+	if plainASCII(s) {
 		b = append(b, '"')
 		b = append(b, s...)
-		return append(b, '"'), nil
+		return append(b, '"')
 	}
+	b, _ = appendJSON(b, s) // a string always encodes
+	return b
+}
+
+// appendJSON appends v as json.Marshal writes it.
+func appendJSON(b []byte, v any) ([]byte, error) {
 	j, err := json.Marshal(v)
 	return append(b, j...), err
 }

@@ -8,7 +8,9 @@ package metrics
 
 import (
 	"net/http"
+	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hibiken/asynq"
@@ -40,6 +42,52 @@ type Metrics struct {
 	backlog       prometheus.Gauge
 	earliest      prometheus.Gauge
 	atRisk        *prometheus.GaugeVec
+
+	// Children of the hot vectors for known labels, each made at its first
+	// use and then read without the hashing, locking and label checks of
+	// WithLabelValues on every attempt and request.
+	attemptsBy      children[prometheus.Counter]  // by index in outcomes
+	cancellationsBy children[prometheus.Counter]  // by index in outcomes
+	requestsBy      children[prometheus.Counter]  // by index in methods × classes
+	latencyBy       children[prometheus.Observer] // by index in methods
+}
+
+// children caches the children of a vector by index.
+type children[T any] struct {
+	slots []atomic.Pointer[T]
+	make  func(i int) T
+}
+
+func newChildren[T any](n int, mk func(i int) T) children[T] {
+	return children[T]{slots: make([]atomic.Pointer[T], n), make: mk}
+}
+
+// at answers child i, made at its first use (two first uses at once make
+// it twice: a vector answers the same child for the same labels).
+func (c *children[T]) at(i int) T {
+	if p := c.slots[i].Load(); p != nil {
+		return *p
+	}
+	v := c.make(i)
+	c.slots[i].Store(&v)
+	return v
+}
+
+// Known labels of the cached children.
+var (
+	outcomes = append([]string{worker.OutcomeRetry, worker.OutcomeHeld}, tasks.FinalOutcomes...)
+	methods  = []string{rpcclient.MethodLogin, rpcclient.MethodCancelRefund, rpcclient.MethodGetOrder, rpcclient.MethodIssueRefund}
+)
+
+// classes is the number of rpcclient.Class values.
+const classes = int(rpcclient.ClassUnknown) + 1
+
+// result is the result label of a request of the given class.
+func result(class rpcclient.Class) string {
+	if class == rpcclient.ClassNone {
+		return "ok"
+	}
+	return class.String()
 }
 
 // New registers the service's metrics, asynq's queue metrics read through
@@ -114,6 +162,12 @@ func New(insp *asynq.Inspector) *Metrics {
 	for _, o := range tasks.FinalOutcomes {
 		m.cancellations.WithLabelValues(o) // present at zero from the start
 	}
+	m.attemptsBy = newChildren(len(outcomes), func(i int) prometheus.Counter { return m.attempts.WithLabelValues(outcomes[i]) })
+	m.cancellationsBy = newChildren(len(outcomes), func(i int) prometheus.Counter { return m.cancellations.WithLabelValues(outcomes[i]) })
+	m.requestsBy = newChildren(len(methods)*classes, func(i int) prometheus.Counter {
+		return m.requests.WithLabelValues(methods[i/classes], result(rpcclient.Class(i%classes)))
+	})
+	m.latencyBy = newChildren(len(methods), func(i int) prometheus.Observer { return m.latency.WithLabelValues(methods[i]) })
 	return m
 }
 
@@ -124,11 +178,20 @@ func (m *Metrics) register(cs ...prometheus.Collector) {
 
 // Attempted implements worker.Observer.
 func (m *Metrics) Attempted(outcome string, slack time.Duration) {
-	m.attempts.WithLabelValues(outcome).Inc()
+	i := slices.Index(outcomes, outcome)
+	if i >= 0 {
+		m.attemptsBy.at(i).Inc()
+	} else {
+		m.attempts.WithLabelValues(outcome).Inc()
+	}
 	if !tasks.IsFinal(outcome) {
 		return
 	}
-	m.cancellations.WithLabelValues(outcome).Inc()
+	if i >= 0 {
+		m.cancellationsBy.at(i).Inc()
+	} else {
+		m.cancellations.WithLabelValues(outcome).Inc()
+	}
 	if outcome != worker.OutcomeInvalid {
 		m.slack.Observe(slack.Seconds())
 	}
@@ -136,14 +199,15 @@ func (m *Metrics) Attempted(outcome string, slack time.Duration) {
 
 // ObserveRequest implements rpcclient.RequestObserver.
 func (m *Metrics) ObserveRequest(method string, class rpcclient.Class, took time.Duration) {
-	result := class.String()
-	if class == rpcclient.ClassNone {
-		result = "ok"
+	if i := slices.Index(methods, method); i >= 0 && class >= 0 && int(class) < classes {
+		m.requestsBy.at(i*classes + int(class)).Inc()
+		m.latencyBy.at(i).Observe(took.Seconds())
+	} else {
+		m.requests.WithLabelValues(method, result(class)).Inc()
+		m.latency.WithLabelValues(method).Observe(took.Seconds())
 	}
-	m.requests.WithLabelValues(method, result).Inc()
-	m.latency.WithLabelValues(method).Observe(took.Seconds())
 	if method == rpcclient.MethodLogin {
-		m.logins.WithLabelValues(result).Inc()
+		m.logins.WithLabelValues(result(class)).Inc()
 	}
 }
 
