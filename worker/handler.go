@@ -25,6 +25,7 @@ import (
 	"github.com/hibiken/asynq"
 	"go.uber.org/zap"
 
+	"github.com/refundd/refund-canceller/internal/warmstack"
 	"github.com/refundd/refund-canceller/rpcclient"
 	"github.com/refundd/refund-canceller/tasks"
 )
@@ -118,6 +119,7 @@ type Handler struct {
 	obs      Observer
 	notify   Notifier
 	turns    Turns
+	warm     *warmstack.Pool
 }
 
 // NewHandler validates cfg and returns a Handler.
@@ -141,8 +143,12 @@ func NewHandler(cfg HandlerConfig) (*Handler, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	return &Handler{api: cfg.API, policy: p, unknown: cfg.UnknownErrorAttempts, tasks: cfg.Tasks, log: cfg.Logger,
-		attempts: cfg.Logger.WithOptions(zap.WithCaller(false)), now: cfg.Now, obs: cfg.Observer, notify: cfg.Notifier, turns: cfg.Turns}, nil
+	log := cfg.Logger
+	warm := warmstack.New(0, func(v any, stack []byte) {
+		log.Error("task handler panic, with its stack (asynq reports it as the task's error)", zap.Any("panic", v), zap.ByteString("stack", stack))
+	})
+	return &Handler{api: cfg.API, policy: p, unknown: cfg.UnknownErrorAttempts, tasks: cfg.Tasks, log: log,
+		attempts: log.WithOptions(zap.WithCaller(false)), now: cfg.Now, obs: cfg.Observer, notify: cfg.Notifier, turns: cfg.Turns, warm: warm}, nil
 }
 
 // TerminalError ends a task: asynq archives it at once (it matches
@@ -244,8 +250,15 @@ func (a Attempt) ambiguity() string {
 
 // ProcessTask implements asynq.Handler. It writes the attempt's record to
 // the task's result (asynq keeps it with the task while it retries, when
-// it is archived, and with the retention once completed).
-func (h *Handler) ProcessTask(ctx context.Context, t *asynq.Task) error {
+// it is archived, and with the retention once completed). The work runs on
+// a goroutine whose stack has grown already (warmstack): asynq's goroutine
+// per task would grow a new stack every time.
+func (h *Handler) ProcessTask(ctx context.Context, t *asynq.Task) (err error) {
+	h.warm.Run(func() { err = h.processTask(ctx, t) })
+	return err
+}
+
+func (h *Handler) processTask(ctx context.Context, t *asynq.Task) error {
 	if t.Type() != tasks.TypeCancelRefund {
 		return &TerminalError{Outcome: OutcomeInvalid, Reason: fmt.Sprintf("invalid payload: unknown task type %q", t.Type())}
 	}

@@ -276,3 +276,35 @@ func TestRequestDeadlineBoundedByCutoff(t *testing.T) {
 		}
 	}
 }
+
+// panickyAPI panics on every call.
+type panickyAPI struct{}
+
+func (panickyAPI) CancelRefund(context.Context, string) (string, error) { panic("vendor client bug") }
+func (panickyAPI) GetOrder(context.Context, string) (*rpcclient.Order, error) {
+	panic("vendor client bug")
+}
+
+// A panic in the handler's work (run on a warm goroutine) still reaches
+// asynq's recovery in ProcessTask's goroutine, and the log has the stack
+// where it happened.
+func TestPanicReachesAsynq(t *testing.T) {
+	core, logs := observer.New(zapcore.DebugLevel)
+	h, err := NewHandler(HandlerConfig{API: panickyAPI{}, Logger: zap.New(core)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	payload := fmt.Sprintf(`{"order_ref":"P1","refund_initiated_at":%q}`, time.Now().UTC().Format(time.RFC3339))
+	got := func() (v any) {
+		defer func() { v = recover() }()
+		_ = h.ProcessTask(context.Background(), asynq.NewTask("refund:cancel", []byte(payload)))
+		return nil
+	}()
+	if got != "vendor client bug" {
+		t.Fatalf("ProcessTask's goroutine recovered %v, want the handler's panic", got)
+	}
+	entries := logs.FilterMessageSnippet("task handler panic, with its stack").All()
+	if len(entries) != 1 || !strings.Contains(fmt.Sprint(entries[0].ContextMap()["stack"]), "panickyAPI") {
+		t.Fatalf("log %v: want one line with the stack of the panic", entries)
+	}
+}

@@ -1,0 +1,138 @@
+package warmstack_test
+
+import (
+	"bytes"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/refundd/refund-canceller/internal/warmstack"
+)
+
+// goid answers the calling goroutine's number (tests only).
+func goid() int {
+	var buf [64]byte
+	b := bytes.TrimPrefix(buf[:runtime.Stack(buf[:], false)], []byte("goroutine "))
+	n, _ := strconv.Atoi(string(b[:bytes.IndexByte(b, ' ')]))
+	return n
+}
+
+// deep uses about n KiB of stack.
+//
+//go:noinline
+func deep(n int) byte {
+	var pad [1024]byte
+	pad[n%1024] = byte(n)
+	if n <= 1 {
+		return pad[0]
+	}
+	return deep(n-1) + pad[n%1024]
+}
+
+func TestRunsOnAWarmGoroutine(t *testing.T) {
+	p := warmstack.New(time.Minute, nil)
+	caller := goid()
+	var first int
+	for i := range 100 {
+		var got int
+		p.Run(func() { got = goid(); deep(32) })
+		if got == caller {
+			t.Fatal("ran on the caller's goroutine")
+		}
+		if i == 0 {
+			first = got
+		} else if got != first {
+			t.Fatalf("run %d on goroutine %d, the first on %d: one at a time should reuse one goroutine", i, got, first)
+		}
+	}
+}
+
+func TestConcurrentRuns(t *testing.T) {
+	p := warmstack.New(time.Minute, nil)
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	sum := 0
+	for i := range 64 {
+		wg.Go(func() {
+			for range 50 {
+				p.Run(func() {
+					deep(8)
+					mu.Lock()
+					sum += i
+					mu.Unlock()
+				})
+			}
+		})
+	}
+	wg.Wait()
+	if want := 50 * 63 * 64 / 2; sum != want {
+		t.Fatalf("sum %d, want %d: a run was lost or ran twice", sum, want)
+	}
+}
+
+// A panic reaches the caller with its value (so asynq's recovery still
+// makes it the task's error), and onPanic gets the stack where it happened.
+func TestPanicReachesTheCaller(t *testing.T) {
+	var stack []byte
+	p := warmstack.New(time.Minute, func(v any, s []byte) { stack = s })
+	got := func() (v any) {
+		defer func() { v = recover() }()
+		p.Run(func() { panic("boom") })
+		return nil
+	}()
+	if got != "boom" {
+		t.Fatalf("recovered %v, want boom", got)
+	}
+	if !strings.Contains(string(stack), "TestPanicReachesTheCaller") {
+		t.Fatalf("stack does not show where it panicked:\n%s", stack)
+	}
+	// The pool still works after a panic.
+	ran := false
+	p.Run(func() { ran = true })
+	if !ran {
+		t.Fatal("no run after a panic")
+	}
+}
+
+// Goroutines idle for longer than the idle time end.
+func TestIdleGoroutinesEnd(t *testing.T) {
+	before := runtime.NumGoroutine()
+	p := warmstack.New(20*time.Millisecond, nil)
+	var wg sync.WaitGroup
+	for range 10 {
+		wg.Go(func() { p.Run(func() { time.Sleep(10 * time.Millisecond) }) }) // keep 10 busy at once
+	}
+	wg.Wait()
+	deadline := time.Now().Add(5 * time.Second)
+	for runtime.NumGoroutine() > before {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d goroutines, %d before: idle ones did not end", runtime.NumGoroutine(), before)
+		}
+		time.Sleep(5 * time.Millisecond) // polling for the idle ones to end
+	}
+}
+
+// BenchmarkDeepWork is work that needs ~32 KiB of stack, started on a new
+// goroutine per run (as asynq runs a task) or handed to a warm one.
+//
+//	go test ./internal/warmstack -run '^$' -bench DeepWork -benchmem
+func BenchmarkDeepWork(b *testing.B) {
+	b.Run("new-goroutine", func(b *testing.B) {
+		for b.Loop() {
+			done := make(chan struct{})
+			go func() { deep(32); close(done) }()
+			<-done
+		}
+	})
+	b.Run("warm-goroutine", func(b *testing.B) {
+		p := warmstack.New(time.Minute, nil)
+		for b.Loop() {
+			done := make(chan struct{})
+			go func() { p.Run(func() { deep(32) }); close(done) }()
+			<-done
+		}
+	})
+}
