@@ -520,10 +520,19 @@ func (c *Client) do(ctx context.Context, method, session string, params []any, o
 // bounded by RequestTimeout unless the caller's deadline comes sooner: one
 // timer per request, not one per stage.
 func (c *Client) send(ctx context.Context, method, session string, params []any, out any) error {
+	caller := ctx
 	if dl, ok := ctx.Deadline(); !ok || time.Until(dl) > c.cfg.RequestTimeout {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, c.cfg.RequestTimeout)
 		defer cancel()
+	}
+	// timedOut says which deadline ended a failed request: RequestTimeout's
+	// own, or the caller's (same class either way).
+	timedOut := func(err error) error {
+		if caller.Err() == nil && ctx.Err() != nil {
+			return fmt.Errorf("no answer within RequestTimeout %v: %w", c.cfg.RequestTimeout, err)
+		}
+		return err
 	}
 	id := c.nextID.Add(1)
 	body, err := encodeRequest(method, id, session, params)
@@ -537,12 +546,12 @@ func (c *Client) send(ctx context.Context, method, session string, params []any,
 	req.Header = http.Header{"Content-Type": jsonMediaType, "Accept": jsonMediaType} // canonical keys: no Set per request
 	resp, err := c.hc.Do(req)
 	if err != nil {
-		return &TransportError{Method: method, Err: stripURL(err)}
+		return &TransportError{Method: method, Err: timedOut(stripURL(err))}
 	}
 	defer resp.Body.Close()
 	data, err := io.ReadAll(io.LimitReader(resp.Body, c.cfg.MaxResponseBytes+1))
 	if err != nil {
-		return &TransportError{Method: method, Err: fmt.Errorf("read answer: %w", err)}
+		return &TransportError{Method: method, Err: timedOut(fmt.Errorf("read answer: %w", err))}
 	}
 	if int64(len(data)) > c.cfg.MaxResponseBytes {
 		return &APIError{Method: method, Name: NameMalformedResponse, HTTPStatus: resp.StatusCode,
@@ -626,8 +635,8 @@ func decodeResponse(method string, id int64, httpStatus int, retryAfter time.Dur
 	if len(result) == 0 {
 		return fail(NameMalformedResponse, "answer has neither result nor error")
 	}
-	if raw, ok := out.(*json.RawMessage); ok {
-		*raw = result // valid JSON: decoding the answer checked it
+	if raw, ok := out.(*json.RawMessage); ok && raw != nil {
+		*raw = append((*raw)[:0], result...) // valid JSON: decoding the answer checked it
 		return nil
 	}
 	if err := json.Unmarshal(result, out); err != nil {

@@ -688,3 +688,24 @@ func FuzzEncodeRequest(f *testing.F) {
 		}
 	})
 }
+
+// A request 2Checkout never answers ends at RequestTimeout, and says so
+// (the caller's own deadline would read differently).
+func TestRequestTimeoutSaysSo(t *testing.T) {
+	f := newFixture(t, func(c *rpcclient.Config) { c.RequestTimeout = 200 * time.Millisecond })
+	_ = f.srv.Seed(rpctest.Refund{OrderRef: "A1", InitiatedAt: t0})
+	_ = f.srv.SetFaults(rpctest.FaultRule{Method: "cancelRefund", Kind: "hang"})
+	_, err := f.client.CancelRefund(context.Background(), "A1")
+	if rpcclient.Classify(err) != rpcclient.ClassTransient || !strings.Contains(fmt.Sprint(err), "no answer within RequestTimeout 200ms") {
+		t.Fatalf("err %v: want a transient error naming RequestTimeout", err)
+	}
+}
+
+// DecodeResponse never panics, a nil destination included.
+func TestDecodeResponseNilDestination(t *testing.T) {
+	err := rpcclient.DecodeResponse("cancelRefund", 1, 200, 0, []byte(`{"jsonrpc":"2.0","id":1,"result":"R1"}`), (*json.RawMessage)(nil))
+	var ae *rpcclient.APIError
+	if !errors.As(err, &ae) || ae.Name != rpcclient.NameMalformedResponse {
+		t.Fatalf("err %v: want MALFORMED_RESPONSE", err)
+	}
+}

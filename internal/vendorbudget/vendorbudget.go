@@ -120,7 +120,7 @@ type Gate struct {
 	epoch      time.Time
 	pauseAsked atomic.Int64
 	pauseEnds  atomic.Int64
-	reading    atomic.Bool // a request is reading the state for the process
+	readDone   atomic.Pointer[chan struct{}] // set while a request reads the state for the process; closed when it ends
 	// The outage back-off as last read (or set): the fleet's streak of
 	// unavailable answers, and when the next probe may go.
 	streak     atomic.Int64
@@ -148,14 +148,10 @@ const (
 )
 
 // pauseRecheck: a replica reads the shared pause and outage state from
-// Redis about this often, one request at a time, so another replica's
-// pause reaches its requests within pauseRecheck plus a round trip,
-// without a read per request.
+// Redis about this often, one request at a time (freshState), so another
+// replica's pause reaches its requests within 2·pauseRecheck plus a round
+// trip, without a read per request.
 const pauseRecheck = 20 * time.Millisecond
-
-// staleState: a request never goes on a read of the fleet's state older
-// than this; it reads it itself.
-const staleState = time.Second
 
 // New validates cfg and returns a Gate.
 func New(cfg Config) (*Gate, error) {
@@ -204,7 +200,7 @@ func New(cfg Config) (*Gate, error) {
 		outageKey: cfg.Key + ":outage",
 		slow:      make(chan struct{}, 1),
 		maxBatch:  max(1, min(cfg.Burst, int(float64(cfg.Rate)*batchTTL.Seconds()))),
-		epoch:     time.Now().Add(-staleState), // the first requests read the pause
+		epoch:     time.Now().Add(-2 * pauseRecheck), // the first requests read the pause
 	}, nil
 }
 
@@ -273,9 +269,51 @@ func (g *Gate) refused(method, reason string, counted *[]string) {
 	g.cfg.Observer.Refused(method, reason)
 }
 
-// readState reads the fleet's pause and outage state from Redis into g, as
-// of now (time since epoch).
-func (g *Gate) readState(ctx context.Context, now time.Duration) error {
+// freshState makes sure the fleet's pause and outage state g holds is
+// recent: one request at a time reads it from Redis once it is
+// pauseRecheck old (no storm of reads each time it ages); while that read
+// is in flight the others go on with the last one, unless it is
+// 2·pauseRecheck old: then they wait for the read (or, if none is in
+// flight, read it themselves). No request goes on a read older than that.
+func (g *Gate) freshState(ctx context.Context, redisCtx func() context.Context) error {
+	if g.stateAge() < pauseRecheck {
+		return nil
+	}
+	done := make(chan struct{})
+	if g.readDone.CompareAndSwap(nil, &done) {
+		var err error
+		if g.stateAge() >= pauseRecheck { // another read may have ended meanwhile
+			err = g.readState(redisCtx())
+		}
+		g.readDone.Store(nil)
+		close(done)
+		return err
+	}
+	if g.stateAge() < 2*pauseRecheck {
+		return nil // being read; meanwhile the last read is recent enough
+	}
+	if p := g.readDone.Load(); p != nil {
+		asked := g.pauseAsked.Load()
+		select {
+		case <-*p:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		if g.pauseAsked.Load() != asked {
+			return nil // read while this request waited: as fresh as it gets
+		}
+	}
+	return g.readState(redisCtx())
+}
+
+// stateAge answers how long ago the last read of the fleet's state began.
+func (g *Gate) stateAge() time.Duration {
+	return time.Since(g.epoch) - time.Duration(g.pauseAsked.Load())
+}
+
+// readState reads the fleet's pause and outage state from Redis into g.
+func (g *Gate) readState(ctx context.Context) error {
+	now := time.Since(g.epoch)
 	st, err := stateScript.Run(ctx, g.cfg.Redis, []string{g.pauseKey, g.outageKey, g.streakKey}).Int64Slice()
 	if err != nil {
 		return err
@@ -306,22 +344,8 @@ func (g *Gate) next(ctx context.Context) (wait time.Duration, reason string, err
 		}
 		return rctx
 	}
-	// One request at a time reads the fleet's state for the process (no
-	// storm of reads each time it ages); the others go on with the last
-	// read while it is in flight, unless that is older than staleState (the
-	// first requests, or after a quiet spell): then each reads it first.
-	if age := now - time.Duration(g.pauseAsked.Load()); age >= pauseRecheck {
-		mine := g.reading.CompareAndSwap(false, true)
-		if mine {
-			defer g.reading.Store(false)
-			// Another request's read may have ended since age was taken.
-			mine = now-time.Duration(g.pauseAsked.Load()) >= pauseRecheck
-		}
-		if mine || age >= staleState {
-			if err := g.readState(redisCtx(), now); err != nil {
-				return 0, "", err
-			}
-		}
+	if err := g.freshState(ctx, redisCtx); err != nil {
+		return 0, "", err
 	}
 	if left := time.Duration(g.pauseEnds.Load()) - now; left > 0 {
 		g.local.drop()

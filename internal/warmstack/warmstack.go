@@ -11,6 +11,7 @@
 package warmstack
 
 import (
+	"runtime"
 	"runtime/debug"
 	"sync"
 	"time"
@@ -31,6 +32,7 @@ type Pool struct {
 type call struct {
 	fn       func()
 	done     chan struct{} // one value per call: the call is reused
+	returned bool          // fn returned (neither panicked nor called runtime.Goexit)
 	panicked bool
 	value    any
 }
@@ -50,7 +52,9 @@ func New(idle time.Duration, onPanic func(value any, stack []byte)) *Pool {
 // Run calls fn on a warm goroutine (a new one if none is idle) and returns
 // when fn has returned. If fn panics, Run panics with the same value in
 // the caller's goroutine, as if fn had run there (so asynq's recovery
-// still turns it into the task's error).
+// still turns it into the task's error; the panic's site, for asynq, is
+// Run: onPanic has the stack where it happened). If fn calls
+// runtime.Goexit, Run does too.
 func (p *Pool) Run(fn func()) {
 	c := calls.Get().(*call)
 	c.fn = fn
@@ -60,11 +64,14 @@ func (p *Pool) Run(fn func()) {
 		go p.serve(c)
 	}
 	<-c.done
-	panicked, value := c.panicked, c.value
+	returned, panicked, value := c.returned, c.panicked, c.value
 	*c = call{done: c.done}
 	calls.Put(c)
-	if panicked {
+	switch {
+	case panicked:
 		panic(value)
+	case !returned:
+		runtime.Goexit()
 	}
 }
 
@@ -84,14 +91,22 @@ func (p *Pool) serve(c *call) {
 }
 
 func (p *Pool) call(c *call) {
+	defer func() { c.done <- struct{}{} }() // last, whatever happens before
 	defer func() {
 		if v := recover(); v != nil {
 			c.panicked, c.value = true, v
-			if p.onPanic != nil {
-				p.onPanic(v, debug.Stack())
-			}
+			p.tell(v, debug.Stack())
 		}
-		c.done <- struct{}{}
 	}()
 	c.fn()
+	c.returned = true
+}
+
+// tell calls onPanic, if any; a panic in it is dropped, not the process.
+func (p *Pool) tell(v any, stack []byte) {
+	if p.onPanic == nil {
+		return
+	}
+	defer func() { _ = recover() }()
+	p.onPanic(v, stack)
 }

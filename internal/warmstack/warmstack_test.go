@@ -32,21 +32,55 @@ func deep(n int) byte {
 	return deep(n-1) + pad[n%1024]
 }
 
-func TestRunsOnAWarmGoroutine(t *testing.T) {
+// Runs one after the other reuse a few goroutines (a run may come before
+// the last one's goroutine is back waiting: then a second one starts).
+func TestRunsOnWarmGoroutines(t *testing.T) {
 	p := warmstack.New(time.Minute, nil)
 	caller := goid()
-	var first int
-	for i := range 100 {
+	seen := map[int]bool{}
+	for range 100 {
 		var got int
 		p.Run(func() { got = goid(); deep(32) })
 		if got == caller {
 			t.Fatal("ran on the caller's goroutine")
 		}
-		if i == 0 {
-			first = got
-		} else if got != first {
-			t.Fatalf("run %d on goroutine %d, the first on %d: one at a time should reuse one goroutine", i, got, first)
-		}
+		seen[got] = true
+	}
+	if len(seen) > 10 {
+		t.Fatalf("100 runs one after the other on %d goroutines: they are not reused", len(seen))
+	}
+}
+
+// A function that calls runtime.Goexit ends the caller's goroutine too
+// (as it would have without the pool), and the pool goes on.
+func TestGoexitEndsTheCaller(t *testing.T) {
+	p := warmstack.New(time.Minute, nil)
+	returned := make(chan bool)
+	go func() {
+		defer func() { returned <- false }()
+		p.Run(runtime.Goexit)
+		returned <- true
+	}()
+	if <-returned {
+		t.Fatal("Run returned after its function called runtime.Goexit")
+	}
+	ran := false
+	p.Run(func() { ran = true })
+	if !ran {
+		t.Fatal("no run after a Goexit")
+	}
+}
+
+// A panic in onPanic does not take the process down.
+func TestPanickyOnPanic(t *testing.T) {
+	p := warmstack.New(time.Minute, func(any, []byte) { panic("in onPanic") })
+	got := func() (v any) {
+		defer func() { v = recover() }()
+		p.Run(func() { panic("boom") })
+		return nil
+	}()
+	if got != "boom" {
+		t.Fatalf("recovered %v, want boom", got)
 	}
 }
 
