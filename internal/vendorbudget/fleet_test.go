@@ -26,7 +26,7 @@ func TestFleetKeepsSharedRate(t *testing.T) {
 	const rate, n = 20, 230 // 230 cancellations + 3 logins at 20/s: about 11.6s
 	r := redistest.New(t)
 	f := fleettest.Start(t, fleettest.Options{RedisURL: r.URL, Queue: r.Queue(t),
-		Env: map[string]string{"TCO_RATE_LIMIT": "20", "TCO_RATE_BURST": "1"}})
+		Env: map[string]string{"TCO_RATE_LIMIT": "20", "TCO_RATE_BURST": "2"}})
 	refs := fleettest.Refs("RATE", n)
 	f.Add(t, refs...)
 	states := f.WaitFinished(t, 60*time.Second, refs...)
