@@ -74,12 +74,7 @@ func TestGoexitEndsTheCaller(t *testing.T) {
 // A panic in onPanic does not take the process down.
 func TestPanickyOnPanic(t *testing.T) {
 	p := warmstack.New(time.Minute, func(any, []byte) { panic("in onPanic") })
-	got := func() (v any) {
-		defer func() { v = recover() }()
-		p.Run(func() { panic("boom") })
-		return nil
-	}()
-	if got != "boom" {
+	if got := panicOf(p, "boom"); got != "boom" {
 		t.Fatalf("recovered %v, want boom", got)
 	}
 }
@@ -107,20 +102,23 @@ func TestConcurrentRuns(t *testing.T) {
 	}
 }
 
+// panicOf runs a function that panics with v on p, and answers what the
+// caller recovers.
+func panicOf(p *warmstack.Pool, v any) (got any) {
+	defer func() { got = recover() }()
+	p.Run(func() { panic(v) })
+	return nil
+}
+
 // A panic reaches the caller with its value (so asynq's recovery still
 // makes it the task's error), and onPanic gets the stack where it happened.
 func TestPanicReachesTheCaller(t *testing.T) {
 	var stack []byte
 	p := warmstack.New(time.Minute, func(v any, s []byte) { stack = s })
-	got := func() (v any) {
-		defer func() { v = recover() }()
-		p.Run(func() { panic("boom") })
-		return nil
-	}()
-	if got != "boom" {
+	if got := panicOf(p, "boom"); got != "boom" {
 		t.Fatalf("recovered %v, want boom", got)
 	}
-	if !strings.Contains(string(stack), "TestPanicReachesTheCaller") {
+	if !strings.Contains(string(stack), "warmstack_test.panicOf") { // where the panic happened
 		t.Fatalf("stack does not show where it panicked:\n%s", stack)
 	}
 	// The pool still works after a panic.
