@@ -366,7 +366,7 @@ func (c *Client) runLogin(lc *loginCall) {
 	start := c.now()
 	id, err := c.login(ctx, start)
 	if err == nil {
-		lc.sess = &session{id: id, renewAt: start.Add(c.cfg.SessionTTL - c.cfg.RenewBefore)}
+		lc.sess = c.newSession(id, start)
 		c.loginFailure.Store(nil)
 		c.log.Debug("logged in", zap.Duration("duration", c.now().Sub(start)))
 	} else {
@@ -397,7 +397,7 @@ func (c *Client) Probe(ctx context.Context) error {
 		return err
 	}
 	c.mu.Lock()
-	c.sess = &session{id: id, renewAt: start.Add(c.cfg.SessionTTL - c.cfg.RenewBefore)}
+	c.sess = c.newSession(id, start)
 	c.refused = nil
 	c.mu.Unlock()
 	c.loginFailure.Store(nil)
@@ -422,6 +422,12 @@ func (c *Client) login(ctx context.Context, now time.Time) (string, error) {
 		return "", &APIError{Method: MethodLogin, Name: NameMalformedResponse, Message: "empty session ID", HTTPStatus: http.StatusOK}
 	}
 	return id, nil
+}
+
+// newSession is the session a login begun at start opened: renewed
+// RenewBefore ahead of its SessionTTL.
+func (c *Client) newSession(id string, start time.Time) *session {
+	return &session{id: id, renewAt: start.Add(c.cfg.SessionTTL - c.cfg.RenewBefore)}
 }
 
 func (c *Client) dropSession(s *session) {

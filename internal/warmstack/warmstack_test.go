@@ -133,10 +133,17 @@ func TestPanicReachesTheCaller(t *testing.T) {
 func TestIdleGoroutinesEnd(t *testing.T) {
 	before := runtime.NumGoroutine()
 	p := warmstack.New(20*time.Millisecond, nil)
-	var wg sync.WaitGroup
-	for range 10 {
-		wg.Go(func() { p.Run(func() { time.Sleep(10 * time.Millisecond) }) }) // keep 10 busy at once
+	var wg, running sync.WaitGroup
+	release := make(chan struct{})
+	running.Add(10)
+	for range 10 { // 10 at once: 10 of the pool's goroutines
+		wg.Go(func() { p.Run(func() { running.Done(); <-release }) })
 	}
+	running.Wait()
+	if n := runtime.NumGoroutine(); n < before+20 {
+		t.Fatalf("%d goroutines while 10 run, %d before: want the 10 callers and 10 of the pool's", n, before)
+	}
+	close(release)
 	wg.Wait()
 	deadline := time.Now().Add(5 * time.Second)
 	for runtime.NumGoroutine() > before {
