@@ -449,10 +449,10 @@ var jsonMediaType = []string{"application/json"}
 func encodeRequest(method string, id int64, session string, params []any) ([]byte, error) {
 	b := make([]byte, 0, 128)
 	b = append(b, `{"jsonrpc":"2.0","method":`...)
-	b = appendString(b, method)
+	b = plainjson.AppendString(b, method)
 	b = append(b, `,"params":[`...)
 	if session != "" {
-		b = appendString(b, session)
+		b = plainjson.AppendString(b, session)
 	}
 	for i, p := range params {
 		if i > 0 || session != "" {
@@ -460,7 +460,7 @@ func encodeRequest(method string, id int64, session string, params []any) ([]byt
 		}
 		var err error
 		if s, ok := p.(string); ok {
-			b = appendString(b, s)
+			b = plainjson.AppendString(b, s)
 		} else if b, err = appendJSON(b, p); err != nil {
 			return nil, err
 		}
@@ -470,32 +470,10 @@ func encodeRequest(method string, id int64, session string, params []any) ([]byt
 	return append(b, '}'), nil
 }
 
-// appendString appends s as encoding/json writes it: printable ASCII that
-// needs no escape (encoding/json escapes <, > and & too) as it is, any
-// other string through json.Marshal.
-func appendString(b []byte, s string) []byte {
-	if plainASCII(s) {
-		b = append(b, '"')
-		b = append(b, s...)
-		return append(b, '"')
-	}
-	b, _ = appendJSON(b, s) // a string always encodes
-	return b
-}
-
 // appendJSON appends v as json.Marshal writes it.
 func appendJSON(b []byte, v any) ([]byte, error) {
 	j, err := json.Marshal(v)
 	return append(b, j...), err
-}
-
-func plainASCII(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; c < 0x20 || c > 0x7e || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
-			return false
-		}
-	}
-	return true
 }
 
 // do sends one JSON-RPC request and decodes its result into out. Its

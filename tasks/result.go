@@ -4,7 +4,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"time"
+
+	"github.com/refundd/refund-canceller/internal/plainjson"
 )
 
 // Outcomes of a cancellation. The first two complete the task (the refund
@@ -94,6 +97,71 @@ func (r *Result) Cancelled() bool {
 
 // ErrNoResult: a task has no result record (it has not run yet).
 var ErrNoResult = errors.New("no result record")
+
+// EncodeResult writes r exactly as json.Marshal(r) does, but without
+// reflection (the handler writes one record per attempt); a record
+// json.Marshal would refuse (a time outside years 0–9999) goes through
+// json.Marshal and gets its error. FuzzEncodeResult holds the two to the
+// same bytes.
+func EncodeResult(r *Result) ([]byte, error) {
+	b := make([]byte, 0, 256)
+	b = append(b, `{"outcome":`...)
+	b = plainjson.AppendString(b, r.Outcome)
+	b = append(b, `,"order_ref":`...)
+	b = plainjson.AppendString(b, r.OrderRef)
+	if r.Reason != "" {
+		b = append(b, `,"reason":`...)
+		b = plainjson.AppendString(b, r.Reason)
+	}
+	if r.VendorCode != 0 {
+		b = append(b, `,"vendor_code":`...)
+		b = strconv.AppendInt(b, int64(r.VendorCode), 10)
+	}
+	if r.VendorError != "" {
+		b = append(b, `,"vendor_error":`...)
+		b = plainjson.AppendString(b, r.VendorError)
+	}
+	b = append(b, `,"refund_id":`...)
+	b = plainjson.AppendString(b, r.RefundID)
+	b = append(b, `,"attempts":`...)
+	b = strconv.AppendInt(b, int64(r.Attempts), 10)
+	if r.Confirmed {
+		b = append(b, `,"confirmed":true`...)
+	}
+	var ok bool
+	if b, ok = appendTime(b, `,"finished_at":`, r.FinishedAt); !ok {
+		return json.Marshal(r)
+	}
+	if b, ok = appendTime(b, `,"window_closes_at":`, r.WindowClosesAt); !ok {
+		return json.Marshal(r)
+	}
+	if r.MaybeApplied != "" {
+		b = append(b, `,"maybe_applied":`...)
+		b = plainjson.AppendString(b, r.MaybeApplied)
+	}
+	if r.UnknownErrors != 0 {
+		b = append(b, `,"unknown_errors":`...)
+		b = strconv.AppendInt(b, int64(r.UnknownErrors), 10)
+	}
+	b = append(b, `,"retried":`...)
+	b = strconv.AppendInt(b, int64(r.Retried), 10)
+	if b, ok = appendTime(b, `,"next_attempt_at":`, r.NextAttemptAt); !ok {
+		return json.Marshal(r)
+	}
+	return append(b, '}'), nil
+}
+
+// appendTime appends key and t as an omitzero field; false if t has no
+// JSON form.
+func appendTime(b []byte, key string, t time.Time) ([]byte, bool) {
+	if t.IsZero() {
+		return b, true
+	}
+	b = append(b, key...)
+	b = append(b, '"')
+	b, err := t.AppendText(b)
+	return append(b, '"'), err == nil
+}
 
 // DecodeResult reads a task's result record: the one decoder used by the
 // API, refundctl, the dashboard, the demo and the webhook.

@@ -285,7 +285,7 @@ func (h *Handler) processTask(ctx context.Context, t *asynq.Task) error {
 	if res == nil || ctx.Err() != nil {
 		return err
 	}
-	b, _ := json.Marshal(res)
+	b, _ := tasks.EncodeResult(res)
 	if w := t.ResultWriter(); w != nil {
 		if _, werr := w.Write(b); werr != nil {
 			if err == nil {

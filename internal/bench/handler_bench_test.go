@@ -46,7 +46,7 @@ func BenchmarkHandler(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			if _, err := json.Marshal(res); err != nil { // as ProcessTask writes it
+			if _, err := tasks.EncodeResult(res); err != nil { // as ProcessTask writes it
 				b.Fatal(err)
 			}
 		}

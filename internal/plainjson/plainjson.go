@@ -1,13 +1,32 @@
-// Package plainjson reads, in one pass and without reflection, the JSON
-// this service handles most: a flat object with known keys and scalar
-// values without escapes (a task's payload, 2Checkout's answer to
-// cancelRefund). Anything else answers false, and the caller reads it with
-// encoding/json instead — so a fast path never decides anything the full
-// decoder would not; each caller's fuzz test holds the two to the same
-// answers.
+// Package plainjson reads and writes, in one pass and without reflection,
+// the JSON this service handles most: it reads a flat object with known
+// keys and scalar values without escapes (a task's payload, 2Checkout's
+// answer to cancelRefund), and writes strings byte for byte as
+// encoding/json does (a JSON-RPC request, a task's result record).
+// Anything else answers false, or goes through encoding/json — so a fast
+// path never decides or writes anything encoding/json would not; each
+// caller's fuzz test holds the two to the same answers and bytes.
 package plainjson
 
-import "unicode/utf8"
+import (
+	"encoding/json"
+	"unicode/utf8"
+)
+
+// AppendString appends s as a JSON string exactly as encoding/json writes
+// it: printable ASCII that needs no escape (encoding/json escapes <, > and
+// & too) as it is, any other string through json.Marshal.
+func AppendString(b []byte, s string) []byte {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c > 0x7e || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+			j, _ := json.Marshal(s) // a string always encodes
+			return append(b, j...)
+		}
+	}
+	b = append(b, '"')
+	b = append(b, s...)
+	return append(b, '"')
+}
 
 // Object splits b if it is one JSON object (whitespace allowed around its
 // tokens) whose keys are among keys, written without escapes, each at most

@@ -119,3 +119,16 @@ func ExampleObject() {
 	fmt.Println(ok, ref, string(vals[1]))
 	// Output: true 73152889 "2026-11-25T10:00:00Z"
 }
+
+// FuzzAppendString holds AppendString to json.Marshal, byte for byte.
+func FuzzAppendString(f *testing.F) {
+	for _, s := range []string{"", "73152889", `a"b\c`, "<&>", "\x00\x1f\x7f", "é\u2028\u2029", "\xff\xfe", "\U0001F600"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		want, _ := json.Marshal(s)
+		if got := plainjson.AppendString([]byte("x"), s); string(got) != "x"+string(want) {
+			t.Fatalf("AppendString(%q) = %s, json.Marshal %s", s, got[1:], want)
+		}
+	})
+}
