@@ -26,8 +26,8 @@ func FuzzEncodeResult(f *testing.F) {
 	f.Add("cancelled", "73152889", "", 0, "", "R-1", 1, false, int64(1764064800), int32(0), int64(0), "", 0, 0, int64(0))
 	f.Add("unknown", "A<&>\"\\", "line\nbreak \u2028 é \xff", -20002, "ORDER_NOT_FOUND", "", 7, true,
 		int64(1764064800), int32(3600), int64(1764072000), "a timeout mid-call", 2, 6, int64(1764065800))
-	f.Add("retry", "", "", 0, "", "", 0, false, int64(253402300800), int32(0), int64(0), "", 0, 0, int64(0)) // year 10000
-	f.Add("retry", "", "", 0, "", "", 0, false, int64(1764064800), int32(86400), int64(0), "", 0, 0, int64(0))  // zone hour 24
+	f.Add("retry", "", "", 0, "", "", 0, false, int64(253402300800), int32(0), int64(0), "", 0, 0, int64(0))   // year 10000
+	f.Add("retry", "", "", 0, "", "", 0, false, int64(1764064800), int32(86400), int64(0), "", 0, 0, int64(0)) // zone hour 24
 	f.Add("retry", "", "", 0, "", "", -1, false, int64(-62135596800), int32(-59), int64(-1), "", -3, -1, int64(1))
 	f.Fuzz(func(t *testing.T, outcome, orderRef, reason string, code int, vendorError, refundID string, attempts int, confirmed bool,
 		finished int64, off int32, closes int64, maybe string, unknown, retried int, next int64) {
