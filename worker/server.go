@@ -4,9 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os/signal"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/hibiken/asynq"
@@ -24,10 +22,7 @@ type ServerConfig struct {
 	Redis asynq.RedisConnOpt
 	// Queue to process. Default tasks.DefaultQueue.
 	Queue string
-	// Concurrency is how many attempts run at once. Default 10. asynq holds
-	// Prefetch(Concurrency) tasks more, which wait for a free slot: fetching
-	// the next task and completing the last then overlap with running
-	// attempts instead of taking a slot's time.
+	// Concurrency is how many tasks run at once. Default 10.
 	Concurrency int
 	// ShutdownTimeout: on shutdown, running tasks get this long to finish
 	// before they go back to pending (no retry counted). Default 30s, longer
@@ -73,11 +68,10 @@ type TaskHandler interface {
 type Server struct {
 	redis asynq.RedisConnOpt
 	cfg   asynq.Config
-	h     *slotted
+	h     TaskHandler
 
-	mu       sync.Mutex
-	srv      *asynq.Server // made by the first Start or Run
-	stopping bool
+	mu  sync.Mutex
+	srv *asynq.Server // made by the first Start or Run
 }
 
 // NewServer builds the asynq server for h. Start it with Start (or Run, which
@@ -106,15 +100,14 @@ func NewServer(cfg ServerConfig, h TaskHandler) (*Server, error) {
 		cfg.Logger = zap.NewNop()
 	}
 	log := cfg.Logger.With(zap.String("component", "asynq"))
-	sh := &slotted{h: h, slots: make(chan struct{}, cfg.Concurrency), stopping: make(chan struct{})}
-	return &Server{redis: cfg.Redis, h: sh, cfg: asynq.Config{
-		Concurrency:              cfg.Concurrency + Prefetch(cfg.Concurrency),
+	return &Server{redis: cfg.Redis, h: h, cfg: asynq.Config{
+		Concurrency:              cfg.Concurrency,
 		Queues:                   map[string]int{cfg.Queue: 1},
 		BaseContext:              cfg.BaseContext,
 		TaskCheckInterval:        cfg.TaskCheckInterval,
 		DelayedTaskCheckInterval: cfg.DelayedTaskCheckInterval,
-		RetryDelayFunc:           sh.RetryDelay,
-		IsFailure:                sh.IsFailure,
+		RetryDelayFunc:           h.RetryDelay,
+		IsFailure:                h.IsFailure,
 		ShutdownTimeout:          cfg.ShutdownTimeout,
 		Logger:                   log.WithOptions(zap.AddCallerSkip(1)).Sugar(),
 		LogLevel:                 asynq.InfoLevel,
@@ -142,83 +135,16 @@ func (s *Server) Start() error { return s.server().Start(s.h) }
 
 // Run processes tasks until the process gets SIGINT or SIGTERM, then shuts
 // down as Shutdown does.
-func (s *Server) Run() error {
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	defer stop()
-	if err := s.Start(); err != nil {
-		return err
-	}
-	<-ctx.Done()
-	s.Shutdown()
-	return nil
-}
+func (s *Server) Run() error { return s.server().Run(s.h) }
 
-// Shutdown stops taking tasks, gives running attempts ShutdownTimeout to
-// finish (then they go back to pending), and closes the server's Redis
-// connection. A task still waiting for a slot starts no attempt: it goes
-// back at once as a retry due now, not counted against its MaxRetry.
-// Shutdown does nothing if the server never started.
+// Shutdown stops taking tasks, gives running ones ShutdownTimeout to finish
+// (then they go back to pending), and closes the server's Redis connection.
+// It does nothing if the server never started.
 func (s *Server) Shutdown() {
 	s.mu.Lock()
 	srv := s.srv
-	if !s.stopping {
-		s.stopping = true
-		close(s.h.stopping)
-	}
 	s.mu.Unlock()
 	if srv != nil {
 		srv.Shutdown()
 	}
-}
-
-// Prefetch is how many tasks a server of the given concurrency holds beyond
-// it, waiting for a slot: one per 20 slots, at least one. asynq fetches a
-// task only when one of its workers is free, and completes it before that
-// worker is free again — two Redis round trips, and the wait for asynq's
-// one fetching loop, that would otherwise keep a slot from the vendor
-// between two attempts (a few milliseconds under load: about 3% of a 100 ms
-// call, measured by refundbench).
-func Prefetch(concurrency int) int { return (concurrency + 19) / 20 }
-
-// errStopping is what a task that waited for a slot answers when the
-// server stops first.
-var errStopping = errors.New("the worker stopped before this attempt began; nothing was sent, the task runs again at once")
-
-// slotted runs at most cap(slots) attempts of h at once; the tasks asynq
-// holds beyond that wait for a slot, or go back if the server stops first.
-type slotted struct {
-	h        TaskHandler
-	slots    chan struct{}
-	stopping chan struct{} // closed by Shutdown
-}
-
-func (s *slotted) ProcessTask(ctx context.Context, t *asynq.Task) error {
-	select {
-	case <-s.stopping:
-		return errStopping
-	default:
-	}
-	select {
-	case s.slots <- struct{}{}:
-	case <-s.stopping:
-		return errStopping
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-	defer func() { <-s.slots }()
-	return s.h.ProcessTask(ctx, t)
-}
-
-// RetryDelay places a handed-back task at once; every other retry where
-// the handler says.
-func (s *slotted) RetryDelay(n int, err error, t *asynq.Task) time.Duration {
-	if errors.Is(err, errStopping) {
-		return 0
-	}
-	return s.h.RetryDelay(n, err, t)
-}
-
-// IsFailure: a handed-back task did not fail.
-func (s *slotted) IsFailure(err error) bool {
-	return !errors.Is(err, errStopping) && s.h.IsFailure(err)
 }
