@@ -104,6 +104,9 @@ var ErrNoResult = errors.New("no result record")
 // json.Marshal and gets its error. FuzzEncodeResult holds the two to the
 // same bytes.
 func EncodeResult(r *Result) ([]byte, error) {
+	if r == nil {
+		return []byte("null"), nil
+	}
 	b := make([]byte, 0, 256)
 	b = append(b, `{"outcome":`...)
 	b = plainjson.AppendString(b, r.Outcome)

@@ -46,6 +46,9 @@ func FuzzEncodeResult(f *testing.F) {
 // TestEncodeResultCoversEveryField: EncodeResult names each field; a field
 // added to Result must be added there too (FuzzEncodeResult then checks it).
 func TestEncodeResultCoversEveryField(t *testing.T) {
+	if b, err := tasks.EncodeResult(nil); string(b) != "null" || err != nil {
+		t.Errorf("EncodeResult(nil) = %s, %v; json.Marshal writes null", b, err)
+	}
 	if n := reflect.TypeFor[tasks.Result]().NumField(); n != 14 {
 		t.Fatalf("Result has %d fields; EncodeResult writes 14: add the new ones to it and to FuzzEncodeResult", n)
 	}
