@@ -27,11 +27,14 @@ import (
 	"github.com/redis/go-redis/v9"
 	"go.uber.org/zap"
 
+	"github.com/refundd/refund-canceller/internal/defaults"
 	"github.com/refundd/refund-canceller/rpcclient"
 )
 
 // Config configures a Gate. The zero value of each optional field means the
-// default written beside it.
+// default written beside it (Rate's zero is no limit); a negative number is
+// an error naming the field, except OutageAfter's, which turns the outage
+// back-off off.
 type Config struct {
 	// Redis holds the shared state. Required. Every replica must use the
 	// same Redis (and database) and the same Key. Build it with
@@ -158,32 +161,24 @@ func New(cfg Config) (*Gate, error) {
 	if cfg.Redis == nil {
 		return nil, errors.New("vendorbudget: Config.Redis is required")
 	}
-	if cfg.Rate < 0 {
-		return nil, fmt.Errorf("vendorbudget: Rate %d must not be negative", cfg.Rate)
+	if cfg.Rate < 0 { // 0 is no limit, not a default
+		return nil, fmt.Errorf("vendorbudget: Config.Rate %d: must not be negative", cfg.Rate)
 	}
-	if cfg.Burst < 0 {
-		return nil, fmt.Errorf("vendorbudget: Burst %d must not be negative", cfg.Burst)
-	}
-	if cfg.MaxPause < 0 || cfg.RedisTimeout < 0 || cfg.ProbeInterval < 0 {
-		return nil, errors.New("vendorbudget: MaxPause, ProbeInterval and RedisTimeout must not be negative")
-	}
-	if cfg.OutageAfter == 0 {
+	if cfg.OutageAfter == 0 { // negative turns the outage back-off off
 		cfg.OutageAfter = DefaultOutageAfter
-	}
-	if cfg.ProbeInterval == 0 {
-		cfg.ProbeInterval = DefaultProbeInterval
 	}
 	if cfg.Key == "" {
 		cfg.Key = DefaultKey
 	}
-	if cfg.Burst == 0 {
-		cfg.Burst = DefaultBurst
-	}
-	if cfg.MaxPause == 0 {
-		cfg.MaxPause = DefaultMaxPause
-	}
-	if cfg.RedisTimeout == 0 {
-		cfg.RedisTimeout = DefaultRedisTimeout
+	for _, err := range []error{
+		defaults.Fill("Burst", &cfg.Burst, DefaultBurst),
+		defaults.Fill("MaxPause", &cfg.MaxPause, DefaultMaxPause),
+		defaults.Fill("ProbeInterval", &cfg.ProbeInterval, DefaultProbeInterval),
+		defaults.Fill("RedisTimeout", &cfg.RedisTimeout, DefaultRedisTimeout),
+	} {
+		if err != nil {
+			return nil, fmt.Errorf("vendorbudget: Config.%w", err)
+		}
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = zap.NewNop()

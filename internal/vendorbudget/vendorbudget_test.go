@@ -247,15 +247,28 @@ func TestRedisUnreachable(t *testing.T) {
 func TestNewValidates(t *testing.T) {
 	rc := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1"})
 	defer rc.Close()
-	for name, cfg := range map[string]Config{
-		"no redis":       {},
-		"negative rate":  {Redis: rc, Rate: -1},
-		"negative burst": {Redis: rc, Burst: -1},
-		"negative pause": {Redis: rc, MaxPause: -time.Second},
+	for _, tc := range []struct {
+		cfg  Config
+		want string
+	}{
+		{Config{}, "vendorbudget: Config.Redis is required"},
+		{Config{Redis: rc, Rate: -1}, "vendorbudget: Config.Rate -1: must not be negative"},
+		{Config{Redis: rc, Burst: -1}, "vendorbudget: Config.Burst -1: must not be negative"},
+		{Config{Redis: rc, MaxPause: -time.Second}, "vendorbudget: Config.MaxPause -1s: must not be negative"},
+		{Config{Redis: rc, ProbeInterval: -time.Second}, "vendorbudget: Config.ProbeInterval -1s: must not be negative"},
+		{Config{Redis: rc, RedisTimeout: -time.Millisecond}, "vendorbudget: Config.RedisTimeout -1ms: must not be negative"},
 	} {
-		if _, err := New(cfg); err == nil {
-			t.Errorf("%s: accepted", name)
+		if _, err := New(tc.cfg); err == nil || err.Error() != tc.want {
+			t.Errorf("New(%+v): %v, want %q", tc.cfg, err, tc.want)
 		}
+	}
+	g, err := New(Config{Redis: rc, OutageAfter: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := g.cfg; c.OutageAfter != -1 || c.Burst != DefaultBurst || c.MaxPause != DefaultMaxPause || c.ProbeInterval != DefaultProbeInterval ||
+		c.RedisTimeout != DefaultRedisTimeout || c.Key != DefaultKey {
+		t.Errorf("defaults: %+v", c)
 	}
 }
 
