@@ -131,13 +131,8 @@ func EncodeResult(r *Result) ([]byte, error) {
 	if r.Confirmed {
 		b = append(b, `,"confirmed":true`...)
 	}
-	var ok bool
-	if b, ok = appendTime(b, `,"finished_at":`, r.FinishedAt); !ok {
-		return json.Marshal(r)
-	}
-	if b, ok = appendTime(b, `,"window_closes_at":`, r.WindowClosesAt); !ok {
-		return json.Marshal(r)
-	}
+	b, finishedOK := appendTime(b, `,"finished_at":`, r.FinishedAt)
+	b, closesOK := appendTime(b, `,"window_closes_at":`, r.WindowClosesAt)
 	if r.MaybeApplied != "" {
 		b = append(b, `,"maybe_applied":`...)
 		b = plainjson.AppendString(b, r.MaybeApplied)
@@ -148,8 +143,9 @@ func EncodeResult(r *Result) ([]byte, error) {
 	}
 	b = append(b, `,"retried":`...)
 	b = strconv.AppendInt(b, int64(r.Retried), 10)
-	if b, ok = appendTime(b, `,"next_attempt_at":`, r.NextAttemptAt); !ok {
-		return json.Marshal(r)
+	b, nextOK := appendTime(b, `,"next_attempt_at":`, r.NextAttemptAt)
+	if !finishedOK || !closesOK || !nextOK {
+		return json.Marshal(r) // for its error
 	}
 	return append(b, '}'), nil
 }

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/refundd/refund-canceller/internal/testutil"
 	"github.com/refundd/refund-canceller/internal/warmstack"
 )
 
@@ -145,13 +146,7 @@ func TestIdleGoroutinesEnd(t *testing.T) {
 	}
 	close(release)
 	wg.Wait()
-	deadline := time.Now().Add(5 * time.Second)
-	for runtime.NumGoroutine() > before {
-		if time.Now().After(deadline) {
-			t.Fatalf("%d goroutines, %d before: idle ones did not end", runtime.NumGoroutine(), before)
-		}
-		time.Sleep(5 * time.Millisecond) // polling for the idle ones to end
-	}
+	testutil.Eventually(t, 5*time.Second, "the idle goroutines to end", func() bool { return runtime.NumGoroutine() <= before })
 }
 
 // BenchmarkDeepWork is work that needs ~32 KiB of stack, started on a new
