@@ -4,7 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
+	"os/signal"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/hibiken/asynq"
@@ -14,7 +17,7 @@ import (
 	"github.com/refundd/refund-canceller/tasks"
 )
 
-// ServerConfig configures the asynq server that runs a Handler. A zero
+// ServerConfig configures the asynq servers that run a Handler. A zero
 // optional field means the default written beside it; a negative one is an
 // error.
 type ServerConfig struct {
@@ -24,6 +27,17 @@ type ServerConfig struct {
 	Queue string
 	// Concurrency is how many tasks run at once. Default 10.
 	Concurrency int
+	// Fetchers is how many asynq servers share Concurrency. One asynq
+	// server takes tasks off the queue one Redis round trip at a time, so
+	// with fast tasks that one loop, not the workers, bounds throughput;
+	// each further server adds a loop. Every task still runs on one worker
+	// of one server, the workers add up to Concurrency, and Shutdown stops
+	// them together. The extra servers look for work on an empty queue
+	// every 5 s (the first keeps TaskCheckInterval), so an idle replica
+	// costs Redis little more. Default: one per
+	// DefaultWorkersPerFetcher workers, at most DefaultMaxFetchers, never
+	// more than Concurrency.
+	Fetchers int
 	// ShutdownTimeout: on shutdown, running tasks get this long to finish
 	// before they go back to pending (no retry counted). Default 30s, longer
 	// than one request.
@@ -31,7 +45,7 @@ type ServerConfig struct {
 	// TaskCheckInterval: how long an idle worker waits before looking for new
 	// tasks (asynq sleeps half of it plus a random part of it, so up to 1.5x).
 	// Default 40ms: a task on a quiet queue starts within ~60ms, for about 25
-	// cheap script calls a second per idle asynq server (see the README's
+	// cheap script calls a second (the first Fetcher's; see the README's
 	// performance section).
 	TaskCheckInterval time.Duration
 	// DelayedTaskCheckInterval: how often due retries are moved to pending.
@@ -50,6 +64,14 @@ const (
 	DefaultShutdownTimeout          = 30 * time.Second
 	DefaultTaskCheckInterval        = 40 * time.Millisecond
 	DefaultDelayedTaskCheckInterval = time.Second
+	DefaultWorkersPerFetcher        = 10
+	DefaultMaxFetchers              = 4
+
+	// extraPollInterval is how often a Fetcher beyond the first looks for
+	// work on an empty queue, and for due retries to forward: the first one
+	// picks up a lone task and forwards on time; the others matter only
+	// under a backlog, when they never sleep.
+	extraPollInterval = 5 * time.Second
 )
 
 // TaskHandler is what a Server runs: an asynq.Handler that also places its
@@ -61,20 +83,20 @@ type TaskHandler interface {
 	IsFailure(err error) bool
 }
 
-// Server is an asynq server bound to one handler: the handler that processes
-// the tasks is the one that places their retries, so the two cannot differ.
-// It connects to Redis when it starts: a Server never started holds nothing
-// to release.
+// Server is one or more asynq servers (ServerConfig.Fetchers) bound to one
+// handler: the handler that processes the tasks is the one that places
+// their retries, so the two cannot differ. It connects to Redis when it
+// starts: a Server never started holds nothing to release.
 type Server struct {
 	redis asynq.RedisConnOpt
-	cfg   asynq.Config
+	cfgs  []asynq.Config // one per asynq server; the first logs at info
 	h     TaskHandler
 
-	mu  sync.Mutex
-	srv *asynq.Server // made by the first Start or Run
+	mu   sync.Mutex
+	srvs []*asynq.Server // made by the first Start or Run
 }
 
-// NewServer builds the asynq server for h. Start it with Start (or Run, which
+// NewServer builds the asynq servers for h. Start them with Start (or Run, which
 // also waits for SIGINT or SIGTERM); stop it with Shutdown.
 func NewServer(cfg ServerConfig, h TaskHandler) (*Server, error) {
 	if cfg.Redis == nil {
@@ -91,6 +113,7 @@ func NewServer(cfg ServerConfig, h TaskHandler) (*Server, error) {
 		defaults.Fill("ShutdownTimeout", &cfg.ShutdownTimeout, DefaultShutdownTimeout),
 		defaults.Fill("TaskCheckInterval", &cfg.TaskCheckInterval, DefaultTaskCheckInterval),
 		defaults.Fill("DelayedTaskCheckInterval", &cfg.DelayedTaskCheckInterval, DefaultDelayedTaskCheckInterval),
+		defaults.Fill("Fetchers", &cfg.Fetchers, min((cfg.Concurrency+DefaultWorkersPerFetcher-1)/DefaultWorkersPerFetcher, DefaultMaxFetchers)),
 	} {
 		if err != nil {
 			return nil, fmt.Errorf("worker: ServerConfig.%w", err)
@@ -99,8 +122,11 @@ func NewServer(cfg ServerConfig, h TaskHandler) (*Server, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = zap.NewNop()
 	}
+	if cfg.Fetchers > cfg.Concurrency {
+		return nil, fmt.Errorf("worker: ServerConfig.Fetchers %d: must not exceed Concurrency %d (each needs a worker)", cfg.Fetchers, cfg.Concurrency)
+	}
 	log := cfg.Logger.With(zap.String("component", "asynq"))
-	return &Server{redis: cfg.Redis, h: h, cfg: asynq.Config{
+	base := asynq.Config{
 		Concurrency:              cfg.Concurrency,
 		Queues:                   map[string]int{cfg.Queue: 1},
 		BaseContext:              cfg.BaseContext,
@@ -117,34 +143,90 @@ func NewServer(cfg ServerConfig, h TaskHandler) (*Server, error) {
 				log.Error("task handler panicked", zap.String("task_id", id), zap.Error(err))
 			}
 		}),
-	}}, nil
+	}
+	srv := &Server{redis: cfg.Redis, h: h}
+	for i, n := range split(cfg.Concurrency, cfg.Fetchers) {
+		c := base
+		c.Concurrency = n
+		if i > 0 {
+			c.TaskCheckInterval = max(extraPollInterval, cfg.TaskCheckInterval)
+			c.DelayedTaskCheckInterval = max(extraPollInterval, cfg.DelayedTaskCheckInterval) // the first forwards due retries
+			c.LogLevel = asynq.WarnLevel                                                      // the first one says what all do
+		}
+		srv.cfgs = append(srv.cfgs, c)
+	}
+	return srv, nil
 }
 
-// server answers the asynq server, making it (and its Redis client) once.
-func (s *Server) server() *asynq.Server {
+// split answers total workers shared by n servers, as evenly as can be.
+func split(total, n int) []int {
+	out := make([]int, n)
+	for i := range out {
+		out[i] = total / n
+		if i < total%n {
+			out[i]++
+		}
+	}
+	return out
+}
+
+// servers answers the asynq servers, making them (and their Redis clients)
+// once.
+func (s *Server) servers() []*asynq.Server {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.srv == nil {
-		s.srv = asynq.NewServer(s.redis, s.cfg)
+	if s.srvs == nil {
+		for _, c := range s.cfgs {
+			s.srvs = append(s.srvs, asynq.NewServer(s.redis, c))
+		}
 	}
-	return s.srv
+	return s.srvs
 }
 
-// Start starts processing tasks in the background.
-func (s *Server) Start() error { return s.server().Start(s.h) }
+// Start starts processing tasks in the background. If a server fails to
+// start, those started are shut down.
+func (s *Server) Start() error {
+	for i, srv := range s.servers() {
+		if err := srv.Start(s.h); err != nil {
+			shutdown(s.srvs[:i])
+			return err
+		}
+	}
+	return nil
+}
 
 // Run processes tasks until the process gets SIGINT or SIGTERM, then shuts
 // down as Shutdown does.
-func (s *Server) Run() error { return s.server().Run(s.h) }
+func (s *Server) Run() error {
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	defer signal.Stop(sigs)
+	if err := s.Start(); err != nil {
+		return err
+	}
+	<-sigs
+	s.Shutdown()
+	return nil
+}
 
 // Shutdown stops taking tasks, gives running ones ShutdownTimeout to finish
-// (then they go back to pending), and closes the server's Redis connection.
-// It does nothing if the server never started.
+// (then they go back to pending), and closes the servers' Redis
+// connections: all servers at once, so the wait is one ShutdownTimeout. It
+// does nothing if the server never started.
 func (s *Server) Shutdown() {
 	s.mu.Lock()
-	srv := s.srv
+	srvs := s.srvs
 	s.mu.Unlock()
-	if srv != nil {
-		srv.Shutdown()
+	shutdown(srvs)
+}
+
+func shutdown(srvs []*asynq.Server) {
+	for _, srv := range srvs {
+		srv.Stop() // none takes a new task while another waits for its own
 	}
+	var wg sync.WaitGroup
+	for _, srv := range srvs {
+		wg.Go(srv.Shutdown)
+	}
+	wg.Wait()
 }

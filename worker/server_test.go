@@ -1,13 +1,20 @@
 package worker_test
 
 import (
+	"context"
+	"fmt"
+	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/hibiken/asynq"
+	"go.uber.org/zap/zaptest"
 
+	"github.com/refundd/refund-canceller/internal/redistest"
+	"github.com/refundd/refund-canceller/internal/testutil"
 	"github.com/refundd/refund-canceller/worker"
 )
 
@@ -36,6 +43,10 @@ func TestNewServerValidates(t *testing.T) {
 		{"negative concurrency", worker.ServerConfig{Redis: opt, Concurrency: -1}, noopHandler{}, "worker: ServerConfig.Concurrency -1: must not be negative"},
 		{"negative shutdown timeout", worker.ServerConfig{Redis: opt, ShutdownTimeout: -time.Second}, noopHandler{}, "worker: ServerConfig.ShutdownTimeout -1s: must not be negative"},
 		{"negative check interval", worker.ServerConfig{Redis: opt, DelayedTaskCheckInterval: -1}, noopHandler{}, "DelayedTaskCheckInterval -1ns"},
+		{"negative fetchers", worker.ServerConfig{Redis: opt, Fetchers: -2}, noopHandler{}, "worker: ServerConfig.Fetchers -2: must not be negative"},
+		{"more fetchers than workers", worker.ServerConfig{Redis: opt, Concurrency: 3, Fetchers: 4}, noopHandler{},
+			"worker: ServerConfig.Fetchers 4: must not exceed Concurrency 3 (each needs a worker)"},
+		{"as many fetchers as workers", worker.ServerConfig{Redis: opt, Concurrency: 3, Fetchers: 3}, noopHandler{}, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			srv, err := worker.NewServer(tc.cfg, tc.h)
@@ -55,5 +66,198 @@ func TestNewServerValidates(t *testing.T) {
 	// starting made no Redis client, so it has none to leak.
 	if n := opt.made.Load(); n != 0 {
 		t.Fatalf("NewServer made %d Redis clients before Start", n)
+	}
+}
+
+// The asynq servers of a Server, as asynq's Inspector sees them: their
+// workers add up to Concurrency, split as evenly as can be.
+func TestFetchersShareConcurrency(t *testing.T) {
+	r := redistest.New(t)
+	insp := asynq.NewInspector(r.Opt)
+	t.Cleanup(func() { _ = insp.Close() })
+	for _, tc := range []struct {
+		concurrency, fetchers int
+		want                  []int // each server's workers, sorted
+	}{
+		{10, 0, []int{10}},              // the default: one per 10 workers
+		{20, 0, []int{10, 10}},          // two
+		{25, 0, []int{8, 8, 9}},         // three, as even as can be
+		{200, 0, []int{50, 50, 50, 50}}, // at most four
+		{3, 0, []int{3}},
+		{5, 3, []int{1, 2, 2}}, // set: every server has a worker
+	} {
+		t.Run(fmt.Sprintf("%d/%d", tc.concurrency, tc.fetchers), func(t *testing.T) {
+			q := r.Queue(t)
+			srv, err := worker.NewServer(worker.ServerConfig{Redis: r.Opt, Queue: q, Concurrency: tc.concurrency, Fetchers: tc.fetchers,
+				Logger: zaptest.NewLogger(t)}, noopHandler{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := srv.Start(); err != nil {
+				t.Fatal(err)
+			}
+			var got []int
+			testutil.Eventually(t, 10*time.Second, "every server's heartbeat", func() bool {
+				got = serversOf(t, insp, q)
+				return len(got) == len(tc.want)
+			})
+			if !slices.Equal(got, tc.want) {
+				t.Errorf("servers' workers %v, want %v", got, tc.want)
+			}
+			srv.Shutdown()
+			testutil.Eventually(t, 10*time.Second, "the servers gone from Redis", func() bool { return len(serversOf(t, insp, q)) == 0 })
+		})
+	}
+}
+
+// serversOf answers the workers of each live asynq server of queue q, sorted.
+func serversOf(t *testing.T, insp *asynq.Inspector, q string) []int {
+	t.Helper()
+	infos, err := insp.Servers()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []int
+	for _, s := range infos {
+		if _, ok := s.Queues[q]; ok {
+			out = append(out, s.Concurrency)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// blockingHandler holds every task until its context ends or release is
+// closed, counting the tasks it holds at once.
+type blockingHandler struct {
+	noopHandler
+	mu      sync.Mutex
+	running int
+	most    int
+	seen    map[string]int // runs per task ID
+	arrived chan struct{}
+	release chan struct{}
+}
+
+func newBlockingHandler() *blockingHandler {
+	return &blockingHandler{seen: map[string]int{}, arrived: make(chan struct{}, 1000), release: make(chan struct{})}
+}
+
+func (h *blockingHandler) ProcessTask(ctx context.Context, t *asynq.Task) error {
+	id, _ := asynq.GetTaskID(ctx)
+	h.mu.Lock()
+	h.running++
+	h.most = max(h.most, h.running)
+	h.seen[id]++
+	h.mu.Unlock()
+	h.arrived <- struct{}{}
+	defer func() {
+		h.mu.Lock()
+		h.running--
+		h.mu.Unlock()
+	}()
+	select {
+	case <-h.release:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Every worker of every server takes a task, never more than Concurrency
+// at once, each task once; Shutdown stops all servers together (one
+// ShutdownTimeout, not one per server) and hands their unfinished tasks
+// back to pending with no retry counted.
+func TestFetchersRunEachTaskOnceAndShutDownTogether(t *testing.T) {
+	r := redistest.New(t)
+	q := r.Queue(t)
+	insp := asynq.NewInspector(r.Opt)
+	t.Cleanup(func() { _ = insp.Close() })
+	const concurrency, tasks = 6, 30
+	client := asynq.NewClient(r.Opt)
+	t.Cleanup(func() { _ = client.Close() })
+	for i := range tasks {
+		if _, err := client.Enqueue(asynq.NewTask("test", nil), asynq.Queue(q), asynq.TaskID(fmt.Sprintf("T%02d", i)), asynq.MaxRetry(5), asynq.Retention(time.Hour)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	h := newBlockingHandler()
+	const shutdownTimeout = 2 * time.Second
+	srv, err := worker.NewServer(worker.ServerConfig{Redis: r.Opt, Queue: q, Concurrency: concurrency, Fetchers: 3,
+		ShutdownTimeout: shutdownTimeout, TaskCheckInterval: 10 * time.Millisecond, Logger: zaptest.NewLogger(t)}, h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	for range concurrency { // all six workers, of all three servers, hold a task
+		select {
+		case <-h.arrived:
+		case <-time.After(10 * time.Second):
+			t.Fatalf("only some workers took a task")
+		}
+	}
+	// The six held tasks stay held: the next ones finish.
+	close(h.release)
+	testutil.Eventually(t, 20*time.Second, "every task run", func() bool {
+		qi, err := insp.GetQueueInfo(q)
+		return err == nil && qi.Completed == tasks
+	})
+	h.mu.Lock()
+	for id, n := range h.seen {
+		if n != 1 {
+			t.Errorf("task %s ran %d times", id, n)
+		}
+	}
+	if len(h.seen) != tasks || h.most > concurrency {
+		t.Errorf("%d tasks ran, at most %d at once; want %d, at most %d", len(h.seen), h.most, tasks, concurrency)
+	}
+	h.mu.Unlock()
+
+	// Shutdown with a task held on every worker.
+	h2 := newBlockingHandler()
+	q2 := r.Queue(t)
+	for i := range concurrency {
+		if _, err := client.Enqueue(asynq.NewTask("test", nil), asynq.Queue(q2), asynq.TaskID(fmt.Sprintf("S%02d", i)), asynq.MaxRetry(5), asynq.Retention(time.Hour)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	srv2, err := worker.NewServer(worker.ServerConfig{Redis: r.Opt, Queue: q2, Concurrency: concurrency, Fetchers: 3,
+		ShutdownTimeout: shutdownTimeout, TaskCheckInterval: 10 * time.Millisecond, Logger: zaptest.NewLogger(t)}, h2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := srv2.Start(); err != nil {
+		t.Fatal(err)
+	}
+	for range concurrency {
+		select {
+		case <-h2.arrived:
+		case <-time.After(10 * time.Second):
+			t.Fatalf("only some workers took a task")
+		}
+	}
+	start := time.Now()
+	srv2.Shutdown()
+	// One after the other, three servers would take three timeouts.
+	if took := time.Since(start); took > 2*shutdownTimeout {
+		t.Errorf("Shutdown took %v: the servers did not stop together (ShutdownTimeout %v each)", took, shutdownTimeout)
+	}
+	qi, err := insp.GetQueueInfo(q2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if qi.Pending != concurrency || qi.Active+qi.Retry+qi.Archived != 0 {
+		t.Errorf("after Shutdown: %d pending, %d active, %d retry, %d archived; want all %d pending", qi.Pending, qi.Active, qi.Retry, qi.Archived, concurrency)
+	}
+	for i := range concurrency {
+		info, err := insp.GetTaskInfo(q2, fmt.Sprintf("S%02d", i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if info.Retried != 0 {
+			t.Errorf("task %s: retried %d, want no retry counted", info.ID, info.Retried)
+		}
 	}
 }
