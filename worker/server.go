@@ -32,9 +32,9 @@ type ServerConfig struct {
 	// with fast tasks that one loop, not the workers, bounds throughput;
 	// each further server adds a loop. Every task still runs on one worker
 	// of one server, the workers add up to Concurrency, and Shutdown stops
-	// them together. The extra servers look for work on an empty queue
-	// every 5 s (the first keeps TaskCheckInterval), so an idle replica
-	// costs Redis little more. Default: one per
+	// them together. Each server looks for work on an empty queue every
+	// TaskCheckInterval, so an idle replica's polling grows with Fetchers
+	// (the README's performance section has the figures). Default: one per
 	// DefaultWorkersPerFetcher workers, at most DefaultMaxFetchers, never
 	// more than Concurrency.
 	Fetchers int
@@ -45,8 +45,8 @@ type ServerConfig struct {
 	// TaskCheckInterval: how long an idle worker waits before looking for new
 	// tasks (asynq sleeps half of it plus a random part of it, so up to 1.5x).
 	// Default 40ms: a task on a quiet queue starts within ~60ms, for about 25
-	// cheap script calls a second (the first Fetcher's; see the README's
-	// performance section).
+	// cheap script calls a second per Fetcher (see the README's performance
+	// section).
 	TaskCheckInterval time.Duration
 	// DelayedTaskCheckInterval: how often due retries are moved to pending.
 	// Default 1s (asynq's is 5s), so retries placed just before the cut-off
@@ -65,13 +65,12 @@ const (
 	DefaultTaskCheckInterval        = 40 * time.Millisecond
 	DefaultDelayedTaskCheckInterval = time.Second
 	DefaultWorkersPerFetcher        = 10
-	DefaultMaxFetchers              = 4
+	DefaultMaxFetchers              = 2
 
-	// extraPollInterval is how often a Fetcher beyond the first looks for
-	// work on an empty queue, and for due retries to forward: the first one
-	// picks up a lone task and forwards on time; the others matter only
-	// under a backlog, when they never sleep.
-	extraPollInterval = 5 * time.Second
+	// extraForwardInterval is how often a Fetcher beyond the first moves
+	// due retries to pending: the first one does it every
+	// DelayedTaskCheckInterval, for the whole queue.
+	extraForwardInterval = 5 * time.Second
 )
 
 // TaskHandler is what a Server runs: an asynq.Handler that also places its
@@ -149,8 +148,7 @@ func NewServer(cfg ServerConfig, h TaskHandler) (*Server, error) {
 		c := base
 		c.Concurrency = n
 		if i > 0 {
-			c.TaskCheckInterval = max(extraPollInterval, cfg.TaskCheckInterval)
-			c.DelayedTaskCheckInterval = max(extraPollInterval, cfg.DelayedTaskCheckInterval) // the first forwards due retries
+			c.DelayedTaskCheckInterval = max(extraForwardInterval, cfg.DelayedTaskCheckInterval)
 			c.LogLevel = asynq.WarnLevel                                                      // the first one says what all do
 		}
 		srv.cfgs = append(srv.cfgs, c)

@@ -79,10 +79,9 @@ func TestFetchersShareConcurrency(t *testing.T) {
 		concurrency, fetchers int
 		want                  []int // each server's workers, sorted
 	}{
-		{10, 0, []int{10}},              // the default: one per 10 workers
-		{20, 0, []int{10, 10}},          // two
-		{25, 0, []int{8, 8, 9}},         // three, as even as can be
-		{200, 0, []int{50, 50, 50, 50}}, // at most four
+		{10, 0, []int{10}},        // the default: one per 10 workers
+		{25, 0, []int{12, 13}},    // two, as even as can be
+		{200, 0, []int{100, 100}}, // at most two
 		{3, 0, []int{3}},
 		{5, 3, []int{1, 2, 2}}, // set: every server has a worker
 	} {
