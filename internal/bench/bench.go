@@ -3,7 +3,7 @@
 // prints each figure beside its target (cmd/refundbench).
 //
 // The two pipelines are refundd itself (the daemon built from its
-// environment: rpcclient, worker.Handler and its asynq server, metrics, the
+// environment: rpcclient, worker.Handler and its asynq servers, metrics, the
 // ops server, JSON logs encoded and discarded) and a minimal pipeline (a
 // plain asynq server whose handler makes one raw JSON-RPC POST and writes
 // the answer as the result; same tasks, same task IDs, same retention).

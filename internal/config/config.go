@@ -172,7 +172,7 @@ var Vars = []Var{
 			c.Queue = v
 			return nil
 		}},
-	{Name: "WORKER_CONCURRENCY", Default: "10", Help: "tasks processed at once",
+	{Name: "WORKER_CONCURRENCY", Default: "10", Help: "tasks processed at once (from 11 up, shared by two asynq servers in the process: two fetch loops)",
 		set: func(c *Config, v string) error {
 			n, err := strconv.Atoi(v)
 			if err != nil || n < 1 || n > 1000 {
