@@ -149,7 +149,7 @@ func NewServer(cfg ServerConfig, h TaskHandler) (*Server, error) {
 		c.Concurrency = n
 		if i > 0 {
 			c.DelayedTaskCheckInterval = max(extraForwardInterval, cfg.DelayedTaskCheckInterval)
-			c.LogLevel = asynq.WarnLevel                                                      // the first one says what all do
+			c.LogLevel = asynq.WarnLevel // the first one says what all do
 		}
 		srv.cfgs = append(srv.cfgs, c)
 	}
