@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"slices"
 	"sync"
 	"syscall"
 	"time"
@@ -112,11 +113,14 @@ func NewServer(cfg ServerConfig, h TaskHandler) (*Server, error) {
 		defaults.Fill("ShutdownTimeout", &cfg.ShutdownTimeout, DefaultShutdownTimeout),
 		defaults.Fill("TaskCheckInterval", &cfg.TaskCheckInterval, DefaultTaskCheckInterval),
 		defaults.Fill("DelayedTaskCheckInterval", &cfg.DelayedTaskCheckInterval, DefaultDelayedTaskCheckInterval),
-		defaults.Fill("Fetchers", &cfg.Fetchers, min((cfg.Concurrency+DefaultWorkersPerFetcher-1)/DefaultWorkersPerFetcher, DefaultMaxFetchers)),
 	} {
 		if err != nil {
 			return nil, fmt.Errorf("worker: ServerConfig.%w", err)
 		}
+	}
+	// After Concurrency's default is in.
+	if err := defaults.Fill("Fetchers", &cfg.Fetchers, min((cfg.Concurrency+DefaultWorkersPerFetcher-1)/DefaultWorkersPerFetcher, DefaultMaxFetchers)); err != nil {
+		return nil, fmt.Errorf("worker: ServerConfig.%w", err)
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = zap.NewNop()
@@ -125,7 +129,7 @@ func NewServer(cfg ServerConfig, h TaskHandler) (*Server, error) {
 		return nil, fmt.Errorf("worker: ServerConfig.Fetchers %d: must not exceed Concurrency %d (each needs a worker)", cfg.Fetchers, cfg.Concurrency)
 	}
 	log := cfg.Logger.With(zap.String("component", "asynq"))
-	base := asynq.Config{
+	base := asynq.Config{ // Logger is set per server, below
 		Concurrency:              cfg.Concurrency,
 		Queues:                   map[string]int{cfg.Queue: 1},
 		BaseContext:              cfg.BaseContext,
@@ -134,7 +138,6 @@ func NewServer(cfg ServerConfig, h TaskHandler) (*Server, error) {
 		RetryDelayFunc:           h.RetryDelay,
 		IsFailure:                h.IsFailure,
 		ShutdownTimeout:          cfg.ShutdownTimeout,
-		Logger:                   log.WithOptions(zap.AddCallerSkip(1)).Sugar(),
 		LogLevel:                 asynq.InfoLevel,
 		ErrorHandler: asynq.ErrorHandlerFunc(func(ctx context.Context, t *asynq.Task, err error) {
 			if asynq.IsPanicError(err) {
@@ -147,9 +150,13 @@ func NewServer(cfg ServerConfig, h TaskHandler) (*Server, error) {
 	for i, n := range split(cfg.Concurrency, cfg.Fetchers) {
 		c := base
 		c.Concurrency = n
+		l := log
+		if cfg.Fetchers > 1 { // which server says it: each logs its own shutdown
+			l = l.With(zap.Int("fetcher", i+1))
+		}
+		c.Logger = l.WithOptions(zap.AddCallerSkip(1)).Sugar()
 		if i > 0 {
 			c.DelayedTaskCheckInterval = max(extraForwardInterval, cfg.DelayedTaskCheckInterval)
-			c.LogLevel = asynq.WarnLevel // the first one says what all do
 		}
 		srv.cfgs = append(srv.cfgs, c)
 	}
@@ -184,9 +191,10 @@ func (s *Server) servers() []*asynq.Server {
 // Start starts processing tasks in the background. If a server fails to
 // start, those started are shut down.
 func (s *Server) Start() error {
-	for i, srv := range s.servers() {
+	srvs := s.servers()
+	for i, srv := range srvs {
 		if err := srv.Start(s.h); err != nil {
-			shutdown(s.srvs[:i])
+			shutdown(srvs[:i])
 			return err
 		}
 	}
@@ -194,15 +202,22 @@ func (s *Server) Start() error {
 }
 
 // Run processes tasks until the process gets SIGINT or SIGTERM, then shuts
-// down as Shutdown does.
+// down as Shutdown does. As with asynq's Run, SIGTSTP (where there is one)
+// stops taking new tasks and lets the running ones go on.
 func (s *Server) Run() error {
 	sigs := make(chan os.Signal, 1)
-	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	signal.Notify(sigs, append([]os.Signal{os.Interrupt, syscall.SIGTERM}, stopSignals...)...)
 	defer signal.Stop(sigs)
 	if err := s.Start(); err != nil {
 		return err
 	}
-	<-sigs
+	for sig := range sigs {
+		if slices.Contains(stopSignals, sig) {
+			stop(s.servers())
+			continue
+		}
+		break
+	}
 	s.Shutdown()
 	return nil
 }
@@ -218,13 +233,21 @@ func (s *Server) Shutdown() {
 	shutdown(srvs)
 }
 
+// shutdown stops every server taking tasks (none takes a new one while
+// another waits for its own), then shuts them all down at once.
 func shutdown(srvs []*asynq.Server) {
-	for _, srv := range srvs {
-		srv.Stop() // none takes a new task while another waits for its own
-	}
+	stop(srvs)
+	all(srvs, (*asynq.Server).Shutdown)
+}
+
+// stop stops every server taking new tasks, at once: each may wait for a
+// Redis call in flight.
+func stop(srvs []*asynq.Server) { all(srvs, (*asynq.Server).Stop) }
+
+func all(srvs []*asynq.Server, f func(*asynq.Server)) {
 	var wg sync.WaitGroup
 	for _, srv := range srvs {
-		wg.Go(srv.Shutdown)
+		wg.Go(func() { f(srv) })
 	}
 	wg.Wait()
 }

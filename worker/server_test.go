@@ -190,6 +190,7 @@ func TestFetchersRunEachTaskOnceAndShutDownTogether(t *testing.T) {
 	if err := srv.Start(); err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(srv.Shutdown)
 	for range concurrency { // all six workers, of all three servers, hold a task
 		select {
 		case <-h.arrived:
@@ -197,7 +198,7 @@ func TestFetchersRunEachTaskOnceAndShutDownTogether(t *testing.T) {
 			t.Fatalf("only some workers took a task")
 		}
 	}
-	// The six held tasks stay held: the next ones finish.
+	// Let every task finish: the held six, then the rest as they come.
 	close(h.release)
 	testutil.Eventually(t, 20*time.Second, "every task run", func() bool {
 		qi, err := insp.GetQueueInfo(q)
@@ -230,6 +231,7 @@ func TestFetchersRunEachTaskOnceAndShutDownTogether(t *testing.T) {
 	if err := srv2.Start(); err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(srv2.Shutdown) // if the test fails before its own (a second Shutdown does nothing)
 	for range concurrency {
 		select {
 		case <-h2.arrived:
