@@ -89,15 +89,15 @@ type TaskHandler interface {
 // starts: a Server never started holds nothing to release.
 type Server struct {
 	redis asynq.RedisConnOpt
-	cfgs  []asynq.Config // one per asynq server; the first logs at info
+	cfgs  []asynq.Config // one per asynq server (Fetchers)
 	h     TaskHandler
 
 	mu   sync.Mutex
 	srvs []*asynq.Server // made by the first Start or Run
 }
 
-// NewServer builds the asynq servers for h. Start them with Start (or Run, which
-// also waits for SIGINT or SIGTERM); stop it with Shutdown.
+// NewServer builds the asynq servers for h. Start them with Start (or Run,
+// which also waits for SIGINT or SIGTERM); stop them with Shutdown.
 func NewServer(cfg ServerConfig, h TaskHandler) (*Server, error) {
 	if cfg.Redis == nil {
 		return nil, errors.New("worker: ServerConfig.Redis is required")
@@ -129,8 +129,7 @@ func NewServer(cfg ServerConfig, h TaskHandler) (*Server, error) {
 		return nil, fmt.Errorf("worker: ServerConfig.Fetchers %d: must not exceed Concurrency %d (each needs a worker)", cfg.Fetchers, cfg.Concurrency)
 	}
 	log := cfg.Logger.With(zap.String("component", "asynq"))
-	base := asynq.Config{ // Logger is set per server, below
-		Concurrency:              cfg.Concurrency,
+	base := asynq.Config{ // Concurrency and Logger are set per server, below
 		Queues:                   map[string]int{cfg.Queue: 1},
 		BaseContext:              cfg.BaseContext,
 		TaskCheckInterval:        cfg.TaskCheckInterval,
