@@ -169,35 +169,42 @@ func (h *blockingHandler) ProcessTask(ctx context.Context, t *asynq.Task) error 
 // back to pending with no retry counted.
 func TestFetchersRunEachTaskOnceAndShutDownTogether(t *testing.T) {
 	r := redistest.New(t)
-	q := r.Queue(t)
 	insp := asynq.NewInspector(r.Opt)
 	t.Cleanup(func() { _ = insp.Close() })
-	const concurrency, tasks = 6, 30
 	client := asynq.NewClient(r.Opt)
 	t.Cleanup(func() { _ = client.Close() })
-	for i := range tasks {
-		if _, err := client.Enqueue(asynq.NewTask("test", nil), asynq.Queue(q), asynq.TaskID(fmt.Sprintf("T%02d", i)), asynq.MaxRetry(5), asynq.Retention(time.Hour)); err != nil {
+	const concurrency, tasks, shutdownTimeout = 6, 30, 2 * time.Second
+	// start enqueues n tasks into a new queue and starts three servers of
+	// concurrency workers on it; it returns once every worker holds a task.
+	start := func(prefix string, n int) (string, *worker.Server, *blockingHandler) {
+		q := r.Queue(t)
+		for i := range n {
+			if _, err := client.Enqueue(asynq.NewTask("test", nil), asynq.Queue(q), asynq.TaskID(fmt.Sprintf("%s%02d", prefix, i)),
+				asynq.MaxRetry(5), asynq.Retention(time.Hour)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		h := newBlockingHandler()
+		srv, err := worker.NewServer(worker.ServerConfig{Redis: r.Opt, Queue: q, Concurrency: concurrency, Fetchers: 3,
+			ShutdownTimeout: shutdownTimeout, TaskCheckInterval: 10 * time.Millisecond, Logger: zaptest.NewLogger(t)}, h)
+		if err != nil {
 			t.Fatal(err)
 		}
-	}
-	h := newBlockingHandler()
-	const shutdownTimeout = 2 * time.Second
-	srv, err := worker.NewServer(worker.ServerConfig{Redis: r.Opt, Queue: q, Concurrency: concurrency, Fetchers: 3,
-		ShutdownTimeout: shutdownTimeout, TaskCheckInterval: 10 * time.Millisecond, Logger: zaptest.NewLogger(t)}, h)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := srv.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(srv.Shutdown)
-	for range concurrency { // all six workers, of all three servers, hold a task
-		select {
-		case <-h.arrived:
-		case <-time.After(10 * time.Second):
-			t.Fatalf("only some workers took a task")
+		if err := srv.Start(); err != nil {
+			t.Fatal(err)
 		}
+		t.Cleanup(srv.Shutdown) // if the test ends first (a second Shutdown does nothing)
+		for range concurrency { // all six workers, of all three servers, hold a task
+			select {
+			case <-h.arrived:
+			case <-time.After(10 * time.Second):
+				t.Fatalf("only some workers took a task")
+			}
+		}
+		return q, srv, h
 	}
+
+	q, _, h := start("T", tasks)
 	// Let every task finish: the held six, then the rest as they come.
 	close(h.release)
 	testutil.Eventually(t, 20*time.Second, "every task run", func() bool {
@@ -216,33 +223,11 @@ func TestFetchersRunEachTaskOnceAndShutDownTogether(t *testing.T) {
 	h.mu.Unlock()
 
 	// Shutdown with a task held on every worker.
-	h2 := newBlockingHandler()
-	q2 := r.Queue(t)
-	for i := range concurrency {
-		if _, err := client.Enqueue(asynq.NewTask("test", nil), asynq.Queue(q2), asynq.TaskID(fmt.Sprintf("S%02d", i)), asynq.MaxRetry(5), asynq.Retention(time.Hour)); err != nil {
-			t.Fatal(err)
-		}
-	}
-	srv2, err := worker.NewServer(worker.ServerConfig{Redis: r.Opt, Queue: q2, Concurrency: concurrency, Fetchers: 3,
-		ShutdownTimeout: shutdownTimeout, TaskCheckInterval: 10 * time.Millisecond, Logger: zaptest.NewLogger(t)}, h2)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := srv2.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(srv2.Shutdown) // if the test fails before its own (a second Shutdown does nothing)
-	for range concurrency {
-		select {
-		case <-h2.arrived:
-		case <-time.After(10 * time.Second):
-			t.Fatalf("only some workers took a task")
-		}
-	}
-	start := time.Now()
+	q2, srv2, _ := start("S", concurrency)
+	began := time.Now()
 	srv2.Shutdown()
 	// One after the other, three servers would take three timeouts.
-	if took := time.Since(start); took > 2*shutdownTimeout {
+	if took := time.Since(began); took > 2*shutdownTimeout {
 		t.Errorf("Shutdown took %v: the servers did not stop together (ShutdownTimeout %v each)", took, shutdownTimeout)
 	}
 	qi, err := insp.GetQueueInfo(q2)
