@@ -112,17 +112,27 @@ func TestFetchersShareConcurrency(t *testing.T) {
 // serversOf answers the workers of each live asynq server of queue q, sorted.
 func serversOf(t *testing.T, insp *asynq.Inspector, q string) []int {
 	t.Helper()
+	var out []int
+	for _, s := range queueServers(t, insp, q) {
+		out = append(out, s.Concurrency)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// queueServers answers the live asynq servers of queue q.
+func queueServers(t *testing.T, insp *asynq.Inspector, q string) []*asynq.ServerInfo {
+	t.Helper()
 	infos, err := insp.Servers()
 	if err != nil {
 		t.Fatal(err)
 	}
-	var out []int
+	var out []*asynq.ServerInfo
 	for _, s := range infos {
 		if _, ok := s.Queues[q]; ok {
-			out = append(out, s.Concurrency)
+			out = append(out, s)
 		}
 	}
-	slices.Sort(out)
 	return out
 }
 

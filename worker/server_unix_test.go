@@ -47,13 +47,9 @@ func TestRunStopsOnTSTPAndEndsOnTERM(t *testing.T) {
 		t.Fatal(err)
 	}
 	testutil.Eventually(t, 10*time.Second, "both servers stopped", func() bool {
-		infos, err := insp.Servers()
-		if err != nil {
-			return false
-		}
 		stopped := 0
-		for _, s := range infos {
-			if _, ok := s.Queues[q]; ok && s.Status == "stopped" {
+		for _, s := range queueServers(t, insp, q) {
+			if s.Status == "stopped" {
 				stopped++
 			}
 		}
