@@ -295,9 +295,11 @@ func (*scriptCalls) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.Pr
 
 // With a limit far above the load, a replica takes budget from Redis in
 // batches (up to Burst, at most batchTTL's worth of the rate): most requests
-// cost no round trip for the limit.
+// cost no round trip for the limit. The loop asks as fast as it can, so the
+// limit is far above any machine's pace: at 100,000/s a fast VM's loop
+// emptied the GCRA's burst, which then granted 4–17 a script (200–300).
 func TestBatchesWhenFarBelowTheLimit(t *testing.T) {
-	gs, _ := newGates(t, 1, Config{Rate: 100000, Burst: 100})
+	gs, _ := newGates(t, 1, Config{Rate: 100_000_000, Burst: 100})
 	calls := &scriptCalls{}
 	gs[0].cfg.Redis.AddHook(calls)
 	for range 1000 {
@@ -305,7 +307,7 @@ func TestBatchesWhenFarBelowTheLimit(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if n := calls.n.Load(); n > 200 {
+	if n := calls.n.Load(); n > 100 {
 		t.Fatalf("%d limiter scripts for 1000 requests; batching should need far fewer", n)
 	}
 }
