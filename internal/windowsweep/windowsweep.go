@@ -24,6 +24,16 @@
 //
 // The sweep never calls 2Checkout and never decides an outcome: the handler
 // does. Tasks of other types and tasks being processed are left alone.
+//
+// Replicas share the work through Redis: Run sweeps only when no replica
+// of the fleet has swept the queue in the last interval (a lease), and
+// otherwise reads the backlog the replica that did published, so every
+// replica's metrics show the queue's figure for the cost of one sweep per
+// interval, not one per replica. A sweep reads the queue a page at a time
+// and keeps only the tasks it will act on. The fleet's keys for a queue are
+// refundd:windowsweep:{<queue>}:lease (this interval's sweeper; expires by
+// itself) and refundd:windowsweep:{<queue>}:backlog (the last sweep's
+// Backlog as JSON; expires after three intervals without a sweep).
 package windowsweep
 
 import (
@@ -31,11 +41,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
 	"time"
 
 	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
 	"go.uber.org/zap"
 
+	"github.com/refundd/refund-canceller/internal/redisconn"
 	"github.com/refundd/refund-canceller/tasks"
 	"github.com/refundd/refund-canceller/worker"
 )
@@ -48,8 +61,10 @@ type Config struct {
 	Queue string
 	// Policy gives the cut-off; use the handler's. Zero fields take defaults.
 	Policy worker.Policy
-	// Interval between sweeps. Default 20s, so a task past its cut-off is
-	// archived within a minute of it (an interval, plus the handler's run).
+	// Interval between sweeps, for the whole fleet: Run sweeps when no
+	// replica sweeping the same Queue has in the last nine tenths of it.
+	// Default 20s, so a task past its cut-off is archived within a minute of
+	// it (an interval, plus the handler's run). Give every replica the same.
 	Interval time.Duration
 	// PageSize is how many tasks one listing reads. Default 500.
 	PageSize int
@@ -57,7 +72,8 @@ type Config struct {
 	Now func() time.Time
 	// Logger logs what the sweep does. Default zap.NewNop().
 	Logger *zap.Logger
-	// OnSweep, if set, is handed each sweep's report (metrics).
+	// OnSweep, if set, is handed each interval's report (metrics): this
+	// replica's sweep, or the backlog another replica's sweep published.
 	OnSweep func(Report)
 }
 
@@ -71,9 +87,13 @@ const (
 type Sweeper struct {
 	cfg    Config
 	policy worker.Policy
+	rdb    redis.UniversalClient
 	insp   *asynq.Inspector
 	client *asynq.Client
 	log    *zap.Logger
+	// The fleet's keys for this queue: the lease, and the last backlog.
+	leaseKey, backlogKey string
+	owner                string // this Sweeper's value in the lease
 }
 
 // New validates cfg and connects a Sweeper. Close it when done.
@@ -103,14 +123,20 @@ func New(cfg Config) (*Sweeper, error) {
 	if err != nil {
 		return nil, fmt.Errorf("windowsweep: %w", err)
 	}
-	return &Sweeper{cfg: cfg, policy: p, insp: asynq.NewInspector(cfg.Redis), client: asynq.NewClient(cfg.Redis), log: cfg.Logger}, nil
+	rdb := redisconn.NewClient(cfg.Redis)
+	prefix := "refundd:windowsweep:{" + cfg.Queue + "}:"
+	return &Sweeper{cfg: cfg, policy: p, rdb: rdb, insp: asynq.NewInspectorFromRedisClient(rdb), client: asynq.NewClientFromRedisClient(rdb),
+		log: cfg.Logger, leaseKey: prefix + "lease", backlogKey: prefix + "backlog", owner: newOwner()}, nil
 }
 
-// Close releases the Redis connections.
-func (s *Sweeper) Close() error { return errors.Join(s.insp.Close(), s.client.Close()) }
+// Close releases the Redis connection.
+func (s *Sweeper) Close() error { return s.rdb.Close() }
 
 // Report counts what one sweep did, and what it saw.
 type Report struct {
+	// Shared: another replica swept this interval; Backlog is what its
+	// sweep published, and this replica changed nothing.
+	Shared bool
 	// Replaced: tasks with an expired deadline, re-enqueued without it.
 	Replaced int
 	// Run: tasks moved to pending so the handler runs them now.
@@ -122,13 +148,14 @@ type Report struct {
 
 // Backlog is what a sweep saw of the cancellations not finished.
 type Backlog struct {
-	Tasks int
+	Tasks int `json:"tasks"`
 	// Earliest is the soonest cut-off among them (zero when none); it may
 	// have passed, for a task about to be archived.
-	Earliest time.Time
+	Earliest time.Time `json:"earliest"`
 	// AtRisk5m and AtRisk15m count those whose cut-off comes within 5 and
-	// 15 minutes (or has passed).
-	AtRisk5m, AtRisk15m int
+	// 15 minutes (or has passed) of the sweep.
+	AtRisk5m  int `json:"at_risk_5m"`
+	AtRisk15m int `json:"at_risk_15m"`
 }
 
 // add counts a task with cut-off c, seen at now.
@@ -145,13 +172,15 @@ func (b *Backlog) add(c, now time.Time) {
 	}
 }
 
-// Run sweeps every Interval until ctx ends. A failed sweep is logged and
-// the next one tries again.
+// Run calls Tick every Interval until ctx ends. A failed sweep is logged
+// and the next interval tries again.
 func (s *Sweeper) Run(ctx context.Context) {
 	t := time.NewTicker(s.cfg.Interval)
 	defer t.Stop()
 	for {
-		if r, err := s.Sweep(ctx); err != nil {
+		if r, err := s.Tick(ctx); errors.Is(err, ErrNotPublished) {
+			s.log.Debug("another replica is sweeping", zap.Error(err))
+		} else if err != nil {
 			s.log.Warn("window sweep failed; trying again next interval", zap.Error(err))
 		} else {
 			if r.Replaced+r.Run > 0 {
@@ -169,8 +198,66 @@ func (s *Sweeper) Run(ctx context.Context) {
 	}
 }
 
+// Tick is one interval's share of the fleet's work. If no replica has
+// swept the queue in the last nine tenths of an Interval, it takes the
+// lease, sweeps, and publishes the backlog it saw; otherwise it answers the
+// backlog the last sweep published (Report.Shared), with no sweep.
+//
+// The lease is not a lock: a sweep longer than the lease may overlap the
+// next one, which is safe (each action re-checks the task's state in
+// Redis), only wasted. A replica that dies mid-sweep holds the lease no
+// longer than its term, so the next interval sweeps again.
+func (s *Sweeper) Tick(ctx context.Context) (Report, error) {
+	won, err := s.rdb.SetNX(ctx, s.leaseKey, s.owner, s.cfg.Interval*9/10).Result()
+	if err != nil {
+		return Report{}, fmt.Errorf("lease: %w", err)
+	}
+	if !won {
+		return s.published(ctx)
+	}
+	r, err := s.Sweep(ctx)
+	if err != nil {
+		return r, err
+	}
+	b, _ := json.Marshal(r.Backlog) // a struct of numbers and a time: cannot fail
+	if err := s.rdb.Set(ctx, s.backlogKey, b, 3*s.cfg.Interval).Err(); err != nil {
+		s.log.Warn("could not publish the backlog to the other replicas", zap.Error(err))
+	}
+	return r, nil
+}
+
+// ErrNotPublished is Tick's answer when another replica holds this
+// interval's lease but no sweep has published a backlog yet (the fleet's
+// first sweep is under way, or its replica died mid-sweep): nothing to
+// report, and the next interval tells.
+var ErrNotPublished = errors.New("windowsweep: another replica is sweeping; no backlog published yet")
+
+// published answers the backlog the last sweep of the fleet published.
+func (s *Sweeper) published(ctx context.Context) (Report, error) {
+	r := Report{Shared: true}
+	b, err := s.rdb.Get(ctx, s.backlogKey).Bytes()
+	if errors.Is(err, redis.Nil) {
+		return r, ErrNotPublished
+	}
+	if err != nil {
+		return r, fmt.Errorf("read the published backlog: %w", err)
+	}
+	if err := json.Unmarshal(b, &r.Backlog); err != nil {
+		return r, fmt.Errorf("the published backlog %s: %w", s.backlogKey, err)
+	}
+	return r, nil
+}
+
+// newOwner names this Sweeper in the lease (for an operator reading Redis).
+func newOwner() string {
+	host, _ := os.Hostname()
+	return fmt.Sprintf("%s/%d/%d", host, os.Getpid(), time.Now().UnixNano())
+}
+
 // Sweep makes one pass over the queue's active, pending, scheduled, retry
-// and archived tasks.
+// and archived tasks, whatever the other replicas do (Run calls it through
+// Tick). Each state is listed whole before any of its tasks is acted on,
+// so that the acts do not shift the pages still to read.
 func (s *Sweeper) Sweep(ctx context.Context) (Report, error) {
 	var r Report
 	lists := []struct {
@@ -183,22 +270,34 @@ func (s *Sweeper) Sweep(ctx context.Context) (Report, error) {
 		{"retry", s.insp.ListRetryTasks},
 		{"archived", s.insp.ListArchivedTasks},
 	}
+	type todo struct {
+		info *asynq.TaskInfo
+		act  action
+	}
 	for _, l := range lists {
-		infos, err := s.listAll(ctx, l.list)
+		var acts []todo // only the tasks to act on are kept, not the pages
+		err := s.eachPage(ctx, l.list, func(infos []*asynq.TaskInfo) {
+			now := s.cfg.Now()
+			for _, info := range infos {
+				if info.State != asynq.TaskStateArchived && info.Type == tasks.TypeCancelRefund {
+					if p, err := tasks.Decode(info.Payload); err == nil {
+						r.Backlog.add(s.policy.Cutoff(p.RefundInitiatedAt), now)
+					}
+				}
+				if a := s.decide(info); a != actNone {
+					acts = append(acts, todo{info, a})
+				}
+			}
+		})
 		if err != nil {
 			return r, fmt.Errorf("list %s tasks: %w", l.state, err)
 		}
-		now := s.cfg.Now()
-		for _, info := range infos {
+		for _, t := range acts {
 			if ctx.Err() != nil {
 				return r, ctx.Err()
 			}
-			if info.State != asynq.TaskStateArchived && info.Type == tasks.TypeCancelRefund {
-				if p, err := tasks.Decode(info.Payload); err == nil {
-					r.Backlog.add(s.policy.Cutoff(p.RefundInitiatedAt), now)
-				}
-			}
-			switch s.decide(info) {
+			info := t.info
+			switch t.act {
 			case actReplace:
 				if err := s.replace(info); err != nil {
 					s.log.Error("could not replace a task with an expired deadline", zap.String("task_id", info.ID), zap.Error(err))
@@ -220,22 +319,22 @@ func (s *Sweeper) Sweep(ctx context.Context) (Report, error) {
 	return r, nil
 }
 
-func (s *Sweeper) listAll(ctx context.Context, list func(string, ...asynq.ListOption) ([]*asynq.TaskInfo, error)) ([]*asynq.TaskInfo, error) {
-	var all []*asynq.TaskInfo
+// eachPage hands each page of a listing to fn, in order.
+func (s *Sweeper) eachPage(ctx context.Context, list func(string, ...asynq.ListOption) ([]*asynq.TaskInfo, error), fn func([]*asynq.TaskInfo)) error {
 	for page := 1; ; page++ {
 		if ctx.Err() != nil {
-			return nil, ctx.Err()
+			return ctx.Err()
 		}
 		infos, err := list(s.cfg.Queue, asynq.PageSize(s.cfg.PageSize), asynq.Page(page))
 		if errors.Is(err, asynq.ErrQueueNotFound) {
-			return nil, nil
+			return nil
 		}
 		if err != nil {
-			return nil, err
+			return err
 		}
-		all = append(all, infos...)
+		fn(infos)
 		if len(infos) < s.cfg.PageSize {
-			return all, nil
+			return nil
 		}
 	}
 }

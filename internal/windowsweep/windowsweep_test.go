@@ -2,6 +2,7 @@ package windowsweep_test
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -234,5 +235,148 @@ func TestSweepReportsBacklogUrgency(t *testing.T) {
 	want := windowsweep.Backlog{Tasks: 3, Earliest: now.Add(2 * time.Minute), AtRisk5m: 1, AtRisk15m: 2}
 	if rep.Backlog != want {
 		t.Fatalf("backlog %+v, want %+v", rep.Backlog, want)
+	}
+}
+
+// fleetQueue is a queue with a cancellation pending (cut-off in 2 minutes)
+// and one scheduled an hour ahead whose cut-off has passed, as the sweeper
+// at now sees them; more adds scheduled ones past their cut-off.
+type fleetQueue struct {
+	r      *redistest.Redis
+	q      string
+	now    time.Time
+	client *asynq.Client
+	insp   *asynq.Inspector
+}
+
+func newFleetQueue(t *testing.T) *fleetQueue {
+	t.Helper()
+	r := redistest.New(t)
+	f := &fleetQueue{r: r, q: r.Queue(t), now: time.Now().UTC().Truncate(time.Second), client: asynq.NewClient(r.Opt), insp: asynq.NewInspector(r.Opt)}
+	t.Cleanup(func() { _ = f.client.Close(); _ = f.insp.Close() })
+	f.enqueue(t, "P", 2*time.Minute)
+	return f
+}
+
+// enqueue adds a cancellation whose cut-off is cutoffIn from now: pending
+// if that is ahead, else scheduled an hour ahead (for the sweep to run).
+func (f *fleetQueue) enqueue(t *testing.T, ref string, cutoffIn time.Duration) {
+	t.Helper()
+	initiated := f.now.Add(cutoffIn - 2*time.Hour + worker.DefaultSafetyMargin)
+	payload := `{"order_ref":"` + ref + `","refund_initiated_at":"` + initiated.Format(time.RFC3339) + `"}`
+	opts := []asynq.Option{asynq.TaskID(ref), asynq.Queue(f.q)}
+	if cutoffIn <= 0 {
+		opts = append(opts, asynq.ProcessIn(time.Hour))
+	}
+	if _, err := f.client.Enqueue(asynq.NewTask(tasks.TypeCancelRefund, []byte(payload)), opts...); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func (f *fleetQueue) sweeper(t *testing.T, interval time.Duration, pageSize int) *windowsweep.Sweeper {
+	t.Helper()
+	sw, err := windowsweep.New(windowsweep.Config{Redis: f.r.Opt, Queue: f.q, Interval: interval, PageSize: pageSize, Now: func() time.Time { return f.now }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = sw.Close() })
+	return sw
+}
+
+func (f *fleetQueue) state(t *testing.T, id string) asynq.TaskState {
+	t.Helper()
+	info, err := f.insp.GetTaskInfo(f.q, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return info.State
+}
+
+// Two replicas sweeping one queue: the first to tick in an interval sweeps
+// and publishes the backlog; the other changes nothing (the task it would
+// run stays scheduled, as asynq's Inspector shows) and reports the
+// published backlog — until the lease runs out, when it sweeps in turn.
+func TestOneSweepPerIntervalForTheFleet(t *testing.T) {
+	f := newFleetQueue(t)
+	f.enqueue(t, "S1", -time.Minute)
+	a, b := f.sweeper(t, time.Second, 0), f.sweeper(t, time.Second, 0)
+	ctx := context.Background()
+
+	ra, err := a.Tick(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := windowsweep.Backlog{Tasks: 2, Earliest: f.now.Add(-time.Minute), AtRisk5m: 2, AtRisk15m: 2}
+	if ra.Shared || ra.Run != 1 || !ra.Backlog.Earliest.Equal(want.Earliest) || ra.Backlog.Tasks != want.Tasks || ra.Backlog.AtRisk5m != 2 {
+		t.Fatalf("first replica's tick %+v, want a sweep that ran 1 with backlog %+v", ra, want)
+	}
+	if st := f.state(t, "S1"); st != asynq.TaskStatePending {
+		t.Fatalf("S1 %v after the sweep, want pending", st)
+	}
+
+	f.enqueue(t, "S2", -time.Minute)
+	for _, sw := range []*windowsweep.Sweeper{b, a} { // the other replica, and the sweeper itself
+		rb, err := sw.Tick(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !rb.Shared || rb.Run+rb.Replaced != 0 || !rb.Backlog.Earliest.Equal(ra.Backlog.Earliest) || rb.Backlog.Tasks != ra.Backlog.Tasks ||
+			rb.Backlog.AtRisk5m != ra.Backlog.AtRisk5m || rb.Backlog.AtRisk15m != ra.Backlog.AtRisk15m {
+			t.Fatalf("tick within the interval %+v, want the published backlog %+v and no sweep", rb, ra.Backlog)
+		}
+	}
+	if st := f.state(t, "S2"); st != asynq.TaskStateScheduled {
+		t.Fatalf("S2 %v: swept twice in one interval", st)
+	}
+
+	// The lease lasts 0.9 s: then the other replica's tick sweeps.
+	var rb windowsweep.Report
+	testutil.Eventually(t, 10*time.Second, "the other replica's sweep", func() bool {
+		rb, err = b.Tick(ctx)
+		return err == nil && !rb.Shared
+	})
+	if rb.Run != 1 || f.state(t, "S2") != asynq.TaskStatePending {
+		t.Fatalf("second sweep %+v; S2 %v", rb, f.state(t, "S2"))
+	}
+}
+
+// A replica whose peer holds the lease but has published nothing (its
+// sweep is the fleet's first, or it died in it) reports nothing, with
+// ErrNotPublished, and sweeps nothing.
+func TestTickBeforeAnyBacklogIsPublished(t *testing.T) {
+	f := newFleetQueue(t)
+	f.enqueue(t, "S1", -time.Minute)
+	if err := f.r.Client().Set(context.Background(), "refundd:windowsweep:{"+f.q+"}:lease", "another replica", time.Hour).Err(); err != nil {
+		t.Fatal(err)
+	}
+	r, err := f.sweeper(t, time.Hour, 0).Tick(context.Background())
+	if !errors.Is(err, windowsweep.ErrNotPublished) || !r.Shared || r.Backlog.Tasks != 0 {
+		t.Fatalf("%+v, %v; want ErrNotPublished", r, err)
+	}
+	if st := f.state(t, "S1"); st != asynq.TaskStateScheduled {
+		t.Fatalf("S1 %v: swept under another replica's lease", st)
+	}
+}
+
+// A sweep reads a page at a time but acts only once a state is listed
+// whole: running a scheduled task moves it out of the scheduled set, and
+// acting page by page would make the next page skip tasks.
+func TestSweepActsOnEveryPage(t *testing.T) {
+	f := newFleetQueue(t)
+	for _, ref := range []string{"S1", "S2", "S3", "S4", "S5"} {
+		f.enqueue(t, ref, -time.Minute)
+	}
+	f.enqueue(t, "P2", time.Hour)
+	r, err := f.sweeper(t, time.Hour, 2).Sweep(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Run != 5 || r.Backlog.Tasks != 7 || r.Backlog.AtRisk5m != 6 {
+		t.Fatalf("%+v: want 5 run, a backlog of 7 (6 at risk)", r)
+	}
+	for _, ref := range []string{"S1", "S2", "S3", "S4", "S5"} {
+		if st := f.state(t, ref); st != asynq.TaskStatePending {
+			t.Fatalf("%s %v, want pending", ref, st)
+		}
 	}
 }
