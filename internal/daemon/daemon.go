@@ -134,7 +134,7 @@ func New(opts Options) (_ *Daemon, err error) {
 	}
 	sweep, err := windowsweep.New(windowsweep.Config{Redis: cfg.Redis, Queue: cfg.Queue, Policy: policy, Interval: cfg.SweepInterval,
 		Logger: log.Named("windowsweep"), OnSweep: func(r windowsweep.Report) {
-			m.ObserveBacklog(r.Backlog.Tasks, r.Backlog.Earliest, r.Backlog.AtRisk5m, r.Backlog.AtRisk15m)
+			m.ObserveBacklog(r.SweptAt, r.Backlog.Tasks, r.Backlog.Earliest, r.Backlog.AtRisk5m, r.Backlog.AtRisk15m)
 		}})
 	if err != nil {
 		return nil, err

@@ -24,6 +24,7 @@ import (
 	"github.com/refundd/refund-canceller/internal/deadlinefirst"
 	"github.com/refundd/refund-canceller/internal/redisconn"
 	"github.com/refundd/refund-canceller/internal/testutil"
+	"github.com/refundd/refund-canceller/internal/windowsweep"
 	"github.com/refundd/refund-canceller/rpcclient/rpctest"
 	"github.com/refundd/refund-canceller/tasks"
 )
@@ -103,7 +104,7 @@ func Start(t testing.TB, o Options) *Fleet {
 	t.Cleanup(func() { // what the replicas shared beside the queue
 		rc := opt.MakeRedisClient().(redis.UniversalClient)
 		defer rc.Close()
-		rc.Del(context.Background(), deadlinefirst.Keys(o.Queue)...)
+		rc.Del(context.Background(), append(deadlinefirst.Keys(o.Queue), windowsweep.Keys(o.Queue)...)...)
 	})
 	env := map[string]string{
 		"REDIS_URL": o.RedisURL, "TCO_API_URL": sb.RPCURL, "TCO_MERCHANT_CODE": o.MerchantCode, "TCO_SECRET_KEY": "fleet-secret",

@@ -41,6 +41,7 @@ type Metrics struct {
 	pausedUntil   time.Time // the shared pause's end, as last seen
 	backlog       prometheus.Gauge
 	earliest      prometheus.Gauge
+	sweptAt       prometheus.Gauge
 	atRisk        *prometheus.GaugeVec
 
 	// Children of the hot vectors for known labels, each made at its first
@@ -153,7 +154,11 @@ func New(insp *asynq.Inspector) *Metrics {
 	}, []string{"within"})
 	m.atRisk.WithLabelValues("5m")
 	m.atRisk.WithLabelValues("15m")
-	m.register(m.backlog, m.earliest, m.atRisk)
+	m.sweptAt = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "refundd_window_sweep_timestamp_seconds",
+		Help: "When the fleet's last window sweep ended (Unix time), the one the backlog gauges come from; 0 before the first. Its age says whether anyone still sweeps.",
+	})
+	m.register(m.backlog, m.earliest, m.atRisk, m.sweptAt)
 	m.register(m.cancellations, m.attempts, m.requests, m.latency, m.logins, m.slack,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	if insp != nil {
@@ -226,16 +231,19 @@ func (m *Metrics) ReportReadiness(ready func() bool) {
 	}))
 }
 
-// ObserveBacklog sets the backlog gauges from a window sweep's count: tasks
-// not finished, the soonest cut-off (zero: none), and how many are at risk
-// within 5 and 15 minutes.
-func (m *Metrics) ObserveBacklog(tasks int, earliest time.Time, atRisk5m, atRisk15m int) {
-	m.backlog.Set(float64(tasks))
-	e := 0.0
-	if !earliest.IsZero() {
-		e = float64(earliest.UnixMilli()) / 1000
+// ObserveBacklog sets the backlog gauges from a window sweep's count: when
+// the sweep ended, tasks not finished, the soonest cut-off (zero: none),
+// and how many are at risk within 5 and 15 minutes.
+func (m *Metrics) ObserveBacklog(sweptAt time.Time, tasks int, earliest time.Time, atRisk5m, atRisk15m int) {
+	unix := func(t time.Time) float64 {
+		if t.IsZero() {
+			return 0
+		}
+		return float64(t.UnixMilli()) / 1000
 	}
-	m.earliest.Set(e)
+	m.sweptAt.Set(unix(sweptAt))
+	m.backlog.Set(float64(tasks))
+	m.earliest.Set(unix(earliest))
 	m.atRisk.WithLabelValues("5m").Set(float64(atRisk5m))
 	m.atRisk.WithLabelValues("15m").Set(float64(atRisk15m))
 }

@@ -5,7 +5,7 @@
 // fails when there is none.
 //
 // Tests never flush a database: each takes its own queue name (Queue) and
-// deletes only that queue when it ends.
+// deletes only that queue, and refundd's keys for it, when it ends.
 package redistest
 
 import (
@@ -173,7 +173,8 @@ func (r *Redis) Client() *redis.Client {
 }
 
 // Queue answers a queue name unique to this test and deletes that queue,
-// with all its tasks, when the test ends.
+// with all its tasks, when the test ends, and refundd's own keys for it
+// (refundd:…{<queue>}…: the window sweep's lease, deadline-first's turns).
 func (r *Redis) Queue(t testing.TB) string {
 	t.Helper()
 	var b [6]byte
@@ -183,6 +184,12 @@ func (r *Redis) Queue(t testing.TB) string {
 		insp := asynq.NewInspector(r.Opt)
 		defer insp.Close()
 		_ = insp.DeleteQueue(q, true)
+		c := r.Client()
+		defer c.Close()
+		ctx := context.Background()
+		for it := c.Scan(ctx, 0, "refundd:*{"+q+"}*", 100).Iterator(); it.Next(ctx); {
+			_ = c.Del(ctx, it.Val()).Err()
+		}
 	})
 	return q
 }

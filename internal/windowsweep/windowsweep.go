@@ -25,15 +25,16 @@
 // The sweep never calls 2Checkout and never decides an outcome: the handler
 // does. Tasks of other types and tasks being processed are left alone.
 //
-// Replicas share the work through Redis: Run sweeps only when no replica
-// of the fleet has swept the queue in the last interval (a lease), and
-// otherwise reads the backlog the replica that did published, so every
-// replica's metrics show the queue's figure for the cost of one sweep per
-// interval, not one per replica. A sweep reads the queue a page at a time
-// and keeps only the tasks it will act on. The fleet's keys for a queue are
-// refundd:windowsweep:{<queue>}:lease (this interval's sweeper; expires by
-// itself) and refundd:windowsweep:{<queue>}:backlog (the last sweep's
-// Backlog as JSON; expires after three intervals without a sweep).
+// Replicas share the work through Redis (see Tick): one replica sweeps, at
+// its own interval, and another takes over when it stops; the others read
+// the backlog it published, so every replica's metrics show the queue's
+// figure for the cost of one sweep per interval, not one per replica. A
+// sweep reads the queue a page at a time and keeps only the IDs of the
+// tasks it will act on. The fleet's keys for a queue are
+// refundd:windowsweep:{<queue>}:lease (a hash: the sweeping replica, and
+// the Redis time of its last sign of life) and
+// refundd:windowsweep:{<queue>}:backlog (the last sweep's Backlog and end
+// time as JSON, kept a day).
 package windowsweep
 
 import (
@@ -124,9 +125,16 @@ func New(cfg Config) (*Sweeper, error) {
 		return nil, fmt.Errorf("windowsweep: %w", err)
 	}
 	rdb := redisconn.NewClient(cfg.Redis)
-	prefix := "refundd:windowsweep:{" + cfg.Queue + "}:"
+	keys := Keys(cfg.Queue)
 	return &Sweeper{cfg: cfg, policy: p, rdb: rdb, insp: asynq.NewInspectorFromRedisClient(rdb), client: asynq.NewClientFromRedisClient(rdb),
-		log: cfg.Logger, leaseKey: prefix + "lease", backlogKey: prefix + "backlog", owner: newOwner()}, nil
+		log: cfg.Logger, leaseKey: keys[0], backlogKey: keys[1], owner: newOwner()}, nil
+}
+
+// Keys answers the Redis keys the fleet's sweepers of queue share: the
+// lease and the published backlog (one hash tag: one Redis Cluster slot).
+func Keys(queue string) []string {
+	prefix := "refundd:windowsweep:{" + queue + "}:"
+	return []string{prefix + "lease", prefix + "backlog"}
 }
 
 // Close releases the Redis connection.
@@ -134,9 +142,12 @@ func (s *Sweeper) Close() error { return s.rdb.Close() }
 
 // Report counts what one sweep did, and what it saw.
 type Report struct {
-	// Shared: another replica swept this interval; Backlog is what its
-	// sweep published, and this replica changed nothing.
+	// Shared: another replica sweeps; Backlog and SweptAt are what its
+	// last sweep published, and this replica changed nothing.
 	Shared bool
+	// SweptAt is when the sweep that saw Backlog ended (by the sweeping
+	// replica's clock).
+	SweptAt time.Time
 	// Replaced: tasks with an expired deadline, re-enqueued without it.
 	Replaced int
 	// Run: tasks moved to pending so the handler runs them now.
@@ -198,38 +209,80 @@ func (s *Sweeper) Run(ctx context.Context) {
 	}
 }
 
-// Tick is one interval's share of the fleet's work. If no replica has
-// swept the queue in the last nine tenths of an Interval, it takes the
-// lease, sweeps, and publishes the backlog it saw; otherwise it answers the
-// backlog the last sweep published (Report.Shared), with no sweep.
+// claimScript takes the fleet's sweep for this replica (ARGV[1]) and
+// answers 1, when this replica swept last, or when nobody has swept or
+// been sweeping in the last ARGV[2] ms (by Redis's clock, so replicas'
+// clocks need not agree); else 0. The lease is a hash: owner, and at (the
+// Redis time of its last sign of life), kept ARGV[3] ms.
+var claimScript = redis.NewScript(`
+local t = redis.call("TIME")
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local lease = redis.call("HMGET", KEYS[1], "owner", "at")
+if lease[1] == ARGV[1] or not lease[2] or now - tonumber(lease[2]) >= tonumber(ARGV[2]) then
+	redis.call("HSET", KEYS[1], "owner", ARGV[1], "at", now)
+	redis.call("PEXPIRE", KEYS[1], ARGV[3])
+	return 1
+end
+return 0`)
+
+// releaseScript gives the lease up if this replica (ARGV[1]) holds it.
+var releaseScript = redis.NewScript(`
+if redis.call("HGET", KEYS[1], "owner") == ARGV[1] then
+	return redis.call("DEL", KEYS[1])
+end
+return 0`)
+
+// claim takes, or renews, the fleet's sweep for this replica.
+func (s *Sweeper) claim(ctx context.Context) (bool, error) {
+	gap := s.cfg.Interval * 9 / 10
+	return claimScript.Run(ctx, s.rdb, []string{s.leaseKey}, s.owner, gap.Milliseconds(), (3 * s.cfg.Interval).Milliseconds()).Bool()
+}
+
+// Tick is one interval's share of the fleet's work. This replica sweeps,
+// and publishes the backlog it saw, when it swept last or when no replica
+// has swept (or been sweeping) for nine tenths of this replica's Interval:
+// the replica that sweeps keeps sweeping at its own pace, and another takes
+// over if it dies, stalls, or runs a longer Interval. Otherwise Tick
+// answers the backlog the last sweep published (Report.Shared), with no
+// sweep.
 //
-// The lease is not a lock: a sweep longer than the lease may overlap the
-// next one, which is safe (each action re-checks the task's state in
-// Redis), only wasted. A replica that dies mid-sweep holds the lease no
-// longer than its term, so the next interval sweeps again.
+// The lease is not a lock: sweeps may overlap at a hand-over, which is
+// safe (each act re-reads its task first), only wasted. A sweep renews the
+// lease at every page, and a failed one gives it up, so the next replica to
+// tick sweeps.
 func (s *Sweeper) Tick(ctx context.Context) (Report, error) {
-	won, err := s.rdb.SetNX(ctx, s.leaseKey, s.owner, s.cfg.Interval*9/10).Result()
+	mine, err := s.claim(ctx)
 	if err != nil {
 		return Report{}, fmt.Errorf("lease: %w", err)
 	}
-	if !won {
+	if !mine {
 		return s.published(ctx)
 	}
-	r, err := s.Sweep(ctx)
+	r, err := s.sweep(ctx, func() { _, _ = s.claim(ctx) })
 	if err != nil {
+		// The context may be what ended the sweep (a shutdown): a
+		// context of its own.
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
+		_ = releaseScript.Run(rctx, s.rdb, []string{s.leaseKey}, s.owner).Err()
+		cancel()
 		return r, err
 	}
-	b, _ := json.Marshal(r.Backlog) // a struct of numbers and a time: cannot fail
-	if err := s.rdb.Set(ctx, s.backlogKey, b, 3*s.cfg.Interval).Err(); err != nil {
+	b, _ := json.Marshal(published{Backlog: r.Backlog, SweptAt: r.SweptAt}) // numbers and times: cannot fail
+	if err := s.rdb.Set(ctx, s.backlogKey, b, 24*time.Hour).Err(); err != nil {
 		s.log.Warn("could not publish the backlog to the other replicas", zap.Error(err))
 	}
 	return r, nil
 }
 
-// ErrNotPublished is Tick's answer when another replica holds this
-// interval's lease but no sweep has published a backlog yet (the fleet's
-// first sweep is under way, or its replica died mid-sweep): nothing to
-// report, and the next interval tells.
+// published is the backlog a sweep leaves for the other replicas.
+type published struct {
+	Backlog
+	SweptAt time.Time `json:"swept_at"`
+}
+
+// ErrNotPublished is Tick's answer when another replica holds the lease
+// but no sweep has published a backlog yet (the fleet's first sweep is
+// under way): nothing to report, and the next interval tells.
 var ErrNotPublished = errors.New("windowsweep: another replica is sweeping; no backlog published yet")
 
 // published answers the backlog the last sweep of the fleet published.
@@ -242,9 +295,11 @@ func (s *Sweeper) published(ctx context.Context) (Report, error) {
 	if err != nil {
 		return r, fmt.Errorf("read the published backlog: %w", err)
 	}
-	if err := json.Unmarshal(b, &r.Backlog); err != nil {
+	var p published
+	if err := json.Unmarshal(b, &p); err != nil {
 		return r, fmt.Errorf("the published backlog %s: %w", s.backlogKey, err)
 	}
+	r.Backlog, r.SweptAt = p.Backlog, p.SweptAt
 	return r, nil
 }
 
@@ -257,8 +312,12 @@ func newOwner() string {
 // Sweep makes one pass over the queue's active, pending, scheduled, retry
 // and archived tasks, whatever the other replicas do (Run calls it through
 // Tick). Each state is listed whole before any of its tasks is acted on,
-// so that the acts do not shift the pages still to read.
-func (s *Sweeper) Sweep(ctx context.Context) (Report, error) {
+// so that the acts do not shift the pages still to read; a task is read
+// again just before its act, and left alone if it no longer calls for it.
+func (s *Sweeper) Sweep(ctx context.Context) (Report, error) { return s.sweep(ctx, func() {}) }
+
+// sweep is Sweep, calling onPage after each page it reads.
+func (s *Sweeper) sweep(ctx context.Context, onPage func()) (Report, error) {
 	var r Report
 	lists := []struct {
 		state string
@@ -270,13 +329,10 @@ func (s *Sweeper) Sweep(ctx context.Context) (Report, error) {
 		{"retry", s.insp.ListRetryTasks},
 		{"archived", s.insp.ListArchivedTasks},
 	}
-	type todo struct {
-		info *asynq.TaskInfo
-		act  action
-	}
 	for _, l := range lists {
-		var acts []todo // only the tasks to act on are kept, not the pages
+		var acts []string // the IDs of the tasks to act on, not the pages
 		err := s.eachPage(ctx, l.list, func(infos []*asynq.TaskInfo) {
+			onPage()
 			now := s.cfg.Now()
 			for _, info := range infos {
 				if info.State != asynq.TaskStateArchived && info.Type == tasks.TypeCancelRefund {
@@ -284,20 +340,26 @@ func (s *Sweeper) Sweep(ctx context.Context) (Report, error) {
 						r.Backlog.add(s.policy.Cutoff(p.RefundInitiatedAt), now)
 					}
 				}
-				if a := s.decide(info); a != actNone {
-					acts = append(acts, todo{info, a})
+				if s.decide(info) != actNone {
+					acts = append(acts, info.ID)
 				}
 			}
 		})
 		if err != nil {
 			return r, fmt.Errorf("list %s tasks: %w", l.state, err)
 		}
-		for _, t := range acts {
+		for _, id := range acts {
 			if ctx.Err() != nil {
 				return r, ctx.Err()
 			}
-			info := t.info
-			switch t.act {
+			info, err := s.insp.GetTaskInfo(s.cfg.Queue, id)
+			if err != nil {
+				if !errors.Is(err, asynq.ErrTaskNotFound) { // else it ended meanwhile
+					s.log.Warn("could not read a task again before acting on it", zap.String("task_id", id), zap.Error(err))
+				}
+				continue
+			}
+			switch s.decide(info) {
 			case actReplace:
 				if err := s.replace(info); err != nil {
 					s.log.Error("could not replace a task with an expired deadline", zap.String("task_id", info.ID), zap.Error(err))
@@ -316,6 +378,7 @@ func (s *Sweeper) Sweep(ctx context.Context) (Report, error) {
 			}
 		}
 	}
+	r.SweptAt = s.cfg.Now()
 	return r, nil
 }
 

@@ -10,6 +10,7 @@ import (
 	"github.com/hibiken/asynq"
 	"go.uber.org/zap/zaptest"
 
+	"github.com/refundd/refund-canceller/internal/fleettest"
 	"github.com/refundd/refund-canceller/internal/redistest"
 	"github.com/refundd/refund-canceller/internal/testutil"
 	"github.com/refundd/refund-canceller/internal/windowsweep"
@@ -292,61 +293,116 @@ func (f *fleetQueue) state(t *testing.T, id string) asynq.TaskState {
 	return info.State
 }
 
-// Two replicas sweeping one queue: the first to tick in an interval sweeps
-// and publishes the backlog; the other changes nothing (the task it would
-// run stays scheduled, as asynq's Inspector shows) and reports the
-// published backlog — until the lease runs out, when it sweeps in turn.
-func TestOneSweepPerIntervalForTheFleet(t *testing.T) {
+// lease is the fleet's sweep lease for the queue (a hash: owner, at).
+func (f *fleetQueue) lease() string { return "refundd:windowsweep:{" + f.q + "}:lease" }
+
+// backdate makes the lease's last sign of life d older, as if its holder
+// had been silent that long.
+func (f *fleetQueue) backdate(t *testing.T, d time.Duration) {
+	t.Helper()
+	rc := f.r.Client()
+	defer rc.Close()
+	if err := rc.HIncrBy(context.Background(), f.lease(), "at", -d.Milliseconds()).Err(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func sameBacklog(a, b windowsweep.Report) bool {
+	return a.Backlog.Tasks == b.Backlog.Tasks && a.Backlog.Earliest.Equal(b.Backlog.Earliest) &&
+		a.Backlog.AtRisk5m == b.Backlog.AtRisk5m && a.Backlog.AtRisk15m == b.Backlog.AtRisk15m && a.SweptAt.Equal(b.SweptAt)
+}
+
+// Two replicas sweeping one queue, one with a ten times longer interval
+// (a rollout half done): the first to tick sweeps, publishes the backlog,
+// and keeps sweeping at its own pace, even early; the other changes nothing
+// (the task it would run stays scheduled, as asynq's Inspector shows) and
+// reports the published backlog. Once the sweeper has been silent for 0.9
+// of the other's interval — not of its own — the other takes over.
+func TestOneReplicaSweepsForTheFleet(t *testing.T) {
 	f := newFleetQueue(t)
 	f.enqueue(t, "S1", -time.Minute)
-	a, b := f.sweeper(t, time.Second, 0), f.sweeper(t, time.Second, 0)
+	a, b := f.sweeper(t, 10*time.Hour, 0), f.sweeper(t, time.Hour, 0)
 	ctx := context.Background()
 
 	ra, err := a.Tick(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := windowsweep.Backlog{Tasks: 2, Earliest: f.now.Add(-time.Minute), AtRisk5m: 2, AtRisk15m: 2}
-	if ra.Shared || ra.Run != 1 || !ra.Backlog.Earliest.Equal(want.Earliest) || ra.Backlog.Tasks != want.Tasks || ra.Backlog.AtRisk5m != 2 {
-		t.Fatalf("first replica's tick %+v, want a sweep that ran 1 with backlog %+v", ra, want)
+	if ra.Shared || ra.Run != 1 || ra.Backlog.Tasks != 2 || !ra.Backlog.Earliest.Equal(f.now.Add(-time.Minute)) || ra.Backlog.AtRisk5m != 2 || !ra.SweptAt.Equal(f.now) {
+		t.Fatalf("first replica's tick %+v, want a sweep that ran 1 with a backlog of 2, both at risk", ra)
 	}
 	if st := f.state(t, "S1"); st != asynq.TaskStatePending {
 		t.Fatalf("S1 %v after the sweep, want pending", st)
 	}
 
 	f.enqueue(t, "S2", -time.Minute)
-	for _, sw := range []*windowsweep.Sweeper{b, a} { // the other replica, and the sweeper itself
-		rb, err := sw.Tick(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if !rb.Shared || rb.Run+rb.Replaced != 0 || !rb.Backlog.Earliest.Equal(ra.Backlog.Earliest) || rb.Backlog.Tasks != ra.Backlog.Tasks ||
-			rb.Backlog.AtRisk5m != ra.Backlog.AtRisk5m || rb.Backlog.AtRisk15m != ra.Backlog.AtRisk15m {
-			t.Fatalf("tick within the interval %+v, want the published backlog %+v and no sweep", rb, ra.Backlog)
-		}
+	rb, err := b.Tick(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !rb.Shared || rb.Run+rb.Replaced != 0 || !sameBacklog(ra, rb) {
+		t.Fatalf("the other replica's tick %+v, want the published backlog %+v and no sweep", rb, ra)
 	}
 	if st := f.state(t, "S2"); st != asynq.TaskStateScheduled {
-		t.Fatalf("S2 %v: swept twice in one interval", st)
+		t.Fatalf("S2 %v: swept by a replica without the lease", st)
 	}
 
-	// The lease lasts 0.9 s: then the other replica's tick sweeps.
-	var rb windowsweep.Report
-	testutil.Eventually(t, 10*time.Second, "the other replica's sweep", func() bool {
-		rb, err = b.Tick(ctx)
-		return err == nil && !rb.Shared
-	})
-	if rb.Run != 1 || f.state(t, "S2") != asynq.TaskStatePending {
-		t.Fatalf("second sweep %+v; S2 %v", rb, f.state(t, "S2"))
+	// The sweeper's own next tick sweeps however soon it comes.
+	f.backdate(t, 50*time.Minute) // < 0.9 h: still too recent for b
+	if r, err := b.Tick(ctx); err != nil || !r.Shared {
+		t.Fatalf("%+v, %v: b took over after 50 minutes, before 0.9 of its interval", r, err)
+	}
+	if ra, err = a.Tick(ctx); err != nil || ra.Shared || ra.Run != 1 {
+		t.Fatalf("the sweeper's next tick %+v, %v: want a sweep that runs S2", ra, err)
+	}
+
+	f.enqueue(t, "S3", -time.Minute)
+	f.backdate(t, 55*time.Minute) // ≥ 0.9 h of b's interval, far from 0.9 of a's 10 h
+	if rb, err = b.Tick(ctx); err != nil || rb.Shared || rb.Run != 1 || f.state(t, "S3") != asynq.TaskStatePending {
+		t.Fatalf("b's tick after 55 silent minutes %+v, %v; S3 %v: want b to sweep", rb, err, f.state(t, "S3"))
+	}
+	if ra, err = a.Tick(ctx); err != nil || !ra.Shared || !sameBacklog(ra, rb) {
+		t.Fatalf("a's tick after b took over %+v, %v: want b's backlog, no sweep", ra, err)
 	}
 }
 
-// A replica whose peer holds the lease but has published nothing (its
-// sweep is the fleet's first, or it died in it) reports nothing, with
-// ErrNotPublished, and sweeps nothing.
+// A sweep that fails (here its context ends, as at a shutdown) gives the
+// lease up: the next replica to tick sweeps at once.
+func TestFailedSweepGivesUpTheLease(t *testing.T) {
+	f := newFleetQueue(t)
+	f.enqueue(t, "S1", -time.Minute)
+	ctx, cancel := context.WithCancel(context.Background())
+	a, err := windowsweep.New(windowsweep.Config{Redis: f.r.Opt, Queue: f.q, Interval: time.Hour,
+		Now: func() time.Time { cancel(); return f.now }}) // the sweep's first look at the clock ends it
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	if _, err := a.Tick(ctx); !errors.Is(err, context.Canceled) {
+		t.Fatalf("%v, want the sweep cancelled", err)
+	}
+	if st := f.state(t, "S1"); st != asynq.TaskStateScheduled {
+		t.Fatalf("S1 %v: the cancelled sweep acted", st)
+	}
+	r, err := f.sweeper(t, time.Hour, 0).Tick(context.Background())
+	if err != nil || r.Shared || r.Run != 1 {
+		t.Fatalf("%+v, %v: want the next replica to sweep at once", r, err)
+	}
+}
+
+// A replica whose peer holds the lease but has published nothing (the
+// fleet's first sweep is under way) reports nothing, with ErrNotPublished,
+// and sweeps nothing.
 func TestTickBeforeAnyBacklogIsPublished(t *testing.T) {
 	f := newFleetQueue(t)
 	f.enqueue(t, "S1", -time.Minute)
-	if err := f.r.Client().Set(context.Background(), "refundd:windowsweep:{"+f.q+"}:lease", "another replica", time.Hour).Err(); err != nil {
+	rc := f.r.Client()
+	defer rc.Close()
+	now, err := rc.Time(context.Background()).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := rc.HSet(context.Background(), f.lease(), "owner", "another replica", "at", now.UnixMilli()).Err(); err != nil {
 		t.Fatal(err)
 	}
 	r, err := f.sweeper(t, time.Hour, 0).Tick(context.Background())
@@ -379,4 +435,39 @@ func TestSweepActsOnEveryPage(t *testing.T) {
 			t.Fatalf("%s %v, want pending", ref, st)
 		}
 	}
+}
+
+// Three refundd replicas on one queue: the fleet's sweep archives a task
+// scheduled past its cut-off (asynq's Inspector shows it), and every
+// replica's metrics report a recent sweep — the two that do not sweep
+// report the one that does.
+func TestFleetReportsTheSweep(t *testing.T) {
+	r := redistest.New(t)
+	f := fleettest.Start(t, fleettest.Options{RedisURL: r.URL, Queue: r.Queue(t), MerchantCode: "SWEEPFLEET",
+		Env: map[string]string{"WINDOW_SWEEP_INTERVAL": "200ms"}})
+	client := asynq.NewClient(r.Opt)
+	defer client.Close()
+	initiated := time.Now().Add(-3 * time.Hour)
+	id := tasks.TaskID("SWEPT1", initiated)
+	payload := `{"order_ref":"SWEPT1","refund_initiated_at":"` + initiated.UTC().Format(time.RFC3339Nano) + `"}`
+	if _, err := client.Enqueue(asynq.NewTask(tasks.TypeCancelRefund, []byte(payload)), asynq.TaskID(id), asynq.Queue(f.Queue), asynq.ProcessIn(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	info := testutil.WaitTask(t, f.Insp, f.Queue, id, 30*time.Second, archived)
+	if !strings.HasPrefix(info.LastErr, "window closed at") {
+		t.Fatalf("last error %q", info.LastErr)
+	}
+	testutil.Eventually(t, 20*time.Second, "every replica reporting a sweep of the last 5s", func() bool {
+		ops := f.Ops()
+		if len(ops) != 3 {
+			return false
+		}
+		for _, base := range ops {
+			v, ok := testutil.MetricValue(t, testutil.Metrics(t, base), "refundd_window_sweep_timestamp_seconds")
+			if !ok || time.Since(time.UnixMilli(int64(v*1000))) > 5*time.Second {
+				return false
+			}
+		}
+		return true
+	})
 }
