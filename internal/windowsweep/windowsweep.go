@@ -26,11 +26,12 @@
 // does. Tasks of other types and tasks being processed are left alone.
 //
 // Replicas share the work through Redis (see Tick): one replica sweeps, at
-// its own interval, and another takes over when it stops; the others read
-// the backlog it published, so every replica's metrics show the queue's
-// figure for the cost of one sweep per interval, not one per replica. A
-// sweep reads the queue a page at a time and keeps only the IDs of the
-// tasks it will act on. The fleet's keys for a queue are
+// its own interval, and another takes over when it stops, stalls or runs a
+// longer interval than the taker's; the others read the backlog it
+// published, so every replica's metrics show the queue's figure for the
+// cost of one sweep per interval, not one per replica. A sweep reads the
+// queue a page at a time and keeps only the IDs of the tasks it will act
+// on. The fleet's keys for a queue are
 // refundd:windowsweep:{<queue>}:lease (a hash: the sweeping replica, and
 // the Redis time of its last sign of life) and
 // refundd:windowsweep:{<queue>}:backlog (the last sweep's Backlog and end
@@ -62,8 +63,9 @@ type Config struct {
 	Queue string
 	// Policy gives the cut-off; use the handler's. Zero fields take defaults.
 	Policy worker.Policy
-	// Interval between sweeps, for the whole fleet: Run sweeps when no
-	// replica sweeping the same Queue has in the last nine tenths of it.
+	// Interval between this replica's ticks (see Tick): the sweeping
+	// replica sweeps at every tick, and this one takes over when the
+	// sweeper has shown no sign of life for nine tenths of this Interval.
 	// Default 20s, so a task past its cut-off is archived within a minute of
 	// it (an interval, plus the handler's run). Give every replica the same.
 	Interval time.Duration
@@ -203,6 +205,7 @@ func (s *Sweeper) Run(ctx context.Context) {
 		}
 		select {
 		case <-ctx.Done():
+			s.release(ctx) // a rolling restart hands the sweep over at once
 			return
 		case <-t.C:
 		}
@@ -214,11 +217,18 @@ func (s *Sweeper) Run(ctx context.Context) {
 // been sweeping in the last ARGV[2] ms (by Redis's clock, so replicas'
 // clocks need not agree); else 0. The lease is a hash: owner, and at (the
 // Redis time of its last sign of life), kept ARGV[3] ms.
+//
+// A last sign of life in Redis's future (its clock went back, as after a
+// failover to a primary whose clock lags) counts as stale, so the fleet
+// never waits on it. redis.replicate_commands lets Redis 4 write after
+// TIME (Redis 5 and later do anyway).
 var claimScript = redis.NewScript(`
+redis.replicate_commands()
 local t = redis.call("TIME")
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local lease = redis.call("HMGET", KEYS[1], "owner", "at")
-if lease[1] == ARGV[1] or not lease[2] or now - tonumber(lease[2]) >= tonumber(ARGV[2]) then
+local at = tonumber(lease[2])
+if lease[1] == ARGV[1] or not at or now < at or now - at >= tonumber(ARGV[2]) then
 	redis.call("HSET", KEYS[1], "owner", ARGV[1], "at", now)
 	redis.call("PEXPIRE", KEYS[1], ARGV[3])
 	return 1
@@ -231,6 +241,16 @@ if redis.call("HGET", KEYS[1], "owner") == ARGV[1] then
 	return redis.call("DEL", KEYS[1])
 end
 return 0`)
+
+// release gives the lease up if this replica holds it: the next replica to
+// tick sweeps. It has a context of its own, as ctx may be what ended.
+func (s *Sweeper) release(ctx context.Context) {
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
+	defer cancel()
+	if err := releaseScript.Run(rctx, s.rdb, []string{s.leaseKey}, s.owner).Err(); err != nil {
+		s.log.Warn("could not give the window sweep's lease up; another replica takes over when it is stale", zap.Error(err))
+	}
+}
 
 // claim takes, or renews, the fleet's sweep for this replica.
 func (s *Sweeper) claim(ctx context.Context) (bool, error) {
@@ -248,8 +268,8 @@ func (s *Sweeper) claim(ctx context.Context) (bool, error) {
 //
 // The lease is not a lock: sweeps may overlap at a hand-over, which is
 // safe (each act re-reads its task first), only wasted. A sweep renews the
-// lease at every page, and a failed one gives it up, so the next replica to
-// tick sweeps.
+// lease at every page, every 100 acts and at its end; a failed one, and Run
+// when its context ends, give it up, so the next replica to tick sweeps.
 func (s *Sweeper) Tick(ctx context.Context) (Report, error) {
 	mine, err := s.claim(ctx)
 	if err != nil {
@@ -258,15 +278,13 @@ func (s *Sweeper) Tick(ctx context.Context) (Report, error) {
 	if !mine {
 		return s.published(ctx)
 	}
-	r, err := s.sweep(ctx, func() { _, _ = s.claim(ctx) })
+	alive := func() { _, _ = s.claim(ctx) } // a failed renewal: at worst another replica sweeps too
+	r, err := s.sweep(ctx, alive)
 	if err != nil {
-		// The context may be what ended the sweep (a shutdown): a
-		// context of its own.
-		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
-		_ = releaseScript.Run(rctx, s.rdb, []string{s.leaseKey}, s.owner).Err()
-		cancel()
+		s.release(ctx)
 		return r, err
 	}
+	alive()
 	b, _ := json.Marshal(published{Backlog: r.Backlog, SweptAt: r.SweptAt}) // numbers and times: cannot fail
 	if err := s.rdb.Set(ctx, s.backlogKey, b, 24*time.Hour).Err(); err != nil {
 		s.log.Warn("could not publish the backlog to the other replicas", zap.Error(err))
@@ -316,8 +334,9 @@ func newOwner() string {
 // again just before its act, and left alone if it no longer calls for it.
 func (s *Sweeper) Sweep(ctx context.Context) (Report, error) { return s.sweep(ctx, func() {}) }
 
-// sweep is Sweep, calling onPage after each page it reads.
-func (s *Sweeper) sweep(ctx context.Context, onPage func()) (Report, error) {
+// sweep is Sweep, calling alive after each page it reads and every 100
+// acts.
+func (s *Sweeper) sweep(ctx context.Context, alive func()) (Report, error) {
 	var r Report
 	lists := []struct {
 		state string
@@ -332,7 +351,7 @@ func (s *Sweeper) sweep(ctx context.Context, onPage func()) (Report, error) {
 	for _, l := range lists {
 		var acts []string // the IDs of the tasks to act on, not the pages
 		err := s.eachPage(ctx, l.list, func(infos []*asynq.TaskInfo) {
-			onPage()
+			alive()
 			now := s.cfg.Now()
 			for _, info := range infos {
 				if info.State != asynq.TaskStateArchived && info.Type == tasks.TypeCancelRefund {
@@ -348,9 +367,12 @@ func (s *Sweeper) sweep(ctx context.Context, onPage func()) (Report, error) {
 		if err != nil {
 			return r, fmt.Errorf("list %s tasks: %w", l.state, err)
 		}
-		for _, id := range acts {
+		for i, id := range acts {
 			if ctx.Err() != nil {
 				return r, ctx.Err()
+			}
+			if i > 0 && i%100 == 0 {
+				alive()
 			}
 			info, err := s.insp.GetTaskInfo(s.cfg.Queue, id)
 			if err != nil {

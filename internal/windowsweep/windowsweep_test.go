@@ -4,10 +4,12 @@ import (
 	"context"
 	"errors"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
 	"go.uber.org/zap/zaptest"
 
 	"github.com/refundd/refund-canceller/internal/fleettest"
@@ -390,21 +392,112 @@ func TestFailedSweepGivesUpTheLease(t *testing.T) {
 	}
 }
 
-// A replica whose peer holds the lease but has published nothing (the
-// fleet's first sweep is under way) reports nothing, with ErrNotPublished,
-// and sweeps nothing.
-func TestTickBeforeAnyBacklogIsPublished(t *testing.T) {
-	f := newFleetQueue(t)
-	f.enqueue(t, "S1", -time.Minute)
+// setLease writes the lease as a replica named owner would, its last sign
+// of life d from Redis's now.
+func (f *fleetQueue) setLease(t *testing.T, owner string, d time.Duration) {
+	t.Helper()
 	rc := f.r.Client()
 	defer rc.Close()
 	now, err := rc.Time(context.Background()).Result()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := rc.HSet(context.Background(), f.lease(), "owner", "another replica", "at", now.UnixMilli()).Err(); err != nil {
+	if err := rc.HSet(context.Background(), f.lease(), "owner", owner, "at", now.Add(d).UnixMilli()).Err(); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// A lease whose last sign of life lies in Redis's future (its clock went
+// back, as after a failover to a primary whose clock lags) does not hold
+// the fleet: the next replica to tick sweeps.
+func TestLeaseFromTheFutureIsStale(t *testing.T) {
+	f := newFleetQueue(t)
+	f.enqueue(t, "S1", -time.Minute)
+	f.setLease(t, "a replica gone", 10*time.Minute)
+	r, err := f.sweeper(t, time.Hour, 0).Tick(context.Background())
+	if err != nil || r.Shared || r.Run != 1 {
+		t.Fatalf("%+v, %v: want a sweep", r, err)
+	}
+}
+
+// leaseCalls is a Redis connection whose clients count the scripts run on
+// the lease key.
+type leaseCalls struct {
+	asynq.RedisClientOpt
+	key string
+	n   atomic.Int64
+}
+
+func (o *leaseCalls) MakeRedisClient() any {
+	c := o.RedisClientOpt.MakeRedisClient().(*redis.Client)
+	c.AddHook(o)
+	return c
+}
+func (o *leaseCalls) DialHook(next redis.DialHook) redis.DialHook { return next }
+func (o *leaseCalls) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		if a := cmd.Args(); len(a) > 3 && (a[0] == "evalsha" || a[0] == "eval") && a[3] == o.key {
+			o.n.Add(1)
+		}
+		return next(ctx, cmd)
+	}
+}
+func (o *leaseCalls) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return next
+}
+
+// A sweep renews the lease at every page it reads (and at its end), so a
+// long sweep never looks dead to the other replicas: with pages of one
+// task, a sweep of four pending tasks reads nine pages (the four, an empty
+// fifth, and one empty page of each other state) and renews at each.
+func TestSweepRenewsTheLeaseAsItGoes(t *testing.T) {
+	f := newFleetQueue(t)
+	for _, ref := range []string{"P2", "P3", "P4"} {
+		f.enqueue(t, ref, time.Hour)
+	}
+	opt, ok := f.r.Opt.(asynq.RedisClientOpt)
+	if !ok {
+		t.Fatalf("Redis %T: not a plain client", f.r.Opt)
+	}
+	calls := &leaseCalls{RedisClientOpt: opt, key: f.lease()}
+	sw, err := windowsweep.New(windowsweep.Config{Redis: calls, Queue: f.q, Interval: time.Hour, PageSize: 1, Now: func() time.Time { return f.now }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sw.Close()
+	if _, err := sw.Tick(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if n := calls.n.Load(); n < 1+9+1 {
+		t.Fatalf("%d lease scripts, want one to take it, one a page (9) and one at the end", n)
+	}
+}
+
+// Run gives the lease up when its context ends (a rolling restart), so the
+// next replica to tick sweeps at once rather than after 0.9 of its interval.
+func TestRunGivesTheLeaseUpWhenItEnds(t *testing.T) {
+	f := newFleetQueue(t)
+	rc := f.r.Client()
+	defer rc.Close()
+	sw := f.sweeper(t, time.Hour, 0)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); sw.Run(ctx) }()
+	testutil.Eventually(t, 10*time.Second, "the lease taken", func() bool { return rc.Exists(context.Background(), f.lease()).Val() == 1 })
+	cancel()
+	<-done
+	if n := rc.Exists(context.Background(), f.lease()).Val(); n != 0 {
+		t.Fatal("the lease outlived Run")
+	}
+}
+
+// A replica whose peer holds the lease but has published nothing (the
+// fleet's first sweep is under way) reports nothing, with ErrNotPublished,
+// and sweeps nothing.
+func TestTickBeforeAnyBacklogIsPublished(t *testing.T) {
+	f := newFleetQueue(t)
+	f.enqueue(t, "S1", -time.Minute)
+	f.setLease(t, "another replica", 0)
 	r, err := f.sweeper(t, time.Hour, 0).Tick(context.Background())
 	if !errors.Is(err, windowsweep.ErrNotPublished) || !r.Shared || r.Backlog.Tasks != 0 {
 		t.Fatalf("%+v, %v; want ErrNotPublished", r, err)
