@@ -564,3 +564,52 @@ func TestFleetReportsTheSweep(t *testing.T) {
 		return true
 	})
 }
+
+// A task that changes between the listing and the act is read again and
+// judged as it is now: here a pending task whose asynq deadline expired is
+// listed, and before its act another sweeper replaces it and an operator
+// archives the copy. The sweep leaves the archived copy alone; acting on
+// what it listed would delete it and enqueue the task once more.
+func TestActOnTheTaskAsItIsNow(t *testing.T) {
+	r := redistest.New(t)
+	q := r.Queue(t)
+	client := asynq.NewClient(r.Opt)
+	defer client.Close()
+	insp := asynq.NewInspector(r.Opt)
+	defer insp.Close()
+	now := time.Now()
+	initiated := now.Add(-10 * time.Minute)
+	payload := []byte(`{"order_ref":"D1","refund_initiated_at":"` + initiated.UTC().Format(time.RFC3339) + `"}`)
+	if _, err := client.Enqueue(asynq.NewTask(tasks.TypeCancelRefund, payload), asynq.TaskID("D1"), asynq.Queue(q), asynq.Deadline(now.Add(-time.Second))); err != nil {
+		t.Fatal(err)
+	}
+	calls := 0
+	sw, err := windowsweep.New(windowsweep.Config{Redis: r.Opt, Queue: q, Now: func() time.Time {
+		// The clock is read for the active page, the pending page, then
+		// for D1 as listed: the change comes after that, before the act.
+		if calls++; calls == 3 {
+			if err := errors.Join(insp.DeleteTask(q, "D1"), func() error {
+				_, err := client.Enqueue(asynq.NewTask(tasks.TypeCancelRefund, payload), asynq.TaskID("D1"), asynq.Queue(q))
+				return err
+			}(), insp.ArchiveTask(q, "D1")); err != nil {
+				t.Error(err)
+			}
+		}
+		return now
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sw.Close()
+	rep, err := sw.Sweep(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := insp.GetTaskInfo(q, "D1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Replaced != 0 || info.State != asynq.TaskStateArchived || !info.Deadline.IsZero() {
+		t.Fatalf("replaced %d; D1 %v with deadline %v: want the archived copy left alone", rep.Replaced, info.State, info.Deadline)
+	}
+}
