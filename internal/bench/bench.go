@@ -222,6 +222,7 @@ func (b *bench) close() {
 			_, _ = b.insp.DeleteAllCompletedTasks(q)
 			_ = b.insp.DeleteQueue(q, true)
 			b.deleteKeys("asynq:{" + q + "}:*")
+			b.deleteKeys("refundd:*{" + q + "}*") // refundd's own for it: the window sweep's backlog
 		}
 		_ = b.insp.Close()
 	}

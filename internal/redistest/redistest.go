@@ -17,6 +17,7 @@ import (
 	"os"
 	"os/exec"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -172,8 +173,10 @@ func (r *Redis) Client() *redis.Client {
 	return redis.NewClient(opt)
 }
 
-// Queue answers a queue name unique to this test and deletes that queue,
-// with all its tasks, when the test ends, and refundd's own keys for it
+// Queue answers a queue name unique to this test and, when the test ends,
+// deletes that queue and those named after it (q-notifications, the
+// webhook deliveries'), with all their tasks, and every key left for them:
+// asynq's (statistics, and task keys DeleteQueue leaves) and refundd's own
 // (refundd:…{<queue>}…: the window sweep's lease, deadline-first's turns).
 func (r *Redis) Queue(t testing.TB) string {
 	t.Helper()
@@ -183,12 +186,19 @@ func (r *Redis) Queue(t testing.TB) string {
 	t.Cleanup(func() {
 		insp := asynq.NewInspector(r.Opt)
 		defer insp.Close()
-		_ = insp.DeleteQueue(q, true)
+		queues, _ := insp.Queues()
+		for _, name := range queues {
+			if strings.HasPrefix(name, q) {
+				_ = insp.DeleteQueue(name, true)
+			}
+		}
 		c := r.Client()
 		defer c.Close()
 		ctx := context.Background()
-		for it := c.Scan(ctx, 0, "refundd:*{"+q+"}*", 100).Iterator(); it.Next(ctx); {
-			_ = c.Del(ctx, it.Val()).Err()
+		for _, match := range []string{"asynq:{" + q + "*}:*", "refundd:*{" + q + "*}*"} {
+			for it := c.Scan(ctx, 0, match, 100).Iterator(); it.Next(ctx); {
+				_ = c.Del(ctx, it.Val()).Err()
+			}
 		}
 	})
 	return q
