@@ -266,8 +266,9 @@ func (s *Sweeper) claim(ctx context.Context) (bool, error) {
 // answers the backlog the last sweep published (Report.Shared), with no
 // sweep.
 //
-// The lease is not a lock: sweeps may overlap at a hand-over, which is
-// safe (each act re-reads its task first), only wasted. A sweep renews the
+// The lease is not a lock: sweeps may overlap at a hand-over, which costs
+// work and little else, as each act re-reads its task first (the race
+// left is replace's: see there). A sweep renews the
 // lease at every page, every 100 acts and at its end; a failed one, and Run
 // when its context ends, give it up, so the next replica to tick sweeps.
 func (s *Sweeper) Tick(ctx context.Context) (Report, error) {
@@ -471,7 +472,10 @@ func (s *Sweeper) decide(info *asynq.TaskInfo) action {
 // queue, retention, MaxRetry and timeout, the record of earlier attempts in
 // the worker.PriorHeader header. The delete comes first (task IDs are
 // unique); if the enqueue then fails, the task's payload is logged so
-// nothing is lost silently.
+// nothing is lost silently. The caller's read of the task and the delete
+// are two commands: two overlapping sweeps replacing one task in between
+// leave the second's copy, which may run the task once more (2Checkout
+// then answers "not cancellable" and getOrder settles it).
 func (s *Sweeper) replace(info *asynq.TaskInfo) error {
 	headers := make(map[string]string, len(info.Headers)+1)
 	for k, v := range info.Headers {
