@@ -227,7 +227,7 @@ var Vars = []Var{
 			c.UnknownAttempts = n
 			return nil
 		}},
-	{Name: "WINDOW_SWEEP_INTERVAL", Default: "20s", Help: "how often the fleet sweeps the queue (one replica per interval; give all the same) for tasks asynq keeps from the window rule (expired asynq.Deadline, past the cut-off, archived by the retry counter)",
+	{Name: "WINDOW_SWEEP_INTERVAL", Default: "20s", Help: "how often the queue is swept for tasks asynq keeps from the window rule (expired asynq.Deadline, past the cut-off, archived by the retry counter); one replica sweeps for the fleet, another takes over after 0.9 of its own interval without a sign of life (give all the same)",
 		set: durationVar(func(c *Config) *time.Duration { return &c.SweepInterval })},
 	{Name: "OPS_ADDR", Default: "127.0.0.1:8080", Help: "ops HTTP server: /healthz /readyz /metrics /monitoring/ /v1/",
 		set: func(c *Config, v string) error {

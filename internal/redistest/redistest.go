@@ -5,7 +5,8 @@
 // fails when there is none.
 //
 // Tests never flush a database: each takes its own queue name (Queue) and
-// deletes only that queue, and refundd's keys for it, when it ends.
+// deletes only that queue, the queues named after it, and every key left
+// for them, when it ends.
 package redistest
 
 import (
