@@ -241,9 +241,9 @@ func TestSweepReportsBacklogUrgency(t *testing.T) {
 	}
 }
 
-// fleetQueue is a queue with a cancellation pending (cut-off in 2 minutes)
-// and one scheduled an hour ahead whose cut-off has passed, as the sweeper
-// at now sees them; more adds scheduled ones past their cut-off.
+// fleetQueue is a queue of the test's own that starts with one
+// cancellation, P, pending with its cut-off 2 minutes ahead of now (the
+// sweepers' clock); enqueue adds more.
 type fleetQueue struct {
 	r      *redistest.Redis
 	q      string
@@ -296,7 +296,7 @@ func (f *fleetQueue) state(t *testing.T, id string) asynq.TaskState {
 }
 
 // lease is the fleet's sweep lease for the queue (a hash: owner, at).
-func (f *fleetQueue) lease() string { return "refundd:windowsweep:{" + f.q + "}:lease" }
+func (f *fleetQueue) lease() string { return windowsweep.Keys(f.q)[0] }
 
 // backdate makes the lease's last sign of life d older, as if its holder
 // had been silent that long.
