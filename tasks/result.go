@@ -4,10 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strconv"
 	"time"
-
-	"github.com/refundd/refund-canceller/internal/plainjson"
 )
 
 // Outcomes of a cancellation. The first two complete the task (the refund
@@ -32,6 +29,15 @@ const (
 	// answer and nothing 2Checkout answers can tell whether the refund was
 	// cancelled: an operator must check the order.
 	OutcomeUnknown = "unknown"
+	// OutcomeDuplicate: another task owns this refund (the first to claim
+	// it); this one ended without asking 2Checkout anything. Reason names
+	// the owner.
+	OutcomeDuplicate = "duplicate"
+	// OutcomeSending is not final: a cancelRefund is being sent. A record
+	// left in this state by a delivery that ended mid-call (a crash, a
+	// shutdown, a timeout) tells the next delivery that the request may
+	// have reached 2Checkout.
+	OutcomeSending = "sending"
 	// OutcomeRetry is not final: the attempt failed and a retry is scheduled.
 	OutcomeRetry = "retry"
 	// OutcomeHeld is not final: nothing was sent; under a backlog the task
@@ -40,24 +46,33 @@ const (
 	OutcomeHeld = "held"
 )
 
-// IsFinal reports whether outcome ends the task (any outcome but retry and held).
+// IsFinal reports whether outcome ends the task (any outcome but sending,
+// retry and held).
 func IsFinal(outcome string) bool {
-	return outcome != "" && outcome != OutcomeRetry && outcome != OutcomeHeld
+	return outcome != "" && outcome != OutcomeRetry && outcome != OutcomeHeld && outcome != OutcomeSending
 }
 
 // FinalOutcomes lists every final outcome, completed ones first.
 var FinalOutcomes = []string{OutcomeCancelled, OutcomeAlreadyCancelled, OutcomeRefused, OutcomeWindowClosed,
-	OutcomeInvalid, OutcomeSuperseded, OutcomeUnknown}
+	OutcomeInvalid, OutcomeSuperseded, OutcomeUnknown, OutcomeDuplicate}
 
-// Result is the record a cancellation task keeps as its asynq result: on
-// every final state (completed or archived: asynq keeps an archived task's
-// result too), and, while it retries, what its attempts learned so far.
-// It is what GET /v1/cancellations/…, refundctl status, the dashboard and
-// completion webhooks show. Decode it with DecodeResult.
+// Result is the record of a refund's cancellation, written by the worker
+// alone (internal/records keeps it in Redis; the task's asynq result shows
+// a copy): on every final state, and, while the task retries, what its
+// attempts learned so far. It is what GET /v1/cancellations/…, refundctl
+// status, the dashboard and completion webhooks show. Decode it with
+// DecodeResult.
 type Result struct {
 	// Outcome is one of the Outcome constants.
-	Outcome  string `json:"outcome"`
-	OrderRef string `json:"order_ref"`
+	Outcome string `json:"outcome"`
+	// TaskID is the task that owns the refund (for a duplicate: the
+	// duplicate's own ID; Reason names the owner).
+	TaskID            string    `json:"task_id,omitempty"`
+	OrderRef          string    `json:"order_ref"`
+	RefundInitiatedAt time.Time `json:"refund_initiated_at,omitzero"`
+	// Run numbers the refund's runs: 1, and one more for each time an
+	// operator asked to try again (refundctl rerun).
+	Run int `json:"run,omitempty"`
 	// Reason says in words why an archived task ended (its last error too).
 	Reason string `json:"reason,omitempty"`
 	// VendorCode and VendorError are 2Checkout's error code and name from
@@ -68,8 +83,11 @@ type Result struct {
 	// RefundID is 2Checkout's refund ID (outcomes cancelled and
 	// already_cancelled, when 2Checkout gave one).
 	RefundID string `json:"refund_id"`
-	// Attempts is how many times the handler ran for this task.
+	// Attempts counts the runs that sent a request about the refund.
 	Attempts int `json:"attempts"`
+	// Sent counts the cancelRefund requests sent for the refund (any of
+	// which may have reached 2Checkout).
+	Sent int `json:"sent,omitempty"`
 	// Confirmed: the outcome was confirmed with getOrder.
 	Confirmed      bool      `json:"confirmed,omitempty"`
 	FinishedAt     time.Time `json:"finished_at,omitzero"`
@@ -79,10 +97,6 @@ type Result struct {
 	MaybeApplied string `json:"maybe_applied,omitempty"`
 	// UnknownErrors counts answers no class was known for.
 	UnknownErrors int `json:"unknown_errors,omitempty"`
-	// Retried is asynq's retry count when this record was written: an
-	// attempt that finds a higher count than Retried+1 knows an attempt in
-	// between ended without a record (a crash or a timeout mid-call).
-	Retried int `json:"retried"`
 	// NextAttemptAt is when the retry is due (outcome retry).
 	NextAttemptAt time.Time `json:"next_attempt_at,omitzero"`
 }
@@ -98,68 +112,19 @@ func (r *Result) Cancelled() bool {
 // ErrNoResult: a task has no result record (it has not run yet).
 var ErrNoResult = errors.New("no result record")
 
-// EncodeResult writes r exactly as json.Marshal(r) does, but without
-// reflection (the handler writes one record per attempt); a record
-// json.Marshal would refuse (a time outside years 0–9999) goes through
-// json.Marshal and gets its error. FuzzEncodeResult holds the two to the
-// same bytes.
-func EncodeResult(r *Result) ([]byte, error) {
-	if r == nil {
-		return []byte("null"), nil
-	}
-	b := make([]byte, 0, 256)
-	b = append(b, `{"outcome":`...)
-	b = plainjson.AppendString(b, r.Outcome)
-	b = append(b, `,"order_ref":`...)
-	b = plainjson.AppendString(b, r.OrderRef)
-	if r.Reason != "" {
-		b = append(b, `,"reason":`...)
-		b = plainjson.AppendString(b, r.Reason)
-	}
-	if r.VendorCode != 0 {
-		b = append(b, `,"vendor_code":`...)
-		b = strconv.AppendInt(b, int64(r.VendorCode), 10)
-	}
-	if r.VendorError != "" {
-		b = append(b, `,"vendor_error":`...)
-		b = plainjson.AppendString(b, r.VendorError)
-	}
-	b = append(b, `,"refund_id":`...)
-	b = plainjson.AppendString(b, r.RefundID)
-	b = append(b, `,"attempts":`...)
-	b = strconv.AppendInt(b, int64(r.Attempts), 10)
-	if r.Confirmed {
-		b = append(b, `,"confirmed":true`...)
-	}
-	b, finishedOK := appendTime(b, `,"finished_at":`, r.FinishedAt)
-	b, closesOK := appendTime(b, `,"window_closes_at":`, r.WindowClosesAt)
-	if r.MaybeApplied != "" {
-		b = append(b, `,"maybe_applied":`...)
-		b = plainjson.AppendString(b, r.MaybeApplied)
-	}
-	if r.UnknownErrors != 0 {
-		b = append(b, `,"unknown_errors":`...)
-		b = strconv.AppendInt(b, int64(r.UnknownErrors), 10)
-	}
-	b = append(b, `,"retried":`...)
-	b = strconv.AppendInt(b, int64(r.Retried), 10)
-	b, nextOK := appendTime(b, `,"next_attempt_at":`, r.NextAttemptAt)
-	if !finishedOK || !closesOK || !nextOK {
-		return json.Marshal(r) // for its error
-	}
-	return append(b, '}'), nil
+// Refund answers the refund r is the record of (its order and initiation).
+func (r *Result) Refund() CancelRefund {
+	return CancelRefund{OrderRef: r.OrderRef, RefundInitiatedAt: r.RefundInitiatedAt}
 }
 
-// appendTime appends key and t as an omitzero field; false if t has no
-// JSON form.
-func appendTime(b []byte, key string, t time.Time) ([]byte, bool) {
-	if t.IsZero() {
-		return b, true
-	}
-	b = append(b, key...)
-	b = append(b, '"')
-	b, err := t.AppendText(b)
-	return append(b, '"'), err == nil
+// NextRun answers the record a new run of r's refund starts from (an
+// operator's "try again" after r, a final record): the attempts made and
+// what may have reached 2Checkout stand, so the new run's first attempt
+// checks the order before it cancels if any earlier one may have applied.
+func (r *Result) NextRun() *Result {
+	next := &Result{Outcome: OutcomeRetry, TaskID: r.TaskID, OrderRef: r.OrderRef, RefundInitiatedAt: r.RefundInitiatedAt,
+		Run: r.Run + 1, Attempts: r.Attempts, MaybeApplied: r.MaybeApplied, Sent: r.Sent, WindowClosesAt: r.WindowClosesAt}
+	return next
 }
 
 // DecodeResult reads a task's result record: the one decoder used by the

@@ -408,7 +408,8 @@ func syntaxError(err error) error {
 // NewTask validates p against now and builds its task: type
 // TypeCancelRefund, ID p.TaskID(), queue DefaultQueue, timeout
 // DefaultTimeout, retention DefaultRetention, max retry DefaultMaxRetry. opts
-// come last and override these.
+// override all of these but the ID: one refund, one task ID (the worker
+// ends any other task for the same refund as a duplicate anyway).
 func NewTask(p CancelRefund, now time.Time, opts ...asynq.Option) (*asynq.Task, error) {
 	if err := p.Validate(now); err != nil {
 		return nil, err
@@ -419,11 +420,11 @@ func NewTask(p CancelRefund, now time.Time, opts ...asynq.Option) (*asynq.Task, 
 		return nil, fmt.Errorf("encode payload: %w", err)
 	}
 	all := append([]asynq.Option{
-		asynq.TaskID(p.TaskID()),
 		asynq.Queue(DefaultQueue),
 		asynq.Timeout(DefaultTimeout),
 		asynq.Retention(DefaultRetention),
 		asynq.MaxRetry(DefaultMaxRetry),
 	}, opts...)
+	all = append(all, asynq.TaskID(p.TaskID()))
 	return asynq.NewTask(TypeCancelRefund, b, all...), nil
 }

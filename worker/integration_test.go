@@ -109,7 +109,7 @@ func TestPipeline(t *testing.T) {
 			t.Fatal(err)
 		}
 		info := s.waitFinished(t, tasks.TaskID("P-FLAKY", initiated))
-		var res worker.Result
+		var res tasks.Result
 		if err := json.Unmarshal(info.Result, &res); err != nil || info.State != asynq.TaskStateCompleted {
 			t.Fatalf("%v %s %v", info.State, info.Result, err)
 		}

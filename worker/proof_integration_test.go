@@ -36,9 +36,9 @@ func (s *stack) enqueue(t *testing.T, ref string, initiated time.Time) string {
 	return tasks.TaskID(ref, initiated)
 }
 
-func result(t *testing.T, info *asynq.TaskInfo) worker.Result {
+func result(t *testing.T, info *asynq.TaskInfo) tasks.Result {
 	t.Helper()
-	var r worker.Result
+	var r tasks.Result
 	if err := json.Unmarshal(info.Result, &r); err != nil {
 		t.Fatalf("result %q: %v", info.Result, err)
 	}
@@ -65,7 +65,7 @@ func TestRetryAfterHonouredAndBounded(t *testing.T) {
 			_ = s.sb.Seed(rpctest.Refund{OrderRef: "RA1", InitiatedAt: initiated})
 			_ = s.sb.SetFaults(rpctest.FaultRule{Method: "cancelRefund", Kind: "status", Status: 429, RetryAfter: tc.retryAfter, FirstN: 1})
 			info := s.waitFinished(t, s.enqueue(t, "RA1", initiated))
-			if info.State != asynq.TaskStateCompleted || result(t, info).Outcome != worker.OutcomeCancelled {
+			if info.State != asynq.TaskStateCompleted || result(t, info).Outcome != tasks.OutcomeCancelled {
 				t.Fatalf("%v %q %s", info.State, info.LastErr, info.Result)
 			}
 			calls := s.cancelCalls()
@@ -94,7 +94,7 @@ func TestUnknownCodesRetriedThenArchived(t *testing.T) {
 	if info.State != asynq.TaskStateArchived || !strings.HasPrefix(info.LastErr, want) || !strings.Contains(info.LastErr, "check order UK1") || info.Retried != 2 {
 		t.Fatalf("%v retried %d %q", info.State, info.Retried, info.LastErr)
 	}
-	if res := result(t, info); res.Outcome != worker.OutcomeUnknown {
+	if res := result(t, info); res.Outcome != tasks.OutcomeUnknown {
 		t.Fatalf("outcome %s", res.Outcome)
 	}
 	if n := len(s.cancelCalls()); n != 3 {
@@ -124,12 +124,12 @@ func TestAmbiguousLastAttempt(t *testing.T) {
 			}
 			res := result(t, info)
 			if !docOnly {
-				if info.State != asynq.TaskStateCompleted || res.Outcome != worker.OutcomeAlreadyCancelled || !res.Confirmed || res.RefundID != "R-AM1" {
+				if info.State != asynq.TaskStateCompleted || res.Outcome != tasks.OutcomeAlreadyCancelled || !res.Confirmed || res.RefundID != "R-AM1" {
 					t.Fatalf("%v %q %+v", info.State, info.LastErr, res)
 				}
 				return
 			}
-			if info.State != asynq.TaskStateArchived || res.Outcome != worker.OutcomeUnknown || !strings.HasPrefix(info.LastErr, "outcome unknown: ") ||
+			if info.State != asynq.TaskStateArchived || res.Outcome != tasks.OutcomeUnknown || !strings.HasPrefix(info.LastErr, "outcome unknown: ") ||
 				!strings.Contains(info.LastErr, "check order AM1") || strings.Contains(info.LastErr, "refused") {
 				t.Fatalf("%v %q %+v", info.State, info.LastErr, res)
 			}

@@ -96,7 +96,7 @@ func TestSIGKILLMidCallTaskFinishesAfterRedelivery(t *testing.T) {
 		info, _ = f.enq.Status("K1", initiated)
 		return info != nil && (info.State == asynq.TaskStateCompleted || info.State == asynq.TaskStateArchived)
 	})
-	var res worker.Result
+	var res tasks.Result
 	if err := json.Unmarshal(info.Result, &res); err != nil || info.State != asynq.TaskStateCompleted {
 		t.Fatalf("%v %q %s\nchild output:\n%s", info.State, info.LastErr, info.Result, childOut.String())
 	}

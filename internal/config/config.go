@@ -55,7 +55,10 @@ type Config struct {
 	RetryAfterMax   time.Duration // 0: RetryMaxDelay
 	UnknownAttempts int
 	SweepInterval   time.Duration
-	OpsAddr         string
+	// OutcomeRetention is how long a refund's record is kept after its
+	// last write (internal/records).
+	OutcomeRetention time.Duration
+	OpsAddr          string
 	// OpsAllowedHosts are host names the ops server answers besides
 	// localhost and IP addresses.
 	OpsAllowedHosts []string
@@ -229,6 +232,8 @@ var Vars = []Var{
 		}},
 	{Name: "WINDOW_SWEEP_INTERVAL", Default: "20s", Help: "how often the queue is swept for tasks asynq keeps from the window rule (expired asynq.Deadline, past the cut-off, archived by the retry counter); one replica sweeps for the fleet, another takes over after 0.9 of its own interval without a sign of life (give all the same)",
 		set: durationVar(func(c *Config) *time.Duration { return &c.SweepInterval })},
+	{Name: "OUTCOME_RETENTION", Default: "720h", Help: "how long each refund's record (its outcome, and what its attempts learned) is kept in Redis after its last write, whatever asynq keeps of its task; the API, refundctl status and the order lookup read it",
+		set: durationVar(func(c *Config) *time.Duration { return &c.OutcomeRetention })},
 	{Name: "OPS_ADDR", Default: "127.0.0.1:8080", Help: "ops HTTP server: /healthz /readyz /metrics /monitoring/ /v1/",
 		set: func(c *Config, v string) error {
 			if _, _, err := net.SplitHostPort(v); err != nil {

@@ -20,6 +20,7 @@ import (
 	"github.com/refundd/refund-canceller/internal/logging"
 	"github.com/refundd/refund-canceller/internal/metrics"
 	"github.com/refundd/refund-canceller/internal/ops"
+	"github.com/refundd/refund-canceller/internal/records"
 	"github.com/refundd/refund-canceller/internal/redisconn"
 	"github.com/refundd/refund-canceller/internal/vendorbudget"
 	"github.com/refundd/refund-canceller/internal/webhook"
@@ -112,16 +113,17 @@ func New(opts Options) (_ *Daemon, err error) {
 		}
 		notifier, notifyServer = n, deliverer.NewServer(cfg.Redis, webhook.QueueFor(cfg.Queue), 0)
 	}
+	recs := records.New(rc, cfg.Queue, cfg.OutcomeRetention)
 	var turns *deadlinefirst.Dispatcher
 	var hturns worker.Turns
 	if n := cfg.Turns(); n > 0 {
-		turns, err = deadlinefirst.New(deadlinefirst.Config{Redis: rc, Runner: insp, Queue: cfg.Queue, Slots: n, Logger: log.Named("deadlinefirst")})
+		turns, err = deadlinefirst.New(deadlinefirst.Config{Redis: rc, Runner: insp, Records: recs, Queue: cfg.Queue, Slots: n, Logger: log.Named("deadlinefirst")})
 		if err != nil {
 			return nil, err
 		}
 		hturns = turns
 	}
-	h, err := worker.NewHandler(worker.HandlerConfig{API: api, Policy: policy, UnknownErrorAttempts: cfg.UnknownAttempts, Tasks: insp,
+	h, err := worker.NewHandler(worker.HandlerConfig{API: api, Memory: recs, Policy: policy, UnknownErrorAttempts: cfg.UnknownAttempts,
 		Logger: log.Named("worker"), Observer: m, Notifier: notifier, Turns: hturns})
 	if err != nil {
 		return nil, err

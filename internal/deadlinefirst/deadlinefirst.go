@@ -19,13 +19,14 @@
 // if fewer tasks with an earlier cut-off wait than there are free turns —
 // with no backlog that is at once, in one round trip. Otherwise it joins
 // waiting and its handler ends the run: asynq holds it as a retry that is
-// not counted (worker.OutcomeHeld), due at its cut-off or HoldMax, whichever
+// not counted (tasks.OutcomeHeld), due at its cut-off or HoldMax, whichever
 // comes first. When a turn is given back (Release), or on the dispatcher's
-// tick (Run), the most urgent waiting tasks are woken with asynq's RunTask
-// — as many as turns are free — and their run takes the turn.
+// tick (Run), the most urgent waiting tasks are woken — moved to pending —
+// as many as turns are free — and their run takes the turn.
 //
 // Every fast path and slow path keeps asynq's guarantees: a task is never
-// taken out of asynq, only moved by RunTask from retry to pending; a lost
+// taken out of asynq, only moved (records.Store.Run) from where it was
+// judged to be held to pending; a lost
 // wake (a replica killed between its Release and its RunTask) is repaired
 // by the next tick of any replica, and at worst by the task's own due time;
 // a turn whose holder died lapses with its lease (the attempt's deadline).
@@ -46,15 +47,14 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/refundd/refund-canceller/internal/defaults"
+	"github.com/refundd/refund-canceller/internal/records"
 	"github.com/refundd/refund-canceller/tasks"
 	"github.com/refundd/refund-canceller/worker"
 )
 
-// Runner reads a held task's state and moves it to pending so that a
-// worker runs it now; *asynq.Inspector is one.
+// Runner reads a held task's state; *asynq.Inspector is one.
 type Runner interface {
 	GetTaskInfo(queue, id string) (*asynq.TaskInfo, error)
-	RunTask(queue, id string) error
 }
 
 // Config configures a Dispatcher. The zero value of each optional field
@@ -63,8 +63,11 @@ type Config struct {
 	// Redis holds the shared order. Required: the queue's Redis, shared by
 	// every replica of the queue.
 	Redis redis.UniversalClient
-	// Runner wakes held tasks. Required.
+	// Runner reads held tasks. Required.
 	Runner Runner
+	// Records moves a woken task to pending, if it is still held (one
+	// script, records.Store.Run). Required.
+	Records *records.Store
 	// Queue is the asynq queue. Default tasks.DefaultQueue.
 	Queue string
 	// Slots is how many tasks of the fleet hold a turn at once. Required
@@ -120,8 +123,8 @@ type Dispatcher struct {
 
 // New validates cfg and returns a Dispatcher.
 func New(cfg Config) (*Dispatcher, error) {
-	if cfg.Redis == nil || cfg.Runner == nil {
-		return nil, errors.New("deadlinefirst: Config.Redis and Config.Runner are required")
+	if cfg.Redis == nil || cfg.Runner == nil || cfg.Records == nil {
+		return nil, errors.New("deadlinefirst: Config.Redis, Config.Runner and Config.Records are required")
 	}
 	if cfg.Slots <= 0 {
 		return nil, fmt.Errorf("deadlinefirst: Config.Slots %d must be positive", cfg.Slots)
@@ -268,17 +271,25 @@ func (d *Dispatcher) wake(release string) {
 	}
 }
 
-// run moves a woken task to pending if it is still held (waiting to retry):
-// a task that finished, or that an operator archived or deleted, is
-// forgotten, never run again.
+// run moves a woken task to pending if it is still held: waiting to retry,
+// or archived by asynq's retry counter at its hold (a MaxRetry 0 task; its
+// record says parked). The move is one script that checks the state it
+// was judged in (records.Store.Run): a task that finished, or that an
+// operator archived or deleted, is forgotten, never run again.
 func (d *Dispatcher) run(id string) {
 	info, err := d.cfg.Runner.GetTaskInfo(d.cfg.Queue, id)
-	if err == nil && info.State == asynq.TaskStateRetry {
-		err = d.cfg.Runner.RunTask(d.cfg.Queue, id)
-		if err == nil {
+	if err == nil && (info.State == asynq.TaskStateRetry || info.State == asynq.TaskStateArchived) {
+		p, _ := tasks.Decode(info.Payload)
+		ctx, cancel := context.WithTimeout(context.Background(), d.cfg.RedisTimeout)
+		moved, rerr := d.cfg.Records.Run(ctx, info, p)
+		cancel()
+		if moved {
 			return
 		}
-		info, err = d.cfg.Runner.GetTaskInfo(d.cfg.Queue, id) // it moved meanwhile: to where?
+		err = rerr
+		if err == nil {
+			info, err = d.cfg.Runner.GetTaskInfo(d.cfg.Queue, id) // it moved meanwhile: to where?
+		}
 	}
 	switch {
 	case errors.Is(err, asynq.ErrTaskNotFound) || err == nil && info.State != asynq.TaskStateActive && info.State != asynq.TaskStatePending && info.State != asynq.TaskStateRetry:

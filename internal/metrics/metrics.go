@@ -22,7 +22,6 @@ import (
 	"github.com/refundd/refund-canceller/internal/vendorbudget"
 	"github.com/refundd/refund-canceller/rpcclient"
 	"github.com/refundd/refund-canceller/tasks"
-	"github.com/refundd/refund-canceller/worker"
 )
 
 // Metrics is refundd's registry and instruments.
@@ -76,7 +75,7 @@ func (c *children[T]) at(i int) T {
 
 // Known labels of the cached children.
 var (
-	outcomes = append([]string{worker.OutcomeRetry, worker.OutcomeHeld}, tasks.FinalOutcomes...)
+	outcomes = append([]string{tasks.OutcomeRetry, tasks.OutcomeHeld}, tasks.FinalOutcomes...)
 	methods  = []string{rpcclient.MethodLogin, rpcclient.MethodCancelRefund, rpcclient.MethodGetOrder, rpcclient.MethodIssueRefund}
 )
 
@@ -197,7 +196,7 @@ func (m *Metrics) Attempted(outcome string, slack time.Duration) {
 	} else {
 		m.cancellations.WithLabelValues(outcome).Inc()
 	}
-	if outcome != worker.OutcomeInvalid {
+	if outcome != tasks.OutcomeInvalid {
 		m.slack.Observe(slack.Seconds())
 	}
 }

@@ -89,11 +89,11 @@ func failover(t *testing.T, docOnly bool) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		var res worker.Result
+		var res tasks.Result
 		if err := json.Unmarshal(info.Result, &res); err != nil {
 			t.Fatalf("%s: result %q: %v", ref, info.Result, err)
 		}
-		if res.Outcome == worker.OutcomeAlreadyCancelled && !res.Confirmed {
+		if res.Outcome == tasks.OutcomeAlreadyCancelled && !res.Confirmed {
 			t.Errorf("%s: already_cancelled without getOrder's confirmation", ref)
 		}
 		// Every refund is cancelled (above): an outcome that says otherwise
@@ -102,12 +102,12 @@ func failover(t *testing.T, docOnly bool) {
 		// record's write was lost in the failover while the completion
 		// landed (asynq writes them apart) — stale, not false.
 		switch res.Outcome {
-		case worker.OutcomeCancelled, worker.OutcomeAlreadyCancelled:
-		case worker.OutcomeRetry:
+		case tasks.OutcomeCancelled, tasks.OutcomeAlreadyCancelled:
+		case tasks.OutcomeRetry:
 			if info.State != asynq.TaskStateCompleted {
 				t.Errorf("%s: %v with a retry record", ref, info.State)
 			}
-		case worker.OutcomeUnknown:
+		case tasks.OutcomeUnknown:
 			if !docOnly {
 				t.Errorf("%s: unknown, though getOrder can confirm: %s", ref, res.Reason)
 			}

@@ -8,19 +8,24 @@
 //   - An expired asynq.Deadline: the task never reaches the handler again
 //     (asynq #751); it loops "context deadline exceeded" until its retries
 //     are used up. The sweep replaces it by a copy without the deadline
-//     (same ID, payload, queue, retention; the record of its earlier
-//     attempts carried in the worker.PriorHeader header), which the handler
-//     then runs — and, past the cut-off, archives with "window closed at …".
+//     (same ID, payload, queue, retention), which the handler then runs —
+//     and, past the cut-off, archives with "window closed at …". The
+//     refund's record (internal/records) is not the task's: the copy finds
+//     it as the original left it.
 //   - A task scheduled, or waiting to retry, beyond its cut-off: the sweep
 //     runs it now, so the handler archives it with the window as its reason
 //     within a sweep interval of the cut-off.
-//   - A task archived by asynq's retry counter (a producer's small
-//     MaxRetry, timeouts, crash re-deliveries) with no final record from the
-//     handler: the sweep runs it again once its next attempt is due. While
-//     the window is open the handler retries it (uncounted, see
-//     worker.Handler.IsFailure); once it is closed the handler archives it
-//     with the window as its reason (after confirming with getOrder when an
-//     attempt may have reached 2Checkout).
+//   - A task asynq archived on its own — its retry counter used up (a
+//     producer's small MaxRetry, timeouts, crash re-deliveries) — with no
+//     final record, or with a final record not yet announced: the sweep runs
+//     it again once its next attempt is due. The refund's record tells such
+//     a task from one the handler archived (final) or an operator archived
+//     (the record says the handler ended its delivery and did not park it):
+//     those are never run.
+//
+// Every move is one script that checks the task is still where it was
+// judged (records.Store.Run): a task that moved meanwhile — finished, or
+// archived or deleted by an operator — is left where it is.
 //
 // The sweep never calls 2Checkout and never decides an outcome: the handler
 // does. Tasks of other types and tasks being processed are left alone.
@@ -50,6 +55,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"go.uber.org/zap"
 
+	"github.com/refundd/refund-canceller/internal/records"
 	"github.com/refundd/refund-canceller/internal/redisconn"
 	"github.com/refundd/refund-canceller/tasks"
 	"github.com/refundd/refund-canceller/worker"
@@ -93,6 +99,7 @@ type Sweeper struct {
 	rdb    redis.UniversalClient
 	insp   *asynq.Inspector
 	client *asynq.Client
+	recs   *records.Store
 	log    *zap.Logger
 	// The fleet's keys for this queue: the lease, and the last backlog.
 	leaseKey, backlogKey string
@@ -129,7 +136,7 @@ func New(cfg Config) (*Sweeper, error) {
 	rdb := redisconn.NewClient(cfg.Redis)
 	keys := Keys(cfg.Queue)
 	return &Sweeper{cfg: cfg, policy: p, rdb: rdb, insp: asynq.NewInspectorFromRedisClient(rdb), client: asynq.NewClientFromRedisClient(rdb),
-		log: cfg.Logger, leaseKey: keys[0], backlogKey: keys[1], owner: newOwner()}, nil
+		recs: records.New(rdb, cfg.Queue, 0), log: cfg.Logger, leaseKey: keys[0], backlogKey: keys[1], owner: newOwner()}, nil
 }
 
 // Keys answers the Redis keys the fleet's sweepers of queue share: the
@@ -351,6 +358,7 @@ func (s *Sweeper) sweep(ctx context.Context, alive func()) (Report, error) {
 	}
 	for _, l := range lists {
 		var acts []string // the IDs of the tasks to act on, not the pages
+		var judgeErr error
 		err := s.eachPage(ctx, l.list, func(infos []*asynq.TaskInfo) {
 			alive()
 			now := s.cfg.Now()
@@ -360,11 +368,20 @@ func (s *Sweeper) sweep(ctx context.Context, alive func()) (Report, error) {
 						r.Backlog.add(s.policy.Cutoff(p.RefundInitiatedAt), now)
 					}
 				}
-				if s.decide(info) != actNone {
+			}
+			decided, err := s.decideAll(ctx, infos)
+			if err != nil {
+				judgeErr = err
+			}
+			for i, info := range infos {
+				if decided[i] != actNone {
 					acts = append(acts, info.ID)
 				}
 			}
 		})
+		if err == nil {
+			err = judgeErr
+		}
 		if err != nil {
 			return r, fmt.Errorf("list %s tasks: %w", l.state, err)
 		}
@@ -382,7 +399,12 @@ func (s *Sweeper) sweep(ctx context.Context, alive func()) (Report, error) {
 				}
 				continue
 			}
-			switch s.decide(info) {
+			decided, err := s.decideAll(ctx, []*asynq.TaskInfo{info})
+			if err != nil {
+				s.log.Warn("could not read a task's record before acting on it", zap.String("task_id", id), zap.Error(err))
+				continue
+			}
+			switch decided[0] {
 			case actReplace:
 				if err := s.replace(info); err != nil {
 					s.log.Error("could not replace a task with an expired deadline", zap.String("task_id", info.ID), zap.Error(err))
@@ -390,11 +412,13 @@ func (s *Sweeper) sweep(ctx context.Context, alive func()) (Report, error) {
 				}
 				r.Replaced++
 			case actRun:
-				if err := s.insp.RunTask(info.Queue, info.ID); err != nil {
-					if !errors.Is(err, asynq.ErrTaskNotFound) { // it moved on meanwhile
-						s.log.Warn("could not run a task", zap.String("task_id", info.ID), zap.Error(err))
-					}
-					continue
+				p, _ := tasks.Decode(info.Payload) // an invalid payload's zero value names a key in the queue's slot
+				moved, err := s.recs.Run(ctx, info, p)
+				if err != nil {
+					s.log.Warn("could not run a task", zap.String("task_id", info.ID), zap.Error(err))
+				}
+				if !moved {
+					continue // it moved on meanwhile
 				}
 				r.Run++
 				s.log.Info("task handed back to the worker", zap.String("task_id", info.ID), zap.String("was", info.State.String()))
@@ -433,7 +457,47 @@ const (
 	actRun
 )
 
-// decide answers what the sweep does with one task.
+// decideAll answers what the sweep does with each task: an archived one
+// is judged by its refund's record (one round trip for them all).
+func (s *Sweeper) decideAll(ctx context.Context, infos []*asynq.TaskInfo) ([]action, error) {
+	out := make([]action, len(infos))
+	var archived []int
+	var refunds []tasks.CancelRefund
+	for i, info := range infos {
+		if info.State != asynq.TaskStateArchived {
+			out[i] = s.decide(info)
+			continue
+		}
+		if info.Type != tasks.TypeCancelRefund {
+			continue
+		}
+		if p, err := tasks.Decode(info.Payload); err == nil {
+			archived, refunds = append(archived, i), append(refunds, p)
+		}
+	}
+	if len(refunds) == 0 {
+		return out, nil
+	}
+	entries, err := s.recs.Judge(ctx, refunds)
+	if err != nil {
+		return out, err
+	}
+	now := s.cfg.Now()
+	for j, i := range archived {
+		info, e := infos[i], entries[j]
+		switch {
+		case e.Owner != info.ID || !e.Due(now):
+			// the handler's word, an operator's, a duplicate, or not due yet
+		case !info.Deadline.IsZero() && !now.Before(info.Deadline):
+			out[i] = actReplace
+		default:
+			out[i] = actRun
+		}
+	}
+	return out, nil
+}
+
+// decide answers what the sweep does with a task not archived.
 func (s *Sweeper) decide(info *asynq.TaskInfo) action {
 	if info.Type != tasks.TypeCancelRefund {
 		return actNone
@@ -452,44 +516,24 @@ func (s *Sweeper) decide(info *asynq.TaskInfo) action {
 		if err != nil || (!now.Before(s.policy.Cutoff(p.RefundInitiatedAt)) && info.NextProcessAt.After(now)) {
 			return actRun // the handler archives it: invalid, or past its cut-off
 		}
-	case asynq.TaskStateArchived:
-		if info.Retried < info.MaxRetry {
-			return actNone // archived by the handler (or an operator)
-		}
-		var res worker.Result
-		if len(info.Result) > 0 && json.Unmarshal(info.Result, &res) == nil && (res.Final() || res.NextAttemptAt.After(now)) {
-			return actNone // final, or its next attempt is not due yet
-		}
-		if deadlineExpired {
-			return actReplace
-		}
-		return actRun
 	}
 	return actNone
 }
 
 // replace re-enqueues the task without its deadline: same ID, payload,
-// queue, retention, MaxRetry and timeout, the record of earlier attempts in
-// the worker.PriorHeader header. The delete comes first (task IDs are
+// headers, queue, retention, MaxRetry and timeout (the refund's record is
+// not the task's, and stays). The delete comes first (task IDs are
 // unique); if the enqueue then fails, the task's payload is logged so
 // nothing is lost silently. The caller's read of the task and the delete
 // are two commands: two overlapping sweeps replacing one task in between
-// leave the second's copy, which may run the task once more (2Checkout
-// then answers "not cancellable" and getOrder settles it).
+// leave the second's copy, which is harmless (the record fences and
+// remembers).
 func (s *Sweeper) replace(info *asynq.TaskInfo) error {
-	headers := make(map[string]string, len(info.Headers)+1)
-	for k, v := range info.Headers {
-		headers[k] = v
-	}
-	if prior := priorRecord(info); prior != nil {
-		b, _ := json.Marshal(prior)
-		headers[worker.PriorHeader] = string(b)
-	}
 	timeout := info.Timeout
 	if timeout <= 0 {
 		timeout = tasks.DefaultTimeout
 	}
-	task := asynq.NewTaskWithHeaders(info.Type, info.Payload, headers,
+	task := asynq.NewTaskWithHeaders(info.Type, info.Payload, info.Headers,
 		asynq.TaskID(info.ID), asynq.Queue(info.Queue), asynq.MaxRetry(info.MaxRetry), asynq.Timeout(timeout), asynq.Retention(info.Retention))
 	if err := s.insp.DeleteTask(info.Queue, info.ID); err != nil {
 		return fmt.Errorf("delete: %w", err)
@@ -504,22 +548,4 @@ func (s *Sweeper) replace(info *asynq.TaskInfo) error {
 	s.log.Error("task deleted but not re-enqueued: enqueue it again by hand", zap.String("task_id", info.ID),
 		zap.ByteString("payload", info.Payload), zap.Error(err))
 	return fmt.Errorf("re-enqueue: %w", err)
-}
-
-// priorRecord answers the record the copy carries: the task's own record,
-// and, when retries happened that left none, the note that an attempt may
-// have reached 2Checkout (the handler then settles the outcome with getOrder).
-func priorRecord(info *asynq.TaskInfo) *worker.Result {
-	var r worker.Result
-	has := len(info.Result) > 0 && json.Unmarshal(info.Result, &r) == nil && !r.Final()
-	if !has && info.Retried == 0 {
-		return nil
-	}
-	if !has {
-		r = worker.Result{Outcome: worker.OutcomeRetry}
-	}
-	if r.MaybeApplied == "" && info.Retried > r.Retried+1 || (!has && info.Retried > 0) {
-		r.MaybeApplied = "earlier attempts ended without a record (a crash, a timeout, or an expired deadline; last error: " + info.LastErr + ")"
-	}
-	return &r
 }

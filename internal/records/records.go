@@ -1,0 +1,395 @@
+// Package records is refundd's memory of each refund: one Redis hash per
+// refund (order reference and initiation second), written by the worker
+// alone, that every delivery of the refund's task reads before it does
+// anything. asynq's retry counter, a task's headers and its options are
+// the producer's or asynq's; this record is the only thing the worker
+// trusts about what happened before.
+//
+// For a queue q and a refund of order R initiated at second S (UTC,
+// tasks.TaskIDTimeLayout) the keys are
+//
+//	refundd:{q}:refund:R:S   a hash: owner (the task that claimed the refund),
+//	                         token (the delivery that may write), record (the
+//	                         tasks.Result as JSON), final, run, delivery
+//	                         (running | done | parked), announced (the run whose
+//	                         ending is complete), run:N (the final record of an
+//	                         earlier run)
+//	refundd:{q}:order:R      a sorted set: the initiation seconds of R's refunds
+//
+// Both carry the queue as their hash tag, like asynq's own keys, so every
+// script below touches one Redis Cluster slot, the queue's. Each is kept
+// Retention after its last write: the outcome ledger outlives asynq's
+// archive (10,000 tasks, 90 days) and its retention of completed tasks.
+package records
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/refundd/refund-canceller/tasks"
+	"github.com/refundd/refund-canceller/worker"
+)
+
+// DefaultRetention is how long a refund's record is kept after its last
+// write (OUTCOME_RETENTION).
+const DefaultRetention = 30 * 24 * time.Hour
+
+// Store reads and writes the records of one queue.
+type Store struct {
+	rdb       redis.UniversalClient
+	queue     string
+	retention time.Duration
+}
+
+// New answers the Store of queue on rdb; retention 0 means DefaultRetention.
+func New(rdb redis.UniversalClient, queue string, retention time.Duration) *Store {
+	if queue == "" {
+		queue = tasks.DefaultQueue
+	}
+	if retention <= 0 {
+		retention = DefaultRetention
+	}
+	return &Store{rdb: rdb, queue: queue, retention: retention}
+}
+
+// Key answers the record's key of the refund of orderRef initiated at initiated.
+func Key(queue, orderRef string, initiated time.Time) string {
+	return "refundd:{" + queue + "}:refund:" + orderRef + ":" + initiated.UTC().Format(tasks.TaskIDTimeLayout)
+}
+
+// OrderKey answers the key of the order's index of refunds.
+func OrderKey(queue, orderRef string) string { return "refundd:{" + queue + "}:order:" + orderRef }
+
+// claimScript: KEYS refund, order; ARGV task ID, token, retention ms,
+// initiation stamp, initiation unix seconds, oldest initiation kept (unix).
+// The first task to claim a refund owns it; the owner's claim takes the
+// delivery token and marks a delivery running.
+var claimScript = redis.NewScript(`
+local owner = redis.call("HGET", KEYS[1], "owner")
+if owner and owner ~= ARGV[1] then
+	return {owner}
+end
+if not owner then
+	redis.call("HSET", KEYS[1], "owner", ARGV[1], "run", 1)
+	redis.call("ZADD", KEYS[2], ARGV[5], ARGV[4])
+	redis.call("ZREMRANGEBYSCORE", KEYS[2], "-inf", "(" .. ARGV[6])
+	redis.call("PEXPIRE", KEYS[2], ARGV[3])
+end
+if redis.call("HGET", KEYS[1], "final") ~= "1" then
+	redis.call("HSET", KEYS[1], "token", ARGV[2], "delivery", "running")
+end
+redis.call("PEXPIRE", KEYS[1], ARGV[3])
+local v = redis.call("HMGET", KEYS[1], "record", "run", "announced")
+return {ARGV[1], v[1] or "", v[2], v[3] or ""}`)
+
+// Claim claims the refund of p for taskID with the delivery token token,
+// and reads its record (worker.Memory). Only the owner's claim changes
+// anything.
+func (s *Store) Claim(ctx context.Context, p tasks.CancelRefund, taskID, token string) (worker.Claim, error) {
+	key := Key(s.queue, p.OrderRef, p.RefundInitiatedAt)
+	oldest := p.RefundInitiatedAt.Add(-s.retention - tasks.Window)
+	v, err := claimScript.Run(ctx, s.rdb, []string{key, OrderKey(s.queue, p.OrderRef)}, taskID, token, s.retention.Milliseconds(),
+		p.RefundInitiatedAt.UTC().Format(tasks.TaskIDTimeLayout), p.RefundInitiatedAt.Unix(), oldest.Unix()).StringSlice()
+	if err != nil {
+		return worker.Claim{}, fmt.Errorf("claim refund record %s: %w", key, err)
+	}
+	c := worker.Claim{Owner: v[0]}
+	if c.Owner != taskID {
+		return c, nil
+	}
+	c.Token = token
+	if v[1] != "" {
+		if c.Record, err = decode(v[1]); err != nil {
+			return c, fmt.Errorf("refund record %s: %w", key, err)
+		}
+	}
+	c.Run, _ = strconv.Atoi(v[2])
+	c.Announced = v[3] != "" && v[3] == v[2]
+	return c, nil
+}
+
+// ErrFenced (worker.ErrFenced): the write came from a delivery that is no longer the
+// refund's latest (another delivery of the task claimed it since), or the
+// record is final already (a final record is never overwritten; a final
+// record's claim takes no token). Nothing was written.
+var ErrFenced = worker.ErrFenced
+
+// writeScript: KEYS refund; ARGV token, record, final (0|1), delivery,
+// retention ms, announced (0|1). A final record is never overwritten.
+var writeScript = redis.NewScript(`
+if redis.call("HGET", KEYS[1], "token") ~= ARGV[1] or redis.call("HGET", KEYS[1], "final") == "1" then
+	return 0
+end
+redis.call("HSET", KEYS[1], "record", ARGV[2], "delivery", ARGV[4])
+if ARGV[3] == "1" then
+	redis.call("HSET", KEYS[1], "final", "1")
+	if ARGV[6] == "1" then
+		redis.call("HSET", KEYS[1], "announced", redis.call("HGET", KEYS[1], "run"))
+	end
+end
+redis.call("PEXPIRE", KEYS[1], ARGV[5])
+return 1`)
+
+// Write writes r as the refund's record, if the claim's delivery may:
+// delivery says how the delivery ends (Delivery…); announced, for a final
+// record, that its ending needs no announcement. ErrFenced if not.
+func (s *Store) Write(ctx context.Context, c worker.Claim, r *tasks.Result, delivery string, announced bool) error {
+	p := r.Refund()
+	b, err := json.Marshal(r)
+	if err != nil {
+		return fmt.Errorf("encode refund record: %w", err)
+	}
+	ok, err := writeScript.Run(ctx, s.rdb, []string{Key(s.queue, p.OrderRef, p.RefundInitiatedAt)}, c.Token, b, flag(r.Final()), delivery,
+		s.retention.Milliseconds(), flag(announced)).Bool()
+	switch {
+	case err != nil:
+		return fmt.Errorf("write refund record: %w", err)
+	case !ok:
+		return ErrFenced
+	}
+	return nil
+}
+
+// announceScript: KEYS refund; ARGV run. Marks run's ending announced.
+var announceScript = redis.NewScript(`
+if redis.call("HGET", KEYS[1], "run") == ARGV[1] and redis.call("HGET", KEYS[1], "final") == "1" then
+	redis.call("HSET", KEYS[1], "announced", ARGV[1])
+	return 1
+end
+return 0`)
+
+// Announced marks the final record of r's run announced.
+func (s *Store) Announced(ctx context.Context, r *tasks.Result) error {
+	p := r.Refund()
+	if err := announceScript.Run(ctx, s.rdb, []string{Key(s.queue, p.OrderRef, p.RefundInitiatedAt)}, r.Run).Err(); err != nil {
+		return fmt.Errorf("mark the refund's ending announced: %w", err)
+	}
+	return nil
+}
+
+func flag(b bool) string {
+	if b {
+		return "1"
+	}
+	return "0"
+}
+
+func decode(s string) (*tasks.Result, error) {
+	var r tasks.Result
+	if err := json.Unmarshal([]byte(s), &r); err != nil {
+		return nil, err
+	}
+	return &r, nil
+}
+
+// Entry is what the store holds of one refund.
+type Entry struct {
+	Owner    string
+	Record   *tasks.Result // nil before the first write
+	Run      int
+	Delivery string
+	// Done: the current run's record is final and its ending announced.
+	Done bool
+	// Earlier holds the final records of earlier runs, oldest first.
+	Earlier []*tasks.Result
+}
+
+// Get reads the refund's entry; ok is false if there is none.
+func (s *Store) Get(ctx context.Context, orderRef string, initiated time.Time) (e Entry, ok bool, err error) {
+	key := Key(s.queue, orderRef, initiated)
+	m, err := s.rdb.HGetAll(ctx, key).Result()
+	if err != nil {
+		return e, false, fmt.Errorf("read refund record %s: %w", key, err)
+	}
+	if len(m) == 0 || m["owner"] == "" {
+		return e, false, nil
+	}
+	e.Owner, e.Delivery = m["owner"], m["delivery"]
+	e.Run, _ = strconv.Atoi(m["run"])
+	if rec := m["record"]; rec != "" {
+		if e.Record, err = decode(rec); err != nil {
+			return e, true, fmt.Errorf("refund record %s: %w", key, err)
+		}
+	}
+	e.Done = m["final"] == "1" && m["announced"] == m["run"]
+	for n := 1; n < e.Run; n++ {
+		if rec := m["run:"+strconv.Itoa(n)]; rec != "" {
+			if r, err := decode(rec); err == nil {
+				e.Earlier = append(e.Earlier, r)
+			}
+		}
+	}
+	return e, true, nil
+}
+
+// Judge reads, in one round trip, what the sweep needs of each refund in
+// ps to judge an archived task (see Entry.Due): its owner, record,
+// delivery and whether its ending is done. A refund with no entry answers
+// the zero Entry.
+func (s *Store) Judge(ctx context.Context, ps []tasks.CancelRefund) ([]Entry, error) {
+	cmds := make([]*redis.SliceCmd, len(ps))
+	_, err := s.rdb.Pipelined(ctx, func(pipe redis.Pipeliner) error {
+		for i, p := range ps {
+			cmds[i] = pipe.HMGet(ctx, Key(s.queue, p.OrderRef, p.RefundInitiatedAt), "owner", "record", "run", "delivery", "final", "announced")
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read refund records: %w", err)
+	}
+	out := make([]Entry, len(ps))
+	for i, c := range cmds {
+		v := c.Val()
+		str := func(j int) string { s, _ := v[j].(string); return s }
+		e := Entry{Owner: str(0), Delivery: str(3)}
+		e.Run, _ = strconv.Atoi(str(2))
+		e.Done = str(4) == "1" && str(5) == str(2)
+		if rec := str(1); rec != "" {
+			e.Record, _ = decode(rec)
+		}
+		out[i] = e
+	}
+	return out, nil
+}
+
+// Order answers the initiation times of the order's refunds that the
+// store knows of, newest first.
+func (s *Store) Order(ctx context.Context, orderRef string) ([]time.Time, error) {
+	stamps, err := s.rdb.ZRevRange(ctx, OrderKey(s.queue, orderRef), 0, -1).Result()
+	if err != nil {
+		return nil, fmt.Errorf("read order %s's refunds: %w", orderRef, err)
+	}
+	out := make([]time.Time, 0, len(stamps))
+	for _, st := range stamps {
+		if t, err := time.Parse(tasks.TaskIDTimeLayout, st); err == nil {
+			out = append(out, t)
+		}
+	}
+	return out, nil
+}
+
+// ErrNotFinal: a new run was asked for a refund whose run has not ended.
+var ErrNotFinal = errors.New("the refund's cancellation has not ended: nothing to try again")
+
+// ErrCancelled: a new run was asked for a refund its record says cancelled.
+var ErrCancelled = errors.New("the refund is cancelled: nothing to try again")
+
+// rerunScript: KEYS refund; ARGV run expected, the new run's record,
+// retention ms. Keeps the final record as run:N and starts run N+1.
+var rerunScript = redis.NewScript(`
+local run = redis.call("HGET", KEYS[1], "run")
+if run ~= ARGV[1] or redis.call("HGET", KEYS[1], "final") ~= "1" then
+	return 0
+end
+redis.call("HSET", KEYS[1], "run:" .. run, redis.call("HGET", KEYS[1], "record"))
+redis.call("HSET", KEYS[1], "run", tonumber(run) + 1, "record", ARGV[2], "delivery", "done", "token", "")
+redis.call("HDEL", KEYS[1], "final", "announced")
+redis.call("PEXPIRE", KEYS[1], ARGV[3])
+return 1`)
+
+// Rerun opens a new run of a refund whose run ended (an operator's "try
+// again"): the final record is kept as the earlier run's, and the new
+// run starts from what every earlier run learned — if any may have
+// reached 2Checkout, its first attempt checks the order with getOrder
+// before it cancels. A cancelled refund has nothing to try again. The
+// caller then enqueues the task again (its old task, completed or
+// archived, deleted first).
+func (s *Store) Rerun(ctx context.Context, orderRef string, initiated time.Time) (*tasks.Result, error) {
+	e, ok, err := s.Get(ctx, orderRef, initiated)
+	switch {
+	case err != nil:
+		return nil, err
+	case !ok || e.Record == nil || !e.Record.Final():
+		return nil, ErrNotFinal
+	case e.Record.Cancelled():
+		return nil, ErrCancelled
+	}
+	next := e.Record.NextRun()
+	b, err := json.Marshal(next)
+	if err != nil {
+		return nil, err
+	}
+	done, err := rerunScript.Run(ctx, s.rdb, []string{Key(s.queue, orderRef, initiated)}, e.Run, b, s.retention.Milliseconds()).Bool()
+	switch {
+	case err != nil:
+		return nil, fmt.Errorf("open a new run: %w", err)
+	case !done:
+		return nil, fmt.Errorf("open a new run: the record changed meanwhile (%w)", ErrNotFinal)
+	}
+	return next, nil
+}
+
+// runScript: KEYS asynq task hash, asynq pending list, asynq zset of the
+// state the task was judged in, refund record; ARGV task ID, state.
+// Moves the task to pending (as asynq's RunTask does) only if it is still
+// in that state and, when archived, only if its record says asynq put it
+// there (a delivery that crashed, timed out or was parked by the retry
+// counter) or its ending is yet to be announced — never a task an
+// operator archived, nor one the handler ended.
+var runScript = redis.NewScript(`
+if redis.call("HGET", KEYS[1], "state") ~= ARGV[2] then
+	return 0
+end
+if ARGV[2] == "archived" then
+	local v = redis.call("HMGET", KEYS[4], "owner", "final", "delivery", "announced", "run")
+	if v[1] ~= ARGV[1] then
+		return 0
+	end
+	if v[2] == "1" then
+		if v[4] == v[5] then
+			return 0
+		end
+	elseif v[3] ~= "running" and v[3] ~= "parked" then
+		return 0
+	end
+end
+if redis.call("ZREM", KEYS[3], ARGV[1]) == 0 then
+	return 0
+end
+redis.call("LPUSH", KEYS[2], ARGV[1])
+redis.call("HSET", KEYS[1], "state", "pending")
+return 1`)
+
+// Run moves the task info shows to pending, so a worker runs it now, if it
+// is still in the state info shows (scheduled, retry or archived) — one
+// script: what was judged is what is moved, never a task that moved
+// since. An archived task moves only if its record says asynq archived it
+// (see runScript). It answers whether the task moved. It relies on asynq
+// v0.26's keys (asynq:{q}:t:<id>, asynq:{q}:pending, asynq:{q}:<state>).
+func (s *Store) Run(ctx context.Context, info *asynq.TaskInfo, p tasks.CancelRefund) (bool, error) {
+	state := info.State.String()
+	switch info.State {
+	case asynq.TaskStateScheduled, asynq.TaskStateRetry, asynq.TaskStateArchived:
+	default:
+		return false, fmt.Errorf("run task %s: cannot move a %s task", info.ID, state)
+	}
+	q := "asynq:{" + info.Queue + "}:"
+	keys := []string{q + "t:" + info.ID, q + "pending", q + state, Key(info.Queue, p.OrderRef, p.RefundInitiatedAt)}
+	moved, err := runScript.Run(ctx, s.rdb, keys, info.ID, state).Bool()
+	if err != nil {
+		return false, fmt.Errorf("run task %s: %w", info.ID, err)
+	}
+	return moved, nil
+}
+
+// Due reports whether the task asynq archived (see Run) should run now:
+// its record is not final and its next attempt is due, or its ending is
+// yet to be announced.
+func (e Entry) Due(now time.Time) bool {
+	switch {
+	case e.Record != nil && e.Record.Final():
+		return !e.Done
+	case e.Delivery == worker.DeliveryRunning:
+		return true
+	case e.Delivery == worker.DeliveryParked:
+		return e.Record == nil || !e.Record.NextAttemptAt.After(now)
+	}
+	return false
+}

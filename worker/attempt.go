@@ -1,0 +1,323 @@
+package worker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/refundd/refund-canceller/rpcclient"
+	"github.com/refundd/refund-canceller/tasks"
+)
+
+// attempt runs one attempt of the refund's owner, from the record c
+// holds. It answers the attempt's record (nil when asynq stopped the
+// attempt: nothing to record) and nil, a *TerminalError or a *RetryError.
+func (h *Handler) attempt(ctx context.Context, log *zap.Logger, d Delivery, p tasks.CancelRefund, c Claim, start time.Time) (*tasks.Result, error) {
+	prior := c.Record
+	res := &tasks.Result{Outcome: tasks.OutcomeRetry, TaskID: d.TaskID, OrderRef: p.OrderRef, RefundInitiatedAt: p.RefundInitiatedAt.UTC(),
+		Run: max(c.Run, 1), Attempts: 1, WindowClosesAt: h.policy.Closes(p.RefundInitiatedAt).UTC()}
+	if prior != nil {
+		res.Attempts, res.Sent, res.MaybeApplied, res.UnknownErrors = prior.Attempts+1, prior.Sent, prior.MaybeApplied, prior.UnknownErrors
+	}
+	if prior != nil && prior.Outcome == tasks.OutcomeSending && res.MaybeApplied == "" {
+		res.MaybeApplied = prior.Reason // a delivery ended mid-call: its request may have applied
+	}
+	err := h.try(ctx, d, p, c, res, start)
+	switch {
+	case err == nil:
+	case ctx.Err() != nil && errors.Is(err, ctx.Err()):
+		h.finish(log, start, h.policy.Closes(p.RefundInitiatedAt), nil, err)
+		return nil, err
+	default:
+		var terr *TerminalError
+		var rerr *RetryError
+		if errors.As(err, &terr) {
+			res.Outcome, res.Reason = terr.Outcome, terr.Reason
+		} else if errors.As(err, &rerr) {
+			res.NextAttemptAt = rerr.At.UTC()
+			if rerr.NothingSent { // holds included: this run was no attempt
+				res.Attempts--
+			}
+			if rerr.Held {
+				res.Outcome, res.Reason = tasks.OutcomeHeld, rerr.Cause.Error()
+				if prior != nil {
+					res.VendorCode, res.VendorError = prior.VendorCode, prior.VendorError
+				}
+			}
+		}
+	}
+	if res.Final() {
+		res.FinishedAt = h.now().UTC()
+	}
+	h.finish(log, start, h.policy.Closes(p.RefundInitiatedAt), res, err)
+	return res, err
+}
+
+// first reports whether no cancelRefund may have reached 2Checkout for the
+// refund yet.
+func first(res *tasks.Result) bool { return res.Sent == 0 && res.MaybeApplied == "" }
+
+func (h *Handler) try(ctx context.Context, d Delivery, p tasks.CancelRefund, c Claim, res *tasks.Result, now time.Time) error {
+	closes := h.policy.Closes(p.RefundInitiatedAt)
+	cutoff := h.policy.Cutoff(p.RefundInitiatedAt)
+	if !now.Before(cutoff) {
+		return h.settle(ctx, p, res, windowClosed(closes, cutoff, nil), res.MaybeApplied)
+	}
+	rctx := rpcclient.WithStartDeadline(ctx, cutoff)
+	// Relative, so the bound is right whatever clock h.now reads.
+	rctx, cancel := context.WithTimeout(rctx, cutoff.Sub(now)+h.policy.RequestTimeout)
+	defer cancel()
+
+	if h.turns != nil {
+		turn, err := h.turns.Take(ctx, res.TaskID, cutoff)
+		switch {
+		case err != nil:
+			h.log.Warn("deadline-first dispatch unavailable: calling without a turn", zap.String("task_id", res.TaskID), zap.Error(err))
+		case !turn.Granted():
+			at := turn.HeldUntil
+			if last := cutoff.Add(-h.policy.LastRetryLead); at.After(last) && last.After(now) {
+				at = last // due while a worker can still take it before the cut-off
+			}
+			return &RetryError{At: at, Uncounted: true, Held: true, NothingSent: true, Cause: fmt.Errorf(
+				"held: waiting its turn behind %d refund(s) whose windows close sooner (deadline-first dispatch; nothing sent, not a failure, no retry counted)", turn.Ahead)}
+		default:
+			defer turn.Release()
+		}
+	}
+
+	if !first(res) {
+		// cancelRefund names no refund, only the order: before cancelling
+		// again, make sure the order's refund is still this task's.
+		o, err := h.api.GetOrder(rctx, p.OrderRef)
+		switch {
+		case err != nil && rpcclient.IsName(err, rpcclient.NameOrderNotFound):
+			return h.settle(ctx, p, res, &TerminalError{Outcome: tasks.OutcomeRefused,
+				Reason: "2Checkout refused: " + describe(err) + " (getOrder: the order does not exist, so it has no refund to cancel)"}, "")
+		case err != nil:
+			return h.retryOrGiveUp(ctx, d, p, res, false, err, fmt.Errorf("checking the order's refund with getOrder: %w", err))
+		}
+		switch whose(o, p.RefundInitiatedAt) {
+		case refundOther:
+			return &TerminalError{Outcome: tasks.OutcomeSuperseded, Reason: superseded(o, p, res.MaybeApplied)}
+		case refundOurs:
+			if o.RefundStatus == "CANCELED" {
+				res.Outcome, res.RefundID, res.Confirmed = tasks.OutcomeAlreadyCancelled, o.RefundID, true
+				return nil
+			}
+		}
+	}
+
+	// The record says a cancelRefund is on its way before it is: whatever
+	// happens to this delivery, the next one knows it may have applied.
+	sending := *res
+	sending.Outcome, sending.Sent = tasks.OutcomeSending, res.Sent+1
+	sending.Reason = "cancelRefund sent at " + h.now().UTC().Format(time.RFC3339) + " has no recorded answer (the delivery ended mid-call: a crash, a shutdown or a timeout)"
+	if err := h.mem.Write(ctx, c, &sending, DeliveryRunning, false); err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		return &RetryError{At: h.now().Add(h.policy.MinDelay), Uncounted: true, NothingSent: true,
+			Cause: fmt.Errorf("record that a cancelRefund is being sent (nothing sent): %w", err)}
+	}
+	res.Sent++
+	refundID, err := h.api.CancelRefund(rctx, p.OrderRef)
+	if err == nil {
+		res.Outcome, res.RefundID = tasks.OutcomeCancelled, refundID
+		return nil
+	}
+	if res.MaybeApplied == "" && rpcclient.MaybeApplied(err) {
+		res.MaybeApplied = "cancelRefund at " + h.now().UTC().Format(time.RFC3339) + " got no clear answer: " + describe(err)
+	}
+	if rpcclient.IsName(err, rpcclient.NameRefundNotCancellable) {
+		// An earlier attempt (or someone else) may have cancelled it. Ask
+		// the order what is true — a read, allowed after the cut-off too,
+		// so not under the start deadline.
+		gctx, gcancel := context.WithTimeout(ctx, h.policy.RequestTimeout)
+		defer gcancel()
+		o, gerr := h.api.GetOrder(gctx, p.OrderRef)
+		switch {
+		case gerr == nil && o.RefundStatus == "CANCELED" && whose(o, p.RefundInitiatedAt) != refundOther:
+			res.Outcome, res.RefundID, res.Confirmed = tasks.OutcomeAlreadyCancelled, o.RefundID, true
+			return nil
+		case gerr != nil && rpcclient.Classify(gerr) != rpcclient.ClassPermanent:
+			return h.retryOrGiveUp(ctx, d, p, res, true, gerr, fmt.Errorf("%w; confirming with getOrder: %v", err, gerr))
+		}
+	}
+	return h.retryOrGiveUp(ctx, d, p, res, true, err, err)
+}
+
+// retryOrGiveUp decides what a failed call means for the task. class is
+// judged on classErr; the reason carries err. sent: a cancelRefund went
+// out in this attempt before the call that failed, or was the call.
+func (h *Handler) retryOrGiveUp(ctx context.Context, d Delivery, p tasks.CancelRefund, res *tasks.Result, sent bool, classErr, err error) error {
+	if ctx.Err() != nil {
+		return ctx.Err() // asynq stopped this attempt: it requeues or retries the task
+	}
+	var ae *rpcclient.APIError
+	if errors.As(classErr, &ae) {
+		res.VendorCode, res.VendorError = ae.Code, ae.Name
+	}
+	closes, cutoff := h.policy.Closes(p.RefundInitiatedAt), h.policy.Cutoff(p.RefundInitiatedAt)
+	switch rpcclient.Classify(classErr) {
+	case rpcclient.ClassNotStarted:
+		return h.settle(ctx, p, res, windowClosed(closes, cutoff, nil), res.MaybeApplied)
+	case rpcclient.ClassPermanent:
+		if rpcclient.IsName(classErr, rpcclient.NameRefundWindowExpired) {
+			return h.settle(ctx, p, res, windowClosed(closes, cutoff, classErr), res.MaybeApplied)
+		}
+		return h.settle(ctx, p, res, &TerminalError{Outcome: tasks.OutcomeRefused, Reason: "2Checkout refused: " + describe(classErr)}, res.MaybeApplied)
+	case rpcclient.ClassUnknown:
+		if res.UnknownErrors++; res.UnknownErrors >= h.unknown {
+			// An answer we do not recognise does not say the refund is still
+			// open: getOrder decides, and where it cannot tell, the outcome
+			// is unknown, never a false refusal.
+			doubt := res.MaybeApplied
+			if doubt == "" {
+				doubt = "2Checkout's answer is not one this worker recognises, so it does not show the refund still open"
+			}
+			return h.settle(ctx, p, res, &TerminalError{Outcome: tasks.OutcomeRefused,
+				Reason: fmt.Sprintf("2Checkout refused: %s (an answer this worker does not recognise, %d times)", describe(classErr), res.UnknownErrors)}, doubt)
+		}
+	}
+	at, ok := h.policy.Next(h.now(), res.Attempts, cutoff, classErr)
+	if !ok {
+		wait := ""
+		if ra, has := rpcclient.RetryAfter(classErr); has {
+			wait = fmt.Sprintf(" (2Checkout asked to wait %v: Retry-After)", ra)
+		}
+		return h.settle(ctx, p, res, &TerminalError{Outcome: tasks.OutcomeWindowClosed,
+			Reason: fmt.Sprintf("no retry fits before the window closes at %s%s: last error: %v", closes.UTC().Format(time.RFC3339), wait, err)}, res.MaybeApplied)
+	}
+	r := refundReached
+	if !sent {
+		r = reached(classErr)
+	}
+	// Uncounted when nothing left at all, and when the count would archive
+	// the task (a producer's small MaxRetry) while a retry still fits.
+	lastCount := d.MaxRetry > 0 && d.Retried+1 >= d.MaxRetry
+	return &RetryError{At: at, Cause: err, NothingSent: r != refundReached, Uncounted: r == nothingReached || lastCount}
+}
+
+// reach is how far a failed call's requests got.
+type reach int
+
+const (
+	// nothingReached: no request left — the shared budget held it back
+	// (rpcclient.GateError: an outage, Redis unreachable) or the caller's
+	// context ended first. Not an attempt, and no retry is counted.
+	nothingReached reach = iota
+	// loginReached: only a login reached 2Checkout. Not an attempt (the
+	// next run is still a first attempt), but a counted retry, so a
+	// failing login's backoff grows.
+	loginReached
+	// refundReached: a request about the refund may have reached 2Checkout.
+	refundReached
+)
+
+// reached reads how far the failed call whose error is err got.
+func reached(err error) reach {
+	var ge *rpcclient.GateError
+	var te *rpcclient.TransportError
+	var ae *rpcclient.APIError
+	switch {
+	case errors.As(err, &ge) || errors.As(err, &te) && te.NotSent:
+		return nothingReached
+	case errors.As(err, &te) && te.Method == rpcclient.MethodLogin, errors.As(err, &ae) && ae.Method == rpcclient.MethodLogin:
+		return loginReached
+	}
+	return refundReached
+}
+
+// settle is the last word before a task is archived with terr: where doubt
+// says why terr alone may not be the truth (an attempt that may have
+// cancelled the refund with its answer lost), ask getOrder what is true —
+// reads are allowed after the window, and no cancelRefund is sent. A
+// cancelled refund completes the task; a refund getOrder shows still open
+// keeps terr; where getOrder cannot tell, the outcome is unknown. An empty
+// doubt: terr is the truth.
+func (h *Handler) settle(ctx context.Context, p tasks.CancelRefund, res *tasks.Result, terr *TerminalError, doubt string) error {
+	if doubt == "" {
+		return terr
+	}
+	gctx, cancel := context.WithTimeout(ctx, h.policy.RequestTimeout)
+	defer cancel()
+	o, err := h.api.GetOrder(gctx, p.OrderRef)
+	var why string
+	switch {
+	case err != nil && ctx.Err() != nil:
+		return ctx.Err()
+	case err != nil && rpcclient.IsName(err, rpcclient.NameOrderNotFound):
+		// 2Checkout told: no such order, so no refund this task cancelled.
+		terr.Reason += "; getOrder: the order does not exist (" + describe(err) + ")"
+		return terr
+	case err != nil:
+		why = "getOrder failed: " + describe(err)
+	case whose(o, p.RefundInitiatedAt) == refundOther:
+		why = "the order now shows a different refund (initiated at " + o.RefundInitiatedAt + ")"
+	case o.RefundStatus == "CANCELED":
+		res.Outcome, res.RefundID, res.Confirmed = tasks.OutcomeAlreadyCancelled, o.RefundID, true
+		return nil
+	case o.RefundStatus != "":
+		terr.Reason += "; getOrder confirms the refund is " + o.RefundStatus + ", not cancelled"
+		return terr
+	default:
+		why = "getOrder does not show the refund's status (2Checkout documents no way to read it)"
+	}
+	return &TerminalError{Outcome: tasks.OutcomeUnknown, Reason: fmt.Sprintf("outcome unknown: %s; but %s, and %s: check order %s in 2Checkout's control panel",
+		terr.Reason, doubt, why, p.OrderRef)}
+}
+
+// refundOwner says whose refund getOrder shows, as far as it tells.
+type refundOwner int
+
+const (
+	refundUnknown refundOwner = iota // getOrder shows no (readable) initiation time
+	refundOurs
+	refundOther
+)
+
+func whose(o *rpcclient.Order, initiated time.Time) refundOwner {
+	if o == nil || o.RefundInitiatedAt == "" {
+		return refundUnknown
+	}
+	t, err := time.Parse(time.RFC3339Nano, o.RefundInitiatedAt)
+	if err != nil {
+		return refundUnknown
+	}
+	if t.Truncate(time.Second).Equal(initiated.Truncate(time.Second)) {
+		return refundOurs
+	}
+	return refundOther
+}
+
+func superseded(o *rpcclient.Order, p tasks.CancelRefund, maybe string) string {
+	by := "by someone else"
+	if maybe != "" {
+		by = "by an earlier attempt whose answer was lost (" + maybe + "), or by someone else"
+	}
+	return fmt.Sprintf("superseded: order %s's refund is now the one initiated at %s (%s); this task's refund (initiated at %s) was settled before this attempt, %s; the newer refund is left alone",
+		p.OrderRef, o.RefundInitiatedAt, o.RefundStatus, p.RefundInitiatedAt.UTC().Format(time.RFC3339), by)
+}
+
+func windowClosed(closes, cutoff time.Time, vendor error) *TerminalError {
+	reason := fmt.Sprintf("window closed at %s (no request starts after %s)", closes.UTC().Format(time.RFC3339), cutoff.UTC().Format(time.RFC3339))
+	if vendor != nil {
+		reason = fmt.Sprintf("window closed at %s: 2Checkout refused: %s", closes.UTC().Format(time.RFC3339), describe(vendor))
+	}
+	return &TerminalError{Outcome: tasks.OutcomeWindowClosed, Reason: reason}
+}
+
+// describe answers "<code> <NAME>: <message>" for an *APIError.
+func describe(err error) string {
+	var ae *rpcclient.APIError
+	if errors.As(err, &ae) {
+		if ae.Code != 0 {
+			return fmt.Sprintf("%d %s: %s", ae.Code, ae.Name, ae.Message)
+		}
+		return fmt.Sprintf("HTTP %d %s: %s", ae.HTTPStatus, ae.Name, ae.Message)
+	}
+	return err.Error()
+}
