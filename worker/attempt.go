@@ -128,6 +128,10 @@ func (h *Handler) try(ctx context.Context, d Delivery, p tasks.CancelRefund, c C
 		res.Outcome, res.RefundID = tasks.OutcomeCancelled, refundID
 		return nil
 	}
+	if reached(err) != refundReached {
+		res.Sent-- // it never left (only a login did, or nothing)
+		return h.retryOrGiveUp(ctx, d, p, res, false, err, err)
+	}
 	if res.MaybeApplied == "" && rpcclient.MaybeApplied(err) {
 		res.MaybeApplied = "cancelRefund at " + h.now().UTC().Format(time.RFC3339) + " got no clear answer: " + describe(err)
 	}

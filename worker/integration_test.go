@@ -12,6 +12,7 @@ import (
 	"github.com/hibiken/asynq"
 	"go.uber.org/zap/zaptest"
 
+	"github.com/refundd/refund-canceller/internal/records"
 	"github.com/refundd/refund-canceller/internal/redistest"
 	"github.com/refundd/refund-canceller/internal/testutil"
 	"github.com/refundd/refund-canceller/rpcclient"
@@ -29,6 +30,7 @@ type stack struct {
 	enq    *tasks.Enqueuer
 	client *asynq.Client // for tasks the Enqueuer would refuse
 	insp   *asynq.Inspector
+	recs   *records.Store
 }
 
 // stackOptions varies a stack; zero values take the defaults beside them.
@@ -65,7 +67,10 @@ func startStack(t *testing.T, o stackOptions) *stack {
 	log := zaptest.NewLogger(t)
 	insp := asynq.NewInspector(r.Opt)
 	t.Cleanup(func() { _ = insp.Close() })
-	h, err := worker.NewHandler(worker.HandlerConfig{API: api, Logger: log, Policy: *o.Policy, Tasks: insp, Notifier: o.Notifier})
+	rc := r.Client()
+	t.Cleanup(func() { _ = rc.Close() })
+	recs := records.New(rc, q, 0)
+	h, err := worker.NewHandler(worker.HandlerConfig{API: api, Memory: recs, Logger: log, Policy: *o.Policy, Notifier: o.Notifier})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -84,7 +89,7 @@ func startStack(t *testing.T, o stackOptions) *stack {
 	t.Cleanup(func() { _ = enq.Close() })
 	client := asynq.NewClient(r.Opt)
 	t.Cleanup(func() { _ = client.Close() })
-	return &stack{redis: r, queue: q, sb: sb, enq: enq, client: client, insp: insp}
+	return &stack{redis: r, queue: q, sb: sb, enq: enq, client: client, insp: insp, recs: recs}
 }
 
 // waitFinished polls the task until it is completed or archived.

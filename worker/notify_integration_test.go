@@ -3,6 +3,7 @@ package worker_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"testing"
 	"time"
@@ -40,10 +41,17 @@ func (n *flakyNotifier) records(id string) [][]byte {
 }
 
 // A final state whose announcement could not be queued is not changed by
-// the retry that announces it: the recorded outcome stands (no second
+// the retries that announce it: the recorded outcome stands (no second
 // question to 2Checkout, no new verdict), the record announced is the one
-// the task keeps, and a producer's MaxRetry 1 does not archive it unannounced.
+// the task keeps, whatever the task's MaxRetry (1: the producer's small
+// one; the default, whose retries asynq counts).
 func TestFailedAnnouncementKeepsTheOutcome(t *testing.T) {
+	for _, maxRetry := range []int{1, tasks.DefaultMaxRetry} {
+		t.Run(fmt.Sprint("MaxRetry ", maxRetry), func(t *testing.T) { failedAnnouncement(t, maxRetry) })
+	}
+}
+
+func failedAnnouncement(t *testing.T, maxRetry int) {
 	n := &flakyNotifier{fail: 2, calls: map[string]int{}, got: map[string][][]byte{}}
 	s := startStack(t, stackOptions{Notifier: n, DocumentedOnly: true})
 	initiated := time.Now().Add(-10 * time.Minute).UTC().Truncate(time.Second)
@@ -52,7 +60,7 @@ func TestFailedAnnouncementKeepsTheOutcome(t *testing.T) {
 	// unknown, and it stays unknown through the announcing retries.
 	cases := map[string]string{"NF1": tasks.OutcomeCancelled, "NF2": tasks.OutcomeUnknown}
 	for ref := range cases {
-		task, err := tasks.NewTask(tasks.CancelRefund{OrderRef: ref, RefundInitiatedAt: initiated}, time.Now(), asynq.Queue(s.queue), asynq.MaxRetry(1))
+		task, err := tasks.NewTask(tasks.CancelRefund{OrderRef: ref, RefundInitiatedAt: initiated}, time.Now(), asynq.Queue(s.queue), asynq.MaxRetry(maxRetry))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -64,7 +72,7 @@ func TestFailedAnnouncementKeepsTheOutcome(t *testing.T) {
 		id := tasks.TaskID(ref, initiated)
 		info := s.waitFinished(t, id)
 		res := result(t, info)
-		got := n.records(id)
+		got := n.records(id + "#1")
 		if res.Outcome != want || len(got) != 1 || string(got[0]) != string(info.Result) {
 			t.Errorf("%s: %v outcome %s, announced %q; want %s announced once as kept", ref, info.State, res.Outcome, got, want)
 		}

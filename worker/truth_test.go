@@ -10,25 +10,24 @@ import (
 	"github.com/hibiken/asynq"
 
 	"github.com/refundd/refund-canceller/rpcclient/rpctest"
+	"github.com/refundd/refund-canceller/tasks"
 )
 
 // run drives a task's attempts the way asynq would: each retry runs when
 // due (the clock jumps there), with the retry count and the record the
 // previous attempt left. It answers the last attempt's record and error.
-func (e *env) run(t *testing.T, ref string, initiated time.Time) (*Result, int, error) {
+func (e *env) run(t *testing.T, ref string, initiated time.Time) (*tasks.Result, int, error) {
 	t.Helper()
-	var prior *Result
 	for retried := 0; retried < 1000; retried++ {
-		res, err := e.h.Handle(context.Background(), Attempt{TaskID: "t", Retried: retried, Payload: payload(ref, initiated), Prior: prior})
+		res, err := e.h.Deliver(context.Background(), Delivery{Type: tasks.TypeCancelRefund, MaxRetry: tasks.DefaultMaxRetry, TaskID: "t", Retried: retried, Payload: payload(ref, initiated)})
 		var rerr *RetryError
 		if !errors.As(err, &rerr) {
 			return res, retried + 1, err
 		}
-		if res == nil || res.Outcome != OutcomeRetry || !res.NextAttemptAt.Equal(rerr.At.UTC()) {
+		if res == nil || res.Outcome != tasks.OutcomeRetry || !res.NextAttemptAt.Equal(rerr.At.UTC()) {
 			t.Fatalf("retry record %+v for %v", res, err)
 		}
 		e.clock.Set(rerr.At)
-		prior = res
 	}
 	t.Fatal("no end after 1000 attempts")
 	return nil, 0, nil
@@ -80,7 +79,7 @@ func TestUnknownErrors(t *testing.T) {
 			_ = e.srv.SetFaults(tc.rule)
 			res, attempts, err := e.run(t, "U1", initiated)
 			terr := terminal(t, err)
-			if terr.Outcome != OutcomeRefused || terr.Reason != tc.wantReason || attempts != tc.wantCalls || res.Reason != terr.Reason {
+			if terr.Outcome != tasks.OutcomeRefused || terr.Reason != tc.wantReason || attempts != tc.wantCalls || res.Reason != terr.Reason {
 				t.Fatalf("after %d attempts: %q (%s)", attempts, terr.Reason, terr.Outcome)
 			}
 			if n := len(e.cancelCalls()); n != tc.wantCalls {
@@ -99,7 +98,7 @@ func TestUnknownErrors(t *testing.T) {
 	_ = e.srv.SetFaults(rpctest.FaultRule{Method: "cancelRefund", Kind: "rpc_error", Code: 300, Message: "nope"})
 	e.h.policy.MinDelay = 20 * time.Second
 	_, attempts, err := e.run(t, "U2", late)
-	if terr := terminal(t, err); terr.Outcome != OutcomeWindowClosed || attempts != 2 || !strings.Contains(terr.Reason, "300 ERROR_300: nope") {
+	if terr := terminal(t, err); terr.Outcome != tasks.OutcomeWindowClosed || attempts != 2 || !strings.Contains(terr.Reason, "300 ERROR_300: nope") {
 		t.Fatalf("after %d attempts: %v", attempts, err)
 	}
 }
@@ -112,7 +111,7 @@ func TestRetryAfterNearTheCutoff(t *testing.T) {
 	_ = e.srv.Seed(rpctest.Refund{OrderRef: "RA", InitiatedAt: initiated})
 	_ = e.srv.SetFaults(rpctest.FaultRule{Method: "cancelRefund", Kind: "status", Status: 429, RetryAfter: 3, FirstN: 1})
 	res, attempts, err := e.run(t, "RA", initiated)
-	if err != nil || res.Outcome != OutcomeCancelled || attempts != 2 {
+	if err != nil || res.Outcome != tasks.OutcomeCancelled || attempts != 2 {
 		t.Fatalf("after %d attempts: %+v %v", attempts, res, err)
 	}
 	calls := e.cancelCalls()
@@ -125,7 +124,7 @@ func TestRetryAfterNearTheCutoff(t *testing.T) {
 	_ = e.srv.Seed(rpctest.Refund{OrderRef: "RB", InitiatedAt: initiated})
 	_ = e.srv.SetFaults(rpctest.FaultRule{Method: "cancelRefund", Kind: "status", Status: 429, RetryAfter: 100000})
 	_, _, err = e.run(t, "RB", initiated)
-	if terr := terminal(t, err); terr.Outcome != OutcomeWindowClosed || !strings.Contains(terr.Reason, "(2Checkout asked to wait 27h46m40s: Retry-After)") {
+	if terr := terminal(t, err); terr.Outcome != tasks.OutcomeWindowClosed || !strings.Contains(terr.Reason, "(2Checkout asked to wait 27h46m40s: Retry-After)") {
 		t.Fatalf("%v", err)
 	}
 }
@@ -145,22 +144,22 @@ func TestTruthAtTheEndOfTheWindow(t *testing.T) {
 	}{
 		{"answer lost, refund cancelled: already_cancelled", false,
 			[]rpctest.FaultRule{{Method: "cancelRefund", Kind: "apply_then_drop"}},
-			OutcomeAlreadyCancelled, nil, rpctest.StatusCanceled},
+			tasks.OutcomeAlreadyCancelled, nil, rpctest.StatusCanceled},
 		{"answer lost, documented-only: unknown, never refused", true,
 			[]rpctest.FaultRule{{Method: "cancelRefund", Kind: "apply_then_drop"}},
-			OutcomeUnknown, []string{"outcome unknown: no retry fits", "got no clear answer", "getOrder does not show the refund's status", "check order T1"}, rpctest.StatusCanceled},
+			tasks.OutcomeUnknown, []string{"outcome unknown: no retry fits", "got no clear answer", "getOrder does not show the refund's status", "check order T1"}, rpctest.StatusCanceled},
 		{"5xx, not applied: getOrder says still pending", false,
 			[]rpctest.FaultRule{{Method: "cancelRefund", Kind: "status", Status: 502}},
-			OutcomeWindowClosed, []string{"no retry fits", "getOrder confirms the refund is PENDING, not cancelled"}, rpctest.StatusPending},
+			tasks.OutcomeWindowClosed, []string{"no retry fits", "getOrder confirms the refund is PENDING, not cancelled"}, rpctest.StatusPending},
 		{"5xx, documented-only: unknown", true,
 			[]rpctest.FaultRule{{Method: "cancelRefund", Kind: "status", Status: 502}},
-			OutcomeUnknown, []string{"outcome unknown"}, rpctest.StatusPending},
+			tasks.OutcomeUnknown, []string{"outcome unknown"}, rpctest.StatusPending},
 		{"429 only: not ambiguous, window_closed", true,
 			[]rpctest.FaultRule{{Method: "cancelRefund", Kind: "status", Status: 429}},
-			OutcomeWindowClosed, []string{"no retry fits"}, rpctest.StatusPending},
+			tasks.OutcomeWindowClosed, []string{"no retry fits"}, rpctest.StatusPending},
 		{"getOrder fails too: unknown", false,
 			[]rpctest.FaultRule{{Method: "cancelRefund", Kind: "apply_then_drop"}, {Method: "getOrder", Kind: "status", Status: 503}},
-			OutcomeUnknown, []string{"getOrder failed: HTTP 503"}, rpctest.StatusCanceled},
+			tasks.OutcomeUnknown, []string{"getOrder failed: HTTP 503"}, rpctest.StatusCanceled},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -173,7 +172,7 @@ func TestTruthAtTheEndOfTheWindow(t *testing.T) {
 				t.Fatalf("%d attempts", attempts)
 			}
 			got := res.Outcome
-			if tc.wantOutcome == OutcomeAlreadyCancelled {
+			if tc.wantOutcome == tasks.OutcomeAlreadyCancelled {
 				if err != nil || got != tc.wantOutcome || !res.Confirmed || res.RefundID != "R-T1" {
 					t.Fatalf("%+v %v", res, err)
 				}
@@ -212,7 +211,7 @@ func TestAmbiguousLastAttemptsEndAlreadyCancelled(t *testing.T) {
 	_ = e.srv.Seed(rpctest.Refund{OrderRef: "Z1", RefundID: "R-Z1", InitiatedAt: initiated})
 	_ = e.srv.SetFaults(rpctest.FaultRule{Method: "cancelRefund", Kind: "apply_then_drop"})
 	res, attempts, err := e.run(t, "Z1", initiated)
-	if err != nil || res.Outcome != OutcomeAlreadyCancelled || !res.Confirmed || attempts != 2 {
+	if err != nil || res.Outcome != tasks.OutcomeAlreadyCancelled || !res.Confirmed || attempts != 2 {
 		t.Fatalf("after %d: %+v %v", attempts, res, err)
 	}
 	cutoff := e.h.policy.Cutoff(initiated)
@@ -224,42 +223,63 @@ func TestAmbiguousLastAttemptsEndAlreadyCancelled(t *testing.T) {
 
 	e = newEnv(t, "")
 	_ = e.srv.Seed(rpctest.Refund{OrderRef: "Z2", RefundID: "R-Z2", InitiatedAt: t0.Add(-3 * time.Hour), Status: rpctest.StatusCanceled})
-	prior := &Result{Outcome: OutcomeRetry, MaybeApplied: "cancelRefund got no clear answer: EOF", Retried: 0}
-	res, err = e.h.Handle(context.Background(), Attempt{TaskID: "t", Retried: 1, Payload: payload("Z2", t0.Add(-3*time.Hour)), Prior: prior})
-	if err != nil || res.Outcome != OutcomeAlreadyCancelled || !res.Confirmed {
+	late := tasks.CancelRefund{OrderRef: "Z2", RefundInitiatedAt: t0.Add(-3 * time.Hour)}
+	e.mem.seed(late, "t", &tasks.Result{Outcome: tasks.OutcomeRetry, TaskID: "t", OrderRef: "Z2", RefundInitiatedAt: late.RefundInitiatedAt, Run: 1, Attempts: 1, Sent: 1,
+		MaybeApplied: "cancelRefund got no clear answer: EOF"})
+	res, err = e.h.Deliver(context.Background(), Delivery{Type: tasks.TypeCancelRefund, MaxRetry: tasks.DefaultMaxRetry, TaskID: "t", Retried: 1, Payload: payload("Z2", t0.Add(-3*time.Hour))})
+	if err != nil || res.Outcome != tasks.OutcomeAlreadyCancelled || !res.Confirmed {
 		t.Fatalf("after the cut-off: %+v %v", res, err)
 	}
 	if n := len(e.cancelCalls()); n != 0 {
 		t.Fatalf("%d cancelRefund calls after the cut-off", n)
 	}
 	// Without a prior ambiguity, a late run asks nothing.
-	res, err = e.h.Handle(context.Background(), Attempt{TaskID: "t", Retried: 1, Payload: payload("Z2", t0.Add(-3*time.Hour)),
-		Prior: &Result{Outcome: OutcomeRetry}})
-	if terr := terminal(t, err); terr.Outcome != OutcomeWindowClosed || res.Outcome != OutcomeWindowClosed || len(e.srv.Ledger()) != 2 {
+	e.mem.seed(late, "t", &tasks.Result{Outcome: tasks.OutcomeRetry, TaskID: "t", OrderRef: "Z2", RefundInitiatedAt: late.RefundInitiatedAt, Run: 1, Attempts: 1})
+	res, err = e.h.Deliver(context.Background(), Delivery{Type: tasks.TypeCancelRefund, MaxRetry: tasks.DefaultMaxRetry, TaskID: "t", Retried: 1, Payload: payload("Z2", t0.Add(-3*time.Hour))})
+	if terr := terminal(t, err); terr.Outcome != tasks.OutcomeWindowClosed || res.Outcome != tasks.OutcomeWindowClosed || len(e.srv.Ledger()) != 2 {
 		t.Fatalf("%v %d calls", err, len(e.srv.Ledger()))
 	}
 }
 
-// An attempt that ended without a record (crash, timeout) counts as
-// ambiguous; one that recorded a clean failure does not.
-func TestAmbiguity(t *testing.T) {
-	cases := []struct {
-		a    Attempt
-		want bool
-	}{
-		{Attempt{}, false},
-		{Attempt{Retried: 1}, true},
-		{Attempt{Retried: 1, Prior: &Result{Retried: 0}}, false},
-		{Attempt{Retried: 2, Prior: &Result{Retried: 0}}, true},
-		{Attempt{Retried: 5, Prior: &Result{Retried: 5}}, false}, // an uncounted retry
-		{Attempt{Retried: 1, Prior: &Result{Retried: 0, MaybeApplied: "EOF"}}, true},
-		{Attempt{Retried: 0, Prior: &Result{Retried: 7}}, false}, // a re-enqueued copy
-	}
-	for i, tc := range cases {
-		if got := tc.a.ambiguity() != ""; got != tc.want {
-			t.Errorf("case %d: ambiguous %v, want %v", i, got, tc.want)
+// A delivery that ended mid-call (a crash, a shutdown requeue, a timeout:
+// asynq moved the task on its own, counted or not) left the record
+// "sending": the next delivery — whatever asynq's counter says — checks the
+// order before it cancels again, and completes as already_cancelled
+// without a second cancelRefund when the first one applied.
+func TestSendingRecordMeansMaybeApplied(t *testing.T) {
+	for _, retried := range []int{0, 1} { // a shutdown requeue counts nothing; a crash counts one
+		e := newEnv(t, "")
+		initiated := t0.Add(-time.Hour)
+		_ = e.srv.Seed(rpctest.Refund{OrderRef: "C1", RefundID: "R-C1", InitiatedAt: initiated})
+		ctx, cancel := context.WithCancel(context.Background())
+		h, err := NewHandler(HandlerConfig{API: cancelAfterApply{RefundAPI: e.api, cancel: cancel}, Memory: e.mem, Now: e.clock.Now})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res, err := h.Deliver(ctx, Delivery{Type: tasks.TypeCancelRefund, MaxRetry: tasks.DefaultMaxRetry, TaskID: "t", Payload: payload("C1", initiated)}); res != nil || !errors.Is(err, context.Canceled) {
+			t.Fatalf("stopped delivery: %+v %v", res, err)
+		}
+		if rec := e.mem.record(tasks.CancelRefund{OrderRef: "C1", RefundInitiatedAt: initiated}); rec == nil || rec.Outcome != tasks.OutcomeSending || rec.Sent != 1 {
+			t.Fatalf("record after the stopped delivery: %+v", rec)
+		}
+		res, err := e.h.Deliver(context.Background(), Delivery{Type: tasks.TypeCancelRefund, MaxRetry: tasks.DefaultMaxRetry, TaskID: "t", Retried: retried, Payload: payload("C1", initiated)})
+		if err != nil || res.Outcome != tasks.OutcomeAlreadyCancelled || !res.Confirmed || res.RefundID != "R-C1" || len(e.cancelCalls()) != 1 {
+			t.Fatalf("retried %d: %+v %v, %d cancels", retried, res, err, len(e.cancelCalls()))
 		}
 	}
+}
+
+// cancelAfterApply lets cancelRefund apply, then ends the delivery's
+// context before its answer is heard (asynq's shutdown or timeout).
+type cancelAfterApply struct {
+	RefundAPI
+	cancel context.CancelFunc
+}
+
+func (c cancelAfterApply) CancelRefund(ctx context.Context, ref string) (string, error) {
+	_, _ = c.RefundAPI.CancelRefund(ctx, ref)
+	c.cancel()
+	return "", ctx.Err()
 }
 
 // Case 4: a retry checks the order's refund is still its own; a newer
@@ -269,7 +289,7 @@ func TestNeverSomeoneElsesRefund(t *testing.T) {
 	old := t0.Add(-time.Hour)
 	_ = e.srv.Seed(rpctest.Refund{OrderRef: "N1", RefundID: "R-OLD", InitiatedAt: old})
 	_ = e.srv.SetFaults(rpctest.FaultRule{Method: "cancelRefund", Kind: "status", Status: 503, FirstN: 1})
-	res, err := e.h.Handle(context.Background(), Attempt{TaskID: "t", Payload: payload("N1", old)})
+	res, err := e.h.Deliver(context.Background(), Delivery{Type: tasks.TypeCancelRefund, MaxRetry: tasks.DefaultMaxRetry, TaskID: "t", Payload: payload("N1", old)})
 	var rerr *RetryError
 	if !errors.As(err, &rerr) {
 		t.Fatalf("%v", err)
@@ -278,24 +298,24 @@ func TestNeverSomeoneElsesRefund(t *testing.T) {
 	newer := t0.Add(-10 * time.Minute)
 	_ = e.srv.Seed(rpctest.Refund{OrderRef: "N1", RefundID: "R-NEW", InitiatedAt: newer})
 	e.clock.Set(rerr.At)
-	res, err = e.h.Handle(context.Background(), Attempt{TaskID: "t", Retried: 1, Payload: payload("N1", old), Prior: res})
+	res, err = e.h.Deliver(context.Background(), Delivery{Type: tasks.TypeCancelRefund, MaxRetry: tasks.DefaultMaxRetry, TaskID: "t", Retried: 1, Payload: payload("N1", old)})
 	terr := terminal(t, err)
-	if terr.Outcome != OutcomeSuperseded || res.Outcome != OutcomeSuperseded || !strings.Contains(terr.Reason, "the newer refund is left alone") ||
+	if terr.Outcome != tasks.OutcomeSuperseded || res.Outcome != tasks.OutcomeSuperseded || !strings.Contains(terr.Reason, "the newer refund is left alone") ||
 		!strings.Contains(terr.Reason, newer.Format(time.RFC3339)) {
 		t.Fatalf("%s %q", terr.Outcome, terr.Reason)
 	}
 	if r, _ := e.srv.Refund("N1"); r.Status != rpctest.StatusPending || r.RefundID != "R-NEW" || len(e.cancelCalls()) != 1 {
 		t.Fatalf("newer refund touched: %+v, %d cancels", r, len(e.cancelCalls()))
 	}
-	res, err = e.h.Handle(context.Background(), Attempt{TaskID: "t2", Payload: payload("N1", newer)})
-	if err != nil || res.Outcome != OutcomeCancelled || res.RefundID != "R-NEW" {
+	res, err = e.h.Deliver(context.Background(), Delivery{Type: tasks.TypeCancelRefund, MaxRetry: tasks.DefaultMaxRetry, TaskID: "t2", Payload: payload("N1", newer)})
+	if err != nil || res.Outcome != tasks.OutcomeCancelled || res.RefundID != "R-NEW" {
 		t.Fatalf("new task: %+v %v", res, err)
 	}
-	// The retry of a task whose refund is already cancelled completes
-	// without calling cancelRefund again.
-	n := len(e.cancelCalls())
-	res, err = e.h.Handle(context.Background(), Attempt{TaskID: "t2", Retried: 1, Payload: payload("N1", newer), Prior: &Result{Outcome: OutcomeRetry, Attempts: 1}})
-	if err != nil || res.Outcome != OutcomeAlreadyCancelled || !res.Confirmed || len(e.cancelCalls()) != n {
+	// Any later delivery of a task whose record is final (a Run from the
+	// dashboard, a re-delivery) ends as the record says, asking nothing.
+	n := len(e.srv.Ledger())
+	res, err = e.h.Deliver(context.Background(), Delivery{Type: tasks.TypeCancelRefund, MaxRetry: tasks.DefaultMaxRetry, TaskID: "t2", Retried: 1, Payload: payload("N1", newer)})
+	if err != nil || res.Outcome != tasks.OutcomeCancelled || res.RefundID != "R-NEW" || len(e.srv.Ledger()) != n {
 		t.Fatalf("%+v %v", res, err)
 	}
 }
@@ -308,7 +328,7 @@ func TestRetryUncountedAtMaxRetry(t *testing.T) {
 	_ = e.srv.Seed(rpctest.Refund{OrderRef: "M1", InitiatedAt: initiated})
 	_ = e.srv.SetFaults(rpctest.FaultRule{Method: "cancelRefund", Kind: "status", Status: 503})
 	for _, tc := range []struct{ retried, max int }{{0, 25}, {23, 25}, {24, 25}, {30, 25}, {0, 1}, {3, 0}} {
-		_, err := e.h.Handle(context.Background(), Attempt{TaskID: "t", Retried: tc.retried, MaxRetry: tc.max, Payload: payload("M1", initiated), Prior: &Result{Retried: tc.retried - 1}})
+		_, err := e.h.Deliver(context.Background(), Delivery{Type: tasks.TypeCancelRefund, TaskID: "t", Retried: tc.retried, MaxRetry: tc.max, Payload: payload("M1", initiated)})
 		var rerr *RetryError
 		if !errors.As(err, &rerr) {
 			t.Fatalf("%+v: %v", tc, err)
@@ -344,13 +364,13 @@ func TestNotCancellableConfirmedAfterTheCutoff(t *testing.T) {
 	e := newEnv(t, "")
 	initiated := t0.Add(-2*time.Hour + DefaultSafetyMargin + time.Second) // cut-off in 1s
 	_ = e.srv.Seed(rpctest.Refund{OrderRef: "S1", Status: "COMPLETED", InitiatedAt: initiated})
-	h, err := NewHandler(HandlerConfig{API: slowCancel{RefundAPI: e.api, clock: e.clock, took: 3 * time.Second}, Now: e.clock.Now})
+	h, err := NewHandler(HandlerConfig{API: slowCancel{RefundAPI: e.api, clock: e.clock, took: 3 * time.Second}, Memory: e.mem, Now: e.clock.Now})
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = h.Handle(context.Background(), Attempt{TaskID: "t", Payload: payload("S1", initiated)})
+	_, err = h.Deliver(context.Background(), Delivery{Type: tasks.TypeCancelRefund, MaxRetry: tasks.DefaultMaxRetry, TaskID: "t", Payload: payload("S1", initiated)})
 	terr := terminal(t, err)
-	if terr.Outcome != OutcomeRefused || !strings.HasPrefix(terr.Reason, "2Checkout refused: 20004 REFUND_NOT_CANCELLABLE: ") {
+	if terr.Outcome != tasks.OutcomeRefused || !strings.HasPrefix(terr.Reason, "2Checkout refused: 20004 REFUND_NOT_CANCELLABLE: ") {
 		t.Fatalf("%s: %q", terr.Outcome, terr.Reason)
 	}
 	if n := len(e.cancelCalls()); n != 1 {

@@ -8,6 +8,7 @@ import (
 
 	"github.com/refundd/refund-canceller/rpcclient"
 	"github.com/refundd/refund-canceller/rpcclient/rpctest"
+	"github.com/refundd/refund-canceller/tasks"
 )
 
 // fakeTurns answers Take from its fields and records what it was asked.
@@ -44,13 +45,13 @@ func TestHeldTaskSendsNothingCountsNoRetryAndKeepsItsRecord(t *testing.T) {
 	cutoff := initiated.Add(2*time.Hour - DefaultSafetyMargin)
 	cases := []struct {
 		name   string
-		prior  *Result
+		prior  *tasks.Result
 		first  bool // the next attempt is still the first (no getOrder before cancelRefund)
 		vendor string
 	}{
 		{"first delivery", nil, true, ""},
-		{"after a hold", &Result{Outcome: OutcomeHeld, Attempts: 0}, true, ""},
-		{"after a failed attempt", &Result{Outcome: OutcomeRetry, Attempts: 1, Retried: 0, VendorError: "HTTP_STATUS", VendorCode: 0}, false, "HTTP_STATUS"},
+		{"after a hold", &tasks.Result{Outcome: tasks.OutcomeHeld, Attempts: 0}, true, ""},
+		{"after a failed attempt", &tasks.Result{Outcome: tasks.OutcomeRetry, Attempts: 1, Sent: 1, VendorError: "HTTP_STATUS", VendorCode: 0}, false, "HTTP_STATUS"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -59,11 +60,15 @@ func TestHeldTaskSendsNothingCountsNoRetryAndKeepsItsRecord(t *testing.T) {
 			turns := &fakeTurns{until: t0.Add(time.Minute), ahead: 7}
 			e.h.turns = turns
 			retried := 0
+			p := tasks.CancelRefund{OrderRef: "H1", RefundInitiatedAt: initiated}
 			if tc.prior != nil {
-				retried = tc.prior.Retried + tc.prior.Attempts
+				retried = tc.prior.Attempts
+				r := *tc.prior
+				r.TaskID, r.OrderRef, r.RefundInitiatedAt, r.Run = "t", "H1", initiated, 1
+				e.mem.seed(p, "t", &r)
 			}
-			a := Attempt{TaskID: "t", Retried: retried, MaxRetry: 25, Payload: payload("H1", initiated), Prior: tc.prior}
-			res, err := e.h.Handle(context.Background(), a)
+			a := Delivery{Type: tasks.TypeCancelRefund, TaskID: "t", Retried: retried, MaxRetry: 25, Payload: payload("H1", initiated)}
+			res, err := e.h.Deliver(context.Background(), a)
 			var rerr *RetryError
 			if !errors.As(err, &rerr) || !rerr.Held || !rerr.At.Equal(t0.Add(time.Minute)) || e.h.IsFailure(err) {
 				t.Fatalf("err %v, want a held, uncounted retry at HeldUntil", err)
@@ -78,16 +83,16 @@ func TestHeldTaskSendsNothingCountsNoRetryAndKeepsItsRecord(t *testing.T) {
 			if tc.prior != nil {
 				wantAttempts = tc.prior.Attempts
 			}
-			if res.Outcome != OutcomeHeld || res.Attempts != wantAttempts || res.VendorError != tc.vendor || res.Final() {
+			if res.Outcome != tasks.OutcomeHeld || res.Attempts != wantAttempts || res.VendorError != tc.vendor || res.Final() {
 				t.Fatalf("record %+v, want held with %d attempts and the prior's vendor error %q", res, wantAttempts, tc.vendor)
 			}
-			if e.obs.outcomes[0] != OutcomeHeld {
+			if e.obs.outcomes[0] != tasks.OutcomeHeld {
 				t.Fatalf("observer told %v, want held", e.obs.outcomes)
 			}
 			// Its turn comes: the attempt is the first still, or a retry.
 			turns.grant = true
 			turns.ledger = func() int { return len(e.srv.Ledger()) }
-			res, err = e.h.Handle(context.Background(), Attempt{TaskID: "t", Retried: retried, MaxRetry: 25, Payload: a.Payload, Prior: res})
+			res, err = e.h.Deliver(context.Background(), Delivery{Type: tasks.TypeCancelRefund, TaskID: "t", Retried: retried, MaxRetry: 25, Payload: a.Payload})
 			if err != nil || !res.Cancelled() {
 				t.Fatalf("in its turn: %v %+v", err, res)
 			}
@@ -116,35 +121,35 @@ func TestNoTurnsAskedPastTheCutoffAndRedisDownDoesNotStopTheAttempt(t *testing.T
 	turns := &fakeTurns{err: errors.New("redis: connection refused")}
 	e.h.turns = turns
 	late := t0.Add(-2 * time.Hour) // past its cut-off: archived without a turn
-	if _, err := e.h.Handle(context.Background(), Attempt{TaskID: "late", Payload: payload("L1", late)}); err == nil || len(turns.asked) != 0 {
+	if _, err := e.h.Deliver(context.Background(), Delivery{Type: tasks.TypeCancelRefund, MaxRetry: tasks.DefaultMaxRetry, TaskID: "late", Payload: payload("L1", late)}); err == nil || len(turns.asked) != 0 {
 		t.Fatalf("past the cut-off: %v, asked %d turns; want archived without asking", err, len(turns.asked))
 	}
 	initiated := t0.Add(-time.Hour)
 	_ = e.srv.Seed(rpctest.Refund{OrderRef: "R1", InitiatedAt: initiated})
-	res, err := e.h.Handle(context.Background(), Attempt{TaskID: "r", Payload: payload("R1", initiated)})
+	res, err := e.h.Deliver(context.Background(), Delivery{Type: tasks.TypeCancelRefund, MaxRetry: tasks.DefaultMaxRetry, TaskID: "r", Payload: payload("R1", initiated)})
 	if err != nil || !res.Cancelled() {
 		t.Fatalf("turns unavailable: %v %+v, want the call made anyway", err, res)
 	}
 }
 
-func TestNothingSent(t *testing.T) {
+func TestReached(t *testing.T) {
 	cases := []struct {
-		name               string
-		err                error
-		aboutRefund, atAll bool
+		name string
+		err  error
+		want reach
 	}{
-		{"held back by the budget", &rpcclient.GateError{Method: "cancelRefund", Err: context.DeadlineExceeded}, true, true},
-		{"cancelRefund never left", &rpcclient.TransportError{Method: "cancelRefund", Err: context.Canceled, NotSent: true}, true, true},
-		{"login sent, 2Checkout unavailable", &rpcclient.APIError{Method: "login", Name: rpcclient.NameHTTPStatus, HTTPStatus: 503}, true, false},
-		{"login got no answer", &rpcclient.TransportError{Method: "login", Err: errors.New("connection reset")}, true, false},
-		{"credentials refused", &rpcclient.APIError{Method: "login", Code: 10003, Name: rpcclient.NameAuthenticationFailed}, true, false},
-		{"cancelRefund 503: it was sent", &rpcclient.APIError{Method: "cancelRefund", Name: rpcclient.NameHTTPStatus, HTTPStatus: 503}, false, false},
-		{"cancelRefund lost its connection", &rpcclient.TransportError{Method: "cancelRefund", Err: errors.New("EOF")}, false, false},
-		{"getOrder answered", &rpcclient.APIError{Method: "getOrder", Code: 20002, Name: "ORDER_NOT_FOUND"}, false, false},
+		{"held back by the budget", &rpcclient.GateError{Method: "cancelRefund", Err: context.DeadlineExceeded}, nothingReached},
+		{"cancelRefund never left", &rpcclient.TransportError{Method: "cancelRefund", Err: context.Canceled, NotSent: true}, nothingReached},
+		{"login sent, 2Checkout unavailable", &rpcclient.APIError{Method: "login", Name: rpcclient.NameHTTPStatus, HTTPStatus: 503}, loginReached},
+		{"login got no answer", &rpcclient.TransportError{Method: "login", Err: errors.New("connection reset")}, loginReached},
+		{"credentials refused", &rpcclient.APIError{Method: "login", Code: 10003, Name: rpcclient.NameAuthenticationFailed}, loginReached},
+		{"cancelRefund 503: it was sent", &rpcclient.APIError{Method: "cancelRefund", Name: rpcclient.NameHTTPStatus, HTTPStatus: 503}, refundReached},
+		{"cancelRefund lost its connection", &rpcclient.TransportError{Method: "cancelRefund", Err: errors.New("EOF")}, refundReached},
+		{"getOrder answered", &rpcclient.APIError{Method: "getOrder", Code: 20002, Name: "ORDER_NOT_FOUND"}, refundReached},
 	}
 	for _, tc := range cases {
-		if r, a := nothingSent(tc.err); r != tc.aboutRefund || a != tc.atAll {
-			t.Errorf("%s: nothingSent = %v %v, want %v %v", tc.name, r, a, tc.aboutRefund, tc.atAll)
+		if got := reached(tc.err); got != tc.want {
+			t.Errorf("%s: reached = %v, want %v", tc.name, got, tc.want)
 		}
 	}
 }
@@ -156,12 +161,12 @@ func TestFailedLoginIsNoAttempt(t *testing.T) {
 	initiated := t0.Add(-time.Hour)
 	_ = e.srv.Seed(rpctest.Refund{OrderRef: "L1", InitiatedAt: initiated})
 	_ = e.srv.SetFaults(rpctest.FaultRule{Method: "login", Kind: "status", Status: 503, FirstN: 1})
-	res, err := e.h.Handle(context.Background(), Attempt{TaskID: "l", MaxRetry: 25, Payload: payload("L1", initiated)})
+	res, err := e.h.Deliver(context.Background(), Delivery{Type: tasks.TypeCancelRefund, TaskID: "l", MaxRetry: 25, Payload: payload("L1", initiated)})
 	var rerr *RetryError
 	if !errors.As(err, &rerr) || !rerr.NothingSent || !e.h.IsFailure(err) || res.Attempts != 0 {
 		t.Fatalf("err %v, record %+v: want a counted retry whose record adds no attempt", err, res)
 	}
-	res, err = e.h.Handle(context.Background(), Attempt{TaskID: "l", Retried: 1, MaxRetry: 25, Payload: payload("L1", initiated), Prior: res})
+	res, err = e.h.Deliver(context.Background(), Delivery{Type: tasks.TypeCancelRefund, TaskID: "l", Retried: 1, MaxRetry: 25, Payload: payload("L1", initiated)})
 	if err != nil || !res.Cancelled() || hasMethod(e.srv.Ledger(), "getOrder") {
 		t.Fatalf("second run: %v %+v, ledger %v: want cancelled with no getOrder", err, res, e.srv.Ledger())
 	}
@@ -181,7 +186,7 @@ func TestConfirmHeldBackAfterACancelStillCounts(t *testing.T) {
 		t.Fatal(err)
 	}
 	e.h.api = api
-	_, err = e.h.Handle(context.Background(), Attempt{TaskID: "n", MaxRetry: 25, Payload: payload("N1", initiated)})
+	_, err = e.h.Deliver(context.Background(), Delivery{Type: tasks.TypeCancelRefund, TaskID: "n", MaxRetry: 25, Payload: payload("N1", initiated)})
 	var rerr *RetryError
 	if !errors.As(err, &rerr) || rerr.NothingSent || !e.h.IsFailure(err) {
 		t.Fatalf("err %v (%+v), want a counted retry", err, rerr)
@@ -206,13 +211,13 @@ func TestAttemptNumberGrowsPastAFrozenCounter(t *testing.T) {
 	cases := []struct {
 		name         string
 		retried      int
-		prior        *Result
+		prior        *tasks.Result
 		wantAttempts int
 		wantDelay    time.Duration // Rand 0.5: half of min(MaxDelay, 2s·2^(n−1)), at least 1s
 	}{
 		{"first attempt", 0, nil, 1, time.Second},
-		{"asynq counts", 3, &Result{Attempts: 3, Retried: 2}, 4, 8 * time.Second},
-		{"counter frozen at MaxRetry 1", 0, &Result{Attempts: 5, Retried: 0}, 6, 32 * time.Second},
+		{"asynq counts", 3, &tasks.Result{Outcome: tasks.OutcomeRetry, Attempts: 3, Sent: 3}, 4, 8 * time.Second},
+		{"counter frozen at MaxRetry 1", 0, &tasks.Result{Outcome: tasks.OutcomeRetry, Attempts: 5, Sent: 5}, 6, 32 * time.Second},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -220,7 +225,12 @@ func TestAttemptNumberGrowsPastAFrozenCounter(t *testing.T) {
 			initiated := t0.Add(-time.Hour)
 			_ = e.srv.Seed(rpctest.Refund{OrderRef: "F1", InitiatedAt: initiated})
 			_ = e.srv.SetFaults(rpctest.FaultRule{Method: "cancelRefund", Kind: "status", Status: 503})
-			res, err := e.h.Handle(context.Background(), Attempt{TaskID: "f", Retried: tc.retried, MaxRetry: 1, Payload: payload("F1", initiated), Prior: tc.prior})
+			if tc.prior != nil {
+				r := *tc.prior
+				r.TaskID, r.OrderRef, r.RefundInitiatedAt, r.Run = "f", "F1", initiated, 1
+				e.mem.seed(tasks.CancelRefund{OrderRef: "F1", RefundInitiatedAt: initiated}, "f", &r)
+			}
+			res, err := e.h.Deliver(context.Background(), Delivery{Type: tasks.TypeCancelRefund, TaskID: "f", Retried: tc.retried, MaxRetry: 1, Payload: payload("F1", initiated)})
 			var rerr *RetryError
 			if !errors.As(err, &rerr) {
 				t.Fatalf("%v", err)
