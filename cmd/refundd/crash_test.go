@@ -18,7 +18,6 @@ import (
 	"github.com/refundd/refund-canceller/internal/testutil"
 	"github.com/refundd/refund-canceller/rpcclient/rpctest"
 	"github.com/refundd/refund-canceller/tasks"
-	"github.com/refundd/refund-canceller/worker"
 )
 
 // The test binary doubles as a refundd child process: with

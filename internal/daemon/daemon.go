@@ -117,7 +117,7 @@ func New(opts Options) (_ *Daemon, err error) {
 	var turns *deadlinefirst.Dispatcher
 	var hturns worker.Turns
 	if n := cfg.Turns(); n > 0 {
-		turns, err = deadlinefirst.New(deadlinefirst.Config{Redis: rc, Runner: insp, Records: recs, Queue: cfg.Queue, Slots: n, Logger: log.Named("deadlinefirst")})
+		turns, err = deadlinefirst.New(deadlinefirst.Config{Redis: rc, Runner: records.Mover{Inspector: insp, Store: recs}, Queue: cfg.Queue, Slots: n, Logger: log.Named("deadlinefirst")})
 		if err != nil {
 			return nil, err
 		}

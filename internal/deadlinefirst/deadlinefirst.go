@@ -25,7 +25,7 @@
 // as many as turns are free — and their run takes the turn.
 //
 // Every fast path and slow path keeps asynq's guarantees: a task is never
-// taken out of asynq, only moved (records.Store.Run) from where it was
+// taken out of asynq, only moved (Runner.Run) from where it was
 // judged to be held to pending; a lost
 // wake (a replica killed between its Release and its RunTask) is repaired
 // by the next tick of any replica, and at worst by the task's own due time;
@@ -47,14 +47,15 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/refundd/refund-canceller/internal/defaults"
-	"github.com/refundd/refund-canceller/internal/records"
 	"github.com/refundd/refund-canceller/tasks"
 	"github.com/refundd/refund-canceller/worker"
 )
 
-// Runner reads a held task's state; *asynq.Inspector is one.
+// Runner reads a held task's state and moves it to pending if it is still
+// where it was judged held (one script); records.Mover is one.
 type Runner interface {
 	GetTaskInfo(queue, id string) (*asynq.TaskInfo, error)
+	Run(ctx context.Context, info *asynq.TaskInfo, p tasks.CancelRefund) (bool, error)
 }
 
 // Config configures a Dispatcher. The zero value of each optional field
@@ -63,11 +64,8 @@ type Config struct {
 	// Redis holds the shared order. Required: the queue's Redis, shared by
 	// every replica of the queue.
 	Redis redis.UniversalClient
-	// Runner reads held tasks. Required.
+	// Runner reads and wakes held tasks. Required.
 	Runner Runner
-	// Records moves a woken task to pending, if it is still held (one
-	// script, records.Store.Run). Required.
-	Records *records.Store
 	// Queue is the asynq queue. Default tasks.DefaultQueue.
 	Queue string
 	// Slots is how many tasks of the fleet hold a turn at once. Required
@@ -123,8 +121,8 @@ type Dispatcher struct {
 
 // New validates cfg and returns a Dispatcher.
 func New(cfg Config) (*Dispatcher, error) {
-	if cfg.Redis == nil || cfg.Runner == nil || cfg.Records == nil {
-		return nil, errors.New("deadlinefirst: Config.Redis, Config.Runner and Config.Records are required")
+	if cfg.Redis == nil || cfg.Runner == nil {
+		return nil, errors.New("deadlinefirst: Config.Redis and Config.Runner are required")
 	}
 	if cfg.Slots <= 0 {
 		return nil, fmt.Errorf("deadlinefirst: Config.Slots %d must be positive", cfg.Slots)
@@ -281,7 +279,7 @@ func (d *Dispatcher) run(id string) {
 	if err == nil && (info.State == asynq.TaskStateRetry || info.State == asynq.TaskStateArchived) {
 		p, _ := tasks.Decode(info.Payload)
 		ctx, cancel := context.WithTimeout(context.Background(), d.cfg.RedisTimeout)
-		moved, rerr := d.cfg.Records.Run(ctx, info, p)
+		moved, rerr := d.cfg.Runner.Run(ctx, info, p)
 		cancel()
 		if moved {
 			return

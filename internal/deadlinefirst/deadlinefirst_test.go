@@ -12,6 +12,7 @@ import (
 	"github.com/hibiken/asynq"
 
 	"github.com/refundd/refund-canceller/internal/redistest"
+	"github.com/refundd/refund-canceller/tasks"
 )
 
 // runs is the queue as the dispatcher sees it: every task waits to retry
@@ -36,11 +37,11 @@ func (r *runs) GetTaskInfo(_, id string) (*asynq.TaskInfo, error) {
 	return &asynq.TaskInfo{ID: id, State: st}, nil
 }
 
-func (r *runs) RunTask(_, id string) error {
+func (r *runs) Run(_ context.Context, info *asynq.TaskInfo, _ tasks.CancelRefund) (bool, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.ids = append(r.ids, id)
-	return nil
+	r.ids = append(r.ids, info.ID)
+	return true, nil
 }
 
 func (r *runs) take() []string {

@@ -21,6 +21,7 @@ import (
 	"github.com/hibiken/asynq"
 
 	"github.com/refundd/refund-canceller/internal/ops"
+	"github.com/refundd/refund-canceller/internal/records"
 	"github.com/refundd/refund-canceller/internal/redistest"
 	"github.com/refundd/refund-canceller/internal/testutil"
 	"github.com/refundd/refund-canceller/rpcclient"
@@ -76,7 +77,9 @@ func finishedTasks(t *testing.T) (*redistest.Redis, string, map[string]time.Time
 			t.Fatal(err)
 		}
 	}
-	h, err := worker.NewHandler(worker.HandlerConfig{Tasks: insp, API: fakeAPI{
+	rc := r.Client()
+	defer rc.Close()
+	h, err := worker.NewHandler(worker.HandlerConfig{Memory: records.New(rc, q, 0), API: fakeAPI{
 		"REFU0001": &rpcclient.APIError{Method: "cancelRefund", Code: 20002, Name: rpcclient.NameOrderNotFound, Message: "order not found", HTTPStatus: 200},
 	}})
 	if err != nil {
@@ -345,7 +348,9 @@ func BenchmarkDashboardList(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
-	h, _ := worker.NewHandler(worker.HandlerConfig{Tasks: insp, API: fakeAPI{}})
+	rc := r.Client()
+	defer rc.Close()
+	h, _ := worker.NewHandler(worker.HandlerConfig{Memory: records.New(rc, q, 0), API: fakeAPI{}})
 	srv, _ := worker.NewServer(worker.ServerConfig{Redis: r.Opt, Queue: q, Concurrency: 10}, h)
 	if err := srv.Start(); err != nil {
 		b.Fatal(err)

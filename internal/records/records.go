@@ -379,6 +379,13 @@ func (s *Store) Run(ctx context.Context, info *asynq.TaskInfo, p tasks.CancelRef
 	return moved, nil
 }
 
+// Mover reads tasks with its Inspector and moves them with its Store
+// (deadlinefirst.Runner).
+type Mover struct {
+	*asynq.Inspector
+	*Store
+}
+
 // Due reports whether the task asynq archived (see Run) should run now:
 // its record is not final and its next attempt is due, or its ending is
 // yet to be announced.

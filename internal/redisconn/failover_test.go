@@ -14,7 +14,7 @@ import (
 	"github.com/refundd/refund-canceller/internal/redistest"
 	"github.com/refundd/refund-canceller/internal/testutil"
 	"github.com/refundd/refund-canceller/rpcclient"
-	"github.com/refundd/refund-canceller/worker"
+	"github.com/refundd/refund-canceller/tasks"
 )
 
 // Three replicas on a redis-sentinel:// REDIS_URL work through two

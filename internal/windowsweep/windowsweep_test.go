@@ -13,6 +13,7 @@ import (
 	"go.uber.org/zap/zaptest"
 
 	"github.com/refundd/refund-canceller/internal/fleettest"
+	"github.com/refundd/refund-canceller/internal/records"
 	"github.com/refundd/refund-canceller/internal/redistest"
 	"github.com/refundd/refund-canceller/internal/testutil"
 	"github.com/refundd/refund-canceller/internal/windowsweep"
@@ -44,7 +45,9 @@ func start(t *testing.T, policy worker.Policy) *stack {
 	log := zaptest.NewLogger(t)
 	insp := asynq.NewInspector(r.Opt)
 	t.Cleanup(func() { _ = insp.Close() })
-	h, err := worker.NewHandler(worker.HandlerConfig{API: api, Policy: policy, Tasks: insp, Logger: log})
+	rc := r.Client()
+	t.Cleanup(func() { _ = rc.Close() })
+	h, err := worker.NewHandler(worker.HandlerConfig{API: api, Memory: records.New(rc, q, 0), Policy: policy, Logger: log})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -171,6 +174,42 @@ func TestArchivedByTheCounterIsRunAgain(t *testing.T) {
 	s.wait(t, id, time.Minute, completed)
 	if r, _ := s.sb.Refund("C1"); r.Status != rpctest.StatusCanceled {
 		t.Fatalf("sandbox refund %+v", r)
+	}
+}
+
+// The operator's word stands: a task an operator archived from the
+// dashboard while it waited to retry (MaxRetry 0 too, where asynq's
+// counter would have archived it at its next failure) is never run by the
+// sweep, however long it sits there with its window open.
+func TestOperatorArchiveStands(t *testing.T) {
+	s := start(t, worker.Policy{BaseDelay: 10 * time.Second, MinDelay: 10 * time.Second})
+	initiated := time.Now().Add(-10 * time.Minute)
+	_ = s.sb.Seed(rpctest.Refund{OrderRef: "O1", InitiatedAt: initiated})
+	_ = s.sb.Seed(rpctest.Refund{OrderRef: "O2", InitiatedAt: initiated})
+	_ = s.sb.SetFaults(rpctest.FaultRule{Method: "cancelRefund", Kind: "status", Status: 503, FirstN: 1})
+	id := s.rawTask(t, "O1", initiated, asynq.MaxRetry(3))
+	s.wait(t, id, 20*time.Second, func(i *asynq.TaskInfo) bool { return i.State == asynq.TaskStateRetry })
+	if err := s.insp.ArchiveTask(s.queue, id); err != nil {
+		t.Fatal(err)
+	}
+	// A MaxRetry 0 task asynq's counter archived (parked) beside it: the
+	// sweep runs that one, which shows the sweep did run.
+	_ = s.sb.SetFaults(rpctest.FaultRule{Method: "cancelRefund", Kind: "status", Status: 503, FirstN: 1})
+	parked := s.rawTask(t, "O2", initiated, asynq.MaxRetry(0), asynq.Retention(time.Hour))
+	s.wait(t, parked, 20*time.Second, archived)
+	calls := s.cancelCalls()
+	testutil.Eventually(t, time.Minute, "the sweep runs the parked task when due", func() bool {
+		if _, err := s.sweep.Sweep(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		info, err := s.insp.GetTaskInfo(s.queue, parked)
+		return err == nil && info.State == asynq.TaskStateCompleted
+	})
+	if info, err := s.insp.GetTaskInfo(s.queue, id); err != nil || info.State != asynq.TaskStateArchived {
+		t.Fatalf("operator-archived task: %+v %v", info, err)
+	}
+	if r, _ := s.sb.Refund("O1"); r.Status == rpctest.StatusCanceled || s.cancelCalls() != calls+1 {
+		t.Fatalf("operator-archived refund %+v; cancelRefund calls %d → %d (want one: the parked task's)", r, calls, s.cancelCalls())
 	}
 }
 
