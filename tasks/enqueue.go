@@ -7,6 +7,10 @@ import (
 	"time"
 
 	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/refundd/refund-canceller/internal/keys"
+	"github.com/refundd/refund-canceller/internal/redisconn"
 )
 
 // ErrAlreadyQueued matches an *AlreadyQueuedError with errors.Is.
@@ -20,9 +24,11 @@ var ErrWindowClosed = errors.New("cancellation window closed")
 // completed or archived, while retained). Nothing new was enqueued.
 type AlreadyQueuedError struct {
 	TaskID string
-	// Info is the existing task; nil if it vanished between the conflict and
-	// the lookup (it finished and its retention ran out).
+	// Info is the existing task; nil if asynq no longer holds it (it
+	// finished and its retention ran out) — Record then tells.
 	Info *asynq.TaskInfo
+	// Record is the refund's record, if the worker has written one.
+	Record *Result
 }
 
 func (e *AlreadyQueuedError) Error() string {
@@ -35,12 +41,16 @@ func (e *AlreadyQueuedError) Error() string {
 // Is makes errors.Is(err, ErrAlreadyQueued) true.
 func (e *AlreadyQueuedError) Is(target error) bool { return target == ErrAlreadyQueued }
 
-// State answers the existing task's state, or "unknown".
+// State answers the existing task's state; for a task asynq no longer
+// holds, its record's outcome ("record: cancelled"), or "unknown".
 func (e *AlreadyQueuedError) State() string {
-	if e.Info == nil {
-		return "unknown"
+	switch {
+	case e.Info != nil:
+		return e.Info.State.String()
+	case e.Record != nil:
+		return "record: " + e.Record.Outcome
 	}
-	return e.Info.State.String()
+	return "unknown"
 }
 
 // WindowClosedError refuses a cancellation whose 2-hour window had already
@@ -62,6 +72,7 @@ func (e *WindowClosedError) Is(target error) bool { return target == ErrWindowCl
 type Enqueuer struct {
 	client    *asynq.Client
 	inspector *asynq.Inspector
+	rdb       redis.UniversalClient
 	queue     string
 	now       func() time.Time
 }
@@ -87,13 +98,12 @@ func NewEnqueuer(cfg EnqueuerConfig) (*Enqueuer, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	return &Enqueuer{client: asynq.NewClient(cfg.Redis), inspector: asynq.NewInspector(cfg.Redis), queue: cfg.Queue, now: cfg.Now}, nil
+	rdb := redisconn.NewClient(cfg.Redis)
+	return &Enqueuer{client: asynq.NewClientFromRedisClient(rdb), inspector: asynq.NewInspectorFromRedisClient(rdb), rdb: rdb, queue: cfg.Queue, now: cfg.Now}, nil
 }
 
-// Close releases the Redis connections.
-func (e *Enqueuer) Close() error {
-	return errors.Join(e.client.Close(), e.inspector.Close())
-}
+// Close releases the Redis connection.
+func (e *Enqueuer) Close() error { return e.rdb.Close() }
 
 // Queue answers the queue this Enqueuer writes to.
 func (e *Enqueuer) Queue() string { return e.queue }
@@ -111,22 +121,48 @@ func (e *Enqueuer) Enqueue(ctx context.Context, p CancelRefund, opts ...asynq.Op
 	if closes := p.WindowClosesAt(); !now.Before(closes) {
 		return nil, &WindowClosedError{OrderRef: p.OrderRef, ClosedAt: closes}
 	}
+	// The refund's record outlives asynq's copy of its task: a refund the
+	// worker knows is already queued, whatever asynq still holds.
+	v, err := e.rdb.HMGet(ctx, keys.Refund(e.queue, p.OrderRef, p.RefundInitiatedAt), "owner", "record").Result()
+	if err != nil {
+		return nil, fmt.Errorf("enqueue %s: read the refund's record: %w", p.TaskID(), err)
+	}
+	if owner, _ := v[0].(string); owner != "" {
+		rec, _ := v[1].(string)
+		return nil, e.alreadyQueued(owner, []byte(rec))
+	}
 	info, err := e.client.EnqueueContext(ctx, task)
 	if errors.Is(err, asynq.ErrTaskIDConflict) {
-		return nil, e.alreadyQueued(p.TaskID())
+		return nil, e.alreadyQueued(p.TaskID(), nil)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("enqueue %s: %w", p.TaskID(), err)
 	}
+	// The order's index (the worker indexes what it runs, too): best
+	// effort, so an enqueued task is never reported as failed.
+	_ = indexScript.Run(ctx, e.rdb, []string{keys.Order(e.queue, p.OrderRef)}, p.RefundInitiatedAt.Unix(), keys.Stamp(p.RefundInitiatedAt),
+		(DefaultRetention + Window).Milliseconds()).Err()
 	return info, nil
 }
 
-func (e *Enqueuer) alreadyQueued(id string) error {
+// indexScript adds a refund to its order's index, which expires after
+// ARGV[3] ms unless the worker's records keep it longer.
+var indexScript = redis.NewScript(`
+redis.call("ZADD", KEYS[1], ARGV[1], ARGV[2])
+if redis.call("PTTL", KEYS[1]) < 0 then
+	redis.call("PEXPIRE", KEYS[1], ARGV[3])
+end
+return 1`)
+
+func (e *Enqueuer) alreadyQueued(id string, record []byte) error {
+	aq := &AlreadyQueuedError{TaskID: id}
+	aq.Record, _ = DecodeResult(record)
 	info, err := e.inspector.GetTaskInfo(e.queue, id)
-	if err != nil && !errors.Is(err, asynq.ErrTaskNotFound) {
-		return fmt.Errorf("%w; reading its state: %v", &AlreadyQueuedError{TaskID: id}, err)
+	if err != nil && !errors.Is(err, asynq.ErrTaskNotFound) && !errors.Is(err, asynq.ErrQueueNotFound) {
+		return fmt.Errorf("%w; reading its state: %v", aq, err)
 	}
-	return &AlreadyQueuedError{TaskID: id, Info: info}
+	aq.Info = info
+	return aq
 }
 
 // Status answers the cancellation task of the order's refund initiated at

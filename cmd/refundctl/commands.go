@@ -13,7 +13,9 @@ import (
 	"time"
 
 	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
 
+	"github.com/refundd/refund-canceller/internal/records"
 	"github.com/refundd/refund-canceller/internal/redisconn"
 	"github.com/refundd/refund-canceller/internal/taskview"
 	"github.com/refundd/refund-canceller/tasks"
@@ -22,7 +24,9 @@ import (
 const usage = `Usage:
   refundctl enqueue --order-ref REF --initiated-at RFC3339 [--reason TEXT] [--requested-by NAME]
   refundctl enqueue --file FILE.jsonl      one payload per line; --file - reads stdin
+  refundctl status ORDER_REF                          every cancellation of the order, newest refund first
   refundctl status --initiated-at RFC3339 ORDER_REF   the cancellation of that refund
+  refundctl rerun --initiated-at RFC3339 ORDER_REF    try a finished (not cancelled) cancellation again, keeping its history
   refundctl help [COMMAND]
 
 Common flags: --redis-url URL (default $REDIS_URL), --queue NAME (default $REFUND_QUEUE or refunds), --json
@@ -98,6 +102,31 @@ func (c *common) enqueuer() (*tasks.Enqueuer, error) {
 		return nil, usageError("--redis-url (or REDIS_URL) is not a Redis URL: redis://, rediss://, redis-sentinel:// or unix:// (value not shown: it may hold a password)")
 	}
 	return tasks.NewEnqueuer(tasks.EnqueuerConfig{Redis: opt, Queue: c.queue})
+}
+
+// reader is what status and rerun read and move: the queue's tasks and the
+// refunds' records.
+type reader struct {
+	insp   *asynq.Inspector
+	rc     redis.UniversalClient
+	recs   *records.Store
+	lookup *taskview.Lookup
+}
+
+func (r *reader) Close() error { return errors.Join(r.insp.Close(), r.rc.Close()) }
+
+func (c *common) reader() (*reader, error) {
+	if c.redisURL == "" {
+		return nil, usageError("REDIS_URL is not set and --redis-url not given")
+	}
+	opt, err := redisconn.Parse(c.redisURL)
+	if err != nil {
+		return nil, usageError("--redis-url (or REDIS_URL) is not a Redis URL: redis://, rediss://, redis-sentinel:// or unix:// (value not shown: it may hold a password)")
+	}
+	rc := redisconn.NewClient(opt)
+	insp := asynq.NewInspectorFromRedisClient(rc)
+	recs := records.New(rc, c.queue, 0)
+	return &reader{insp: insp, rc: rc, recs: recs, lookup: taskview.NewLookup(insp, recs, c.queue)}, nil
 }
 
 // parseFlags parses args allowing flags after positional arguments
@@ -337,7 +366,7 @@ func status(args []string, e env) error {
 	fs := flag.NewFlagSet("status", flag.ContinueOnError)
 	var c common
 	c.register(fs, e)
-	initiatedAt := fs.String("initiated-at", "", "the refund's initiation time, RFC 3339 (one task per refund)")
+	initiatedAt := fs.String("initiated-at", "", "the refund's initiation time, RFC 3339 (without it: every refund of the order)")
 	rest, err := parseFlags(fs, args, e.stdout)
 	if err != nil {
 		return err
@@ -345,55 +374,167 @@ func status(args []string, e env) error {
 	if len(rest) != 1 {
 		return usageError("status takes one order reference")
 	}
-	if *initiatedAt == "" {
-		return usageError("status needs --initiated-at: a task is one refund's cancellation")
+	var initiated time.Time
+	if *initiatedAt != "" {
+		if initiated, err = time.Parse(time.RFC3339, *initiatedAt); err != nil {
+			return usageError("--initiated-at must be RFC 3339, e.g. 2026-11-25T10:00:00Z")
+		}
 	}
-	initiated, err := time.Parse(time.RFC3339, *initiatedAt)
-	if err != nil {
-		return usageError("--initiated-at must be RFC 3339, e.g. 2026-11-25T10:00:00Z")
-	}
-	enq, err := c.enqueuer()
+	rd, err := c.reader()
 	if err != nil {
 		return err
 	}
-	defer enq.Close()
-	info, err := enq.Status(rest[0], initiated)
-	if errors.Is(err, asynq.ErrTaskNotFound) || errors.Is(err, asynq.ErrQueueNotFound) {
-		return &cliError{Kind: "not_found", Msg: fmt.Sprintf("no cancellation task %s in queue %s", tasks.TaskID(rest[0], initiated), c.queue), code: exitRejected}
+	defer rd.Close()
+	ctx := context.Background()
+	if *initiatedAt == "" {
+		views, err := rd.lookup.Order(ctx, rest[0])
+		if err != nil {
+			return lookupError(err, fmt.Sprintf("no cancellation of order %s in queue %s", rest[0], c.queue))
+		}
+		if c.json {
+			b, _ := json.MarshalIndent(taskview.OrderView{OrderRef: rest[0], Cancellations: views}, "", "  ")
+			fmt.Fprintln(e.stdout, string(b))
+			return nil
+		}
+		for _, v := range views {
+			fmt.Fprintln(e.stdout, oneLine(v))
+		}
+		return nil
 	}
+	v, err := rd.lookup.Refund(ctx, rest[0], initiated)
 	if err != nil {
-		return &cliError{Kind: "unavailable", Msg: "the queue is unavailable: " + err.Error(), code: exitUnavailable}
+		return lookupError(err, fmt.Sprintf("no cancellation task %s in queue %s", tasks.TaskID(rest[0], initiated), c.queue))
 	}
-	v := taskview.Of(info)
 	if c.json {
 		b, _ := json.MarshalIndent(v, "", "  ")
 		fmt.Fprintln(e.stdout, string(b))
 		return nil
 	}
-	fmt.Fprintf(e.stdout, "task:     %s (queue %s)\nstate:    %s\nretried:  %d\n", v.TaskID, v.Queue, v.State, v.Retried)
+	printView(e.stdout, v)
+	return nil
+}
+
+func lookupError(err error, notFound string) error {
+	if errors.Is(err, taskview.ErrNotFound) {
+		return &cliError{Kind: "not_found", Msg: notFound, code: exitRejected}
+	}
+	return &cliError{Kind: "unavailable", Msg: "the queue is unavailable: " + err.Error(), code: exitUnavailable}
+}
+
+// oneLine is one cancellation of an order's list:
+// "<initiated> <state> <outcome> <task ID> [refund <id>] [: reason]".
+func oneLine(v taskview.View) string {
+	outcome := v.Outcome
+	if outcome == "" {
+		outcome = "-"
+	}
+	line := fmt.Sprintf("%s  %-9s %-17s %s", v.RefundInitiatedAt, v.State, outcome, v.TaskID)
+	if v.Result != nil && v.Result.RefundID != "" {
+		line += "  refund " + v.Result.RefundID
+	}
+	return line
+}
+
+func printView(w io.Writer, v taskview.View) {
+	fmt.Fprintf(w, "task:     %s (queue %s)\nstate:    %s\nretried:  %d\n", v.TaskID, v.Queue, v.State, v.Retried)
 	if v.LastError != "" {
-		fmt.Fprintf(e.stdout, "last error: %s\n", v.LastError)
+		fmt.Fprintf(w, "last error: %s\n", v.LastError)
 	}
 	if v.LastFailedAt != "" {
-		fmt.Fprintf(e.stdout, "last failed at: %s\n", v.LastFailedAt)
+		fmt.Fprintf(w, "last failed at: %s\n", v.LastFailedAt)
 	}
 	if v.NextProcessAt != "" {
-		fmt.Fprintf(e.stdout, "next try: %s\n", v.NextProcessAt)
+		fmt.Fprintf(w, "next try: %s\n", v.NextProcessAt)
 	}
 	if v.WindowClosesAt != "" {
-		fmt.Fprintf(e.stdout, "window closes: %s\n", v.WindowClosesAt)
+		fmt.Fprintf(w, "window closes: %s\n", v.WindowClosesAt)
 	}
-	fmt.Fprintf(e.stdout, "payload:  %s\n", v.Payload)
+	if len(v.Payload) > 0 {
+		fmt.Fprintf(w, "payload:  %s\n", v.Payload)
+	}
 	if r := v.Result; r != nil {
-		fmt.Fprintf(e.stdout, "outcome:  %s (%d attempt(s))\n", r.Outcome, r.Attempts)
+		fmt.Fprintf(w, "outcome:  %s (run %d, %d attempt(s))\n", r.Outcome, r.Run, r.Attempts)
 		if r.RefundID != "" {
-			fmt.Fprintf(e.stdout, "refund:   %s\n", r.RefundID)
+			fmt.Fprintf(w, "refund:   %s\n", r.RefundID)
 		}
 		if r.Reason != "" {
-			fmt.Fprintf(e.stdout, "reason:   %s\n", r.Reason)
+			fmt.Fprintf(w, "reason:   %s\n", r.Reason)
 		}
 		b, _ := json.Marshal(r)
-		fmt.Fprintf(e.stdout, "result:   %s\n", b)
+		fmt.Fprintf(w, "result:   %s\n", b)
 	}
+	for _, r := range v.EarlierRuns {
+		fmt.Fprintf(w, "run %d:    %s: %s\n", r.Run, r.Outcome, r.Reason)
+	}
+}
+
+// rerun opens a new run of a finished cancellation that did not cancel
+// the refund (refused, unknown, window closed, superseded): the record
+// keeps the earlier run, the old task is deleted and the task enqueued
+// again under the same ID; its outcome is announced anew.
+func rerun(args []string, e env) error {
+	fs := flag.NewFlagSet("rerun", flag.ContinueOnError)
+	var c common
+	c.register(fs, e)
+	initiatedAt := fs.String("initiated-at", "", "the refund's initiation time, RFC 3339")
+	rest, err := parseFlags(fs, args, e.stdout)
+	if err != nil {
+		return err
+	}
+	if len(rest) != 1 || *initiatedAt == "" {
+		return usageError("rerun takes one order reference and --initiated-at")
+	}
+	initiated, err := time.Parse(time.RFC3339, *initiatedAt)
+	if err != nil {
+		return usageError("--initiated-at must be RFC 3339, e.g. 2026-11-25T10:00:00Z")
+	}
+	rd, err := c.reader()
+	if err != nil {
+		return err
+	}
+	defer rd.Close()
+	ctx := context.Background()
+	p := tasks.CancelRefund{OrderRef: rest[0], RefundInitiatedAt: initiated}
+	e0, known, err := rd.recs.Get(ctx, p.OrderRef, initiated)
+	switch {
+	case err != nil:
+		return &cliError{Kind: "unavailable", Msg: "the queue is unavailable: " + err.Error(), code: exitUnavailable}
+	case !known:
+		return &cliError{Kind: "not_found", Msg: "no record of " + p.TaskID() + ": nothing to try again (enqueue it)", code: exitRejected}
+	}
+	if info, err := rd.insp.GetTaskInfo(c.queue, e0.Owner); err == nil {
+		if info.State != asynq.TaskStateCompleted && info.State != asynq.TaskStateArchived {
+			return &cliError{Kind: "rejected", Msg: fmt.Sprintf("task %s is %s: its cancellation has not ended", e0.Owner, info.State), code: exitRejected}
+		}
+	}
+	next, err := rd.recs.Rerun(ctx, p.OrderRef, initiated)
+	if errors.Is(err, records.ErrNotFinal) || errors.Is(err, records.ErrCancelled) {
+		return &cliError{Kind: "rejected", Msg: err.Error(), code: exitRejected}
+	}
+	if err != nil {
+		return &cliError{Kind: "unavailable", Msg: "the queue is unavailable: " + err.Error(), code: exitUnavailable}
+	}
+	if err := rd.insp.DeleteTask(c.queue, e0.Owner); err != nil && !errors.Is(err, asynq.ErrTaskNotFound) && !errors.Is(err, asynq.ErrQueueNotFound) {
+		return &cliError{Kind: "unavailable", Msg: "run " + fmt.Sprint(next.Run) + " is open but the old task could not be deleted: " + err.Error() + "; run it again", code: exitUnavailable}
+	}
+	// The owner's ID: a raw producer's task keeps its own.
+	task, err := tasks.NewTask(p, time.Now(), asynq.Queue(c.queue))
+	if err == nil && e0.Owner != p.TaskID() {
+		task = asynq.NewTask(task.Type(), task.Payload(), asynq.TaskID(e0.Owner), asynq.Queue(c.queue), asynq.MaxRetry(tasks.DefaultMaxRetry),
+			asynq.Timeout(tasks.DefaultTimeout), asynq.Retention(tasks.DefaultRetention))
+	}
+	if err == nil {
+		client := asynq.NewClientFromRedisClient(rd.rc)
+		_, err = client.EnqueueContext(ctx, task)
+	}
+	if err != nil {
+		return &cliError{Kind: "unavailable", Msg: fmt.Sprintf("run %d is open but the task could not be enqueued: %v; enqueue it again with the same payload", next.Run, err), code: exitUnavailable}
+	}
+	if c.json {
+		b, _ := json.Marshal(map[string]any{"result": "rerun", "task_id": e0.Owner, "run": next.Run})
+		fmt.Fprintln(e.stdout, string(b))
+		return nil
+	}
+	fmt.Fprintf(e.stdout, "rerun: %s run %d queued\n", e0.Owner, next.Run)
 	return nil
 }

@@ -2,7 +2,9 @@
 //
 //	refundctl enqueue --order-ref 73152889 --initiated-at 2026-11-25T10:00:00Z [--reason …]
 //	refundctl enqueue --file cancellations.jsonl   (or --file - for stdin)
-//	refundctl status 73152889
+//	refundctl status 73152889                      (every cancellation of the order)
+//	refundctl status --initiated-at 2026-11-25T10:00:00Z 73152889
+//	refundctl rerun --initiated-at 2026-11-25T10:00:00Z 73152889
 //
 // It reads REDIS_URL and REFUND_QUEUE like refundd (or --redis-url, --queue);
 // --json prints every answer, errors included, as JSON on stdout. Exit
@@ -50,6 +52,8 @@ func run(ctx context.Context, args []string, e env) int {
 		err = enqueue(ctx, args[1:], e)
 	case "status":
 		err = status(args[1:], e)
+	case "rerun":
+		err = rerun(args[1:], e)
 	case "-h", "-help", "--help", "help":
 		fmt.Fprint(e.stdout, usage)
 		return exitOK

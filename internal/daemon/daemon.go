@@ -22,6 +22,7 @@ import (
 	"github.com/refundd/refund-canceller/internal/ops"
 	"github.com/refundd/refund-canceller/internal/records"
 	"github.com/refundd/refund-canceller/internal/redisconn"
+	"github.com/refundd/refund-canceller/internal/taskview"
 	"github.com/refundd/refund-canceller/internal/vendorbudget"
 	"github.com/refundd/refund-canceller/internal/webhook"
 	"github.com/refundd/refund-canceller/internal/windowsweep"
@@ -153,7 +154,7 @@ func New(opts Options) (_ *Daemon, err error) {
 	d := &Daemon{cfg: cfg, log: log, server: srv, notify: notifyServer, sweep: sweep, turns: turns, mux: http.NewServeMux(), onListen: opts.OnListen, closers: closers}
 	d.mux.Handle("GET /metrics", m.Handler())
 	dash.Register(d.mux)
-	ops.NewAPI(enq, cfg.APIToken.Reveal(), log.Named("api")).Register(d.mux)
+	ops.NewAPI(enq, taskview.NewLookup(insp, recs, cfg.Queue), cfg.APIToken.Reveal(), log.Named("api")).Register(d.mux)
 	if cfg.DashboardUser == "" && !cfg.OpsLoopback() {
 		log.Warn("the dashboard is refused (403): set DASHBOARD_USER and DASHBOARD_PASSWORD to serve it on a non-loopback OPS_ADDR")
 	}

@@ -16,6 +16,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/refundd/refund-canceller/internal/clip"
+	"github.com/refundd/refund-canceller/internal/orderref"
 	"github.com/refundd/refund-canceller/internal/taskview"
 	"github.com/refundd/refund-canceller/tasks"
 )
@@ -27,12 +28,18 @@ const (
 	MaxBatchBytes = MaxBatchItems * tasks.MaxPayloadBytes
 )
 
-// Producer is what the API needs to enqueue and look up cancellations;
-// *tasks.Enqueuer has it.
+// Producer is what the API needs to enqueue cancellations; *tasks.Enqueuer
+// has it.
 type Producer interface {
 	Enqueue(ctx context.Context, p tasks.CancelRefund, opts ...asynq.Option) (*asynq.TaskInfo, error)
-	Status(orderRef string, initiatedAt time.Time) (*asynq.TaskInfo, error)
 	Queue() string
+}
+
+// Finder is what the API needs to look cancellations up;
+// *taskview.Lookup has it.
+type Finder interface {
+	Refund(ctx context.Context, orderRef string, initiated time.Time) (taskview.View, error)
+	Order(ctx context.Context, orderRef string) ([]taskview.View, error)
 }
 
 // API is the HTTP producer API, for systems not written in Go:
@@ -40,7 +47,9 @@ type Producer interface {
 //	POST /v1/cancellations         one payload       → 202 | 400 | 409 | 413 | 415 | 422
 //	POST /v1/cancellations:batch   up to 1,000       → 200 with per-item results in order
 //	GET  /v1/cancellations/{ref}?refund_initiated_at=RFC3339
-//	                               one refund's task → 200 | 400 | 404
+//	                               one refund's cancellation → 200 | 400 | 404
+//	GET  /v1/cancellations/{ref}   every cancellation of the order, newest
+//	                               refund first → 200 | 400 | 404
 //
 // Every route needs "Authorization: Bearer <API_TOKEN>", checked before any
 // body is read. Bodies must be "Content-Type: application/json" (else 415)
@@ -48,17 +57,18 @@ type Producer interface {
 // no unknown fields. OpenAPI: api/openapi.yaml.
 type API struct {
 	producer Producer
+	finder   Finder
 	token    string
 	log      *zap.Logger
 }
 
 // NewAPI returns the API. With an empty token every route answers 503:
 // the API is off until API_TOKEN is set.
-func NewAPI(p Producer, token string, log *zap.Logger) *API {
+func NewAPI(p Producer, f Finder, token string, log *zap.Logger) *API {
 	if log == nil {
 		log = zap.NewNop()
 	}
-	return &API{producer: p, token: token, log: log}
+	return &API{producer: p, finder: f, token: token, log: log}
 }
 
 // Register adds the API's routes to mux.
@@ -202,21 +212,36 @@ func (a *API) enqueue(ctx context.Context, body []byte) Item {
 
 func (a *API) get(w http.ResponseWriter, r *http.Request) {
 	ref := r.PathValue("order_ref")
-	initiated, perr := time.Parse(time.RFC3339, r.URL.Query().Get("refund_initiated_at"))
-	if perr != nil {
-		WriteJSON(w, http.StatusBadRequest, errorBody{Error: "query parameter refund_initiated_at is required (RFC 3339): a cancellation is one refund's"})
+	if !orderref.Valid(ref) {
+		WriteJSON(w, http.StatusBadRequest, errorBody{Error: "order_ref must be " + orderref.Want})
 		return
 	}
-	info, err := a.producer.Status(ref, initiated)
-	switch {
-	case errors.Is(err, asynq.ErrTaskNotFound) || errors.Is(err, asynq.ErrQueueNotFound):
-		WriteJSON(w, http.StatusNotFound, errorBody{Error: "no cancellation for order " + clip.String(ref, 40) + "'s refund initiated at " + initiated.UTC().Format(time.RFC3339)})
+	if !r.URL.Query().Has("refund_initiated_at") {
+		views, err := a.finder.Order(r.Context(), ref)
+		switch {
+		case errors.Is(err, taskview.ErrNotFound):
+			WriteJSON(w, http.StatusNotFound, errorBody{Error: "no cancellation for order " + ref})
+		case err != nil:
+			a.log.Error("order lookup failed", zap.String("order_ref", ref), zap.Error(err))
+			WriteJSON(w, http.StatusServiceUnavailable, errorBody{Error: "the queue is unavailable; try again"})
+		default:
+			WriteJSON(w, http.StatusOK, taskview.OrderView{OrderRef: ref, Cancellations: views})
+		}
 		return
+	}
+	initiated, perr := time.Parse(time.RFC3339, r.URL.Query().Get("refund_initiated_at"))
+	if perr != nil {
+		WriteJSON(w, http.StatusBadRequest, errorBody{Error: "query parameter refund_initiated_at must be RFC 3339 (e.g. 2026-11-25T10:00:00Z), or left out for every cancellation of the order"})
+		return
+	}
+	v, err := a.finder.Refund(r.Context(), ref, initiated)
+	switch {
+	case errors.Is(err, taskview.ErrNotFound):
+		WriteJSON(w, http.StatusNotFound, errorBody{Error: "no cancellation for order " + ref + "'s refund initiated at " + initiated.UTC().Format(time.RFC3339)})
 	case err != nil:
 		a.log.Error("task lookup failed", zap.String("order_ref", ref), zap.Error(err))
 		WriteJSON(w, http.StatusServiceUnavailable, errorBody{Error: "the queue is unavailable; try again"})
-		return
+	default:
+		WriteJSON(w, http.StatusOK, v)
 	}
-	v := taskview.Of(info)
-	WriteJSON(w, http.StatusOK, v)
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/hibiken/asynq"
 
 	"github.com/refundd/refund-canceller/internal/ops"
+	"github.com/refundd/refund-canceller/internal/taskview"
 	"github.com/refundd/refund-canceller/tasks"
 )
 
@@ -33,14 +34,17 @@ func (fakeProducer) Enqueue(_ context.Context, p tasks.CancelRefund, _ ...asynq.
 	}
 	return &asynq.TaskInfo{ID: "refund:cancel:" + p.OrderRef, Queue: "refunds", State: asynq.TaskStatePending}, nil
 }
-func (fakeProducer) Status(string, time.Time) (*asynq.TaskInfo, error) {
-	return nil, asynq.ErrTaskNotFound
+func (fakeProducer) Refund(context.Context, string, time.Time) (taskview.View, error) {
+	return taskview.View{}, taskview.ErrNotFound
+}
+func (fakeProducer) Order(context.Context, string) ([]taskview.View, error) {
+	return nil, taskview.ErrNotFound
 }
 func (fakeProducer) Queue() string { return "refunds" }
 
 func apiHandler() http.Handler {
 	mux := http.NewServeMux()
-	ops.NewAPI(fakeProducer{}, token, nil).Register(mux)
+	ops.NewAPI(fakeProducer{}, fakeProducer{}, token, nil).Register(mux)
 	return ops.NewGuard(nil).Handler(mux)
 }
 

@@ -55,7 +55,7 @@ func dashboardServer(t *testing.T, dcfg ops.DashboardConfig, outer func(http.Han
 	t.Cleanup(func() { _ = d.Close() })
 	mux := http.NewServeMux()
 	d.Register(mux)
-	ops.NewAPI(enq, token, nil).Register(mux)
+	ops.NewAPI(enq, lookup(t, r, q), token, nil).Register(mux)
 	ops.NewHealth(ops.Checks{}).Register(mux)
 	insp = asynq.NewInspector(r.Opt)
 	t.Cleanup(func() { _ = insp.Close() })
@@ -164,7 +164,7 @@ func TestGuardHostAllowed(t *testing.T) {
 func TestSlowClient(t *testing.T) {
 	const readTimeout = time.Second
 	mux := http.NewServeMux()
-	ops.NewAPI(fakeProducer{}, token, nil).Register(mux)
+	ops.NewAPI(fakeProducer{}, fakeProducer{}, token, nil).Register(mux)
 	ops.NewHealth(ops.Checks{}).Register(mux)
 	srv := serve(t, ops.ServerConfig{Handler: mux, ReadTimeout: readTimeout})
 

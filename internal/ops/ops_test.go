@@ -1,6 +1,8 @@
 package ops_test
 
 import (
+	"github.com/hibiken/asynq"
+
 	"context"
 	"encoding/json"
 	"fmt"
@@ -16,7 +18,9 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/refundd/refund-canceller/internal/ops"
+	"github.com/refundd/refund-canceller/internal/records"
 	"github.com/refundd/refund-canceller/internal/redistest"
+	"github.com/refundd/refund-canceller/internal/taskview"
 	"github.com/refundd/refund-canceller/internal/testutil"
 	"github.com/refundd/refund-canceller/tasks"
 )
@@ -39,7 +43,7 @@ func newAPI(t *testing.T, tok string) *apiFixture {
 	}
 	t.Cleanup(func() { _ = enq.Close() })
 	mux := http.NewServeMux()
-	ops.NewAPI(enq, tok, nil).Register(mux)
+	ops.NewAPI(enq, lookup(t, r, q), tok, nil).Register(mux)
 	srv := serve(t, ops.ServerConfig{Handler: mux})
 	return &apiFixture{srv: srv, queue: q, redis: r}
 }
@@ -118,7 +122,15 @@ func TestProducerAPI(t *testing.T) {
 		}},
 		{"get unknown", "GET", "/v1/cancellations/NOPE?" + refund, bearer, "", 404, nil},
 		{"get another refund of the order", "GET", "/v1/cancellations/A1?refund_initiated_at=2026-11-25T10:00:00Z", bearer, "", 404, nil},
-		{"get without the refund", "GET", "/v1/cancellations/A1", bearer, "", 400, nil},
+		{"get the order", "GET", "/v1/cancellations/A1", bearer, "", 200, func(t *testing.T, out map[string]any) {
+			list, _ := out["cancellations"].([]any)
+			if out["order_ref"] != "A1" || len(list) != 1 || list[0].(map[string]any)["task_id"] != id {
+				t.Fatalf("%v", out)
+			}
+		}},
+		{"get an unknown order", "GET", "/v1/cancellations/NOPE", bearer, "", 404, nil},
+		{"get with an empty refund", "GET", "/v1/cancellations/A1?refund_initiated_at=", bearer, "", 400, nil},
+		{"get a bad order ref", "GET", "/v1/cancellations/bad%20ref", bearer, "", 400, nil},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -263,4 +275,13 @@ func TestOpenAPIMatchesRoutes(t *testing.T) {
 	if len(doc.Paths) != 3 {
 		t.Errorf("openapi.yaml has %d paths, the API 3", len(doc.Paths))
 	}
+}
+
+// lookup answers the Lookup the daemon gives the API, for queue q.
+func lookup(t *testing.T, r *redistest.Redis, q string) *taskview.Lookup {
+	t.Helper()
+	insp := asynq.NewInspector(r.Opt)
+	rc := r.Client()
+	t.Cleanup(func() { _ = insp.Close(); _ = rc.Close() })
+	return taskview.NewLookup(insp, records.New(rc, q, 0), q)
 }

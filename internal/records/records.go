@@ -33,6 +33,7 @@ import (
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/refundd/refund-canceller/internal/keys"
 	"github.com/refundd/refund-canceller/tasks"
 	"github.com/refundd/refund-canceller/worker"
 )
@@ -59,13 +60,9 @@ func New(rdb redis.UniversalClient, queue string, retention time.Duration) *Stor
 	return &Store{rdb: rdb, queue: queue, retention: retention}
 }
 
-// Key answers the record's key of the refund of orderRef initiated at initiated.
-func Key(queue, orderRef string, initiated time.Time) string {
-	return "refundd:{" + queue + "}:refund:" + orderRef + ":" + initiated.UTC().Format(tasks.TaskIDTimeLayout)
-}
-
-// OrderKey answers the key of the order's index of refunds.
-func OrderKey(queue, orderRef string) string { return "refundd:{" + queue + "}:order:" + orderRef }
+// Key answers the record's key of the refund of orderRef initiated at
+// initiated (keys.Refund).
+func Key(queue, orderRef string, initiated time.Time) string { return keys.Refund(queue, orderRef, initiated) }
 
 // claimScript: KEYS refund, order; ARGV task ID, token, retention ms,
 // initiation stamp, initiation unix seconds, oldest initiation kept (unix).
@@ -95,8 +92,8 @@ return {ARGV[1], v[1] or "", v[2], v[3] or ""}`)
 func (s *Store) Claim(ctx context.Context, p tasks.CancelRefund, taskID, token string) (worker.Claim, error) {
 	key := Key(s.queue, p.OrderRef, p.RefundInitiatedAt)
 	oldest := p.RefundInitiatedAt.Add(-s.retention - tasks.Window)
-	v, err := claimScript.Run(ctx, s.rdb, []string{key, OrderKey(s.queue, p.OrderRef)}, taskID, token, s.retention.Milliseconds(),
-		p.RefundInitiatedAt.UTC().Format(tasks.TaskIDTimeLayout), p.RefundInitiatedAt.Unix(), oldest.Unix()).StringSlice()
+	v, err := claimScript.Run(ctx, s.rdb, []string{key, keys.Order(s.queue, p.OrderRef)}, taskID, token, s.retention.Milliseconds(),
+		keys.Stamp(p.RefundInitiatedAt), p.RefundInitiatedAt.Unix(), oldest.Unix()).StringSlice()
 	if err != nil {
 		return worker.Claim{}, fmt.Errorf("claim refund record %s: %w", key, err)
 	}
@@ -262,13 +259,13 @@ func (s *Store) Judge(ctx context.Context, ps []tasks.CancelRefund) ([]Entry, er
 // Order answers the initiation times of the order's refunds that the
 // store knows of, newest first.
 func (s *Store) Order(ctx context.Context, orderRef string) ([]time.Time, error) {
-	stamps, err := s.rdb.ZRevRange(ctx, OrderKey(s.queue, orderRef), 0, -1).Result()
+	stamps, err := s.rdb.ZRevRange(ctx, keys.Order(s.queue, orderRef), 0, -1).Result()
 	if err != nil {
 		return nil, fmt.Errorf("read order %s's refunds: %w", orderRef, err)
 	}
 	out := make([]time.Time, 0, len(stamps))
 	for _, st := range stamps {
-		if t, err := time.Parse(tasks.TaskIDTimeLayout, st); err == nil {
+		if t, err := time.Parse(keys.StampLayout, st); err == nil {
 			out = append(out, t)
 		}
 	}
