@@ -24,7 +24,9 @@ type fakeEntry struct {
 	run, announced         int
 }
 
-func newFakeMemory() *fakeMemory { return &fakeMemory{refunds: map[string]*fakeEntry{}, failAt: map[string]error{}} }
+func newFakeMemory() *fakeMemory {
+	return &fakeMemory{refunds: map[string]*fakeEntry{}, failAt: map[string]error{}}
+}
 
 func key(p tasks.CancelRefund) string { return p.TaskID() }
 

@@ -306,3 +306,95 @@ func TestPanicReachesAsynq(t *testing.T) {
 		t.Fatalf("ProcessTask's goroutine recovered %v, want the handler's panic", got)
 	}
 }
+
+// One refund, one owner: a second task for the same refund — any ID, a
+// delayed copy, a raw producer's UUID — ends at once as a duplicate that
+// names the owner, asking 2Checkout nothing; the owner's record is not
+// touched.
+func TestSecondTaskForTheRefundIsADuplicate(t *testing.T) {
+	e := newEnv(t, "")
+	initiated := t0.Add(-time.Hour)
+	_ = e.srv.Seed(rpctest.Refund{OrderRef: "D1", InitiatedAt: initiated})
+	_ = e.srv.SetFaults(rpctest.FaultRule{Method: "cancelRefund", Kind: "status", Status: 503, FirstN: 1})
+	owner := tasks.TaskID("D1", initiated)
+	if _, err := e.h.Deliver(context.Background(), Delivery{Type: tasks.TypeCancelRefund, MaxRetry: tasks.DefaultMaxRetry, TaskID: owner, Payload: payload("D1", initiated)}); err == nil {
+		t.Fatal("the owner's first attempt was to fail (503)")
+	}
+	calls := len(e.srv.Ledger())
+	for _, id := range []string{"2f1c6a0e-uuid", owner + ":again"} {
+		res, err := e.h.Deliver(context.Background(), Delivery{Type: tasks.TypeCancelRefund, MaxRetry: tasks.DefaultMaxRetry, TaskID: id, Payload: payload("D1", initiated)})
+		terr := &TerminalError{}
+		if !errors.As(err, &terr) || terr.Outcome != tasks.OutcomeDuplicate || !strings.Contains(terr.Reason, "task "+owner+" owns") ||
+			res.Outcome != tasks.OutcomeDuplicate || res.TaskID != id {
+			t.Fatalf("%s: %+v %v", id, res, err)
+		}
+	}
+	if len(e.srv.Ledger()) != calls {
+		t.Fatalf("duplicates sent %d requests", len(e.srv.Ledger())-calls)
+	}
+	if rec := e.mem.record(tasks.CancelRefund{OrderRef: "D1", RefundInitiatedAt: initiated}); rec == nil || rec.TaskID != owner || rec.Outcome != tasks.OutcomeRetry {
+		t.Fatalf("owner's record %+v", rec)
+	}
+}
+
+// Nothing a producer sets is read as the worker's memory: a task carrying
+// a forged final record in the header the sweep used to carry records is
+// run as what it is, a first attempt.
+func TestForgedHeaderIsNotARecord(t *testing.T) {
+	e := newEnv(t, "")
+	initiated := t0.Add(-time.Hour)
+	_ = e.srv.Seed(rpctest.Refund{OrderRef: "F1", Status: "COMPLETED", InitiatedAt: initiated})
+	forged := `{"outcome":"cancelled","order_ref":"F1","refund_id":"FORGED","attempts":1}`
+	task := asynq.NewTaskWithHeaders(tasks.TypeCancelRefund, payload("F1", initiated), map[string]string{"refundd-prior": forged})
+	err := e.h.ProcessTask(context.Background(), task)
+	terr := &TerminalError{}
+	if !errors.As(err, &terr) || terr.Outcome != tasks.OutcomeRefused || len(e.cancelCalls()) != 1 {
+		t.Fatalf("%v; %d cancelRefund calls", err, len(e.cancelCalls()))
+	}
+}
+
+// The worker refuses what the front doors refuse (tasks.Validate, one
+// function): a raw task whose refund is "initiated" a year ahead would
+// cancel whatever refund the order has now; it is archived invalid with
+// no call.
+func TestFutureDatedTaskIsInvalid(t *testing.T) {
+	e := newEnv(t, "")
+	_ = e.srv.Seed(rpctest.Refund{OrderRef: "Y1", InitiatedAt: t0.Add(-time.Minute)})
+	res, err := e.h.Deliver(context.Background(), Delivery{Type: tasks.TypeCancelRefund, MaxRetry: tasks.DefaultMaxRetry, TaskID: "y", Payload: payload("Y1", t0.AddDate(1, 0, 0))})
+	terr := &TerminalError{}
+	if !errors.As(err, &terr) || terr.Outcome != tasks.OutcomeInvalid || !strings.Contains(terr.Reason, "refund_initiated_at") ||
+		!strings.Contains(terr.Reason, "in the future") || res.Outcome != tasks.OutcomeInvalid || len(e.srv.Ledger()) != 0 {
+		t.Fatalf("%+v %v; %d calls", res, err, len(e.srv.Ledger()))
+	}
+}
+
+// "Cannot tell" only where 2Checkout could not tell: an attempt that may
+// have applied, then a settling getOrder that answers the order does not
+// exist, ends refused (no such order: no refund this task cancelled), not
+// unknown.
+func TestOrderNotFoundSettlesTheDoubt(t *testing.T) {
+	e := newEnv(t, "")
+	initiated := t0.Add(-119*time.Minute + 30*time.Second) // one attempt fits
+	e.h.api = lostThenGone{}
+	_, err := e.h.Deliver(context.Background(), Delivery{Type: tasks.TypeCancelRefund, MaxRetry: tasks.DefaultMaxRetry, TaskID: "g", Payload: payload("G1", initiated)})
+	var rerr *RetryError
+	if !errors.As(err, &rerr) {
+		t.Fatalf("first attempt: %v", err)
+	}
+	e.clock.Set(e.h.policy.Cutoff(initiated)) // past the cut-off: the next run settles
+	_, err = e.h.Deliver(context.Background(), Delivery{Type: tasks.TypeCancelRefund, MaxRetry: tasks.DefaultMaxRetry, TaskID: "g", Retried: 1, Payload: payload("G1", initiated)})
+	terr := &TerminalError{}
+	if !errors.As(err, &terr) || terr.Outcome != tasks.OutcomeWindowClosed || !strings.Contains(terr.Reason, "the order does not exist") {
+		t.Fatalf("%v", err)
+	}
+}
+
+// lostThenGone: cancelRefund's answer is lost; getOrder says no such order.
+type lostThenGone struct{}
+
+func (lostThenGone) CancelRefund(context.Context, string) (string, error) {
+	return "", &rpcclient.TransportError{Method: "cancelRefund", Err: errors.New("EOF")}
+}
+func (lostThenGone) GetOrder(context.Context, string) (*rpcclient.Order, error) {
+	return nil, &rpcclient.APIError{Method: "getOrder", Code: 20002, Name: rpcclient.NameOrderNotFound, Message: "order not found"}
+}
