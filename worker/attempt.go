@@ -101,7 +101,14 @@ func (h *Handler) try(ctx context.Context, d Delivery, p tasks.CancelRefund, c C
 		}
 		switch whose(o, p.RefundInitiatedAt) {
 		case refundOther:
-			return &TerminalError{Outcome: tasks.OutcomeSuperseded, Reason: superseded(o, p, res.MaybeApplied)}
+			if res.MaybeApplied != "" {
+				// Our own cancel may be what settled our refund: superseded
+				// would say "not cancelled by this task".
+				return &TerminalError{Outcome: tasks.OutcomeUnknown, Reason: fmt.Sprintf(
+					"outcome unknown: order %s's refund is now the one initiated at %s (%s), left alone; but %s, and getOrder no longer shows this task's refund (initiated at %s): check order %s in 2Checkout's control panel",
+					p.OrderRef, o.RefundInitiatedAt, o.RefundStatus, res.MaybeApplied, p.RefundInitiatedAt.UTC().Format(time.RFC3339), p.OrderRef)}
+			}
+			return &TerminalError{Outcome: tasks.OutcomeSuperseded, Reason: superseded(o, p)}
 		case refundOurs:
 			if o.RefundStatus == "CANCELED" {
 				res.Outcome, res.RefundID, res.Confirmed = tasks.OutcomeAlreadyCancelled, o.RefundID, true
@@ -297,13 +304,9 @@ func whose(o *rpcclient.Order, initiated time.Time) refundOwner {
 	return refundOther
 }
 
-func superseded(o *rpcclient.Order, p tasks.CancelRefund, maybe string) string {
-	by := "by someone else"
-	if maybe != "" {
-		by = "by an earlier attempt whose answer was lost (" + maybe + "), or by someone else"
-	}
-	return fmt.Sprintf("superseded: order %s's refund is now the one initiated at %s (%s); this task's refund (initiated at %s) was settled before this attempt, %s; the newer refund is left alone",
-		p.OrderRef, o.RefundInitiatedAt, o.RefundStatus, p.RefundInitiatedAt.UTC().Format(time.RFC3339), by)
+func superseded(o *rpcclient.Order, p tasks.CancelRefund) string {
+	return fmt.Sprintf("superseded: order %s's refund is now the one initiated at %s (%s); this task's refund (initiated at %s) was settled before this attempt, by someone else (no cancelRefund of this task's can have applied); the newer refund is left alone",
+		p.OrderRef, o.RefundInitiatedAt, o.RefundStatus, p.RefundInitiatedAt.UTC().Format(time.RFC3339))
 }
 
 func windowClosed(closes, cutoff time.Time, vendor error) *TerminalError {

@@ -83,6 +83,12 @@ type HandlerConfig struct {
 	Turns Turns
 }
 
+// NoRecord starts the error of a delivery that could not claim and read
+// its refund's record, and so sent nothing and wrote nothing: a task asynq
+// archives with it (at MaxRetry 0) is asynq's doing, and the window sweep
+// runs it again.
+const NoRecord = "read the refund's record (nothing sent)"
+
 // DefaultUnknownErrorAttempts is HandlerConfig.UnknownErrorAttempts' default.
 const DefaultUnknownErrorAttempts = 3
 
@@ -184,7 +190,7 @@ func (h *Handler) Deliver(ctx context.Context, d Delivery) (*tasks.Result, error
 	if err != nil {
 		// Nothing is sent without the record; asynq keeps the task.
 		rerr := &RetryError{At: start.Add(h.policy.MinDelay), Uncounted: true, NothingSent: true,
-			Cause: fmt.Errorf("read the refund's record (nothing sent): %w", err)}
+			Cause: fmt.Errorf("%s: %w", NoRecord, err)}
 		h.finish(log, start, closes, nil, rerr)
 		return nil, rerr
 	}

@@ -167,12 +167,12 @@ func TestSecondRefundOnOneOrder(t *testing.T) {
 		t.Fatalf("second refund: %v %q, sandbox %+v", info.State, info.LastErr, r)
 	}
 
-	// A stale task: its first call fails (nothing applied); meanwhile its
+	// A stale task: its first call is refused (429: nothing applied); meanwhile its
 	// refund is settled and a newer one initiated. Its retry leaves the
 	// newer refund alone.
 	old := time.Now().Add(-20 * time.Minute).Truncate(time.Second)
 	_ = s.sb.Seed(rpctest.Refund{OrderRef: "SR2", RefundID: "R-OLD", InitiatedAt: old})
-	_ = s.sb.SetFaults(rpctest.FaultRule{Method: "cancelRefund", Kind: "status", Status: 503, RetryAfter: 4, FirstN: 1})
+	_ = s.sb.SetFaults(rpctest.FaultRule{Method: "cancelRefund", Kind: "status", Status: 429, RetryAfter: 4, FirstN: 1})
 	id := s.enqueue(t, "SR2", old)
 	s.waitState(t, id, 20*time.Second, func(i *asynq.TaskInfo) bool { return i.State == asynq.TaskStateRetry || finished(i) })
 	newer := time.Now().Add(-time.Minute).Truncate(time.Second)

@@ -508,7 +508,7 @@ func rerun(args []string, e env) error {
 		}
 	}
 	next, err := rd.recs.Rerun(ctx, p.OrderRef, initiated)
-	if errors.Is(err, records.ErrNotFinal) || errors.Is(err, records.ErrCancelled) {
+	if errors.Is(err, records.ErrNotFinal) || errors.Is(err, records.ErrCancelled) || errors.Is(err, records.ErrUnannounced) {
 		return &cliError{Kind: "rejected", Msg: err.Error(), code: exitRejected}
 	}
 	if err != nil {

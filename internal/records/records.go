@@ -278,21 +278,27 @@ var ErrNotFinal = errors.New("the refund's cancellation has not ended: nothing t
 // ErrCancelled: a new run was asked for a refund its record says cancelled.
 var ErrCancelled = errors.New("the refund is cancelled: nothing to try again")
 
+// ErrUnannounced: a new run was asked before the ending of the run before
+// was announced (the task is retried, or the sweep runs it, until it is).
+var ErrUnannounced = errors.New("the cancellation's outcome has not been announced yet: try again once it is")
+
 // rerunScript: KEYS refund; ARGV run expected, the new run's record,
 // retention ms. Keeps the final record as run:N and starts run N+1.
 var rerunScript = redis.NewScript(`
 local run = redis.call("HGET", KEYS[1], "run")
-if run ~= ARGV[1] or redis.call("HGET", KEYS[1], "final") ~= "1" then
+if run ~= ARGV[1] or redis.call("HGET", KEYS[1], "final") ~= "1" or redis.call("HGET", KEYS[1], "announced") ~= run then
 	return 0
 end
 redis.call("HSET", KEYS[1], "run:" .. run, redis.call("HGET", KEYS[1], "record"))
-redis.call("HSET", KEYS[1], "run", tonumber(run) + 1, "record", ARGV[2], "delivery", "done", "token", "")
+redis.call("HSET", KEYS[1], "run", tonumber(run) + 1, "record", ARGV[2], "delivery", "running", "token", "")
 redis.call("HDEL", KEYS[1], "final", "announced")
 redis.call("PEXPIRE", KEYS[1], ARGV[3])
 return 1`)
 
-// Rerun opens a new run of a refund whose run ended (an operator's "try
-// again"): the final record is kept as the earlier run's, and the new
+// Rerun opens a new run of a refund whose run ended and was announced (an
+// operator's "try again"): the final record is kept as the earlier run's,
+// the new run's next delivery is due at once (delivery running, so the
+// sweep runs the task if asynq archives it unclaimed), and the new
 // run starts from what every earlier run learned — if any may have
 // reached 2Checkout, its first attempt checks the order with getOrder
 // before it cancels. A cancelled refund has nothing to try again. The
@@ -307,6 +313,8 @@ func (s *Store) Rerun(ctx context.Context, orderRef string, initiated time.Time)
 		return nil, ErrNotFinal
 	case e.Record.Cancelled():
 		return nil, ErrCancelled
+	case !e.Done:
+		return nil, ErrUnannounced
 	}
 	next := e.Record.NextRun()
 	b, err := json.Marshal(next)

@@ -49,6 +49,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/hibiken/asynq"
@@ -485,8 +486,15 @@ func (s *Sweeper) decideAll(ctx context.Context, infos []*asynq.TaskInfo) ([]act
 	now := s.cfg.Now()
 	for j, i := range archived {
 		info, e := infos[i], entries[j]
+		// asynq archived it on its own: the record says so (see
+		// records.Entry.Due), or the delivery could not claim the refund
+		// (it wrote nothing; asynq's or the handler's error says why —
+		// an operator's Archive of a task that never ran leaves none).
+		due := e.Owner == info.ID && e.Due(now) ||
+			e.Owner == "" && info.LastErr != "" ||
+			e.Owner == info.ID && !e.Record.Final() && strings.HasPrefix(info.LastErr, worker.NoRecord)
 		switch {
-		case e.Owner != info.ID || !e.Due(now):
+		case !due:
 			// the handler's word, an operator's, a duplicate, or not due yet
 		case !info.Deadline.IsZero() && !now.Before(info.Deadline):
 			out[i] = actReplace
