@@ -35,7 +35,7 @@ type ServerConfig struct {
 	// of one server, the workers add up to Concurrency, and Shutdown stops
 	// them together. Each server looks for work on an empty queue every
 	// TaskCheckInterval, so an idle replica's polling grows with Fetchers
-	// (the README's performance section has the figures). Default: one per
+	// (docs/performance.md has the figures). Default: one per
 	// DefaultWorkersPerFetcher workers, at most DefaultMaxFetchers, never
 	// more than Concurrency.
 	Fetchers int
@@ -46,7 +46,7 @@ type ServerConfig struct {
 	// TaskCheckInterval: how long an idle worker waits before looking for new
 	// tasks (asynq sleeps half of it plus a random part of it, so up to 1.5x).
 	// Default 40ms: a task on a quiet queue starts within ~60ms, for about 25
-	// cheap script calls a second per Fetcher (see the README's performance
+	// cheap script calls a second per Fetcher (see docs/performance.md
 	// section).
 	TaskCheckInterval time.Duration
 	// DelayedTaskCheckInterval: how often due retries are moved to pending.

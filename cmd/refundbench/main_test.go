@@ -25,7 +25,7 @@ func TestMain(m *testing.M) {
 
 // The command's smoke test: -short prints the whole table, each figure
 // beside its target. The targets are not judged here (a loaded machine
-// cannot promise them; the README records measured runs).
+// cannot promise them; docs/performance.md records a measured run).
 func TestShortPrintsTheTable(t *testing.T) {
 	r := redistest.New(t)
 	if r.Kind == "miniredis" {
