@@ -48,6 +48,8 @@ type Config struct {
 	DispatchSlots   int
 	Queue           string
 	Concurrency     int
+	Fetchers        int           // asynq servers sharing Concurrency
+	PollInterval    time.Duration // an idle worker's look for new tasks
 	ShutdownTimeout time.Duration
 	SafetyMargin    time.Duration
 	RetryBaseDelay  time.Duration
@@ -161,8 +163,12 @@ var Vars = []Var{
 			c.Queue = v
 			return nil
 		}},
-	{Name: "WORKER_CONCURRENCY", Default: "10", Help: "tasks processed at once (from 11 up, shared by two asynq servers in the process: two fetch loops)",
+	{Name: "WORKER_CONCURRENCY", Default: "10", Help: "tasks processed at once",
 		set: intVar(1, "", 1000, func(c *Config) *int { return &c.Concurrency })},
+	{Name: "WORKER_POLL_INTERVAL", Default: "1s", Help: "how often an idle worker looks for new tasks (asynq's TaskCheckInterval: it waits 0.5 to 1.5 times this); 1s keeps an idle replica cheap, pickup within 1.5s; 50ms picks up within ~100ms for ~20 more dequeue scripts a second per replica",
+		set: durationVar(func(c *Config) *time.Duration { return &c.PollInterval })},
+	{Name: "WORKER_FETCHERS", Default: "1", Help: "asynq servers in the process sharing WORKER_CONCURRENCY, each with its own fetch loop (more take very fast tasks off the queue faster; each adds its own idle polling); at most WORKER_CONCURRENCY",
+		set: intVar(1, "", 64, func(c *Config) *int { return &c.Fetchers })},
 	{Name: "SHUTDOWN_TIMEOUT", Default: "30s", Help: "on SIGTERM, how long running tasks may finish before going back to pending",
 		set: durationVar(func(c *Config) *time.Duration { return &c.ShutdownTimeout })},
 	{Name: "WINDOW_SAFETY_MARGIN", Default: "1m", Help: "no request starts later than this before the 2-hour window closes",
@@ -413,6 +419,9 @@ func (c *Config) check() error {
 	if c.RetryMaxDelay < c.RetryBaseDelay {
 		return fmt.Errorf("RETRY_MAX_DELAY %v is shorter than RETRY_BASE_DELAY %v", c.RetryMaxDelay, c.RetryBaseDelay)
 	}
+	if c.Fetchers > c.Concurrency {
+		return fmt.Errorf("WORKER_FETCHERS %d is more than WORKER_CONCURRENCY %d (each needs a worker)", c.Fetchers, c.Concurrency)
+	}
 	if c.SafetyMargin >= tasks.Window {
 		return fmt.Errorf("WINDOW_SAFETY_MARGIN %v leaves no time in the %v window", c.SafetyMargin, tasks.Window)
 	}
@@ -438,7 +447,7 @@ func (c *Config) OpsLoopback() bool {
 // Policy answers the worker policy the configuration asks for.
 func (c *Config) Policy() worker.Policy {
 	return worker.Policy{SafetyMargin: c.SafetyMargin, RequestTimeout: c.RequestTimeout, BaseDelay: c.RetryBaseDelay, MaxDelay: c.RetryMaxDelay,
-		RetryAfterMax: c.RetryAfterMax}
+		RetryAfterMax: c.RetryAfterMax, LastRetryLead: worker.LeadFor(worker.DefaultDelayedTaskCheckInterval, c.PollInterval)}
 }
 
 // Turns answers how many tasks of the fleet hold a turn to call 2Checkout

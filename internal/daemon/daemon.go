@@ -129,7 +129,8 @@ func New(opts Options) (_ *Daemon, err error) {
 		return nil, err
 	}
 	srv, err := worker.NewServer(worker.ServerConfig{
-		Redis: cfg.Redis, Queue: cfg.Queue, Concurrency: cfg.Concurrency, ShutdownTimeout: cfg.ShutdownTimeout, Logger: logging.ForAsynq(log),
+		Redis: cfg.Redis, Queue: cfg.Queue, Concurrency: cfg.Concurrency, Fetchers: cfg.Fetchers, TaskCheckInterval: cfg.PollInterval,
+		ShutdownTimeout: cfg.ShutdownTimeout, Logger: logging.ForAsynq(log),
 	}, h)
 	if err != nil {
 		return nil, err

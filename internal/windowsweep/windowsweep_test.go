@@ -51,7 +51,7 @@ func start(t *testing.T, policy worker.Policy) *stack {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, err := worker.NewServer(worker.ServerConfig{Redis: r.Opt, Queue: q, Logger: log, ShutdownTimeout: 2 * time.Second}, h)
+	srv, err := worker.NewServer(worker.ServerConfig{Redis: r.Opt, Queue: q, Logger: log, ShutdownTimeout: 2 * time.Second, TaskCheckInterval: 50 * time.Millisecond}, h)
 	if err != nil {
 		t.Fatal(err)
 	}
