@@ -294,8 +294,9 @@ func (c *Client) GetOrder(ctx context.Context, orderRef string) (*Order, error) 
 	return &o, nil
 }
 
-// IssueRefund asks for a total refund of the order (amount and items empty:
-// the whole order). It answers nil once the refund is PENDING.
+// IssueRefund asks for a refund of amount on the order, with no items (a
+// total refund, as the demo and tests use it). It answers nil once the
+// refund is PENDING.
 func (c *Client) IssueRefund(ctx context.Context, orderRef string, amount float64, comment, reason string) error {
 	var ok bool
 	if err := c.call(ctx, MethodIssueRefund, []any{orderRef, amount, []any{}, comment, reason}, &ok); err != nil {

@@ -164,6 +164,9 @@ func TestDashboardShowsOutcome(t *testing.T) {
 }
 
 func TestDashboardTablesInBrowser(t *testing.T) {
+	if testing.Short() {
+		t.Skip("a browser test; not with -short")
+	}
 	chromium := findChromium(t)
 	r, q, initiated := finishedTasks(t)
 
