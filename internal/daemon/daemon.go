@@ -75,6 +75,9 @@ func New(opts Options) (_ *Daemon, err error) {
 	policy := cfg.Policy()
 	if opts.Policy != nil {
 		policy = *opts.Policy
+		if policy.LastRetryLead == 0 { // the lead WORKER_POLL_INTERVAL needs
+			policy.LastRetryLead = cfg.Policy().LastRetryLead
+		}
 	}
 	policy, err = policy.WithDefaults()
 	if err != nil {
