@@ -25,7 +25,6 @@ import (
 
 	"github.com/refundd/refund-canceller/internal/clip"
 	"github.com/refundd/refund-canceller/internal/orderref"
-	"github.com/refundd/refund-canceller/internal/plainjson"
 )
 
 // TypeCancelRefund is the asynq task type of a refund cancellation.
@@ -190,16 +189,6 @@ var knownFields = [...]string{fieldOrderRef, fieldInitiatedAt, fieldReason, fiel
 
 var utf8BOM = []byte("\xEF\xBB\xBF")
 
-func decode(b []byte, strict bool) (CancelRefund, error) {
-	if err := checkBytes(b); err != nil {
-		return CancelRefund{}, err
-	}
-	if p, ok := decodePlain(b); ok {
-		return p, nil
-	}
-	return decodeTokens(b, strict)
-}
-
 // checkBytes answers what makes b no payload before any JSON is read.
 func checkBytes(b []byte) error {
 	switch {
@@ -213,10 +202,14 @@ func checkBytes(b []byte) error {
 	return nil
 }
 
-// decodeTokens is the full decoder: token by token, every problem named.
-// b is valid UTF-8 of at most MaxPayloadBytes without a byte-order mark.
-func decodeTokens(b []byte, strict bool) (CancelRefund, error) {
+// decode is the one payload decoder: encoding/json's token reader, once,
+// so that a key is matched exactly and a repeated key is refused (both
+// would pass json.Unmarshal), and every problem is named.
+func decode(b []byte, strict bool) (CancelRefund, error) {
 	var p CancelRefund
+	if err := checkBytes(b); err != nil {
+		return p, err
+	}
 	dec := json.NewDecoder(bytes.NewReader(b))
 	tok, err := dec.Token()
 	if errors.Is(err, io.EOF) {
@@ -325,9 +318,6 @@ func stringValue(raw json.RawMessage) (string, string) {
 			return "", ""
 		}
 		return "", "must be a string, got " + k
-	}
-	if s, ok := plainjson.String(raw); ok {
-		return s, ""
 	}
 	var s string
 	if err := json.Unmarshal(raw, &s); err != nil {

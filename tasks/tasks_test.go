@@ -4,8 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
-	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -181,6 +179,7 @@ func FuzzDecode(f *testing.F) {
 	f.Add([]byte(`{"order_ref":"A","refund_initiated_at":"9999-12-31T23:59:59.999999999-23:59"}`))
 	f.Add([]byte(`{"order_ref":"A","order_ref":"B","refund_initiated_at":"2026-11-25T10:00:00Z"}`))
 	f.Add([]byte(`{"ORDER_REF":"A","refund_initiated_at":1764064800}`))
+	f.Add([]byte(`{"ORDER_REF":"A","order_ref":"A1","refund_initiated_at":"2026-11-25T10:00:00Z"}`))
 	f.Add([]byte("\xEF\xBB\xBF{\"order_ref\":\"A\"}"))
 	f.Add([]byte(`{"order_ref":"A","refund_initiated_at":"2026-11-25T10:00:00Z","reason":"a\u202e\n","requested_by":null,"x":[{"y":1}]}`))
 	f.Add([]byte(`["x", 1, {"order_ref":"A"}]`))
@@ -195,17 +194,6 @@ func FuzzDecode(f *testing.F) {
 	f.Fuzz(func(t *testing.T, b []byte) {
 		p, err := tasks.Decode(b)
 		_, serr := tasks.DecodeStrict(b)
-		// The fast path answers exactly what the full decoder does.
-		for _, strict := range []bool{false, true} {
-			got, gerr := p, err
-			if strict {
-				got, gerr = tasks.DecodeStrict(b)
-			}
-			want, werr := tasks.DecodeTokens(b, strict)
-			if fmt.Sprint(gerr) != fmt.Sprint(werr) || (gerr == nil && !reflect.DeepEqual(got, want)) {
-				t.Fatalf("strict %v: decode answers %+v, %v; the full decoder %+v, %v", strict, got, gerr, want, werr)
-			}
-		}
 		if err != nil {
 			var ve tasks.ValidationError
 			if !errors.As(err, &ve) || !errors.Is(err, tasks.ErrInvalidPayload) || len(ve) == 0 {
@@ -224,6 +212,19 @@ func FuzzDecode(f *testing.F) {
 		}
 		if err := p.Validate(p.RefundInitiatedAt); err != nil {
 			t.Fatalf("decoded payload does not validate: %v", err)
+		}
+		// Field names are exact: an accepted payload has no known name in
+		// another letter case (json.Unmarshal would have matched it).
+		var keys map[string]json.RawMessage
+		if err := json.Unmarshal(b, &keys); err != nil {
+			t.Fatalf("Decode accepts what json.Unmarshal refuses: %v", err)
+		}
+		for k := range keys {
+			for _, known := range []string{"order_ref", "refund_initiated_at", "reason", "requested_by"} {
+				if k != known && strings.EqualFold(k, known) {
+					t.Fatalf("Decode accepts key %q for %q", k, known)
+				}
+			}
 		}
 		// A decoded payload round-trips and builds a task.
 		again, _ := json.Marshal(p)

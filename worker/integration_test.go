@@ -74,7 +74,8 @@ func startStack(t *testing.T, o stackOptions) *stack {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, err := worker.NewServer(worker.ServerConfig{Redis: r.Opt, Queue: q, Concurrency: o.Concurrency, Logger: log, ShutdownTimeout: 5 * time.Second}, h)
+	srv, err := worker.NewServer(worker.ServerConfig{Redis: r.Opt, Queue: q, Concurrency: o.Concurrency, Logger: log, ShutdownTimeout: 5 * time.Second,
+		TaskCheckInterval: 50 * time.Millisecond}, h)
 	if err != nil {
 		t.Fatal(err)
 	}

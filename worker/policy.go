@@ -62,10 +62,8 @@ var DefaultLastRetryLead = LeadFor(DefaultDelayedTaskCheckInterval, DefaultTaskC
 // forwarder moves due retries to pending every delayedCheck; an idle worker
 // looks for pending tasks every taskCheck/2 + rand(taskCheck), at most
 // 1.5 × taskCheck; 500ms more covers Redis round trips and a busy scheduler.
-// Measured on a shared 2-core machine with (1s, 200ms): due-to-start lag
-// median 0.67s, worst 0.79s over 40 tasks, against a lead of 1.8s; the
-// default poll is now 40ms, a lead of 1.56s
-// (go test ./worker -run '^$' -bench RetryLag -benchtime 40x).
+// With the defaults (1s, 1s) the lead is 3s
+// (go test ./worker -run '^$' -bench RetryLag -benchtime 40x measures the lag).
 func LeadFor(delayedCheck, taskCheck time.Duration) time.Duration {
 	return delayedCheck + taskCheck*3/2 + 500*time.Millisecond
 }

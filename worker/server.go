@@ -30,14 +30,12 @@ type ServerConfig struct {
 	Concurrency int
 	// Fetchers is how many asynq servers share Concurrency. One asynq
 	// server takes tasks off the queue one Redis round trip at a time, so
-	// with fast tasks that one loop, not the workers, bounds throughput;
-	// each further server adds a loop. Every task still runs on one worker
-	// of one server, the workers add up to Concurrency, and Shutdown stops
-	// them together. Each server looks for work on an empty queue every
-	// TaskCheckInterval, so an idle replica's polling grows with Fetchers
-	// (the README's performance section has the figures). Default: one per
-	// DefaultWorkersPerFetcher workers, at most DefaultMaxFetchers, never
-	// more than Concurrency.
+	// with very fast tasks that one loop, not the workers, bounds
+	// throughput; each further server adds a loop. Every task still runs on
+	// one worker of one server, the workers add up to Concurrency, and
+	// Shutdown stops them together. Each server polls an empty queue on its
+	// own, so an idle replica's Redis load grows with Fetchers. Default 1;
+	// at most Concurrency.
 	Fetchers int
 	// ShutdownTimeout: on shutdown, running tasks get this long to finish
 	// before they go back to pending (no retry counted). Default 30s, longer
@@ -45,9 +43,9 @@ type ServerConfig struct {
 	ShutdownTimeout time.Duration
 	// TaskCheckInterval: how long an idle worker waits before looking for new
 	// tasks (asynq sleeps half of it plus a random part of it, so up to 1.5x).
-	// Default 40ms: a task on a quiet queue starts within ~60ms, for about 25
-	// cheap script calls a second per Fetcher (see the README's performance
-	// section).
+	// Default 1s, asynq's own: a task on a quiet queue starts within 1.5s,
+	// for about one dequeue script a second per Fetcher. 50ms starts it
+	// within ~100ms for about 20 a second (docs/performance.md).
 	TaskCheckInterval time.Duration
 	// DelayedTaskCheckInterval: how often due retries are moved to pending.
 	// Default 1s (asynq's is 5s), so retries placed just before the cut-off
@@ -63,10 +61,9 @@ type ServerConfig struct {
 const (
 	DefaultConcurrency              = 10
 	DefaultShutdownTimeout          = 30 * time.Second
-	DefaultTaskCheckInterval        = 40 * time.Millisecond
+	DefaultTaskCheckInterval        = time.Second
 	DefaultDelayedTaskCheckInterval = time.Second
-	DefaultWorkersPerFetcher        = 10
-	DefaultMaxFetchers              = 2
+	DefaultFetchers                 = 1
 
 	// extraForwardInterval is how often a Fetcher beyond the first moves
 	// due retries to pending: the first one does it every
@@ -113,14 +110,11 @@ func NewServer(cfg ServerConfig, h TaskHandler) (*Server, error) {
 		defaults.Fill("ShutdownTimeout", &cfg.ShutdownTimeout, DefaultShutdownTimeout),
 		defaults.Fill("TaskCheckInterval", &cfg.TaskCheckInterval, DefaultTaskCheckInterval),
 		defaults.Fill("DelayedTaskCheckInterval", &cfg.DelayedTaskCheckInterval, DefaultDelayedTaskCheckInterval),
+		defaults.Fill("Fetchers", &cfg.Fetchers, DefaultFetchers),
 	} {
 		if err != nil {
 			return nil, fmt.Errorf("worker: ServerConfig.%w", err)
 		}
-	}
-	// After Concurrency's default is in.
-	if err := defaults.Fill("Fetchers", &cfg.Fetchers, min((cfg.Concurrency+DefaultWorkersPerFetcher-1)/DefaultWorkersPerFetcher, DefaultMaxFetchers)); err != nil {
-		return nil, fmt.Errorf("worker: ServerConfig.%w", err)
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = zap.NewNop()

@@ -79,11 +79,10 @@ func TestFetchersShareConcurrency(t *testing.T) {
 		concurrency, fetchers int
 		want                  []int // each server's workers, sorted
 	}{
-		{10, 0, []int{10}},        // the default: one per 10 workers
-		{25, 0, []int{12, 13}},    // two, as even as can be
-		{200, 0, []int{100, 100}}, // at most two
-		{3, 0, []int{3}},
-		{5, 3, []int{1, 2, 2}}, // set: every server has a worker
+		{10, 0, []int{10}},   // the default: one
+		{200, 0, []int{200}}, // one, however many workers
+		{25, 2, []int{12, 13}},
+		{5, 3, []int{1, 2, 2}}, // set: every server has a worker, as even as can be
 	} {
 		t.Run(fmt.Sprintf("%d/%d", tc.concurrency, tc.fetchers), func(t *testing.T) {
 			q := r.Queue(t)

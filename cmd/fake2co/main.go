@@ -1,6 +1,6 @@
 // Command fake2co serves the sandbox 2Checkout JSON-RPC 6.0 server (package
 // rpctest) as a program: the RPC endpoint at /rpc/6.0/ and the admin API at
-// /admin/. See the README's "The sandbox 2Checkout" section.
+// /admin/. See docs/sandbox.md.
 package main
 
 import (

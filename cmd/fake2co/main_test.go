@@ -47,6 +47,9 @@ func startFake2co(t *testing.T, args ...string) string {
 // (testdata/cancel_refund_sample.php, copied verbatim from the vendor's page)
 // against fake2co, with only its Configuration constants changed.
 func TestVendorPHPSample(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs PHP; not with -short")
+	}
 	php, err := exec.LookPath("php")
 	if err != nil {
 		if os.Getenv("CI") != "" {

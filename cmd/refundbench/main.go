@@ -1,7 +1,7 @@
 // Command refundbench measures refundd beside a minimal asynq pipeline doing
 // the same job, on one Redis, against one no-op JSON-RPC server, and prints
-// each figure beside its target. See internal/bench and the README's
-// performance section.
+// each figure beside its target. See internal/bench and
+// docs/performance.md.
 //
 //	go run ./cmd/refundbench            # REDIS_URL, else a redis-server of its own
 //	go run ./cmd/refundbench -short     # a smoke test: small counts

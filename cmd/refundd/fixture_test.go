@@ -37,7 +37,7 @@ func newFixture(t *testing.T) *fixture {
 	t.Cleanup(func() { _ = enq.Close() })
 	return &fixture{redis: r, queue: q, sb: sb, enq: enq, env: map[string]string{
 		"REDIS_URL": r.URL, "TCO_API_URL": sb.RPCURL, "TCO_MERCHANT_CODE": "M", "TCO_SECRET_KEY": "S",
-		"REFUND_QUEUE": q, "OPS_ADDR": "127.0.0.1:0", "LOG_LEVEL": "error",
+		"REFUND_QUEUE": q, "OPS_ADDR": "127.0.0.1:0", "LOG_LEVEL": "error", "WORKER_POLL_INTERVAL": "50ms",
 	}}
 }
 

@@ -61,10 +61,12 @@ type Options struct {
 	// 200 workers one dequeue at a time, which at 4000 tasks alone would cap
 	// any asynq pipeline at ~1,905/s; 12000 measure the sustained rate.
 	HighTasks int
-	// Pickups: idle pickups timed for refundd (the minimal pipeline, which
-	// polls every 0.5–1.5 s, gets a tenth of them). Default 200 (Short 4).
+	// Pickups: idle pickups timed for refundd with LowLatencyPoll; refundd
+	// at its defaults and the minimal pipeline, which poll every 0.5–1.5 s,
+	// get half as many each. Default 200 (Short 4).
 	Pickups int
-	// Idle is how long each idle Redis load is counted. Default 5s (Short 300ms).
+	// Idle is how long each idle Redis load is counted. Default 10s (Short
+	// 300ms): an idle worker at its defaults polls about once a second.
 	Idle time.Duration
 	// Child, if set, answers a command that runs RunChild when ChildEnv is
 	// "1" (usually the benchmark's own executable). The worker's peak RSS is
@@ -87,7 +89,7 @@ func (o Options) withDefaults() Options {
 	def(&o.HighTasks, 12000, 400)
 	def(&o.Pickups, 200, 4)
 	if o.Idle <= 0 {
-		o.Idle = 5 * time.Second
+		o.Idle = 10 * time.Second
 		if o.Short {
 			o.Idle = 300 * time.Millisecond
 		}
@@ -116,11 +118,13 @@ type Report struct {
 	Minimal      []roundResult
 	RefunddHigh  []roundResult // at concurrency 200, 100 ms latency
 	MinimalHigh  []roundResult
-	ChildHigh    []float64 // refundd in a process of its own, same setting
-	PickupR      []time.Duration
+	ChildHigh    []float64       // refundd in a process of its own, same setting
+	PickupR      []time.Duration // refundd at its defaults
+	PickupLow    []time.Duration // refundd with WORKER_POLL_INTERVAL=LowLatencyPoll
 	PickupM      []time.Duration
 	IdleBase     idleLoad // Redis with no worker
-	IdleRefundd  idleLoad // added by one idle refundd
+	IdleRefundd  idleLoad // added by one idle refundd at its defaults
+	IdleLow      idleLoad // added by one idle refundd with LowLatencyPoll
 	IdleMinimal  idleLoad // added by one idle minimal pipeline
 	Logins       int64
 	Cancellation int64 // cancelRefund calls refundd made (in-process and child)
@@ -152,7 +156,8 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 		return nil, err
 	}
 	rep.RedisKind = b.redis.Kind
-	refundd := startRefundd(b.redis.URL, b.rpc.URL)
+	refundd := startRefundd(b.redis.URL, b.rpc.URL, nil)
+	lowLatency := startRefundd(b.redis.URL, b.rpc.URL, map[string]string{"WORKER_POLL_INTERVAL": LowLatencyPoll.String()})
 	minimal := startMinimal(b.redis.Opt, b.rpc.URL)
 
 	var err error
@@ -173,7 +178,7 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 	}
 	b.rpc.SetLatency(0)
 	fmt.Fprintln(opts.Progress, "idle: Redis load and pickup latency")
-	if err := b.idle(ctx, refundd, minimal, rep); err != nil {
+	if err := b.idle(ctx, refundd, lowLatency, minimal, rep); err != nil {
 		return nil, err
 	}
 	rep.Logins, rep.Cancellation = b.rpc.logins.Load(), b.refunddCalls
@@ -334,7 +339,7 @@ func (b *bench) timedRound(ctx context.Context, q string, n int) (roundResult, e
 	}
 	done := b.rpc.expect(n)
 	cpu0 := cpuTime()
-	rs0, err := b.redisCPU(ctx)
+	rs0, err := sampleRedis(ctx, b.rc)
 	if err != nil {
 		return roundResult{}, err
 	}
@@ -351,7 +356,7 @@ func (b *bench) timedRound(ctx context.Context, q string, n int) (roundResult, e
 	}
 	first, last := b.rpc.window()
 	cpu1 := cpuTime()
-	rs1, err := b.redisCPU(ctx)
+	rs1, err := sampleRedis(ctx, b.rc)
 	if err != nil {
 		return roundResult{}, err
 	}
@@ -364,21 +369,19 @@ func (b *bench) timedRound(ctx context.Context, q string, n int) (roundResult, e
 	return roundResult{
 		rate:     float64(n) / last.Sub(first).Seconds(),
 		cpu:      (cpu1 - cpu0) / time.Duration(n),
-		redisCPU: time.Duration((rs1 - rs0) * float64(time.Second) / float64(n)),
+		redisCPU: time.Duration((rs1.cpu - rs0.cpu) * float64(time.Second) / float64(n)),
+		commands: float64(rs1.calls-rs0.calls) / float64(n),
 	}, nil
 }
 
-// roundResult is one round's figures: cancellations per second, and the
-// CPU time each cancellation cost this process (pipeline and no-op server)
-// and Redis.
+// roundResult is one round's figures: cancellations per second, the CPU
+// time each cancellation cost this process (pipeline and no-op server) and
+// Redis, and the Redis commands it cost (scripts' inner commands included;
+// the other pipeline's idle polling meanwhile too, a few a second).
 type roundResult struct {
 	rate          float64
 	cpu, redisCPU time.Duration
-}
-
-func (b *bench) redisCPU(ctx context.Context) (float64, error) {
-	s, err := sampleRedis(ctx, b.rc)
-	return s.cpu, err
+	commands      float64
 }
 
 // settled waits until nothing of q is pending, active or retrying, and fails
@@ -489,9 +492,10 @@ func (b *bench) child(ctx context.Context, n, rounds int) (rates []float64, rss 
 	return rates, rss, nil
 }
 
-// idle counts the Redis load of no worker, of an idle minimal pipeline, and
-// of an idle refundd beside it; then times pickups on both at once.
-func (b *bench) idle(ctx context.Context, refundd, minimal startFunc, rep *Report) (err error) {
+// idle counts the Redis load of no worker, of an idle minimal pipeline, of
+// an idle refundd beside it, and of an idle low-latency refundd beside
+// those; then times pickups on all three at once.
+func (b *bench) idle(ctx context.Context, refundd, lowLatency, minimal startFunc, rep *Report) (err error) {
 	settle := min(time.Second, b.opts.Idle)
 	count := func() (idleLoad, error) {
 		time.Sleep(settle) // let start-up traffic pass
@@ -514,7 +518,11 @@ func (b *bench) idle(ctx context.Context, refundd, minimal startFunc, rep *Repor
 	if err != nil {
 		return err
 	}
-	for _, q := range []string{qm, qr} {
+	ql, err := b.queue()
+	if err != nil {
+		return err
+	}
+	for _, q := range []string{qm, qr, ql} {
 		if err := b.insp.UnpauseQueue(q); err != nil {
 			return err
 		}
@@ -537,15 +545,25 @@ func (b *bench) idle(ctx context.Context, refundd, minimal startFunc, rep *Repor
 	if err != nil {
 		return err
 	}
-	rep.IdleMinimal, rep.IdleRefundd = withM.minus(rep.IdleBase), both.minus(withM)
+	pl, err := lowLatency(ql, b.opts.Concurrency)
+	if err != nil {
+		return err
+	}
+	defer func() { err = errors.Join(err, pl.stop()) }()
+	all, err := count()
+	if err != nil {
+		return err
+	}
+	rep.IdleMinimal, rep.IdleRefundd, rep.IdleLow = withM.minus(rep.IdleBase), both.minus(withM), all.minus(both)
 
 	var wg sync.WaitGroup
-	var errR, errM error
-	wg.Go(func() { rep.PickupR, errR = b.pickups(ctx, qr, "PR", b.opts.Pickups) })
-	wg.Go(func() { rep.PickupM, errM = b.pickups(ctx, qm, "PM", max(b.opts.Pickups/10, 2)) })
+	var errR, errL, errM error
+	wg.Go(func() { rep.PickupR, errR = b.pickups(ctx, qr, "PR", max(b.opts.Pickups/2, 2)) })
+	wg.Go(func() { rep.PickupLow, errL = b.pickups(ctx, ql, "PL", b.opts.Pickups) })
+	wg.Go(func() { rep.PickupM, errM = b.pickups(ctx, qm, "PM", max(b.opts.Pickups/2, 2)) })
 	wg.Wait()
-	b.refunddCalls += int64(len(rep.PickupR))
-	return errors.Join(errR, errM)
+	b.refunddCalls += int64(len(rep.PickupR) + len(rep.PickupLow))
+	return errors.Join(errR, errL, errM)
 }
 
 // pickups enqueues n tasks one at a time into the idle queue q, each after a

@@ -29,8 +29,9 @@ func ServeAsChild() (served bool, err error) {
 	return true, RunChild(ctx, os.Getenv)
 }
 
-// RunChild runs refundd configured by getenv, as cmd/refundd's run does,
-// until ctx ends.
+// RunChild runs the daemon configured by getenv until ctx ends: the
+// configuration, logger and daemon cmd/refundd builds, without its routing
+// of other libraries' logs and its effective-configuration line.
 func RunChild(ctx context.Context, getenv func(string) string) error {
 	cfg, err := config.Load(getenv)
 	if err != nil {

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"runtime/pprof"
@@ -52,9 +53,12 @@ type refunddPipeline struct {
 	done   chan error
 }
 
-func startRefundd(redisURL, rpcURL string) startFunc {
+// startRefundd starts refundd with the environment an operator would give
+// it, plus extra (for instance the low-latency WORKER_POLL_INTERVAL).
+func startRefundd(redisURL, rpcURL string, extra map[string]string) startFunc {
 	return func(queue string, concurrency int) (pipeline, error) {
 		env := workerEnv(redisURL, rpcURL, queue, concurrency)
+		maps.Copy(env, extra)
 		cfg, err := config.Load(func(k string) string { return env[k] })
 		if err != nil {
 			return nil, err

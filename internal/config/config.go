@@ -48,6 +48,8 @@ type Config struct {
 	DispatchSlots   int
 	Queue           string
 	Concurrency     int
+	Fetchers        int           // asynq servers sharing Concurrency
+	PollInterval    time.Duration // an idle worker's look for new tasks
 	ShutdownTimeout time.Duration
 	SafetyMargin    time.Duration
 	RetryBaseDelay  time.Duration
@@ -150,23 +152,9 @@ var Vars = []Var{
 	{Name: "TCO_REQUEST_TIMEOUT", Default: "15s", Help: "bound on one 2Checkout request",
 		set: durationVar(func(c *Config) *time.Duration { return &c.RequestTimeout })},
 	{Name: "TCO_RATE_LIMIT", Default: "0", Help: "requests per second to 2Checkout for all replicas together (shared through Redis, login included); 0: no limit",
-		set: func(c *Config, v string) error {
-			n, err := strconv.Atoi(v)
-			if err != nil || n < 0 || n > 100000 {
-				return errors.New("must be a whole number from 0 (no limit) to 100000")
-			}
-			c.RateLimit = n
-			return nil
-		}},
+		set: intVar(0, " (no limit)", 100000, func(c *Config) *int { return &c.RateLimit })},
 	{Name: "TCO_RATE_BURST", Default: "1", Help: "requests allowed at once above TCO_RATE_LIMIT (1: evenly spaced)",
-		set: func(c *Config, v string) error {
-			n, err := strconv.Atoi(v)
-			if err != nil || n < 1 || n > 100000 {
-				return errors.New("must be a whole number from 1 to 100000")
-			}
-			c.RateBurst = n
-			return nil
-		}},
+		set: intVar(1, "", 100000, func(c *Config) *int { return &c.RateBurst })},
 	{Name: "REFUND_QUEUE", Default: tasks.DefaultQueue, Help: "asynq queue to process",
 		set: func(c *Config, v string) error {
 			if v == "" || strings.ContainsAny(v, " \t:") {
@@ -175,15 +163,12 @@ var Vars = []Var{
 			c.Queue = v
 			return nil
 		}},
-	{Name: "WORKER_CONCURRENCY", Default: "10", Help: "tasks processed at once (from 11 up, shared by two asynq servers in the process: two fetch loops)",
-		set: func(c *Config, v string) error {
-			n, err := strconv.Atoi(v)
-			if err != nil || n < 1 || n > 1000 {
-				return errors.New("must be a whole number from 1 to 1000")
-			}
-			c.Concurrency = n
-			return nil
-		}},
+	{Name: "WORKER_CONCURRENCY", Default: "10", Help: "tasks processed at once",
+		set: intVar(1, "", 1000, func(c *Config) *int { return &c.Concurrency })},
+	{Name: "WORKER_POLL_INTERVAL", Default: "1s", Help: "how often an idle worker looks for new tasks (asynq's TaskCheckInterval: it waits 0.5 to 1.5 times this); 1s keeps an idle replica cheap, pickup within 1.5s; 50ms picks up within ~100ms for ~20 more dequeue scripts a second per replica",
+		set: durationVar(func(c *Config) *time.Duration { return &c.PollInterval })},
+	{Name: "WORKER_FETCHERS", Default: "1", Help: "asynq servers in the process sharing WORKER_CONCURRENCY, each with its own fetch loop (more take very fast tasks off the queue faster; each adds its own idle polling); at most WORKER_CONCURRENCY",
+		set: intVar(1, "", 64, func(c *Config) *int { return &c.Fetchers })},
 	{Name: "SHUTDOWN_TIMEOUT", Default: "30s", Help: "on SIGTERM, how long running tasks may finish before going back to pending",
 		set: durationVar(func(c *Config) *time.Duration { return &c.ShutdownTimeout })},
 	{Name: "WINDOW_SAFETY_MARGIN", Default: "1m", Help: "no request starts later than this before the 2-hour window closes",
@@ -207,12 +192,7 @@ var Vars = []Var{
 			if v == "" {
 				return nil
 			}
-			n, err := strconv.Atoi(v)
-			if err != nil || n < 0 || n > 1000000 {
-				return errors.New("must be a whole number from 0 (off) to 1000000")
-			}
-			c.DispatchSlots = n
-			return nil
+			return intVar(0, " (off)", 1000000, func(c *Config) *int { return &c.DispatchSlots })(c, v)
 		}},
 	{Name: "RETRY_AFTER_MAX", Help: "longest Retry-After honoured; a longer one is cut to this (default RETRY_MAX_DELAY)",
 		set: func(c *Config, v string) error {
@@ -222,14 +202,7 @@ var Vars = []Var{
 			return durationVar(func(c *Config) *time.Duration { return &c.RetryAfterMax })(c, v)
 		}},
 	{Name: "UNKNOWN_ERROR_ATTEMPTS", Default: "3", Help: "an error 2Checkout answers that this worker does not recognise is retried until it came back this often (or the cut-off), then archived with the vendor's words",
-		set: func(c *Config, v string) error {
-			n, err := strconv.Atoi(v)
-			if err != nil || n < 1 || n > 1000 {
-				return errors.New("must be a whole number from 1 to 1000")
-			}
-			c.UnknownAttempts = n
-			return nil
-		}},
+		set: intVar(1, "", 1000, func(c *Config) *int { return &c.UnknownAttempts })},
 	{Name: "WINDOW_SWEEP_INTERVAL", Default: "20s", Help: "how often the queue is swept for tasks asynq keeps from the window rule (expired asynq.Deadline, past the cut-off, archived by the retry counter); one replica sweeps for the fleet, another takes over after 0.9 of its own interval without a sign of life (give all the same)",
 		set: durationVar(func(c *Config) *time.Duration { return &c.SweepInterval })},
 	{Name: "OUTCOME_RETENTION", Default: "720h", Help: "how long each refund's record (its outcome, and what its attempts learned) is kept in Redis after its last write, whatever asynq keeps of its task; the API, refundctl status and the order lookup read it",
@@ -364,6 +337,19 @@ func secretVar(minLen int, field func(*Config) *rpcclient.Secret) func(*Config, 
 	}
 }
 
+// intVar reads a whole number from lo to hi; loNote says what lo means,
+// if anything (" (off)").
+func intVar(lo int, loNote string, hi int, field func(*Config) *int) func(*Config, string) error {
+	return func(c *Config, v string) error {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < lo || n > hi {
+			return fmt.Errorf("must be a whole number from %d%s to %d", lo, loNote, hi)
+		}
+		*field(c) = n
+		return nil
+	}
+}
+
 func durationVar(field func(*Config) *time.Duration) func(*Config, string) error {
 	return func(c *Config, v string) error {
 		d, err := time.ParseDuration(v)
@@ -433,6 +419,9 @@ func (c *Config) check() error {
 	if c.RetryMaxDelay < c.RetryBaseDelay {
 		return fmt.Errorf("RETRY_MAX_DELAY %v is shorter than RETRY_BASE_DELAY %v", c.RetryMaxDelay, c.RetryBaseDelay)
 	}
+	if c.Fetchers > c.Concurrency {
+		return fmt.Errorf("WORKER_FETCHERS %d is more than WORKER_CONCURRENCY %d (each needs a worker)", c.Fetchers, c.Concurrency)
+	}
 	if c.SafetyMargin >= tasks.Window {
 		return fmt.Errorf("WINDOW_SAFETY_MARGIN %v leaves no time in the %v window", c.SafetyMargin, tasks.Window)
 	}
@@ -458,7 +447,7 @@ func (c *Config) OpsLoopback() bool {
 // Policy answers the worker policy the configuration asks for.
 func (c *Config) Policy() worker.Policy {
 	return worker.Policy{SafetyMargin: c.SafetyMargin, RequestTimeout: c.RequestTimeout, BaseDelay: c.RetryBaseDelay, MaxDelay: c.RetryMaxDelay,
-		RetryAfterMax: c.RetryAfterMax}
+		RetryAfterMax: c.RetryAfterMax, LastRetryLead: worker.LeadFor(worker.DefaultDelayedTaskCheckInterval, c.PollInterval)}
 }
 
 // Turns answers how many tasks of the fleet hold a turn to call 2Checkout

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/refundd/refund-canceller/worker"
 )
 
 func envOf(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
@@ -30,7 +32,17 @@ func TestLoadDefaults(t *testing.T) {
 	if p := c.Policy(); p.RetryAfterMax != 0 || c.UnknownAttempts != 3 || c.SweepInterval != 20*time.Second {
 		t.Fatalf("policy %+v, unknown attempts %d, sweep %v", p, c.UnknownAttempts, c.SweepInterval)
 	}
+	if c.Fetchers != 1 || c.PollInterval != time.Second || c.Policy().LastRetryLead != worker.LeadFor(worker.DefaultDelayedTaskCheckInterval, time.Second) {
+		t.Fatalf("fetchers %d, poll %v, lead %v", c.Fetchers, c.PollInterval, c.Policy().LastRetryLead)
+	}
+	// The last retry's lead follows the poll interval: a slower poll needs
+	// a retry due earlier.
 	env := base()
+	env["WORKER_POLL_INTERVAL"] = "50ms"
+	if c, err := Load(envOf(env)); err != nil || c.Policy().LastRetryLead != worker.LeadFor(worker.DefaultDelayedTaskCheckInterval, 50*time.Millisecond) {
+		t.Fatalf("WORKER_POLL_INTERVAL: %v %v", c, err)
+	}
+	env = base()
 	env["RETRY_AFTER_MAX"] = "30s"
 	if c, err := Load(envOf(env)); err != nil || c.Policy().RetryAfterMax != 30*time.Second {
 		t.Fatalf("RETRY_AFTER_MAX: %v %v", c, err)
@@ -63,6 +75,8 @@ func TestLoadErrors(t *testing.T) {
 		{"plain http remote", map[string]string{"TCO_API_URL": "http://sandbox.internal:9090/rpc/6.0/"}, "TCO_API_URL refused: plain http"},
 		{"http to 2checkout even when allowed", map[string]string{"TCO_ALLOW_HTTP": "true", "TCO_API_URL": "http://api.2checkout.com/rpc/6.0/"}, "TCO_API_URL refused: 2Checkout is only ever called over https"},
 		{"bad concurrency", map[string]string{"WORKER_CONCURRENCY": "0"}, "WORKER_CONCURRENCY must be"},
+		{"more fetchers than workers", map[string]string{"WORKER_CONCURRENCY": "2", "WORKER_FETCHERS": "3"}, "WORKER_FETCHERS 3 is more than WORKER_CONCURRENCY 2"},
+		{"bad poll interval", map[string]string{"WORKER_POLL_INTERVAL": "0s"}, "WORKER_POLL_INTERVAL must be a positive duration"},
 		{"bad duration", map[string]string{"SHUTDOWN_TIMEOUT": "soon"}, "SHUTDOWN_TIMEOUT must be a positive duration"},
 		{"bad retry-after max", map[string]string{"RETRY_AFTER_MAX": "-1s"}, "RETRY_AFTER_MAX must be a positive duration"},
 		{"bad unknown attempts", map[string]string{"UNKNOWN_ERROR_ATTEMPTS": "0"}, "UNKNOWN_ERROR_ATTEMPTS must be a whole number"},

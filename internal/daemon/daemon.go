@@ -76,6 +76,9 @@ func New(opts Options) (_ *Daemon, err error) {
 	policy := cfg.Policy()
 	if opts.Policy != nil {
 		policy = *opts.Policy
+		if policy.LastRetryLead == 0 { // the lead WORKER_POLL_INTERVAL needs
+			policy.LastRetryLead = cfg.Policy().LastRetryLead
+		}
 	}
 	policy, err = policy.WithDefaults()
 	if err != nil {
@@ -130,7 +133,8 @@ func New(opts Options) (_ *Daemon, err error) {
 		return nil, err
 	}
 	srv, err := worker.NewServer(worker.ServerConfig{
-		Redis: cfg.Redis, Queue: cfg.Queue, Concurrency: cfg.Concurrency, ShutdownTimeout: cfg.ShutdownTimeout, Logger: logging.ForAsynq(log),
+		Redis: cfg.Redis, Queue: cfg.Queue, Concurrency: cfg.Concurrency, Fetchers: cfg.Fetchers, TaskCheckInterval: cfg.PollInterval,
+		ShutdownTimeout: cfg.ShutdownTimeout, Logger: logging.ForAsynq(log),
 	}, h)
 	if err != nil {
 		return nil, err

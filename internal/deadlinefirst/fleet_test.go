@@ -21,6 +21,9 @@ import (
 // the order they came (across replicas, in any order: the overload
 // benchmark runs three).
 func TestCallsGoInCutoffOrder(t *testing.T) {
+	if testing.Short() {
+		t.Skip("a fleet test; not with -short")
+	}
 	const n, slots = 16, 2
 	r := redistest.New(t)
 	f := fleettest.Start(t, fleettest.Options{RedisURL: r.URL, Queue: r.Queue(t), Replicas: 1, Manual: true,
@@ -76,6 +79,9 @@ func TestCallsGoInCutoffOrder(t *testing.T) {
 // With no backlog a fresh task takes its turn at its first delivery: it is
 // never held, and it makes exactly the calls it would without dispatch.
 func TestNoBacklogNoHold(t *testing.T) {
+	if testing.Short() {
+		t.Skip("a fleet test; not with -short")
+	}
 	r := redistest.New(t)
 	f := fleettest.Start(t, fleettest.Options{RedisURL: r.URL, Queue: r.Queue(t), Replicas: 2,
 		Env: map[string]string{"TCO_RATE_LIMIT": "50"}})

@@ -154,7 +154,7 @@ func configure(redisAddr, rpcURL, secret, opsAddr string) (*config.Config, crede
 	cfg, err := config.Load(func(name string) string {
 		return map[string]string{
 			"REDIS_URL": "redis://" + redisAddr, "TCO_API_URL": rpcURL, "TCO_MERCHANT_CODE": "DEMO", "TCO_SECRET_KEY": secret,
-			"OPS_ADDR": opsAddr, "WORKER_CONCURRENCY": "8", "SHUTDOWN_TIMEOUT": "5s",
+			"OPS_ADDR": opsAddr, "WORKER_CONCURRENCY": "8", "WORKER_POLL_INTERVAL": "50ms", "SHUTDOWN_TIMEOUT": "5s",
 			"DASHBOARD_USER": "demo", "DASHBOARD_PASSWORD": creds.dashPassword, "API_TOKEN": creds.apiToken,
 		}[name]
 	})

@@ -108,7 +108,7 @@ func Start(t testing.TB, o Options) *Fleet {
 	})
 	env := map[string]string{
 		"REDIS_URL": o.RedisURL, "TCO_API_URL": sb.RPCURL, "TCO_MERCHANT_CODE": o.MerchantCode, "TCO_SECRET_KEY": "fleet-secret",
-		"REFUND_QUEUE": o.Queue, "OPS_ADDR": "127.0.0.1:0", "WORKER_CONCURRENCY": "5", "SHUTDOWN_TIMEOUT": "3s",
+		"REFUND_QUEUE": o.Queue, "OPS_ADDR": "127.0.0.1:0", "WORKER_CONCURRENCY": "5", "WORKER_POLL_INTERVAL": "50ms", "SHUTDOWN_TIMEOUT": "3s",
 		"RETRY_BASE_DELAY": "200ms", "RETRY_MAX_DELAY": "2s", "RETRY_AFTER_MAX": "10s", "TCO_REQUEST_TIMEOUT": "5s",
 	}
 	maps.Copy(env, o.Env)

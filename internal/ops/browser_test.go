@@ -22,6 +22,9 @@ import (
 // with credentials and checks the page shows the cancellation queue. It runs
 // when chromium is on PATH (CI installs it and requires it).
 func TestDashboardInBrowser(t *testing.T) {
+	if testing.Short() {
+		t.Skip("a browser test; not with -short")
+	}
 	chromium := findChromium(t)
 	r := redistest.New(t)
 	q := r.Queue(t)
@@ -94,6 +97,9 @@ func dumpDOM(ctx context.Context, t *testing.T, chromium, page string, flags ...
 // queue, as the dashboard's buttons do. The dashboard here is the open
 // loopback one (no credentials): the case the issue reproduced.
 func TestCrossOriginInBrowser(t *testing.T) {
+	if testing.Short() {
+		t.Skip("a browser test; not with -short")
+	}
 	chromium := findChromium(t)
 	// What reached the ops server, outside its guard; and a page of its own.
 	type seen struct{ method, path, site string }

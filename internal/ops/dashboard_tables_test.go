@@ -85,7 +85,7 @@ func finishedTasks(t *testing.T) (*redistest.Redis, string, map[string]time.Time
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, err := worker.NewServer(worker.ServerConfig{Redis: r.Opt, Queue: q, Concurrency: 3}, h)
+	srv, err := worker.NewServer(worker.ServerConfig{Redis: r.Opt, Queue: q, Concurrency: 3, TaskCheckInterval: 50 * time.Millisecond}, h)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -164,6 +164,9 @@ func TestDashboardShowsOutcome(t *testing.T) {
 }
 
 func TestDashboardTablesInBrowser(t *testing.T) {
+	if testing.Short() {
+		t.Skip("a browser test; not with -short")
+	}
 	chromium := findChromium(t)
 	r, q, initiated := finishedTasks(t)
 

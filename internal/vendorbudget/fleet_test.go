@@ -23,6 +23,9 @@ const tasksWindow = tasks.Window
 // burst of 2 allows R+1 in a second (GCRA: R+B−1) and lets a slot taken a
 // little late (a busy CPU) be made up.
 func TestFleetKeepsSharedRate(t *testing.T) {
+	if testing.Short() {
+		t.Skip("a fleet test; not with -short")
+	}
 	const rate, n = 20, 230 // 230 cancellations + 3 logins at 20/s: about 11.6s
 	r := redistest.New(t)
 	f := fleettest.Start(t, fleettest.Options{RedisURL: r.URL, Queue: r.Queue(t),
@@ -53,6 +56,9 @@ func TestFleetKeepsSharedRate(t *testing.T) {
 // calls for 3 seconds: the ledger shows no call from anyone in that time,
 // and work resumes after it.
 func TestFleetPausesOn429(t *testing.T) {
+	if testing.Short() {
+		t.Skip("a fleet test; not with -short")
+	}
 	const n = 80
 	r := redistest.New(t)
 	f := fleettest.Start(t, fleettest.Options{RedisURL: r.URL, Queue: r.Queue(t),
@@ -120,6 +126,9 @@ func TestFleetPausesOn429(t *testing.T) {
 // takes no budget: it is archived at once under the window rule, and the
 // ledger holds no call for it.
 func TestPauseNeverSendsPastTheCutoff(t *testing.T) {
+	if testing.Short() {
+		t.Skip("a fleet test; not with -short")
+	}
 	r := redistest.New(t)
 	f := fleettest.Start(t, fleettest.Options{RedisURL: r.URL, Queue: r.Queue(t), Replicas: 2, Env: map[string]string{"TCO_RATE_LIMIT": "10"}})
 	if err := f.SB.SetFaults(rpctest.FaultRule{Method: "cancelRefund", Kind: rpctest.FaultStatus, Status: 429, RetryAfter: 6, FirstN: 1}); err != nil {

@@ -47,11 +47,15 @@ func start(t *testing.T, policy worker.Policy) *stack {
 	t.Cleanup(func() { _ = insp.Close() })
 	rc := r.Client()
 	t.Cleanup(func() { _ = rc.Close() })
+	const poll = 50 * time.Millisecond
+	if policy.LastRetryLead == 0 { // the lead this server's poll needs
+		policy.LastRetryLead = worker.LeadFor(worker.DefaultDelayedTaskCheckInterval, poll)
+	}
 	h, err := worker.NewHandler(worker.HandlerConfig{API: api, Memory: records.New(rc, q, 0), Policy: policy, Logger: log})
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, err := worker.NewServer(worker.ServerConfig{Redis: r.Opt, Queue: q, Logger: log, ShutdownTimeout: 2 * time.Second}, h)
+	srv, err := worker.NewServer(worker.ServerConfig{Redis: r.Opt, Queue: q, Logger: log, ShutdownTimeout: 2 * time.Second, TaskCheckInterval: poll}, h)
 	if err != nil {
 		t.Fatal(err)
 	}
