@@ -40,7 +40,7 @@ func (h *hookReceiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.failed <- struct{}{}
 		return
 	}
-	if webhook.Verify(h.secret, r.Header.Get(webhook.SignatureHeader), body, time.Now(), 0) != nil {
+	if webhook.Verify(h.secret, r.Header.Get(webhook.SignatureHeader), r.Header.Get(webhook.DeliveryHeader), body, time.Now(), 0) != nil {
 		h.bad++
 		w.WriteHeader(http.StatusUnauthorized)
 		return
