@@ -30,6 +30,9 @@ func TestLoadDefaults(t *testing.T) {
 	if p := c.Policy(); p.RetryAfterMax != 0 || c.UnknownAttempts != 3 || c.SweepInterval != 20*time.Second {
 		t.Fatalf("policy %+v, unknown attempts %d, sweep %v", p, c.UnknownAttempts, c.SweepInterval)
 	}
+	if c.EnqueueRate != 50 || c.AuthFailures != 10 || c.AuthFailureRefill != 6*time.Second || c.ClockSkewMax != 5*time.Second {
+		t.Fatalf("trust limits: enqueue %d, auth %d per %v, skew %v", c.EnqueueRate, c.AuthFailures, c.AuthFailureRefill, c.ClockSkewMax)
+	}
 	env := base()
 	env["RETRY_AFTER_MAX"] = "30s"
 	if c, err := Load(envOf(env)); err != nil || c.Policy().RetryAfterMax != 30*time.Second {
@@ -87,6 +90,10 @@ func TestLoadErrors(t *testing.T) {
 		{"bad rate", map[string]string{"TCO_RATE_LIMIT": "-1"}, "TCO_RATE_LIMIT must be a whole number"},
 		{"fractional rate", map[string]string{"TCO_RATE_LIMIT": "2.5"}, "TCO_RATE_LIMIT must be a whole number"},
 		{"zero burst", map[string]string{"TCO_RATE_BURST": "0"}, "TCO_RATE_BURST must be a whole number from 1"},
+		{"negative enqueue rate", map[string]string{"API_ENQUEUE_RATE": "-5"}, "API_ENQUEUE_RATE must be a whole number from 0"},
+		{"zero auth failures", map[string]string{"OPS_AUTH_FAILURES": "0"}, "OPS_AUTH_FAILURES must be a whole number from 1"},
+		{"bad refill", map[string]string{"OPS_AUTH_FAILURE_REFILL": "soon"}, "OPS_AUTH_FAILURE_REFILL must be a positive duration"},
+		{"negative skew", map[string]string{"CLOCK_SKEW_MAX": "-1s"}, "CLOCK_SKEW_MAX must be a duration"},
 		{"sentinel without master", map[string]string{"REDIS_URL": "redis-sentinel://:redispass@127.0.0.1:26379"}, "REDIS_URL (redis-sentinel) needs ?master="},
 		{"margin eats window", map[string]string{"WINDOW_SAFETY_MARGIN": "2h"}, "WINDOW_SAFETY_MARGIN 2h0m0s leaves no time"},
 	}

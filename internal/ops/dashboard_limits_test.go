@@ -12,7 +12,6 @@ import (
 	"testing"
 	"time"
 
-
 	"github.com/refundd/refund-canceller/internal/ops"
 	"github.com/refundd/refund-canceller/internal/redistest"
 	"github.com/refundd/refund-canceller/tasks"
@@ -214,4 +213,3 @@ func TestLoopbackDashboardReadOnly(t *testing.T) {
 		t.Errorf("the page does not say read-only: %.300s", body)
 	}
 }
-
