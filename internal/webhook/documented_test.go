@@ -22,9 +22,9 @@ import (
 // docsGoCheck is the Go snippet: sig and id are the Refundd-Signature and
 // Refundd-Delivery headers.
 func docsGoCheck(secret []byte, sig, id string, body []byte) bool {
-	ts, mac, _ := strings.Cut(strings.TrimPrefix(sig, "t="), ",v2=")
+	ts, mac, _ := strings.Cut(strings.TrimPrefix(sig, "t="), ",v2=") // sig: the Refundd-Signature header
 	m := hmac.New(sha256.New, secret)
-	fmt.Fprintf(m, "%s.%s.%s", ts, id, body)
+	fmt.Fprintf(m, "%s.%s.%s", ts, id, body) // id: the Refundd-Delivery header
 	sec, _ := strconv.ParseInt(ts, 10, 64)
 	want := hex.EncodeToString(m.Sum(nil))
 	ok := hmac.Equal([]byte(mac), []byte(want)) && time.Since(time.Unix(sec, 0)).Abs() < 5*time.Minute
