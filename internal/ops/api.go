@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/hibiken/asynq"
@@ -65,7 +66,15 @@ type API struct {
 	log      *zap.Logger
 	limits   APILimits
 	enqueues *rate.Limiter // nil: no enqueue limit
+	// The enqueue limit's warn line is written at most once per
+	// refusalLogEvery, counting the refusals since the last one.
+	refusalLoggedAt atomic.Int64 // Unix nanoseconds
+	refusals        atomic.Int64
 }
+
+// refusalLogEvery spaces the enqueue limit's warn lines: a flood must not
+// become a flood of logs.
+const refusalLogEvery = 10 * time.Second
 
 // APILimits are the API's limits; the zero value limits nothing.
 type APILimits struct {
@@ -108,8 +117,11 @@ func (a *API) takeEnqueues(w http.ResponseWriter, r *http.Request, n int) bool {
 	if a.limits.Observer != nil {
 		a.limits.Observer.OpsRefused(RefusedEnqueueRate)
 	}
-	a.log.Warn("enqueue refused: over API_ENQUEUE_RATE", zap.Int("payloads", n), zap.Int("per_second", a.limits.EnqueueRate),
-		zap.String("address", clientAddress(r)))
+	refused := a.refusals.Add(1)
+	if last := a.refusalLoggedAt.Load(); now.UnixNano()-last >= int64(refusalLogEvery) && a.refusalLoggedAt.CompareAndSwap(last, now.UnixNano()) {
+		a.refusals.Add(-refused)
+		a.log.Warn("enqueues refused: over API_ENQUEUE_RATE", zap.Int64("requests_refused_since_last_line", refused), zap.Int("payloads", n), zap.Int("per_second", a.limits.EnqueueRate), zap.String("address", clientAddress(r)))
+	}
 	setRetryAfter(w, until(a.enqueues, now, n))
 	refuse(w, r, http.StatusTooManyRequests, fmt.Sprintf("over the enqueue limit (%d per second, API_ENQUEUE_RATE); nothing was enqueued, try again after Retry-After", a.limits.EnqueueRate))
 	return false
