@@ -26,18 +26,20 @@ func equal(a, b string) bool {
 // the failed attempts of each client address.
 func BasicAuth(user, password, realm string, lim *FailureLimit, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if !lim.admit(w, r) {
+		u, p, sent := r.BasicAuth()
+		at, ok := lim.begin(w, r, sent)
+		if !ok {
 			return
 		}
-		u, p, ok := r.BasicAuth()
 		// Both comparisons always run: no early exit to time.
 		userOK, passOK := equal(u, user), equal(p, password)
-		if !ok || !userOK || !passOK {
-			lim.failed(r, "basic")
+		if !sent || !userOK || !passOK {
+			at.end(r, "basic", false)
 			w.Header().Set("WWW-Authenticate", `Basic realm="`+realm+`", charset="UTF-8"`)
 			refuse(w, r, http.StatusUnauthorized, "authentication required")
 			return
 		}
+		at.end(r, "basic", true)
 		next.ServeHTTP(w, r)
 	})
 }
@@ -47,16 +49,18 @@ func BasicAuth(user, password, realm string, lim *FailureLimit, next http.Handle
 // failed attempts of each client address.
 func Bearer(token string, lim *FailureLimit, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if !lim.admit(w, r) {
+		got, sent := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		at, ok := lim.begin(w, r, sent)
+		if !ok {
 			return
 		}
-		got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-		if !ok || !equal(got, token) {
-			lim.failed(r, "bearer")
+		if !sent || !equal(got, token) {
+			at.end(r, "bearer", false)
 			w.Header().Set("WWW-Authenticate", `Bearer realm="refundd"`)
 			refuse(w, r, http.StatusUnauthorized, "a valid bearer token is required (Authorization: Bearer $API_TOKEN)")
 			return
 		}
+		at.end(r, "bearer", true)
 		next.ServeHTTP(w, r)
 	})
 }
@@ -115,16 +119,26 @@ type FailureLimitConfig struct {
 // FailureLimit limits failed authentication attempts per client address
 // (its IP; an IPv6 address by its /64, which one host usually holds
 // whole): a token bucket per address, one token per failed attempt. An
-// address whose bucket is empty gets 429 with Retry-After — before its
-// credentials are looked at, so the right ones wait too — until the bucket
-// holds a token again; other addresses are not affected. The address is the
-// connection's: behind a proxy every client shares the proxy's (refundd
-// does not trust X-Forwarded-For), so put the limit in the proxy instead.
-// A nil *FailureLimit limits nothing.
+// attempt in flight holds a token until it is judged, so parallel guesses
+// cannot overrun the bucket. An address without a token left gets 429 with
+// Retry-After — before its credentials are looked at, so the right ones
+// wait too — until it regains one; other addresses are not affected. A
+// request that sends no credentials at all (a browser's first, answered with
+// the challenge) is no attempt. The address is the connection's: behind a
+// proxy every client shares the proxy's (refundd does not trust
+// X-Forwarded-For), so put the limit in the proxy instead. A nil
+// *FailureLimit limits nothing.
 type FailureLimit struct {
 	cfg FailureLimitConfig
 	mu  sync.Mutex
-	by  map[string]*rate.Limiter
+	by  map[string]*bucket
+}
+
+// bucket is one address's failed attempts. Its fields are guarded by the
+// FailureLimit's mu.
+type bucket struct {
+	tokens   *rate.Limiter
+	inFlight int // attempts admitted, not yet judged: each holds a token
 }
 
 // NewFailureLimit returns a FailureLimit.
@@ -141,68 +155,88 @@ func NewFailureLimit(cfg FailureLimitConfig) *FailureLimit {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	return &FailureLimit{cfg: cfg, by: map[string]*rate.Limiter{}}
+	return &FailureLimit{cfg: cfg, by: map[string]*bucket{}}
 }
 
-// admit answers 429 and false if r's address has no failed attempt left.
-func (l *FailureLimit) admit(w http.ResponseWriter, r *http.Request) bool {
+// attempt is one admitted authentication attempt; nil when nothing is
+// limited or no credentials were sent.
+type attempt struct {
+	l    *FailureLimit
+	b    *bucket
+	addr string
+}
+
+// begin admits an attempt from r's address (sent: it carries credentials),
+// or answers 429 and false if the address has no attempt left.
+func (l *FailureLimit) begin(w http.ResponseWriter, r *http.Request, sent bool) (*attempt, bool) {
 	if l == nil {
-		return true
+		return nil, true
 	}
 	addr := clientAddress(r)
 	now := l.cfg.Now()
 	l.mu.Lock()
 	b := l.by[addr]
-	var wait time.Duration
-	if b != nil {
-		wait = until(b, now, 1)
-	}
-	l.mu.Unlock()
-	if wait <= 0 {
-		return true
-	}
-	l.observe(RefusedAuthThrottled)
-	setRetryAfter(w, wait)
-	refuse(w, r, http.StatusTooManyRequests, "too many failed authentication attempts from this address; try again later")
-	return false
-}
-
-// failed takes one attempt from r's address.
-func (l *FailureLimit) failed(r *http.Request, scheme string) {
-	if l == nil {
-		return
-	}
-	addr := clientAddress(r)
-	now := l.cfg.Now()
-	l.mu.Lock()
-	b := l.by[addr]
-	if b == nil {
+	if b == nil && sent {
 		l.prune(now)
-		b = rate.NewLimiter(rate.Every(l.cfg.Refill), l.cfg.Failures)
+		b = &bucket{tokens: rate.NewLimiter(rate.Every(l.cfg.Refill), l.cfg.Failures)}
 		l.by[addr] = b
 	}
-	b.AllowN(now, 1)
-	left := int(b.TokensAt(now))
+	var wait time.Duration
+	if b != nil {
+		wait = until(b.tokens, now, b.inFlight+1)
+		if wait <= 0 && sent {
+			b.inFlight++
+		}
+	}
 	l.mu.Unlock()
+	if wait > 0 {
+		l.observe(RefusedAuthThrottled)
+		setRetryAfter(w, wait)
+		refuse(w, r, http.StatusTooManyRequests, "too many failed authentication attempts from this address; try again later")
+		return nil, false
+	}
+	if !sent {
+		return nil, true
+	}
+	return &attempt{l: l, b: b, addr: addr}, true
+}
+
+// end judges the attempt: a failure spends its token, a success keeps it.
+func (a *attempt) end(r *http.Request, scheme string, ok bool) {
+	if a == nil {
+		return
+	}
+	l := a.l
+	now := l.cfg.Now()
+	l.mu.Lock()
+	a.b.inFlight--
+	if !ok {
+		a.b.tokens.AllowN(now, 1)
+	}
+	left := int(a.b.tokens.TokensAt(now)) - a.b.inFlight
+	l.mu.Unlock()
+	if ok {
+		return
+	}
 	l.observe(RefusedAuth)
-	fields := []zap.Field{zap.String("address", addr), zap.String("scheme", scheme), zap.String("method", r.Method),
-		zap.String("path", clip.String(r.URL.Path, 100)), zap.Int("attempts_left", left)}
-	if left == 0 {
+	fields := []zap.Field{zap.String("address", a.addr), zap.String("scheme", scheme), zap.String("method", r.Method),
+		zap.String("path", clip.String(r.URL.Path, 100)), zap.Int("attempts_left", max(0, left))}
+	if left <= 0 {
 		l.cfg.Logger.Warn("authentication failed; this address is refused (429) until it regains an attempt", append(fields, zap.Duration("refill", l.cfg.Refill))...)
 		return
 	}
 	l.cfg.Logger.Warn("authentication failed", fields...)
 }
 
-// prune forgets addresses back to a full bucket once too many are held;
-// if none is, it forgets all (the map's size stays bounded). Called with
-// mu held.
+// prune forgets addresses back to a full bucket, none in flight, once too
+// many are held; if none is, it forgets all (the map's size stays bounded;
+// attempts in flight keep their bucket). Called with mu held.
 func (l *FailureLimit) prune(now time.Time) {
 	if len(l.by) < maxAddresses {
 		return
 	}
 	for a, b := range l.by {
-		if b.TokensAt(now) >= float64(l.cfg.Failures) {
+		if b.inFlight == 0 && b.tokens.TokensAt(now) >= float64(l.cfg.Failures) {
 			delete(l.by, a)
 		}
 	}

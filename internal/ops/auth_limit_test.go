@@ -145,3 +145,45 @@ func TestFailedAttemptsLimitedPerAddress(t *testing.T) {
 		}
 	}
 }
+
+// TestParallelGuessesCannotOverrunTheBucket: 200 wrong tokens sent at once
+// from one address get exactly as many 401s as the bucket holds (an attempt
+// holds its token until judged), the rest 429; requests with no credentials
+// at all (a browser's first) spend nothing.
+func TestParallelGuessesCannotOverrunTheBucket(t *testing.T) {
+	clock := &fakeClock{now: time.Date(2026, 11, 29, 10, 0, 0, 0, time.UTC)}
+	lim := ops.NewFailureLimit(ops.FailureLimitConfig{Failures: 3, Refill: time.Minute, Now: clock.Now})
+	h := ops.Bearer(token, lim, http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(204) }))
+	call := func(auth string) int {
+		req := httptest.NewRequest("GET", "/v1/x", nil)
+		req.RemoteAddr = "203.0.113.9:1"
+		if auth != "" {
+			req.Header.Set("Authorization", auth)
+		}
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		return rec.Code
+	}
+	for range 20 {
+		if code := call(""); code != 401 {
+			t.Fatalf("no credentials: %d, want 401", code)
+		}
+	}
+	if code := call("Bearer " + token); code != 204 {
+		t.Fatalf("no-credential requests spent attempts: the right token got %d", code)
+	}
+	codes := make(chan int, 200)
+	var wg sync.WaitGroup
+	for range 200 {
+		wg.Go(func() { codes <- call("Bearer wrong-guess-0000000000") })
+	}
+	wg.Wait()
+	close(codes)
+	count := map[int]int{}
+	for c := range codes {
+		count[c]++
+	}
+	if count[401] != 3 || count[429] != 197 {
+		t.Fatalf("answers %v, want 3×401 and 197×429", count)
+	}
+}
