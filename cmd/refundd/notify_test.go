@@ -108,7 +108,7 @@ func TestCompletionWebhooks(t *testing.T) {
 	}
 	for ref, outcome := range want {
 		id := tasks.TaskID(ref, initiated)
-		bodies := got[id]
+		bodies := got[id+"#1"] // the delivery ID: <task ID>#<run>
 		if len(bodies) != 1 {
 			t.Errorf("%s: %d deliveries, want exactly 1", id, len(bodies))
 			continue
