@@ -35,7 +35,7 @@ func TestEnqueueRateLimit(t *testing.T) {
 	clock := &fakeClock{now: time.Now()}
 	m := metrics.New(nil)
 	mux := http.NewServeMux()
-	ops.NewAPI(enq, token, nil).Limit(ops.APILimits{EnqueueRate: 2, Observer: m, Now: clock.Now}).Register(mux)
+	ops.NewAPI(enq, fakeProducer{}, token, nil).Limit(ops.APILimits{EnqueueRate: 2, Observer: m, Now: clock.Now}).Register(mux)
 	h := ops.NewGuard(nil).Handler(mux)
 
 	initiated := time.Now().Add(-time.Minute).UTC().Format(time.RFC3339)

@@ -54,7 +54,7 @@ func TestFailedAttemptsLimitedPerAddress(t *testing.T) {
 	defer d.Close()
 	mux := http.NewServeMux()
 	d.Register(mux)
-	ops.NewAPI(fakeProducer{}, token, nil).Limit(ops.APILimits{Failures: lim, Observer: m}).Register(mux)
+	ops.NewAPI(fakeProducer{}, fakeProducer{}, token, nil).Limit(ops.APILimits{Failures: lim, Observer: m}).Register(mux)
 	mux.Handle("GET /metrics", m.Handler())
 	h := ops.NewGuard(nil).Handler(mux)
 
