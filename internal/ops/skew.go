@@ -125,14 +125,17 @@ func (s *ClockSkew) Err() error {
 	return s.err
 }
 
-// Run measures now and then every Interval until ctx ends.
+// Run measures now and then every Interval until ctx ends, each
+// measurement bounded by 2s.
 func (s *ClockSkew) Run(ctx context.Context) {
 	t := time.NewTicker(s.cfg.Interval)
 	defer t.Stop()
 	for {
-		if _, err := s.Measure(ctx); err != nil && ctx.Err() == nil {
+		mctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		if _, err := s.Measure(mctx); err != nil && ctx.Err() == nil {
 			s.cfg.Logger.Debug("clock skew not measured", zap.Error(err))
 		}
+		cancel()
 		select {
 		case <-ctx.Done():
 			return
