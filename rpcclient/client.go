@@ -71,7 +71,8 @@ type Config struct {
 	HashAlgo string
 	// HTTPClient makes the requests. Default: a client with keep-alive,
 	// verified TLS (RootCAs if set) and connect timeouts. A given client is
-	// used as it is (RequestTimeout still applies).
+	// used as it is (RequestTimeout still applies), except that redirects
+	// are never followed (see noRedirects).
 	HTTPClient *http.Client
 	// RootCAs verifies the server's certificate when HTTPClient is nil.
 	// Default: the system's roots. TLS is always verified.
@@ -202,10 +203,14 @@ func New(cfg Config) (*Client, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	hc := cfg.HTTPClient
-	if hc == nil {
+	var hc *http.Client
+	if cfg.HTTPClient != nil {
+		c := *cfg.HTTPClient // a copy: the caller's client keeps its own redirect rule
+		hc = &c
+	} else {
 		hc = newHTTPClient(cfg.RootCAs)
 	}
+	hc.CheckRedirect = noRedirects
 	return &Client{cfg: cfg, url: u.String(), hc: hc, log: cfg.Logger, now: cfg.Now}, nil
 }
 
@@ -242,8 +247,14 @@ func newHTTPClient(roots *x509.CertPool) *http.Client {
 		IdleConnTimeout:       90 * time.Second,
 		ForceAttemptHTTP2:     true,
 	}
-	return &http.Client{Transport: tr}
+	return &http.Client{Transport: tr, CheckRedirect: noRedirects}
 }
+
+// noRedirects keeps every request at the configured URL: a redirect is
+// never followed (it would carry the login's HMAC and the session to
+// another host, around CheckURL's https rule), and send answers it as an
+// unexpected answer.
+func noRedirects(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 
 // String describes the client without its secret.
 func (c *Client) String() string {
@@ -521,11 +532,27 @@ func (c *Client) send(ctx context.Context, method, session string, params []any,
 	if err != nil {
 		return &TransportError{Method: method, Err: timedOut(fmt.Errorf("read answer: %w", err))}
 	}
+	if resp.StatusCode >= 300 && resp.StatusCode <= 399 {
+		return redirected(method, resp)
+	}
 	if int64(len(data)) > c.cfg.MaxResponseBytes {
 		return &APIError{Method: method, Name: NameMalformedResponse, HTTPStatus: resp.StatusCode,
 			Message: fmt.Sprintf("answer larger than %d bytes", c.cfg.MaxResponseBytes)}
 	}
 	return DecodeResponse(method, id, resp.StatusCode, parseRetryAfter(resp.Header.Get("Retry-After"), c.now()), data, out)
+}
+
+// redirected is the error for a 3xx answer, which is never followed: an
+// unexpected answer (NameMalformedResponse: transient, and it may have
+// applied, since what stands at the URL is not what was expected), saying
+// where it pointed.
+func redirected(method string, resp *http.Response) error {
+	where := "no Location"
+	if loc := resp.Header.Get("Location"); loc != "" {
+		where = "Location " + strconv.QuoteToASCII(clip.String(loc, 200))
+	}
+	return &APIError{Method: method, Name: NameMalformedResponse, HTTPStatus: resp.StatusCode,
+		Message: fmt.Sprintf("redirect not followed (HTTP %d, %s)", resp.StatusCode, where)}
 }
 
 // stripURL drops the URL from *url.Error so errors stay short and never carry

@@ -40,7 +40,7 @@ func (h *hookReceiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.failed <- struct{}{}
 		return
 	}
-	if webhook.Verify(h.secret, r.Header.Get(webhook.SignatureHeader), body, time.Now(), 0) != nil {
+	if webhook.Verify(h.secret, r.Header.Get(webhook.SignatureHeader), r.Header.Get(webhook.DeliveryHeader), body, time.Now(), 0) != nil {
 		h.bad++
 		w.WriteHeader(http.StatusUnauthorized)
 		return
@@ -108,7 +108,7 @@ func TestCompletionWebhooks(t *testing.T) {
 	}
 	for ref, outcome := range want {
 		id := tasks.TaskID(ref, initiated)
-		bodies := got[id]
+		bodies := got[id+"#1"] // the delivery ID: <task ID>#<run>
 		if len(bodies) != 1 {
 			t.Errorf("%s: %d deliveries, want exactly 1", id, len(bodies))
 			continue

@@ -74,6 +74,16 @@ type Config struct {
 	// time-series charts from (Asynqmon's PrometheusAddress).
 	PrometheusURL string
 	APIToken      rpcclient.Secret
+	// EnqueueRate: enqueues per second the API token may make after a
+	// first full batch; 0: no limit.
+	EnqueueRate int
+	// AuthFailures and AuthFailureRefill: failed authentication attempts
+	// an address may make at once, and how often it regains one.
+	AuthFailures      int
+	AuthFailureRefill time.Duration
+	// ClockSkewMax: a replica whose clock is further than this from Redis's
+	// is not ready; 0: not checked.
+	ClockSkewMax time.Duration
 	// Completion webhooks (off without NotifyURL).
 	NotifyURL    string
 	NotifySecret rpcclient.Secret
@@ -230,7 +240,7 @@ var Vars = []Var{
 			}
 			return nil
 		}},
-	{Name: "DASHBOARD_USER", Help: "basic-auth user of the dashboard at /monitoring/ (required, with the password, unless OPS_ADDR is loopback)",
+	{Name: "DASHBOARD_USER", Help: "basic-auth user of the dashboard at /monitoring/; without it (and the password) the dashboard is read-only on a loopback OPS_ADDR and refused (403) on any other",
 		set: func(c *Config, v string) error { c.DashboardUser = v; return nil }},
 	{Name: "DASHBOARD_PASSWORD", Secret: true, Help: "basic-auth password of the dashboard",
 		set: secretVar(12, func(c *Config) *rpcclient.Secret { return &c.DashboardPassword })},
@@ -248,6 +258,35 @@ var Vars = []Var{
 		}},
 	{Name: "API_TOKEN", Secret: true, Help: "bearer token of the producer API at /v1/ (the API is off without it)",
 		set: secretVar(16, func(c *Config) *rpcclient.Secret { return &c.APIToken })},
+	{Name: "API_ENQUEUE_RATE", Default: "50", Help: "cancellations the API token may enqueue per second on this replica, after a first full batch (1,000) at once; past it 429 with Retry-After. 0: no limit",
+		set: func(c *Config, v string) error {
+			n, err := strconv.Atoi(v)
+			if err != nil || n < 0 || n > 1000000 {
+				return errors.New("must be a whole number from 0 (no limit) to 1000000")
+			}
+			c.EnqueueRate = n
+			return nil
+		}},
+	{Name: "OPS_AUTH_FAILURES", Default: "10", Help: "failed authentication attempts (dashboard password, API token) a client address may make at once; past them it gets 429 with Retry-After, right credentials included, until it regains one",
+		set: func(c *Config, v string) error {
+			n, err := strconv.Atoi(v)
+			if err != nil || n < 1 || n > 100000 {
+				return errors.New("must be a whole number from 1 to 100000")
+			}
+			c.AuthFailures = n
+			return nil
+		}},
+	{Name: "OPS_AUTH_FAILURE_REFILL", Default: "6s", Help: "how often a client address regains one failed authentication attempt (OPS_AUTH_FAILURES)",
+		set: durationVar(func(c *Config) *time.Duration { return &c.AuthFailureRefill })},
+	{Name: "CLOCK_SKEW_MAX", Default: "5s", Help: "how far this replica's clock may be from Redis's (TIME, measured at start and every 30s) before /readyz says not ready: cut-offs and asynq's leases are reckoned by each replica's clock. 0: not checked",
+		set: func(c *Config, v string) error {
+			d, err := time.ParseDuration(v)
+			if err != nil || d < 0 {
+				return errors.New("must be a duration like 5s (0: not checked)")
+			}
+			c.ClockSkewMax = d
+			return nil
+		}},
 	{Name: "NOTIFY_URL", Help: "completion webhook: each cancellation's final record is POSTed here, signed (Refundd-Signature); https, or http to a loopback host (off when empty)",
 		set: func(c *Config, v string) error {
 			if v != "" {

@@ -37,6 +37,9 @@ func TestLoadDefaults(t *testing.T) {
 	}
 	// The last retry's lead follows the poll interval: a slower poll needs
 	// a retry due earlier.
+	if c.EnqueueRate != 50 || c.AuthFailures != 10 || c.AuthFailureRefill != 6*time.Second || c.ClockSkewMax != 5*time.Second {
+		t.Fatalf("trust limits: enqueue %d, auth %d per %v, skew %v", c.EnqueueRate, c.AuthFailures, c.AuthFailureRefill, c.ClockSkewMax)
+	}
 	env := base()
 	env["WORKER_POLL_INTERVAL"] = "50ms"
 	if c, err := Load(envOf(env)); err != nil || c.Policy().LastRetryLead != worker.LeadFor(worker.DefaultDelayedTaskCheckInterval, 50*time.Millisecond) {
@@ -101,6 +104,10 @@ func TestLoadErrors(t *testing.T) {
 		{"bad rate", map[string]string{"TCO_RATE_LIMIT": "-1"}, "TCO_RATE_LIMIT must be a whole number"},
 		{"fractional rate", map[string]string{"TCO_RATE_LIMIT": "2.5"}, "TCO_RATE_LIMIT must be a whole number"},
 		{"zero burst", map[string]string{"TCO_RATE_BURST": "0"}, "TCO_RATE_BURST must be a whole number from 1"},
+		{"negative enqueue rate", map[string]string{"API_ENQUEUE_RATE": "-5"}, "API_ENQUEUE_RATE must be a whole number from 0"},
+		{"zero auth failures", map[string]string{"OPS_AUTH_FAILURES": "0"}, "OPS_AUTH_FAILURES must be a whole number from 1"},
+		{"bad refill", map[string]string{"OPS_AUTH_FAILURE_REFILL": "soon"}, "OPS_AUTH_FAILURE_REFILL must be a positive duration"},
+		{"negative skew", map[string]string{"CLOCK_SKEW_MAX": "-1s"}, "CLOCK_SKEW_MAX must be a duration"},
 		{"sentinel without master", map[string]string{"REDIS_URL": "redis-sentinel://:redispass@127.0.0.1:26379"}, "REDIS_URL (redis-sentinel) needs ?master="},
 		{"margin eats window", map[string]string{"WINDOW_SAFETY_MARGIN": "2h"}, "WINDOW_SAFETY_MARGIN 2h0m0s leaves no time"},
 	}

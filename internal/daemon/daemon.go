@@ -50,6 +50,7 @@ type Daemon struct {
 	notify   *webhook.Server // delivers completion webhooks; nil without NOTIFY_URL
 	sweep    *windowsweep.Sweeper
 	turns    *deadlinefirst.Dispatcher // nil: deadline-first dispatch is off
+	skew     *ops.ClockSkew            // nil: CLOCK_SKEW_MAX=0
 	mux      *http.ServeMux
 	running  atomic.Bool
 	onListen func(net.Addr)
@@ -152,15 +153,29 @@ func New(opts Options) (_ *Daemon, err error) {
 		return nil, err
 	}
 	closers = append(closers, enq.Close)
+	failures := ops.NewFailureLimit(ops.FailureLimitConfig{Failures: cfg.AuthFailures, Refill: cfg.AuthFailureRefill, Logger: log.Named("auth"), Observer: m})
 	dash := ops.NewDashboard(ops.DashboardConfig{Redis: cfg.Redis, User: cfg.DashboardUser, Password: cfg.DashboardPassword.Reveal(),
-		ReadOnly: cfg.DashboardReadOnly, Loopback: cfg.OpsLoopback(), PrometheusURL: cfg.PrometheusURL, Queue: cfg.Queue})
+		ReadOnly: cfg.DashboardReadOnly, Loopback: cfg.OpsLoopback(), PrometheusURL: cfg.PrometheusURL, Queue: cfg.Queue, Failures: failures})
 	closers = append(closers, dash.Close)
 	d := &Daemon{cfg: cfg, log: log, server: srv, notify: notifyServer, sweep: sweep, turns: turns, mux: http.NewServeMux(), onListen: opts.OnListen, closers: closers}
 	d.mux.Handle("GET /metrics", m.Handler())
 	dash.Register(d.mux)
-	ops.NewAPI(enq, taskview.NewLookup(insp, recs, cfg.Queue), cfg.APIToken.Reveal(), log.Named("api")).Register(d.mux)
-	if cfg.DashboardUser == "" && !cfg.OpsLoopback() {
+	ops.NewAPI(enq, taskview.NewLookup(insp, recs, cfg.Queue), cfg.APIToken.Reveal(), log.Named("api")).
+		Limit(ops.APILimits{Failures: failures, EnqueueRate: cfg.EnqueueRate, Observer: m}).Register(d.mux)
+	switch {
+	case cfg.DashboardUser == "" && !cfg.OpsLoopback():
 		log.Warn("the dashboard is refused (403): set DASHBOARD_USER and DASHBOARD_PASSWORD to serve it on a non-loopback OPS_ADDR")
+	case cfg.DashboardUser == "":
+		log.Info("the dashboard is read-only: set DASHBOARD_USER and DASHBOARD_PASSWORD to change tasks and queues from it")
+	}
+	var skewErr func() error
+	if cfg.ClockSkewMax > 0 {
+		d.skew, err = ops.NewClockSkew(ops.SkewConfig{Max: cfg.ClockSkewMax, Logger: log.Named("clock"), Observer: m,
+			RedisTime: func(ctx context.Context) (time.Time, error) { return rc.Time(ctx).Result() }})
+		if err != nil {
+			return nil, err
+		}
+		skewErr = d.skew.Err
 	}
 	health := ops.NewHealth(ops.Checks{
 		Redis:         func(ctx context.Context) error { return rc.Ping(ctx).Err() },
@@ -171,6 +186,7 @@ func New(opts Options) (_ *Daemon, err error) {
 			}
 			return nil
 		},
+		ClockSkew: skewErr,
 	})
 	health.Register(d.mux)
 	m.ReportReadiness(func() bool { return health.Ready(context.Background()) })
@@ -210,12 +226,16 @@ func (d *Daemon) Run(ctx context.Context) error {
 		defer d.notify.Shutdown()
 	}
 	d.running.Store(true)
-	// The background loops: the window sweep, and deadline-first's tick.
+	// The background loops: the window sweep, deadline-first's tick, and
+	// the clock's skew against Redis.
 	loopCtx, stopLoops := context.WithCancel(context.Background())
 	var loops sync.WaitGroup
 	loops.Go(func() { d.sweep.Run(loopCtx) })
 	if d.turns != nil {
 		loops.Go(func() { d.turns.Run(loopCtx) })
+	}
+	if d.skew != nil {
+		loops.Go(func() { d.skew.Run(loopCtx) })
 	}
 	defer func() { stopLoops(); loops.Wait() }()
 	d.log.Info("refundd running", zap.String("queue", d.cfg.Queue), zap.Int("concurrency", d.cfg.Concurrency),

@@ -42,6 +42,7 @@ type Metrics struct {
 	earliest      prometheus.Gauge
 	sweptAt       prometheus.Gauge
 	atRisk        *prometheus.GaugeVec
+	ops           opsMetrics // ops.go
 
 	// Children of the hot vectors for known labels, each made at its first
 	// use and then read without the hashing, locking and label checks of
@@ -158,6 +159,7 @@ func New(insp *asynq.Inspector) *Metrics {
 		Help: "When the fleet's last window sweep ended (Unix time), the one the backlog gauges come from; 0 before the first. Its age says whether anyone still sweeps.",
 	})
 	m.register(m.backlog, m.earliest, m.atRisk, m.sweptAt)
+	m.registerOps()
 	m.register(m.cancellations, m.attempts, m.requests, m.latency, m.logins, m.slack,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	if insp != nil {

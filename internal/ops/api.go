@@ -10,10 +10,12 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/hibiken/asynq"
 	"go.uber.org/zap"
+	"golang.org/x/time/rate"
 
 	"github.com/refundd/refund-canceller/internal/clip"
 	"github.com/refundd/refund-canceller/internal/orderref"
@@ -52,7 +54,9 @@ type Finder interface {
 //	                               refund first → 200 | 400 | 404
 //
 // Every route needs "Authorization: Bearer <API_TOKEN>", checked before any
-// body is read. Bodies must be "Content-Type: application/json" (else 415)
+// body is read (failed attempts limited per address: APILimits.Failures).
+// Enqueues are limited per token (APILimits.EnqueueRate): past it, 429 with
+// Retry-After. Bodies must be "Content-Type: application/json" (else 415)
 // and are decoded by tasks.DecodeStrict: exact field names, no duplicates,
 // no unknown fields. OpenAPI: api/openapi.yaml.
 type API struct {
@@ -60,6 +64,67 @@ type API struct {
 	finder   Finder
 	token    string
 	log      *zap.Logger
+	limits   APILimits
+	enqueues *rate.Limiter // nil: no enqueue limit
+	// The enqueue limit's warn line is written at most once per
+	// refusalLogEvery, counting the refusals since the last one.
+	refusalLoggedAt atomic.Int64 // Unix nanoseconds
+	refusals        atomic.Int64
+}
+
+// refusalLogEvery spaces the enqueue limit's warn lines: a flood must not
+// become a flood of logs.
+const refusalLogEvery = 10 * time.Second
+
+// APILimits are the API's limits; the zero value limits nothing.
+type APILimits struct {
+	// Failures limits failed bearer-token attempts per client address.
+	Failures *FailureLimit
+	// EnqueueRate is how many cancellations the token may enqueue per
+	// second (API_ENQUEUE_RATE), after a first full batch at once
+	// (MaxBatchItems); 0: no limit. A request past it gets 429 with
+	// Retry-After and enqueues nothing (a batch counts each payload).
+	EnqueueRate int
+	// Observer counts the refusals. Optional.
+	Observer Observer
+	// Now is the clock. Default time.Now.
+	Now func() time.Time
+}
+
+// Limit sets the API's limits and answers a.
+func (a *API) Limit(l APILimits) *API {
+	if l.Now == nil {
+		l.Now = time.Now
+	}
+	a.limits = l
+	a.enqueues = nil
+	if l.EnqueueRate > 0 {
+		a.enqueues = rate.NewLimiter(rate.Limit(l.EnqueueRate), MaxBatchItems)
+	}
+	return a
+}
+
+// takeEnqueues takes n enqueues from the token's rate, or answers 429 and
+// false.
+func (a *API) takeEnqueues(w http.ResponseWriter, r *http.Request, n int) bool {
+	if a.enqueues == nil {
+		return true
+	}
+	now := a.limits.Now()
+	if a.enqueues.AllowN(now, n) {
+		return true
+	}
+	if a.limits.Observer != nil {
+		a.limits.Observer.OpsRefused(RefusedEnqueueRate)
+	}
+	refused := a.refusals.Add(1)
+	if last := a.refusalLoggedAt.Load(); now.UnixNano()-last >= int64(refusalLogEvery) && a.refusalLoggedAt.CompareAndSwap(last, now.UnixNano()) {
+		a.refusals.Add(-refused)
+		a.log.Warn("enqueues refused: over API_ENQUEUE_RATE", zap.Int64("requests_refused_since_last_line", refused), zap.Int("payloads", n), zap.Int("per_second", a.limits.EnqueueRate), zap.String("address", clientAddress(r)))
+	}
+	setRetryAfter(w, until(a.enqueues, now, n))
+	refuse(w, r, http.StatusTooManyRequests, fmt.Sprintf("over the enqueue limit (%d per second, API_ENQUEUE_RATE); nothing was enqueued, try again after Retry-After", a.limits.EnqueueRate))
+	return false
 }
 
 // NewAPI returns the API. With an empty token every route answers 503:
@@ -79,7 +144,7 @@ func (a *API) Register(mux *http.ServeMux) {
 				refuse(w, r, http.StatusServiceUnavailable, "the producer API is off: set API_TOKEN to enable it")
 			})
 		}
-		return Bearer(a.token, h)
+		return Bearer(a.token, a.limits.Failures, h)
 	}
 	mux.Handle("POST /v1/cancellations", wrap(a.create))
 	mux.Handle("POST /v1/cancellations:batch", wrap(a.batch))
@@ -103,6 +168,9 @@ type Item struct {
 }
 
 func (a *API) create(w http.ResponseWriter, r *http.Request) {
+	if !a.takeEnqueues(w, r, 1) {
+		return
+	}
 	body, ok := readBody(w, r, tasks.MaxPayloadBytes)
 	if !ok {
 		return
@@ -168,6 +236,9 @@ func (a *API) batch(w http.ResponseWriter, r *http.Request) {
 	}
 	if len(items) == 0 || len(items) > MaxBatchItems {
 		WriteJSON(w, http.StatusBadRequest, errorBody{Error: fmt.Sprintf("a batch holds 1 to %d payloads, got %d", MaxBatchItems, len(items))})
+		return
+	}
+	if !a.takeEnqueues(w, r, len(items)) {
 		return
 	}
 	out := make([]Item, len(items))

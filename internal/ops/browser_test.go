@@ -94,8 +94,10 @@ func dumpDOM(ctx context.Context, t *testing.T, chromium, page string, flags ...
 // TestCrossOriginInBrowser: a page on another origin makes the browser
 // POST the dashboard's pause; the guard refuses it and the queue keeps
 // running. The same request from the ops server's own page pauses the
-// queue, as the dashboard's buttons do. The dashboard here is the open
-// loopback one (no credentials): the case the issue reproduced.
+// queue, as the dashboard's buttons do. The operator's browser holds the
+// dashboard's credentials (the handler outside the guard adds them to every
+// request, as a browser does once an operator has logged in): the page on
+// another origin would ride on them.
 func TestCrossOriginInBrowser(t *testing.T) {
 	if testing.Short() {
 		t.Skip("a browser test; not with -short")
@@ -104,7 +106,7 @@ func TestCrossOriginInBrowser(t *testing.T) {
 	// What reached the ops server, outside its guard; and a page of its own.
 	type seen struct{ method, path, site string }
 	arrived := make(chan seen, 16)
-	srv, q, insp := dashboardServer(t, ops.DashboardConfig{Loopback: true}, func(guarded http.Handler) http.Handler {
+	srv, q, insp := dashboardServer(t, ops.DashboardConfig{Loopback: true, User: "ops", Password: "browser-pass-1"}, func(guarded http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			if r.URL.Path == "/same-origin-page" {
 				w.Header().Set("Content-Type", "text/html")
@@ -114,6 +116,7 @@ func TestCrossOriginInBrowser(t *testing.T) {
 			if r.Method == "POST" {
 				arrived <- seen{r.Method, r.URL.Path, r.Header.Get("Sec-Fetch-Site")}
 			}
+			r.SetBasicAuth("ops", "browser-pass-1") // the operator's cached credentials
 			guarded.ServeHTTP(w, r)
 		})
 	})

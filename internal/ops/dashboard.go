@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -25,13 +26,19 @@ type DashboardConfig struct {
 	Redis    asynq.RedisConnOpt
 	User     string
 	Password string
+	// ReadOnly: the dashboard shows but never changes tasks or queues. It
+	// always is without User and Password.
 	ReadOnly bool
 	// Loopback says the ops server listens only on a loopback address: only
-	// then may the dashboard be served without credentials.
+	// then may the dashboard be served without credentials (read-only).
 	Loopback bool
+	// Failures, if set, limits failed basic-auth attempts per address.
+	Failures *FailureLimit
 	// PrometheusURL, if set, is the Prometheus the dashboard's Metrics page
 	// draws time-series charts from (Asynqmon's PrometheusAddress): the ops
-	// server queries it, and the page shows it.
+	// server queries it, and the page shows it. Asynqmon splices the
+	// request's queue names into the PromQL it sends, so only names of
+	// queues that exist are let through.
 	PrometheusURL string
 	// Queue is the cancellation queue. If set, each cancellation's payload
 	// is shown with the outcome its task's result record holds (see
@@ -48,18 +55,30 @@ type DashboardConfig struct {
 // DashboardConfig.Queue with a result record, the payload cell holds two
 // lines: FormatPayload's ("DEMO0001 · closes 00:35:10Z · …") and
 // FormatResult's ("cancelled · RF-1 · 1 try · …").
+//
+// Every request to its API passes check first (page size, queue names, and
+// no change without credentials).
 type Dashboard struct {
-	h     *asynqmon.HTTPHandler
-	serve http.Handler
-	insp  *asynq.Inspector // nil without DashboardConfig.Queue
-	queue string
+	h        *asynqmon.HTTPHandler
+	serve    http.Handler
+	insp     *asynq.Inspector // nil without DashboardConfig.Queue or PrometheusURL
+	queue    string
+	readOnly bool
 }
 
-// NewDashboard builds the dashboard. Without credentials on a non-loopback
-// address it refuses every request (403) rather than serve it open.
+// MaxPageSize bounds a page of a dashboard list (Asynqmon's "size"; its
+// pages offer 10 to 100 rows). Asynqmon takes any size, and each task shown
+// costs Redis calls (Asynqmon's, and the payload formatter's one), so one
+// GET of thousands would cost thousands; a larger size gets 400.
+const MaxPageSize = 100
+
+// NewDashboard builds the dashboard. Without credentials it is read-only
+// on a loopback address and refuses every request (403) on any other,
+// rather than serve it open.
 func NewDashboard(cfg DashboardConfig) *Dashboard {
-	d := &Dashboard{queue: cfg.Queue}
-	if cfg.Queue != "" {
+	creds := cfg.User != "" && cfg.Password != ""
+	d := &Dashboard{queue: cfg.Queue, readOnly: cfg.ReadOnly || !creds}
+	if cfg.Queue != "" || cfg.PrometheusURL != "" {
 		d.insp = asynq.NewInspector(cfg.Redis)
 	}
 	d.h = asynqmon.New(asynqmon.Options{
@@ -67,13 +86,14 @@ func NewDashboard(cfg DashboardConfig) *Dashboard {
 		RedisConnOpt:      cfg.Redis,
 		PayloadFormatter:  asynqmon.PayloadFormatterFunc(d.formatPayload),
 		ResultFormatter:   asynqmon.ResultFormatterFunc(FormatResult),
-		ReadOnly:          cfg.ReadOnly,
+		ReadOnly:          d.readOnly,
 		PrometheusAddress: cfg.PrometheusURL,
 	})
-	d.serve = d.h
+	checked := d.check(d.h)
+	d.serve = checked
 	switch {
-	case cfg.User != "" && cfg.Password != "":
-		d.serve = BasicAuth(cfg.User, cfg.Password, "refundd dashboard", d.h)
+	case creds:
+		d.serve = BasicAuth(cfg.User, cfg.Password, "refundd dashboard", cfg.Failures, checked)
 	case !cfg.Loopback:
 		d.serve = http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 			WriteJSON(w, http.StatusForbidden, errorBody{Error: "the dashboard is not served without DASHBOARD_USER and DASHBOARD_PASSWORD on a non-loopback OPS_ADDR"})
@@ -86,6 +106,60 @@ func NewDashboard(cfg DashboardConfig) *Dashboard {
 func (d *Dashboard) Register(mux *http.ServeMux) {
 	mux.Handle(DashboardPath+"/", d.serve)
 	mux.Handle(DashboardPath, http.RedirectHandler(DashboardPath+"/", http.StatusMovedPermanently))
+}
+
+// check refuses, before Asynqmon sees it: a change (any method but GET and
+// HEAD) to a read-only dashboard (403), a list page larger than
+// MaxPageSize (400), and metrics asked for a queue that does not exist
+// (400).
+func (d *Dashboard) check(next http.Handler) http.Handler {
+	api := DashboardPath + "/api/"
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if d.readOnly && r.Method != http.MethodGet && r.Method != http.MethodHead {
+			refuse(w, r, http.StatusForbidden, "the dashboard is read-only: changes need DASHBOARD_USER and DASHBOARD_PASSWORD (and DASHBOARD_READ_ONLY=false)")
+			return
+		}
+		if !strings.HasPrefix(r.URL.Path, api) {
+			next.ServeHTTP(w, r)
+			return
+		}
+		q := r.URL.Query()
+		if s, ok := q["size"]; ok {
+			if n, err := strconv.Atoi(s[0]); len(s) != 1 || err != nil || n < 1 || n > MaxPageSize {
+				refuse(w, r, http.StatusBadRequest, fmt.Sprintf("size must be a whole number from 1 to %d", MaxPageSize))
+				return
+			}
+		}
+		if r.URL.Path == api+"metrics" && q.Has("queues") {
+			if status, msg := d.unknownQueues(q["queues"]); msg != "" {
+				refuse(w, r, status, msg)
+				return
+			}
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// unknownQueues answers what is wrong with a metrics request's queues
+// parameter (comma-separated names, as Asynqmon reads it) and the status to
+// answer, or "" if each names a queue that exists.
+func (d *Dashboard) unknownQueues(values []string) (int, string) {
+	if d.insp == nil {
+		return 0, ""
+	}
+	if len(values) != 1 {
+		return http.StatusBadRequest, "queues must be given once"
+	}
+	known, err := d.insp.Queues()
+	if err != nil {
+		return http.StatusServiceUnavailable, "queues cannot be checked: Redis did not answer"
+	}
+	for _, name := range strings.Split(values[0], ",") {
+		if !slices.Contains(known, name) {
+			return http.StatusBadRequest, "queues: no queue named " + strconv.QuoteToASCII(clip.String(name, 60))
+		}
+	}
+	return 0, ""
 }
 
 // Close releases the dashboard's Redis connections.
@@ -102,7 +176,7 @@ func (d *Dashboard) Close() error {
 // Both lines are the worker's or quoted (no field can add a line).
 func (d *Dashboard) formatPayload(taskType string, payload []byte) string {
 	s, p := describePayload(time.Now(), taskType, payload)
-	if p == nil || d.insp == nil {
+	if p == nil || d.queue == "" {
 		return s
 	}
 	info, err := d.insp.GetTaskInfo(d.queue, p.TaskID())

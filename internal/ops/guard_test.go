@@ -82,8 +82,8 @@ func TestGuard(t *testing.T) {
 		name string
 		cfg  ops.DashboardConfig
 	}{
-		{"open on loopback", ops.DashboardConfig{Loopback: true}},
 		{"basic auth", ops.DashboardConfig{User: "ops", Password: "pw-0123456789"}},
+		{"basic auth on loopback", ops.DashboardConfig{User: "ops", Password: "pw-0123456789", Loopback: true}},
 	} {
 		t.Run(mode.name, func(t *testing.T) {
 			srv, q, insp := dashboardServer(t, mode.cfg, nil, "ops.example.com")

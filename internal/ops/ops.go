@@ -1,8 +1,10 @@
 // Package ops is refundd's operations HTTP surface: the server itself
 // (NewServer: bounded reads and headers, behind a Guard that refuses foreign
-// Host headers and cross-origin changes), liveness and readiness (Health),
-// the Asynqmon dashboard behind basic auth (Dashboard) and the producer API
-// (API). Metrics live in internal/metrics; the daemon mounts them here.
+// Host headers and cross-origin changes), liveness and readiness (Health,
+// with the clock's skew against Redis: ClockSkew), the Asynqmon dashboard
+// behind basic auth (Dashboard; read-only without it) and the producer API
+// (API), both with failed attempts limited per address (FailureLimit).
+// Metrics live in internal/metrics; the daemon mounts them here.
 package ops
 
 import (
@@ -21,6 +23,9 @@ type Checks struct {
 	WorkerRunning func() bool
 	// LoginFailure answers the last login's error, nil if it succeeded.
 	LoginFailure func() error
+	// ClockSkew answers nil if this replica's clock is within bound of
+	// Redis's (ClockSkew.Err), else why not.
+	ClockSkew func() error
 }
 
 // Health serves /healthz and /readyz.
@@ -83,6 +88,9 @@ func (h *Health) evaluate(ctx context.Context) (bool, map[string]check) {
 	}
 	if h.checks.LoginFailure != nil {
 		add("2checkout_login", h.checks.LoginFailure())
+	}
+	if h.checks.ClockSkew != nil {
+		add("clock", h.checks.ClockSkew())
 	}
 	return ready, checks
 }

@@ -191,9 +191,10 @@ func TestDashboardAuth(t *testing.T) {
 		{"right credentials", ops.DashboardConfig{User: "ops", Password: "pw-0123456789"}, "ops", "pw-0123456789", "GET", "/monitoring/", 200},
 		{"api with credentials", ops.DashboardConfig{User: "ops", Password: "pw-0123456789"}, "ops", "pw-0123456789", "GET", "/monitoring/api/queues", 200},
 		{"api without", ops.DashboardConfig{User: "ops", Password: "pw-0123456789"}, "", "", "GET", "/monitoring/api/queues", 401},
-		{"read-only refuses writes", ops.DashboardConfig{User: "ops", Password: "pw-0123456789", ReadOnly: true}, "ops", "pw-0123456789", "DELETE", "/monitoring/api/queues/whatever", 405},
+		{"read-only refuses writes", ops.DashboardConfig{User: "ops", Password: "pw-0123456789", ReadOnly: true}, "ops", "pw-0123456789", "DELETE", "/monitoring/api/queues/whatever", 403},
 		{"read-only still reads", ops.DashboardConfig{User: "ops", Password: "pw-0123456789", ReadOnly: true}, "ops", "pw-0123456789", "GET", "/monitoring/api/queues", 200},
-		{"open on loopback without credentials", ops.DashboardConfig{Loopback: true}, "", "", "GET", "/monitoring/", 200},
+		{"read-only on loopback without credentials", ops.DashboardConfig{Loopback: true}, "", "", "GET", "/monitoring/", 200},
+		{"no writes on loopback without credentials", ops.DashboardConfig{Loopback: true}, "", "", "DELETE", "/monitoring/api/queues/whatever", 403},
 		{"refused off loopback without credentials", ops.DashboardConfig{}, "", "", "GET", "/monitoring/", 403},
 	}
 	for _, tc := range cases {

@@ -12,6 +12,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"strconv"
 	"time"
 
 	"github.com/hibiken/asynq"
@@ -22,8 +23,8 @@ import (
 
 // notification is a notification task's payload.
 type notification struct {
-	// ID names what is notified (the cancellation's task ID); it is also the
-	// DeliveryHeader.
+	// ID names what is notified ("<task ID>#<run>"); it is also the
+	// DeliveryHeader, and signed.
 	ID string `json:"id"`
 	// CreatedAt starts the MaxAge clock.
 	CreatedAt time.Time `json:"created_at"`
@@ -62,12 +63,15 @@ func NewNotifier(redis asynq.RedisConnOpt, queue string, maxAge time.Duration, n
 // Close releases the Redis connection.
 func (n *Notifier) Close() error { return n.client.Close() }
 
-// Notify enqueues the delivery of record (a JSON object) for the final state
-// of the task id. A second call for the same id is a no-op: asynq already
-// holds that notification.
+// Notify enqueues the delivery of record (a JSON object) as the delivery id
+// ("<task ID>#<run>", DeliveryIDPattern). A second call for the same id is a
+// no-op: asynq already holds that notification.
 func (n *Notifier) Notify(ctx context.Context, id string, record []byte) error {
-	if !json.Valid(record) {
-		return errors.New("webhook: record is not JSON")
+	if !DeliveryIDPattern.MatchString(id) {
+		return fmt.Errorf("webhook: delivery ID %s: must match %s", strconv.QuoteToASCII(clip.String(id, 100)), DeliveryIDPattern)
+	}
+	if !isObject(record) {
+		return errors.New("webhook: record is not a JSON object")
 	}
 	b, err := json.Marshal(notification{ID: id, CreatedAt: n.now().UTC(), Record: record})
 	if err != nil {
@@ -85,6 +89,10 @@ func (n *Notifier) Notify(ctx context.Context, id string, record []byte) error {
 	}
 	return nil
 }
+
+// isObject reports whether b is one JSON object starting at its first
+// byte: the signed string's body part starts with '{'.
+func isObject(b []byte) bool { return len(b) > 0 && b[0] == '{' && json.Valid(b) }
 
 // maxRetry is high on purpose: MaxAge, not the counter, ends a delivery.
 const maxRetry = 100000
@@ -169,7 +177,7 @@ func NewDeliverer(cfg Config) (*Deliverer, error) {
 // ProcessTask implements asynq.Handler: one delivery attempt.
 func (d *Deliverer) ProcessTask(ctx context.Context, t *asynq.Task) error {
 	var n notification
-	if err := json.Unmarshal(t.Payload(), &n); err != nil || n.ID == "" || !json.Valid(n.Record) {
+	if err := json.Unmarshal(t.Payload(), &n); err != nil || !DeliveryIDPattern.MatchString(n.ID) || !isObject(n.Record) {
 		return fmt.Errorf("invalid notification payload: %w", asynq.SkipRetry)
 	}
 	log := d.log.With(zap.String("task_id", n.ID))
@@ -194,7 +202,7 @@ func (d *Deliverer) post(ctx context.Context, n notification) error {
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("User-Agent", "refundd-webhook/1")
 	req.Header.Set(DeliveryHeader, n.ID)
-	req.Header.Set(SignatureHeader, Sign(d.cfg.Secret, d.cfg.Now(), n.Record))
+	req.Header.Set(SignatureHeader, Sign(d.cfg.Secret, d.cfg.Now(), n.ID, n.Record))
 	resp, err := d.hc.Do(req)
 	if err != nil {
 		return fmt.Errorf("post: %w", err)

@@ -44,7 +44,7 @@ func (rc *receiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "down for maintenance", http.StatusInternalServerError)
 		return
 	}
-	if err := Verify(rc.secret, r.Header.Get(SignatureHeader), body, time.Now(), 0); err != nil {
+	if err := Verify(rc.secret, r.Header.Get(SignatureHeader), r.Header.Get(DeliveryHeader), body, time.Now(), 0); err != nil {
 		rc.bad = append(rc.bad, err.Error())
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
@@ -78,8 +78,8 @@ func TestDeliveryRetriesAndSurvivesRestart(t *testing.T) {
 	defer n.Close()
 	ctx := context.Background()
 	records := map[string]string{
-		"refund:cancel:A1:20261129T000000Z": `{"outcome":"cancelled","order_ref":"A1"}`,
-		"refund:cancel:B2:20261129T000000Z": `{"outcome":"refused","order_ref":"B2"}`,
+		"refund:cancel:A1:20261129T000000Z#1": `{"outcome":"cancelled","order_ref":"A1"}`,
+		"refund:cancel:B2:20261129T000000Z#1": `{"outcome":"refused","order_ref":"B2"}`,
 	}
 	for id, rec := range records {
 		if err := n.Notify(ctx, id, []byte(rec)); err != nil {

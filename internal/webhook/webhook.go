@@ -11,10 +11,14 @@
 //
 // The signature, in the header Refundd-Signature, is
 //
-//	t=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>.<body>" keyed with the secret>
+//	t=<unix seconds>,v2=<hex HMAC-SHA256 of "<t>.<delivery ID>.<body>" keyed with the secret>
 //
-// Verify checks it; receivers not written in Go do the same in a few lines
-// (see the README).
+// It covers the delivery ID (the Refundd-Delivery header, "<task ID>#<run>"),
+// so a captured delivery replayed under another ID fails the check, and the
+// ID a receiver dedupes on is one refundd signed. The string splits one way
+// only: t is digits, a delivery ID never holds '{' (DeliveryIDPattern) and
+// the body is a JSON object. Verify checks it; receivers not written in Go
+// do the same in a few lines (see docs).
 package webhook
 
 import (
@@ -24,6 +28,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -38,9 +43,10 @@ const (
 	// DefaultQueue is the queue notifications wait in when none is named;
 	// refundd uses QueueFor(its refund queue).
 	DefaultQueue = "notifications"
-	// SignatureHeader carries "t=<unix seconds>,v1=<hex HMAC-SHA256>".
+	// SignatureHeader carries "t=<unix seconds>,v2=<hex HMAC-SHA256>".
 	SignatureHeader = "Refundd-Signature"
-	// DeliveryHeader carries the notification's ID, the same on every retry.
+	// DeliveryHeader carries the notification's ID, the same on every retry;
+	// the signature covers it.
 	DeliveryHeader = "Refundd-Delivery"
 	// DefaultTolerance is how old a signature Verify accepts by default.
 	DefaultTolerance = 5 * time.Minute
@@ -51,15 +57,24 @@ const (
 // default), so two refundd fleets on one Redis never deliver each other's.
 func QueueFor(refundQueue string) string { return refundQueue + "-notifications" }
 
-// Sign answers the Refundd-Signature header for body sent at t.
-func Sign(secret []byte, t time.Time, body []byte) string {
+// DeliveryIDPattern is what a delivery ID may hold: a task ID and its run
+// ("refund:cancel:73152889:20261129T100000Z#1"), never '{', so the signed
+// string "<t>.<id>.<body>" splits one way only. Notify refuses others.
+var DeliveryIDPattern = regexp.MustCompile(`^[A-Za-z0-9_.:#-]{1,256}$`)
+
+// Sign answers the Refundd-Signature header for body sent at t as the
+// delivery deliveryID.
+func Sign(secret []byte, t time.Time, deliveryID string, body []byte) string {
 	ts := strconv.FormatInt(t.Unix(), 10)
-	return "t=" + ts + ",v1=" + hex.EncodeToString(mac(secret, ts, body))
+	return "t=" + ts + ",v2=" + hex.EncodeToString(mac(secret, ts, deliveryID, body))
 }
 
-func mac(secret []byte, ts string, body []byte) []byte {
+// mac is the HMAC-SHA256 of "<ts>.<deliveryID>.<body>".
+func mac(secret []byte, ts, deliveryID string, body []byte) []byte {
 	m := hmac.New(sha256.New, secret)
 	m.Write([]byte(ts))
+	m.Write([]byte{'.'})
+	m.Write([]byte(deliveryID))
 	m.Write([]byte{'.'})
 	m.Write(body)
 	return m.Sum(nil)
@@ -68,16 +83,19 @@ func mac(secret []byte, ts string, body []byte) []byte {
 // Errors of Verify, matched with errors.Is.
 var (
 	ErrBadSignatureHeader = errors.New("webhook: malformed " + SignatureHeader + " header")
-	ErrSignatureMismatch  = errors.New("webhook: signature does not match the body")
+	ErrSignatureMismatch  = errors.New("webhook: signature does not match the delivery ID and body")
 	ErrSignatureTooOld    = errors.New("webhook: signature timestamp outside the tolerance")
 )
 
-// Verify checks a Refundd-Signature header against body: the HMAC must
-// match (any v1 entry, so a receiver can accept old and new secrets during a
-// rotation by calling Verify with each) and its timestamp must lie within
-// tolerance of now (0 means DefaultTolerance), which refuses replays of old
-// deliveries.
-func Verify(secret []byte, header string, body []byte, now time.Time, tolerance time.Duration) error {
+// Verify checks a Refundd-Signature header against the delivery ID (the
+// Refundd-Delivery header) and body: the HMAC must match (any v2 entry; a
+// receiver accepts old and new secrets during a rotation by calling Verify
+// with each) and its timestamp must lie within tolerance of now (0 means
+// DefaultTolerance). A replay is then refused twice over: after the
+// tolerance by its age, within it by its delivery ID — signed, so it cannot
+// be changed — which the receiver has seen (keep seen IDs at least as long
+// as the tolerance).
+func Verify(secret []byte, header, deliveryID string, body []byte, now time.Time, tolerance time.Duration) error {
 	if tolerance <= 0 {
 		tolerance = DefaultTolerance
 	}
@@ -91,7 +109,7 @@ func Verify(secret []byte, header string, body []byte, now time.Time, tolerance 
 		switch k {
 		case "t":
 			ts = v
-		case "v1":
+		case "v2":
 			b, err := hex.DecodeString(v)
 			if err != nil {
 				return ErrBadSignatureHeader
@@ -106,7 +124,7 @@ func Verify(secret []byte, header string, body []byte, now time.Time, tolerance 
 	if age := now.Sub(time.Unix(sec, 0)); age > tolerance || age < -tolerance {
 		return fmt.Errorf("%w: signed %s ago", ErrSignatureTooOld, age.Round(time.Second))
 	}
-	want := mac(secret, ts, body)
+	want := mac(secret, ts, deliveryID, body)
 	for _, s := range sigs {
 		if hmac.Equal(s, want) {
 			return nil
