@@ -87,7 +87,10 @@ func New(opts Options) (_ *Daemon, err error) {
 	if cfg.OutageProbe == 0 {
 		outageAfter = -1
 	}
-	gate, err := vendorbudget.New(vendorbudget.Config{Redis: rc, Key: "refundd:2co:" + cfg.MerchantCode,
+	// The merchant is the key's hash tag: the budget's keys (the limiter's,
+	// Key+":pause", Key+":outage…") share one Redis Cluster slot, as each of
+	// its scripts needs.
+	gate, err := vendorbudget.New(vendorbudget.Config{Redis: rc, Key: "refundd:2co:{" + cfg.MerchantCode + "}",
 		Rate: cfg.RateLimit, Burst: cfg.RateBurst, MaxPause: policy.RetryAfterMax, OutageAfter: outageAfter, ProbeInterval: cfg.OutageProbe,
 		Logger: log.Named("budget"), Observer: m})
 	if err != nil {
