@@ -161,7 +161,7 @@ func New(opts Options) (_ *Daemon, err error) {
 		log.Warn("the dashboard is refused (403): set DASHBOARD_USER and DASHBOARD_PASSWORD to serve it on a non-loopback OPS_ADDR")
 	}
 	health := ops.NewHealth(ops.Checks{
-		Redis:         func(ctx context.Context) error { return rc.Ping(ctx).Err() },
+		Redis:         redisconn.NewWriteProbe(rc, cfg.Queue, 0, nil).Check,
 		WorkerRunning: d.running.Load,
 		LoginFailure: func() error {
 			if err := api.LoginFailure(); rpcclient.Classify(err) == rpcclient.ClassCredentials {
