@@ -194,6 +194,12 @@ func (r *Redis) launch() error {
 	args := append([]string{"--port", strconv.Itoa(r.port), "--bind", "127.0.0.1",
 		"--save", "", "--appendonly", "no", "--dir", r.dir, "--maxmemory-policy", "noeviction"}, r.args...)
 	cmd := exec.Command("redis-server", args...)
+	if r.dir != "" {
+		if log, err := os.OpenFile(filepath.Join(r.dir, "redis.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600); err == nil {
+			cmd.Stdout = log
+			defer log.Close() // the child holds its own descriptor
+		}
+	}
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("redis-server: %w", err)
 	}
@@ -225,7 +231,7 @@ func (r *Redis) wait() error {
 		}
 		time.Sleep(5 * time.Millisecond) // polling with a deadline for the server to listen
 	}
-	return fmt.Errorf("redis %s not answering: %v", r.Kind, err)
+	return fmt.Errorf("redis %s not answering: %v (log: %s)", r.Kind, err, filepath.Join(r.dir, "redis.log"))
 }
 
 // Client answers a go-redis client for the server; close it.
