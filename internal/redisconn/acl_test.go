@@ -32,7 +32,7 @@ import (
 func TestACLUser(t *testing.T) {
 	const pw = "refundd-acl-pass"
 	r := redistest.StartWith(t, redistest.Server{
-		ACL: []string{"user default off", "user admin on >admin-pass ~* &* +@all", "user refundd on >" + pw + " " + redisconn.ACLRules},
+		ACL:  []string{"user default off", "user admin on >admin-pass ~* &* +@all", "user refundd on >" + pw + " " + redisconn.ACLRules},
 		User: "admin", Password: "admin-pass",
 	})
 	admin := r.Client()
