@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/hibiken/asynq"
 )
 
 func envOf(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
@@ -88,6 +90,13 @@ func TestLoadErrors(t *testing.T) {
 		{"fractional rate", map[string]string{"TCO_RATE_LIMIT": "2.5"}, "TCO_RATE_LIMIT must be a whole number"},
 		{"zero burst", map[string]string{"TCO_RATE_BURST": "0"}, "TCO_RATE_BURST must be a whole number from 1"},
 		{"sentinel without master", map[string]string{"REDIS_URL": "redis-sentinel://:redispass@127.0.0.1:26379"}, "REDIS_URL (redis-sentinel) needs ?master="},
+		{"redis CA without TLS", map[string]string{"REDIS_CA_FILE": keyFile}, "REDIS_CA_FILE is set but REDIS_URL is not a TLS URL"},
+		{"redis CA junk", map[string]string{"REDIS_URL": "rediss://:redispass@127.0.0.1:6390", "REDIS_CA_FILE": keyFile}, "REDIS_CA_FILE holds no PEM certificate"},
+		{"redis CA missing", map[string]string{"REDIS_URL": "rediss://:redispass@127.0.0.1:6390", "REDIS_CA_FILE": "/nonexistent/ca"}, "REDIS_CA_FILE cannot be read"},
+		{"redis cert alone", map[string]string{"REDIS_URL": "rediss-cluster://127.0.0.1:7000", "REDIS_CERT_FILE": keyFile}, "REDIS_CERT_FILE is set without REDIS_KEY_FILE"},
+		{"redis cluster db", map[string]string{"REDIS_URL": "redis-cluster://:redispass@127.0.0.1:7000/2"}, "REDIS_URL (redis-cluster) has no database but 0"},
+		{"outcome retention short", map[string]string{"OUTCOME_RETENTION": "10m"}, "OUTCOME_RETENTION must be a duration from 1h"},
+		{"outcome retention junk", map[string]string{"OUTCOME_RETENTION": "30d"}, "OUTCOME_RETENTION must be a duration from 1h"},
 		{"margin eats window", map[string]string{"WINDOW_SAFETY_MARGIN": "2h"}, "WINDOW_SAFETY_MARGIN 2h0m0s leaves no time"},
 	}
 	for _, tc := range cases {
@@ -222,5 +231,24 @@ func TestNotifyURLRedacted(t *testing.T) {
 	got := c.Effective(envOf(env))["NOTIFY_URL"]
 	if got != "https://hooks.example.com/[path not shown]" {
 		t.Fatalf("effective NOTIFY_URL %q", got)
+	}
+}
+
+func TestRedisForms(t *testing.T) {
+	env := base()
+	env["REDIS_URL"] = "redis-cluster://refundd:redispass@10.0.0.1:7000,10.0.0.2:7000"
+	c, err := Load(envOf(env))
+	if err != nil {
+		t.Fatal(err)
+	}
+	o, ok := c.Redis.(asynq.RedisClusterClientOpt)
+	if !ok || o.Username != "refundd" || len(o.Addrs) != 2 {
+		t.Fatalf("cluster %#v", c.Redis)
+	}
+	if eff := c.Effective(envOf(env))["REDIS_URL"]; strings.Contains(eff, "redispass") || !strings.Contains(eff, "10.0.0.2:7000") {
+		t.Fatalf("effective REDIS_URL %q", eff)
+	}
+	if c.OutcomeRetention != 30*24*time.Hour {
+		t.Fatalf("OUTCOME_RETENTION default %v", c.OutcomeRetention)
 	}
 }
