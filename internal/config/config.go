@@ -79,9 +79,6 @@ type Config struct {
 	NotifyURL    string
 	NotifySecret rpcclient.Secret
 	NotifyMaxAge time.Duration
-	// OutcomeRetention is how long a refund's final record is kept in
-	// refundd's own outcome ledger after it is written.
-	OutcomeRetention time.Duration
 
 	fileKey rpcclient.Secret // TCO_SECRET_KEY_FILE's content, until check picks a key
 }
@@ -300,15 +297,6 @@ var Vars = []Var{
 		set: secretVar(16, func(c *Config) *rpcclient.Secret { return &c.NotifySecret })},
 	{Name: "NOTIFY_MAX_AGE", Default: "24h", Help: "a notification the receiver has not accepted (2xx) this long after the final state is archived, visible in the dashboard's notifications queue",
 		set: durationVar(func(c *Config) *time.Duration { return &c.NotifyMaxAge })},
-	{Name: "OUTCOME_RETENTION", Default: "720h", Help: "how long a refund's final record is kept in refundd's outcome ledger (Redis, the queue's slot), whatever asynq's archive keeps (at most 10,000 tasks a queue, 90 days); from 1h to 8760h",
-		set: func(c *Config, v string) error {
-			d, err := time.ParseDuration(v)
-			if err != nil || d < time.Hour || d > 365*24*time.Hour {
-				return errors.New("must be a duration from 1h to 8760h (365 days), e.g. 720h for 30 days")
-			}
-			c.OutcomeRetention = d
-			return nil
-		}},
 	{Name: "LOG_LEVEL", Default: "info", Help: "debug, info, warn or error",
 		set: oneOf(func(c *Config) *string { return &c.LogLevel }, "debug", "info", "warn", "error")},
 	{Name: "LOG_FORMAT", Default: "json", Help: "json or console",

@@ -95,8 +95,6 @@ func TestLoadErrors(t *testing.T) {
 		{"redis CA missing", map[string]string{"REDIS_URL": "rediss://:redispass@127.0.0.1:6390", "REDIS_CA_FILE": "/nonexistent/ca"}, "REDIS_CA_FILE cannot be read"},
 		{"redis cert alone", map[string]string{"REDIS_URL": "rediss-cluster://127.0.0.1:7000", "REDIS_CERT_FILE": keyFile}, "REDIS_CERT_FILE is set without REDIS_KEY_FILE"},
 		{"redis cluster db", map[string]string{"REDIS_URL": "redis-cluster://:redispass@127.0.0.1:7000/2"}, "REDIS_URL (redis-cluster) has no database but 0"},
-		{"outcome retention short", map[string]string{"OUTCOME_RETENTION": "10m"}, "OUTCOME_RETENTION must be a duration from 1h"},
-		{"outcome retention junk", map[string]string{"OUTCOME_RETENTION": "30d"}, "OUTCOME_RETENTION must be a duration from 1h"},
 		{"margin eats window", map[string]string{"WINDOW_SAFETY_MARGIN": "2h"}, "WINDOW_SAFETY_MARGIN 2h0m0s leaves no time"},
 	}
 	for _, tc := range cases {
