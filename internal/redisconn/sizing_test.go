@@ -17,7 +17,8 @@ import (
 
 // BenchmarkRetainedTaskMemory measures what a finished cancellation keeps
 // in Redis (used_memory after, less before, per refund): its completed
-// task with its result, kept 7 days (tasks.DefaultRetention), and with
+// task with its result, kept 7 days (tasks.DefaultRetention), refundd's
+// record of the refund (kept OUTCOME_RETENTION, reported apart), and with
 // webhooks on, its delivered notification (kept NOTIFY_MAX_AGE). For
 // sizing Redis (docs/redis.md):
 //
@@ -58,8 +59,16 @@ func BenchmarkRetainedTaskMemory(b *testing.B) {
 				})
 			}
 			per := (used() - before) / n
+			// Of which refundd's own record (kept OUTCOME_RETENTION):
+			// MEMORY USAGE of the queue's refundd:{…} keys.
+			ctx := context.Background()
+			var own int64
+			for it := rc.Scan(ctx, 0, "refundd:{"+f.Queue+"}:*", 1000).Iterator(); it.Next(ctx); {
+				own += rc.MemoryUsage(ctx, it.Val()).Val()
+			}
 			b.ReportMetric(per, "bytes/refund")
-			b.Logf("%d refunds finished: %.0f bytes each in Redis (used_memory)", n, per)
+			b.ReportMetric(float64(own)/n, "record-bytes/refund")
+			b.Logf("%d refunds finished: %.0f bytes each in Redis (used_memory), of which %.0f refundd's record (MEMORY USAGE)", n, per, float64(own)/n)
 		})
 	}
 }
