@@ -20,6 +20,10 @@
 // Open adds REDIS_CA_FILE (a PEM bundle that verifies Redis's certificate)
 // and REDIS_CERT_FILE + REDIS_KEY_FILE (a client certificate) to a TLS URL.
 // Verification is never turned off.
+//
+// Beside the way to Redis, the package holds what refundd asks of that
+// Redis: the ACL user's rules (ACLRules) and readiness's proof that Redis
+// takes refundd's writes (WriteProbe).
 package redisconn
 
 import (

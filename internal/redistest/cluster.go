@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -134,18 +135,36 @@ func (c *Cluster) waitHealthy(t testing.TB) {
 func (c *Cluster) owners(p int) (string, error) {
 	n := c.node(p)
 	defer n.Close()
-	slots, err := n.ClusterSlots(context.Background()).Result()
+	shards, err := n.ClusterShards(context.Background()).Result()
 	if err != nil {
 		return "", err
 	}
-	var b strings.Builder
-	for _, s := range slots {
-		if len(s.Nodes) != 2 {
-			return "", fmt.Errorf("slots %d-%d: %d nodes, want a primary and its replica", s.Start, s.End, len(s.Nodes))
+	var out []string
+	for _, s := range shards {
+		primary, replica := roles(s)
+		if len(s.Slots) == 0 {
+			continue
 		}
-		fmt.Fprintf(&b, "%d-%d:%s>%s;", s.Start, s.End, s.Nodes[0].Addr, s.Nodes[1].Addr)
+		if primary == 0 || replica == 0 {
+			return "", fmt.Errorf("slots %v: primary :%d, replica :%d, want both online", s.Slots, primary, replica)
+		}
+		out = append(out, fmt.Sprintf("%v:%d>%d", s.Slots, primary, replica))
 	}
-	return b.String(), nil
+	sort.Strings(out)
+	return strings.Join(out, ";"), nil
+}
+
+// roles answers the ports of a shard's primary and of its online replica.
+func roles(s redis.ClusterShard) (primary, replica int) {
+	for _, nd := range s.Nodes {
+		switch {
+		case nd.Role == "master":
+			primary = int(nd.Port)
+		case nd.Role == "replica" && nd.Health == "online":
+			replica = int(nd.Port)
+		}
+	}
+	return primary, replica
 }
 
 // Primary answers the port of the primary that serves key's slot, and of
@@ -167,21 +186,20 @@ func (c *Cluster) primary(key string) (primary, replica int, err error) {
 	if err != nil {
 		return 0, 0, err
 	}
-	slots, err := n.ClusterSlots(ctx).Result()
+	shards, err := n.ClusterShards(ctx).Result()
 	if err != nil {
 		return 0, 0, err
 	}
-	for _, s := range slots {
-		if int64(s.Start) <= slot && slot <= int64(s.End) && len(s.Nodes) > 1 {
-			return addrPort(s.Nodes[0].Addr), addrPort(s.Nodes[1].Addr), nil
+	for _, s := range shards {
+		for _, r := range s.Slots {
+			if r.Start <= slot && slot <= r.End {
+				if primary, replica = roles(s); primary != 0 && replica != 0 {
+					return primary, replica, nil
+				}
+			}
 		}
 	}
-	return 0, 0, fmt.Errorf("no primary with a replica for slot %d: %v", slot, slots)
-}
-
-func addrPort(a string) int {
-	p, _ := strconv.Atoi(a[strings.LastIndex(a, ":")+1:])
-	return p
+	return 0, 0, fmt.Errorf("no primary with a replica for slot %d: %v", slot, shards)
 }
 
 // Failover makes the replica of key's primary the primary (CLUSTER
