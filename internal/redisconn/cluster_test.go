@@ -42,6 +42,10 @@ func TestFleetSurvivesClusterFailover(t *testing.T) {
 	if got := len(states[asynq.TaskStateCompleted]); got != n {
 		t.Fatalf("%d of %d completed; archived: %v", got, n, states[asynq.TaskStateArchived])
 	}
+	// Nothing beside them: no task lost, none doubled.
+	if qi, err := f.Insp.GetQueueInfo(f.Queue); err != nil || qi.Size != n || qi.Completed != n {
+		t.Fatalf("queue %+v %v, want %d completed and nothing else", qi, err, n)
+	}
 	okCalls := map[string]int{}
 	for _, call := range f.SB.Ledger() {
 		if call.Method == rpcclient.MethodCancelRefund && call.Outcome == "ok" {
