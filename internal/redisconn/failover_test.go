@@ -29,6 +29,9 @@ import (
 // sandbox), such a re-run ends "unknown" for an operator to check — never a
 // false refusal, never a confirmation nobody gave.
 func TestFleetSurvivesSentinelFailover(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: Sentinel failovers with 300 refunds, twice")
+	}
 	for _, docOnly := range []bool{false, true} {
 		t.Run(map[bool]string{false: "sandbox", true: "documented-only"}[docOnly], func(t *testing.T) {
 			failover(t, docOnly)
