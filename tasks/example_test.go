@@ -16,7 +16,7 @@ import (
 // refund again answers "already queued" with the existing task's state; a
 // later refund on the same order is a cancellation of its own.
 func ExampleEnqueuer_Enqueue() {
-	m, err := miniredis.Run() // in production: asynq.ParseRedisURI(os.Getenv("REDIS_URL"))
+	m, err := miniredis.Run() // in production: tasks.RedisFromEnv(os.Getenv)
 	if err != nil {
 		panic(err)
 	}

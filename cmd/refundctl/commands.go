@@ -29,7 +29,7 @@ const usage = `Usage:
   refundctl rerun --initiated-at RFC3339 ORDER_REF    try a finished (not cancelled) cancellation again, keeping its history
   refundctl help [COMMAND]
 
-Common flags: --redis-url URL (default $REDIS_URL), --queue NAME (default $REFUND_QUEUE or refunds), --json
+Common flags: --redis-url URL (default $REDIS_URL; TLS files: $REDIS_CA_FILE, $REDIS_CERT_FILE, $REDIS_KEY_FILE), --queue NAME (default $REFUND_QUEUE or refunds), --json
 Payload line: {"order_ref":"73152889","refund_initiated_at":"2026-11-25T10:00:00Z","reason":"…","requested_by":"…"}
 Exit status: 0 done; 1 rejected or not found; 2 bad usage; 3 the queue is unavailable (nothing was decided: run it again)
 `
@@ -80,9 +80,11 @@ var errHelp = errors.New("help")
 type common struct {
 	redisURL, queue string
 	json            bool
+	redis           redisconn.Settings // the REDIS_*_FILE TLS files; the URL is redisURL
 }
 
 func (c *common) register(fs *flag.FlagSet, e env) {
+	c.redis = redisconn.FromEnv(e.getenv)
 	fs.StringVar(&c.redisURL, "redis-url", e.getenv("REDIS_URL"), "Redis URL (default $REDIS_URL)")
 	q := e.getenv("REFUND_QUEUE")
 	if q == "" {
@@ -96,10 +98,12 @@ func (c *common) enqueuer() (*tasks.Enqueuer, error) {
 	if c.redisURL == "" {
 		return nil, usageError("REDIS_URL is not set and --redis-url not given")
 	}
-	opt, err := redisconn.Parse(c.redisURL)
+	s := c.redis
+	s.URL = c.redisURL
+	opt, err := redisconn.Open(s)
 	if err != nil {
-		// Not shown: a malformed URL may hold a password.
-		return nil, usageError("--redis-url (or REDIS_URL) is not a Redis URL: redis://, rediss://, redis-sentinel:// or unix:// (value not shown: it may hold a password)")
+		// redisconn's errors never show the password.
+		return nil, usageError(err.Error() + " (--redis-url stands for REDIS_URL; a Redis URL is redis://, rediss://, redis-socket://, redis-sentinel://, redis-cluster:// or rediss-cluster://)")
 	}
 	return tasks.NewEnqueuer(tasks.EnqueuerConfig{Redis: opt, Queue: c.queue})
 }

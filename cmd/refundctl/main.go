@@ -6,7 +6,8 @@
 //	refundctl status --initiated-at 2026-11-25T10:00:00Z 73152889
 //	refundctl rerun --initiated-at 2026-11-25T10:00:00Z 73152889
 //
-// It reads REDIS_URL and REFUND_QUEUE like refundd (or --redis-url, --queue);
+// It reads REDIS_URL (with REDIS_CA_FILE, REDIS_CERT_FILE, REDIS_KEY_FILE) and
+// REFUND_QUEUE like refundd (or --redis-url, --queue);
 // --json prints every answer, errors included, as JSON on stdout. Exit
 // status: 0 success; 1 a cancellation was rejected (or none was found);
 // 2 bad usage; 3 the queue is unavailable (Redis unreachable: nothing was

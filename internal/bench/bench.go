@@ -33,6 +33,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/refundd/refund-canceller/internal/config"
+	"github.com/refundd/refund-canceller/internal/redisconn"
 	"github.com/refundd/refund-canceller/internal/redistest"
 	"github.com/refundd/refund-canceller/tasks"
 )
@@ -188,9 +189,9 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 
 func (b *bench) setup() error {
 	if u := b.opts.RedisURL; u != "" {
-		opt, err := asynq.ParseRedisURI(u)
+		opt, err := redisconn.Parse(u)
 		if err != nil {
-			return fmt.Errorf("REDIS_URL %s: not a Redis URL", config.RedactURL(u)) // the parser's error quotes the URL, password and all
+			return fmt.Errorf("REDIS_URL %v", err) // never the password
 		}
 		b.redis = &redistest.Redis{URL: u, Opt: opt, Kind: "REDIS_URL (other clients' commands count too)"}
 	} else {
@@ -205,14 +206,11 @@ func (b *bench) setup() error {
 		b.redis.Kind = "redis-server of its own"
 		b.tmp = dir
 	}
-	opt, err := redis.ParseURL(b.redis.URL)
-	if err != nil {
-		return err
-	}
-	b.rc = redis.NewClient(opt)
+	b.rc = b.redis.Client()
 	if err := b.rc.Ping(context.Background()).Err(); err != nil {
 		return fmt.Errorf("redis %s: %w", config.RedactURL(b.redis.URL), err)
 	}
+	var err error
 	if b.rpc, err = newRPCServer(); err != nil {
 		return err
 	}

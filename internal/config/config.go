@@ -29,7 +29,10 @@ import (
 // Config is refundd's effective configuration.
 type Config struct {
 	RedisURL       string
-	Redis          asynq.RedisConnOpt
+	Redis          asynq.RedisConnOpt // REDIS_URL with the REDIS_*_FILE TLS files (redisconn.Open)
+	RedisCAFile    string
+	RedisCertFile  string
+	RedisKeyFile   string
 	APIURL         string
 	MerchantCode   string
 	SecretKey      rpcclient.Secret
@@ -106,18 +109,23 @@ type Var struct {
 // variables are in (*Config).check, which runs after every row. So the rows'
 // order is only the order of --help.
 var Vars = []Var{
-	{Name: "REDIS_URL", Help: "Redis of the queue: redis://[:password@]host:port[/db], rediss:// for TLS, redis-sentinel://[:password@]host1:port,host2:port[/db]?master=name. Required (not in demo)",
+	{Name: redisconn.EnvURL, Help: "Redis of the queue: redis://[[user]:password@]host:port[/db], rediss:// for TLS, redis-sentinel://[[user]:password@]host1:port,host2:port[/db]?master=name, redis-cluster://[[user]:password@]host1:port,host2:port[,…] (rediss-cluster:// for TLS). Required (not in demo)",
 		set: func(c *Config, v string) error {
 			if v == "" {
 				return errors.New("is required (e.g. redis://127.0.0.1:6379/0)")
 			}
-			opt, err := redisconn.Parse(v)
-			if err != nil {
+			if _, err := redisconn.Parse(v); err != nil {
 				return err
 			}
-			c.RedisURL, c.Redis = v, opt
+			c.RedisURL = v
 			return nil
 		}},
+	{Name: redisconn.EnvCAFile, Help: "PEM bundle to verify Redis's certificate with (rediss:// and rediss-cluster://; default: the system's roots). Verification is never off",
+		set: func(c *Config, v string) error { c.RedisCAFile = v; return nil }},
+	{Name: redisconn.EnvCertFile, Help: "client certificate (PEM) for a Redis that asks for one (tls-auth-clients), with REDIS_KEY_FILE",
+		set: func(c *Config, v string) error { c.RedisCertFile = v; return nil }},
+	{Name: redisconn.EnvKeyFile, Help: "the client certificate's private key (PEM), with REDIS_CERT_FILE",
+		set: func(c *Config, v string) error { c.RedisKeyFile = v; return nil }},
 	{Name: "TCO_ALLOW_HTTP", Default: "false", Help: "true: allow plain http to a non-loopback TCO_API_URL (a sandbox in another container; never 2Checkout itself)",
 		set: boolVar(func(c *Config) *bool { return &c.AllowHTTP })},
 	{Name: "TCO_API_URL", Default: rpcclient.DefaultURL, Help: "2Checkout JSON-RPC 6.0 endpoint (plain http only to a loopback sandbox, or with TCO_ALLOW_HTTP)",
@@ -437,6 +445,11 @@ func load(getenv func(string) string, vars []Var) (*Config, error) {
 // check applies the rules that join two or more variables; each error names
 // the variable to change first.
 func (c *Config) check() error {
+	opt, err := redisconn.Open(redisconn.Settings{URL: c.RedisURL, CAFile: c.RedisCAFile, CertFile: c.RedisCertFile, KeyFile: c.RedisKeyFile})
+	if err != nil {
+		return err
+	}
+	c.Redis = opt
 	u, _ := url.Parse(c.APIURL) // parsed by its row
 	if err := rpcclient.CheckURL(u, c.AllowHTTP); err != nil {
 		return fmt.Errorf("TCO_API_URL refused: %v", err)

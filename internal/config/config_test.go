@@ -1,6 +1,8 @@
 package config
 
 import (
+	"github.com/hibiken/asynq"
+
 	"fmt"
 	"maps"
 	"os"
@@ -109,6 +111,11 @@ func TestLoadErrors(t *testing.T) {
 		{"bad refill", map[string]string{"OPS_AUTH_FAILURE_REFILL": "soon"}, "OPS_AUTH_FAILURE_REFILL must be a positive duration"},
 		{"negative skew", map[string]string{"CLOCK_SKEW_MAX": "-1s"}, "CLOCK_SKEW_MAX must be a duration"},
 		{"sentinel without master", map[string]string{"REDIS_URL": "redis-sentinel://:redispass@127.0.0.1:26379"}, "REDIS_URL (redis-sentinel) needs ?master="},
+		{"redis CA without TLS", map[string]string{"REDIS_CA_FILE": keyFile}, "REDIS_CA_FILE is set but REDIS_URL is not a TLS URL"},
+		{"redis CA junk", map[string]string{"REDIS_URL": "rediss://:redispass@127.0.0.1:6390", "REDIS_CA_FILE": keyFile}, "REDIS_CA_FILE holds no PEM certificate"},
+		{"redis CA missing", map[string]string{"REDIS_URL": "rediss://:redispass@127.0.0.1:6390", "REDIS_CA_FILE": "/nonexistent/ca"}, "REDIS_CA_FILE cannot be read"},
+		{"redis cert alone", map[string]string{"REDIS_URL": "rediss-cluster://127.0.0.1:7000", "REDIS_CERT_FILE": keyFile}, "REDIS_CERT_FILE is set without REDIS_KEY_FILE"},
+		{"redis cluster db", map[string]string{"REDIS_URL": "redis-cluster://:redispass@127.0.0.1:7000/2"}, "REDIS_URL (redis-cluster) has no database but 0"},
 		{"margin eats window", map[string]string{"WINDOW_SAFETY_MARGIN": "2h"}, "WINDOW_SAFETY_MARGIN 2h0m0s leaves no time"},
 	}
 	for _, tc := range cases {
@@ -243,5 +250,24 @@ func TestNotifyURLRedacted(t *testing.T) {
 	got := c.Effective(envOf(env))["NOTIFY_URL"]
 	if got != "https://hooks.example.com/[path not shown]" {
 		t.Fatalf("effective NOTIFY_URL %q", got)
+	}
+}
+
+func TestRedisForms(t *testing.T) {
+	env := base()
+	env["REDIS_URL"] = "redis-cluster://refundd:redispass@10.0.0.1:7000,10.0.0.2:7000"
+	c, err := Load(envOf(env))
+	if err != nil {
+		t.Fatal(err)
+	}
+	o, ok := c.Redis.(asynq.RedisClusterClientOpt)
+	if !ok || o.Username != "refundd" || len(o.Addrs) != 2 {
+		t.Fatalf("cluster %#v", c.Redis)
+	}
+	if eff := c.Effective(envOf(env))["REDIS_URL"]; strings.Contains(eff, "redispass") || !strings.Contains(eff, "10.0.0.2:7000") {
+		t.Fatalf("effective REDIS_URL %q", eff)
+	}
+	if c.OutcomeRetention != 30*24*time.Hour {
+		t.Fatalf("OUTCOME_RETENTION default %v", c.OutcomeRetention)
 	}
 }

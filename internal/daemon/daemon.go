@@ -92,7 +92,10 @@ func New(opts Options) (_ *Daemon, err error) {
 	if cfg.OutageProbe == 0 {
 		outageAfter = -1
 	}
-	gate, err := vendorbudget.New(vendorbudget.Config{Redis: rc, Key: "refundd:2co:" + cfg.MerchantCode,
+	// The merchant is the key's hash tag: the budget's keys (the limiter's,
+	// Key+":pause", Key+":outage…") share one Redis Cluster slot, as each of
+	// its scripts needs.
+	gate, err := vendorbudget.New(vendorbudget.Config{Redis: rc, Key: "refundd:2co:{" + cfg.MerchantCode + "}",
 		Rate: cfg.RateLimit, Burst: cfg.RateBurst, MaxPause: policy.RetryAfterMax, OutageAfter: outageAfter, ProbeInterval: cfg.OutageProbe,
 		Logger: log.Named("budget"), Observer: m})
 	if err != nil {
@@ -178,7 +181,7 @@ func New(opts Options) (_ *Daemon, err error) {
 		skewErr = d.skew.Err
 	}
 	health := ops.NewHealth(ops.Checks{
-		Redis:         func(ctx context.Context) error { return rc.Ping(ctx).Err() },
+		Redis:         redisconn.NewWriteProbe(rc, cfg.Queue, 0, nil).Check,
 		WorkerRunning: d.running.Load,
 		LoginFailure: func() error {
 			if err := api.LoginFailure(); rpcclient.Classify(err) == rpcclient.ClassCredentials {

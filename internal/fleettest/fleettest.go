@@ -16,7 +16,6 @@ import (
 	"time"
 
 	"github.com/hibiken/asynq"
-	"github.com/redis/go-redis/v9"
 	"go.uber.org/zap"
 
 	"github.com/refundd/refund-canceller/internal/config"
@@ -85,15 +84,22 @@ func Start(t testing.TB, o Options) *Fleet {
 	if o.Logger == nil {
 		o.Logger = zap.NewNop()
 	}
-	opt, err := redisconn.Parse(o.RedisURL)
-	if err != nil {
-		t.Fatalf("REDIS_URL %v", err)
-	}
 	if o.MerchantCode == "" {
 		o.MerchantCode = "FLEET"
 	}
 	sb := rpctest.NewServer(rpctest.Config{MerchantCode: o.MerchantCode, SecretKey: "fleet-secret", DocumentedOnly: o.DocumentedOnly})
 	t.Cleanup(sb.Close)
+	env := map[string]string{
+		"REDIS_URL": o.RedisURL, "TCO_API_URL": sb.RPCURL, "TCO_MERCHANT_CODE": o.MerchantCode, "TCO_SECRET_KEY": "fleet-secret",
+		"REFUND_QUEUE": o.Queue, "OPS_ADDR": "127.0.0.1:0", "WORKER_CONCURRENCY": "5", "WORKER_POLL_INTERVAL": "50ms", "SHUTDOWN_TIMEOUT": "3s",
+		"RETRY_BASE_DELAY": "200ms", "RETRY_MAX_DELAY": "2s", "RETRY_AFTER_MAX": "10s", "TCO_REQUEST_TIMEOUT": "5s",
+	}
+	maps.Copy(env, o.Env)
+	// The replicas' way to Redis (REDIS_URL and its TLS files, in o.Env).
+	opt, err := redisconn.Open(redisconn.FromEnv(func(k string) string { return env[k] }))
+	if err != nil {
+		t.Fatal(err)
+	}
 	enq, err := tasks.NewEnqueuer(tasks.EnqueuerConfig{Redis: opt, Queue: o.Queue})
 	if err != nil {
 		t.Fatal(err)
@@ -102,16 +108,10 @@ func Start(t testing.TB, o Options) *Fleet {
 	insp := asynq.NewInspector(opt)
 	t.Cleanup(func() { _ = insp.Close() })
 	t.Cleanup(func() { // what the replicas shared beside the queue
-		rc := opt.MakeRedisClient().(redis.UniversalClient)
+		rc := redisconn.NewClient(opt)
 		defer rc.Close()
 		rc.Del(context.Background(), append(deadlinefirst.Keys(o.Queue), windowsweep.Keys(o.Queue)...)...)
 	})
-	env := map[string]string{
-		"REDIS_URL": o.RedisURL, "TCO_API_URL": sb.RPCURL, "TCO_MERCHANT_CODE": o.MerchantCode, "TCO_SECRET_KEY": "fleet-secret",
-		"REFUND_QUEUE": o.Queue, "OPS_ADDR": "127.0.0.1:0", "WORKER_CONCURRENCY": "5", "WORKER_POLL_INTERVAL": "50ms", "SHUTDOWN_TIMEOUT": "3s",
-		"RETRY_BASE_DELAY": "200ms", "RETRY_MAX_DELAY": "2s", "RETRY_AFTER_MAX": "10s", "TCO_REQUEST_TIMEOUT": "5s",
-	}
-	maps.Copy(env, o.Env)
 	f := &Fleet{SB: sb, Queue: o.Queue, Enq: enq, Insp: insp, opts: o, env: env}
 	if !o.Manual {
 		f.StartReplicas(t)

@@ -17,7 +17,7 @@ import (
 
 // Checks are what readiness asks.
 type Checks struct {
-	// Redis pings the queue's Redis.
+	// Redis proves the queue's Redis takes a write (redisconn.WriteProbe).
 	Redis func(ctx context.Context) error
 	// WorkerRunning reports whether the worker server is processing.
 	WorkerRunning func() bool

@@ -62,7 +62,9 @@ func New(rdb redis.UniversalClient, queue string, retention time.Duration) *Stor
 
 // Key answers the record's key of the refund of orderRef initiated at
 // initiated (keys.Refund).
-func Key(queue, orderRef string, initiated time.Time) string { return keys.Refund(queue, orderRef, initiated) }
+func Key(queue, orderRef string, initiated time.Time) string {
+	return keys.Refund(queue, orderRef, initiated)
+}
 
 // claimScript: KEYS refund, order; ARGV task ID, token, retention ms,
 // initiation stamp, initiation unix seconds, oldest initiation kept (unix).

@@ -15,8 +15,10 @@ import (
 	"encoding/hex"
 	"fmt"
 	"net"
+	"net/url"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -25,6 +27,8 @@ import (
 	"github.com/alicebob/miniredis/v2"
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
+
+	"github.com/refundd/refund-canceller/internal/redisconn"
 )
 
 // Redis is a Redis a test may use.
@@ -39,15 +43,16 @@ type Redis struct {
 	cmd  *exec.Cmd
 	port int
 	dir  string
+	args []string // redis-server's arguments besides port, bind and files
 }
 
 // New answers a Redis for t, following the package's order of preference.
 func New(t testing.TB) *Redis {
 	t.Helper()
 	if u := os.Getenv("REDIS_URL"); u != "" {
-		opt, err := asynq.ParseRedisURI(u)
+		opt, err := redisconn.Open(redisconn.FromEnv(os.Getenv))
 		if err != nil {
-			t.Fatalf("REDIS_URL: %v", err)
+			t.Fatal(err)
 		}
 		r := &Redis{URL: u, Opt: opt, Kind: "REDIS_URL"}
 		r.ping(t)
@@ -71,7 +76,28 @@ func New(t testing.TB) *Redis {
 // Start starts a redis-server of the test's own on a free port, stopped when
 // the test ends. Tests that stop and restart Redis use it. Outside CI it
 // skips when redis-server is not on PATH; in CI it fails.
-func Start(t testing.TB) *Redis {
+func Start(t testing.TB) *Redis { return StartWith(t, Server{}) }
+
+// Server says how StartWith runs a redis-server.
+type Server struct {
+	// Args are added to redis-server's command line (e.g. "--maxmemory", "1").
+	Args []string
+	// ACL, if set, are the lines of the server's ACL file ("user default
+	// off", "user refundd on >pw ~* +@all"); User and Password are then
+	// the credentials of URL and Opt.
+	ACL            []string
+	User, Password string
+	// CA, if set, makes the server TLS-only with a certificate CA signed;
+	// URL is rediss://, and Opt trusts CA. With ClientAuth the server asks
+	// for a client certificate (tls-auth-clients yes) and Opt presents one.
+	CA         *CA
+	ClientAuth bool
+}
+
+// StartWith starts a redis-server as s says, on a free port, stopped when
+// the test ends. Outside CI it skips when redis-server is not on PATH; in
+// CI it fails.
+func StartWith(t testing.TB, s Server) *Redis {
 	t.Helper()
 	if _, err := exec.LookPath("redis-server"); err != nil {
 		if os.Getenv("CI") != "" {
@@ -84,10 +110,46 @@ func Start(t testing.TB) *Redis {
 		t.Fatal(err)
 	}
 	r := newServer(port, t.TempDir())
+	r.args = append(r.args, s.Args...)
+	if s.ACL != nil {
+		f := filepath.Join(r.dir, "users.acl")
+		if err := os.WriteFile(f, []byte(strings.Join(s.ACL, "\n")+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		r.args = append(r.args, "--aclfile", f)
+		o := r.Opt.(asynq.RedisClientOpt)
+		o.Username, o.Password = s.User, s.Password
+		r.Opt = o
+		r.URL = fmt.Sprintf("redis://%s@127.0.0.1:%d/0", url.UserPassword(s.User, s.Password), port)
+	}
+	if s.CA != nil {
+		cert, key := s.CA.Issue(t, fmt.Sprintf("redis-%d", port))
+		auth := "no"
+		if s.ClientAuth {
+			auth = "yes"
+		}
+		r.args = append(r.args, "--port", "0", "--tls-port", strconv.Itoa(port), "--tls-cert-file", cert, "--tls-key-file", key,
+			"--tls-ca-cert-file", s.CA.File, "--tls-auth-clients", auth)
+		r.URL = "rediss" + strings.TrimPrefix(r.URL, "redis")
+		opt, err := redisconn.Open(redisconn.Settings{URL: r.URL, CAFile: s.CA.File})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if s.ClientAuth {
+			ccert, ckey := s.CA.Issue(t, "refundd-client")
+			if opt, err = redisconn.Open(redisconn.Settings{URL: r.URL, CAFile: s.CA.File, CertFile: ccert, KeyFile: ckey}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		r.Opt = opt
+	}
 	r.Restart(t)
 	t.Cleanup(r.Stop)
 	return r
 }
+
+// Port answers the port of a redis-server from Start.
+func (r *Redis) Port() int { return r.port }
 
 // Launch starts a redis-server from PATH on a free port outside a test (the
 // benchmark command uses it), keeping its files in dir. Stop it when done.
@@ -129,8 +191,15 @@ func (r *Redis) Restart(t testing.TB) {
 }
 
 func (r *Redis) launch() error {
-	cmd := exec.Command("redis-server", "--port", strconv.Itoa(r.port), "--bind", "127.0.0.1",
-		"--save", "", "--appendonly", "no", "--dir", r.dir, "--maxmemory-policy", "noeviction")
+	args := append([]string{"--port", strconv.Itoa(r.port), "--bind", "127.0.0.1",
+		"--save", "", "--appendonly", "no", "--dir", r.dir, "--maxmemory-policy", "noeviction"}, r.args...)
+	cmd := exec.Command("redis-server", args...)
+	if r.dir != "" {
+		if log, err := os.OpenFile(filepath.Join(r.dir, "redis.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600); err == nil {
+			cmd.Stdout = log
+			defer log.Close() // the child holds its own descriptor
+		}
+	}
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("redis-server: %w", err)
 	}
@@ -162,16 +231,16 @@ func (r *Redis) wait() error {
 		}
 		time.Sleep(5 * time.Millisecond) // polling with a deadline for the server to listen
 	}
-	return fmt.Errorf("redis %s not answering: %v", r.Kind, err)
+	return fmt.Errorf("redis %s not answering: %v (log: %s)", r.Kind, err, filepath.Join(r.dir, "redis.log"))
 }
 
 // Client answers a go-redis client for the server; close it.
 func (r *Redis) Client() *redis.Client {
-	opt, err := redis.ParseURL(r.URL)
-	if err != nil {
-		panic(err)
+	c, ok := redisconn.NewClient(r.Opt).(*redis.Client)
+	if !ok {
+		panic("redistest: Client needs a Redis server or Sentinel, not a cluster")
 	}
-	return redis.NewClient(opt)
+	return c
 }
 
 // Queue answers a queue name unique to this test and, when the test ends,
