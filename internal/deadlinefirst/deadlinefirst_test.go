@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/refundd/refund-canceller/internal/redistest"
 	"github.com/refundd/refund-canceller/tasks"
@@ -208,6 +209,9 @@ func TestLiveHoldersRenewAndDeadOnesLapse(t *testing.T) {
 	}
 	f.now = t0.Add(200 * time.Second)
 	f.d.renew()
+	if err := f.d.cfg.Redis.ZScore(context.Background(), f.d.keys[1], "A").Err(); err != redis.Nil {
+		t.Fatalf("A's lapsed turn after a renewal: %v, want none", err)
+	}
 	release()
 	if n, err := f.d.cfg.Redis.ZCard(context.Background(), f.d.keys[1]).Result(); err != nil || n != 1 {
 		t.Fatalf("turns held: %d %v, want B's alone", n, err)
