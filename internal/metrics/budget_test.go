@@ -23,16 +23,17 @@ func TestBudgetMetrics(t *testing.T) {
 	if a, o := testutil.ToFloat64(m.answered.WithLabelValues("cancelRefund")), testutil.ToFloat64(m.outage.WithLabelValues("cancelRefund")); a != 1 || o != 0 {
 		t.Fatalf("before any state: answered %v outage %v, want 1 and 0", a, o)
 	}
-	m.Fleet(vendorbudget.FleetState{Rate: 25, Throttled: true, Methods: map[string]vendorbudget.MethodState{
-		"cancelRefund": {Sent: 100, Unavailable: 10, Refused: 30, Out: true},
+	m.Fleet(vendorbudget.FleetState{Rate: 40, Methods: map[string]vendorbudget.MethodState{
+		"cancelRefund": {Sent: 100, Unavailable: 10, Refused: 30, Out: true, Throttled: true, Rate: 25},
 		"getOrder":     {Sent: 10},
 	}})
 	for _, c := range []struct {
 		name      string
 		got, want float64
 	}{
-		{"allowed rate", testutil.ToFloat64(m.allowedRate), 25},
-		{"throttled", testutil.ToFloat64(m.throttled), 1},
+		{"cancelRefund allowed rate: the throttle's", testutil.ToFloat64(m.allowedRate.WithLabelValues("cancelRefund")), 25},
+		{"getOrder allowed rate: the ceiling", testutil.ToFloat64(m.allowedRate.WithLabelValues("getOrder")), 40},
+		{"login allowed rate: the ceiling", testutil.ToFloat64(m.allowedRate.WithLabelValues("login")), 40},
 		{"cancelRefund answered", testutil.ToFloat64(m.answered.WithLabelValues("cancelRefund")), 0.6},
 		{"cancelRefund out", testutil.ToFloat64(m.outage.WithLabelValues("cancelRefund")), 1},
 		{"getOrder answered", testutil.ToFloat64(m.answered.WithLabelValues("getOrder")), 1},

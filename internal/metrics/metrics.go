@@ -36,8 +36,7 @@ type Metrics struct {
 	slack         prometheus.Histogram
 	budgetWait    prometheus.Histogram
 	budgetRefused *prometheus.CounterVec
-	allowedRate   prometheus.Gauge
-	throttled     prometheus.Gauge
+	allowedRate   *prometheus.GaugeVec
 	answered      *prometheus.GaugeVec
 	outage        *prometheus.GaugeVec
 	backlog       prometheus.Gauge
@@ -133,14 +132,10 @@ func New(insp *asynq.Inspector) *Metrics {
 		Name: "refundd_tco_budget_refused_total",
 		Help: "Requests to 2Checkout held back by the fleet's shared budget, by reason: rate_limit, throttled and outage (the request waited), start_deadline, context and unavailable (it was not sent).",
 	}, []string{"reason"})
-	m.allowedRate = prometheus.NewGauge(prometheus.GaugeOpts{
+	m.allowedRate = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "refundd_tco_allowed_rate",
-		Help: "Requests per second the fleet may send to 2Checkout now, as this replica last read the fleet's state: TCO_RATE_LIMIT, or the adaptive throttle's rate when 2Checkout refuses requests for load; 0 when nothing limits it.",
-	})
-	m.throttled = prometheus.NewGauge(prometheus.GaugeOpts{
-		Name: "refundd_tco_throttled",
-		Help: "1 while the fleet throttles itself because 2Checkout refuses requests for load (429, 503 with Retry-After), else 0.",
-	})
+		Help: "Requests per second the fleet may send to 2Checkout now, by method, as this replica last read the fleet's state: the adaptive throttle's rate while 2Checkout refuses the method's requests for load (429, 503 with Retry-After), else TCO_RATE_LIMIT; 0 when nothing limits it.",
+	}, []string{"method"})
 	m.answered = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "refundd_tco_answered_ratio",
 		Help: "Share of the fleet's requests to 2Checkout answered over the last window (10s), by method; 1 when none were sent.",
@@ -149,11 +144,12 @@ func New(insp *asynq.Inspector) *Metrics {
 		Name: "refundd_tco_outage",
 		Help: "1 while the fleet holds a method's requests because 2Checkout is unavailable for it (half of at least 20 requests in the window), probing with one request a second; else 0.",
 	}, []string{"method"})
-	m.register(m.budgetWait, m.budgetRefused, m.allowedRate, m.throttled, m.answered, m.outage)
+	m.register(m.budgetWait, m.budgetRefused, m.allowedRate, m.answered, m.outage)
 	for _, r := range []string{vendorbudget.ReasonRateLimit, vendorbudget.ReasonThrottled, vendorbudget.ReasonOutage, vendorbudget.ReasonStartDeadline, vendorbudget.ReasonContext, vendorbudget.ReasonUnavailable} {
 		m.budgetRefused.WithLabelValues(r)
 	}
 	for _, method := range methods {
+		m.allowedRate.WithLabelValues(method)
 		m.answered.WithLabelValues(method).Set(1)
 		m.outage.WithLabelValues(method)
 	}
@@ -271,19 +267,23 @@ func (m *Metrics) Waited(_ string, d time.Duration) { m.budgetWait.Observe(d.Sec
 // Refused implements vendorbudget.Observer.
 func (m *Metrics) Refused(_, reason string) { m.budgetRefused.WithLabelValues(reason).Inc() }
 
-// Fleet implements vendorbudget.Observer: the fleet's allowed rate, and per
-// method the answered share and outage state. A method not in s was not
-// requested in the window: fully answered, not out.
+// Fleet implements vendorbudget.Observer: per method the fleet's allowed
+// rate, the answered share and the outage state. A method not in s was not
+// requested in the window: fully answered, not out, at the ceiling.
 func (m *Metrics) Fleet(s vendorbudget.FleetState) {
-	m.allowedRate.Set(s.Rate)
-	m.throttled.Set(b2f(s.Throttled))
 	for _, method := range methods {
 		if _, ok := s.Methods[method]; !ok {
+			m.allowedRate.WithLabelValues(method).Set(s.Rate)
 			m.answered.WithLabelValues(method).Set(1)
 			m.outage.WithLabelValues(method).Set(0)
 		}
 	}
 	for method, st := range s.Methods {
+		rate := s.Rate
+		if st.Throttled && (rate == 0 || st.Rate < rate) {
+			rate = st.Rate
+		}
+		m.allowedRate.WithLabelValues(method).Set(rate)
 		m.answered.WithLabelValues(method).Set(st.Answered())
 		m.outage.WithLabelValues(method).Set(b2f(st.Out))
 	}

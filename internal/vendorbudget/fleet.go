@@ -12,10 +12,8 @@ import (
 
 // view is the fleet's state as a replica last read it (sync).
 type view struct {
-	at        time.Time // on Config.Now, when it was read
-	rate      float64   // the allowed rate: the throttle's or the ceiling's; 0: none
-	throttled bool
-	methods   map[string]methodView
+	at      time.Time // on Config.Now, when it was read
+	methods map[string]methodView
 }
 
 type methodView struct {
@@ -51,8 +49,9 @@ const (
 // "<second>|<method>|<kind>" → count), drops the seconds older than the
 // window, declares an outage (KEYS[2], a hash of method → lease end in ms,
 // and "<method>|p" → probe claim end) for each method whose share of
-// unavailable answers crossed the line, and answers the window's oldest
-// second, then per method: name, sent, unavailable, refused, outage end,
+// unavailable answers crossed the line, and answers when the fleet's
+// counting began (ms: the first count since the hash was last empty), then
+// per method: name, sent, unavailable, refused, outage end,
 // probe end.
 //
 // ARGV: now (ms), window (s), outage min (0: off), outage ratio, lease
@@ -74,13 +73,18 @@ for i = 6, #ARGV, 4 do
     end
   end
 end
-if wrote then redis.call("PEXPIRE", KEYS[1], (window + 2) * 1000) end
-local sums, order, oldest = {}, {}, sec
+if wrote then
+  redis.call("HSETNX", KEYS[1], "first", now)
+  redis.call("PEXPIRE", KEYS[1], (window + 2) * 1000)
+end
+local sums, order, oldest = {}, {}, now
 local flat = redis.call("HGETALL", KEYS[1])
 for i = 1, #flat, 2 do
   local s, m, kind = string.match(flat[i], "^(%d+)|(.+)|(%a)$")
   s = tonumber(s)
-  if s == nil or s < first then
+  if flat[i] == "first" then
+    oldest = math.min(oldest, tonumber(flat[i + 1]))
+  elseif s == nil or s < first then
     redis.call("HDEL", KEYS[1], flat[i])
   else
     if sums[m] == nil then
@@ -88,7 +92,6 @@ for i = 1, #flat, 2 do
       table.insert(order, m)
     end
     sums[m][kind] = sums[m][kind] + tonumber(flat[i + 1])
-    if s < oldest then oldest = s end
   end
 end
 local outs = {}
@@ -160,19 +163,16 @@ func (g *Gate) sync(ctx context.Context) (*view, error) {
 		return nil, err
 	}
 	v := &view{at: now, methods: map[string]methodView{}}
-	oldest := toInt(res[0])
-	var sent, refused int
+	span := min(max(now.Sub(time.UnixMilli(int64(toInt(res[0])))), g.cfg.Sync), g.cfg.Window)
 	for i := 1; i+5 < len(res); i += 6 {
 		name, _ := res[i].(string)
 		m := methodView{MethodState: MethodState{Sent: toInt(res[i+1]), Unavailable: toInt(res[i+2]), Refused: toInt(res[i+3])},
 			outUntil: time.UnixMilli(int64(toInt(res[i+4]))), probeUntil: time.UnixMilli(int64(toInt(res[i+5])))}
 		m.Out = m.outUntil.After(now)
+		m.Rate, m.Throttled = g.allowed(m.Sent, m.Refused, span)
 		v.methods[name] = m
-		sent, refused = sent+m.Sent, refused+m.Refused
 	}
-	span := min(max(now.Sub(time.Unix(int64(oldest), 0)), time.Second), g.cfg.Window)
 	last := g.view.Load()
-	v.rate, v.throttled = g.allowed(sent, refused, span, last != nil && last.throttled)
 	g.view.Store(v)
 	g.report(last, v)
 	return v, nil
@@ -220,7 +220,7 @@ func (g *Gate) count(method string, unavailable, refused bool) {
 // report tells the observer and the log what changed.
 func (g *Gate) report(last, v *view) {
 	if g.cfg.Observer != nil {
-		s := FleetState{Rate: v.rate, Throttled: v.throttled, Methods: make(map[string]MethodState, len(v.methods))}
+		s := FleetState{Rate: float64(g.cfg.Rate), Methods: make(map[string]MethodState, len(v.methods))}
 		for name, m := range v.methods {
 			s.Methods[name] = m.MethodState
 		}
@@ -229,14 +229,14 @@ func (g *Gate) report(last, v *view) {
 	if last == nil {
 		last = &view{}
 	}
-	if v.throttled != last.throttled {
-		if v.throttled {
-			g.cfg.Logger.Warn("2Checkout refuses requests for load: the fleet throttles itself", zap.Float64("rate", v.rate))
-		} else {
-			g.cfg.Logger.Info("2Checkout accepts the fleet's requests again: the throttle is off")
-		}
-	}
 	for name, m := range v.methods {
+		if was := last.methods[name].Throttled; m.Throttled != was {
+			if m.Throttled {
+				g.cfg.Logger.Warn("2Checkout refuses requests for load: the fleet throttles the method", zap.String("method", name), zap.Float64("rate", m.Rate))
+			} else {
+				g.cfg.Logger.Info("2Checkout refused none of the method's requests for a window: its throttle is off", zap.String("method", name))
+			}
+		}
 		if m.Out && !last.methods[name].Out {
 			g.cfg.Logger.Warn("2Checkout is unavailable for a method: the fleet holds its requests and sends one per probe interval until one is answered",
 				zap.String("method", name), zap.Int("sent", m.Sent), zap.Int("unavailable", m.Unavailable), zap.Duration("probe_interval", g.cfg.ProbeInterval))

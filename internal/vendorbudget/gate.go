@@ -77,23 +77,34 @@ func (g *Gate) next(ctx context.Context, method string, probe *bool) (wait time.
 			return wait, ReasonOutage, err
 		}
 	}
-	if v.rate == 0 {
-		return 0, "", nil
+	if m := v.methods[method]; m.Throttled {
+		// The method's throttle first: a request it holds takes none of
+		// the ceiling's budget.
+		if wait, err := g.take(ctx, g.cfg.Key+":"+method, m.Rate); err != nil || wait > 0 {
+			return wait, ReasonThrottled, err
+		}
 	}
+	if g.cfg.Rate > 0 {
+		if wait, err := g.take(ctx, g.cfg.Key, float64(g.cfg.Rate)); err != nil || wait > 0 {
+			return wait, ReasonRateLimit, err
+		}
+	}
+	return 0, "", nil
+}
+
+// take asks key's GCRA at rate for one request: 0 if it may go (its
+// budget taken), else how long until it might.
+func (g *Gate) take(ctx context.Context, key string, rate float64) (time.Duration, error) {
 	rctx, cancel := context.WithTimeout(ctx, g.cfg.RedisTimeout)
 	defer cancel()
-	res, err := g.limiter.Allow(rctx, g.cfg.Key, g.limit(v.rate))
+	res, err := g.limiter.Allow(rctx, key, g.limit(rate))
 	if err != nil {
-		return 0, "", err
+		return 0, err
 	}
 	if res.Allowed > 0 {
-		return 0, "", nil
+		return 0, nil
 	}
-	reason = ReasonRateLimit
-	if v.throttled {
-		reason = ReasonThrottled
-	}
-	return max(res.RetryAfter, time.Millisecond), reason, nil
+	return max(res.RetryAfter, time.Millisecond), nil
 }
 
 // Done implements rpcclient.Gate: it counts how the request ended for the
@@ -106,6 +117,14 @@ func (g *Gate) Done(ctx context.Context, method string, err error) {
 	load := refusedForLoad(err)
 	unavailable := !load && rpcclient.Unavailable(err)
 	g.count(method, unavailable, load)
+	if v := g.view.Load(); load && (v == nil || !v.methods[method].Throttled) && g.syncing.CompareAndSwap(false, true) {
+		// The first refusal of a window: the fleet hears of it now, not a
+		// Sync later (at full speed that is hundreds of requests).
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), g.cfg.RedisTimeout)
+		_, _ = g.sync(rctx)
+		cancel()
+		g.syncing.Store(false)
+	}
 	if g.cfg.OutageMin > 0 {
 		g.answered(ctx, method, unavailable)
 	}

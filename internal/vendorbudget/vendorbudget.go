@@ -4,11 +4,11 @@
 //
 //   - a ceiling: TCO_RATE_LIMIT, the fleet's request rate at most (a GCRA
 //     rate limit, github.com/go-redis/redis_rate), if configured;
-//   - an adaptive throttle (throttle.go): the fleet's answers, counted per
-//     second in Redis, say what share of requests 2Checkout refuses for
-//     load (429, or 503 with Retry-After). While that share is above
-//     1−1/Headroom, the fleet sends at most Headroom × the rate 2Checkout
-//     accepted over the window;
+//   - an adaptive throttle per method (throttle.go): the fleet's answers,
+//     counted per second in Redis, say which requests 2Checkout refused for
+//     load (429, or 503 with Retry-After). While a method's window holds a
+//     refusal, the fleet sends that method at most Headroom × the rate
+//     2Checkout accepted of it over the window;
 //   - an outage breaker per method (outage.go): once at least half of at
 //     least OutageMin requests of a method in the window found 2Checkout
 //     unavailable, the fleet holds that method's requests and lets one
@@ -21,11 +21,14 @@
 // is the measurement, so a vendor limiting at 20/s is met at 20·Headroom/s
 // within one window, with a share of 429s of about 1−1/Headroom), it does
 // not saw-tooth across the vendor's limit (each AIMD peak is a burst of
-// 429s), and random refusals below 1−1/Headroom of requests cost nothing
-// beyond themselves. Headroom 1.25 (SRE: K=2) keeps the refused share near
-// 20%: 2Checkout counts refused calls too. Retry-After delays the task that
-// got it (worker.Policy) and counts as a refusal here; no answer pauses the
-// fleet.
+// 429s), and random refusals cost their share: with 10% refused at random
+// the cap is 1.125 × the rate the fleet sends, which a fleet of fixed
+// concurrency does not reach. Headroom 1.25 (SRE: K=2) keeps the refused
+// share near 20% under a real limit: 2Checkout counts refused calls too.
+// A Retry-After delays the task that got it (worker.Policy) and lowers the
+// method's rate here, to Headroom × what was accepted; nothing pauses the
+// fleet. The rate is judged per method (a limit on cancelRefund does not
+// slow the getOrders that settle doubts), and TCO_RATE_LIMIT caps them all.
 //
 // No state a replica leaves in Redis outlives it by more than seconds: the
 // per-second counts age out of the window, an outage lapses Lease after its
@@ -78,9 +81,9 @@ type Config struct {
 	// (the ceiling's or the throttle's). Default 1: requests are spaced
 	// 1/rate apart, fleet-wide.
 	Burst int
-	// Headroom is the throttle's K: while 2Checkout refuses more than
-	// 1−1/Headroom of requests for load, the fleet sends at most Headroom
-	// × the rate it accepts. Default 1.25; at least 1.
+	// Headroom is the throttle's K: while 2Checkout refuses requests of a
+	// method for load, the fleet sends that method at most Headroom × the
+	// rate 2Checkout accepts of it. Default 1.25; at least 1.
 	Headroom float64
 	// Window is how far back the fleet's answers are counted, for the
 	// throttle and the outage breaker. Default 10s; whole seconds.
@@ -151,11 +154,8 @@ type Observer interface {
 
 // FleetState is the fleet's view of 2Checkout over the window.
 type FleetState struct {
-	// Rate is the fleet's allowed request rate now (the throttle's or the
-	// ceiling's, whichever is lower); 0: none.
+	// Rate is the ceiling (Config.Rate); 0: none.
 	Rate float64
-	// Throttled: 2Checkout refuses requests for load and the throttle binds.
-	Throttled bool
 	// Methods holds each method requested in the window.
 	Methods map[string]MethodState
 }
@@ -166,6 +166,10 @@ type MethodState struct {
 	Unavailable int // found 2Checkout unavailable (no answer, 408, 5xx, not JSON-RPC)
 	Refused     int // refused for load (429, or 503 with Retry-After)
 	Out         bool
+	// Throttled: some were refused for load, and the method may be sent
+	// at Rate per second at most, fleet-wide.
+	Throttled bool
+	Rate      float64
 }
 
 // Answered is the share of requests answered (1 when none were sent).

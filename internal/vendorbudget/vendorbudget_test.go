@@ -75,7 +75,9 @@ func testKey(t *testing.T, rc redis.UniversalClient) string {
 	var b [6]byte
 	_, _ = rand.Read(b[:])
 	key := "test-budget-" + hex.EncodeToString(b[:])
-	t.Cleanup(func() { rc.Del(context.Background(), "rate:"+key, key+":window", key+":outage") })
+	t.Cleanup(func() {
+		rc.Del(context.Background(), "rate:"+key, "rate:"+key+":cancelRefund", "rate:"+key+":getOrder", "rate:"+key+":login", key+":window", key+":outage")
+	})
 	return key
 }
 
@@ -198,36 +200,26 @@ func TestConcurrentWaitersEachGetOneSlot(t *testing.T) {
 	}
 }
 
-// The throttle's rule, on the window's counts: it binds only while the
-// share refused for load is above 1−1/Headroom (20% at 1.25), and then
-// allows Headroom × the accepted rate; once on, it stays on down to half
-// that share; the ceiling caps it.
+// The throttle's rule, on a method's counts in the window: it binds while
+// any request was refused for load, at Headroom × the accepted rate (never
+// below minRate).
 func TestThrottleRule(t *testing.T) {
 	for _, tc := range []struct {
 		name          string
-		ceiling       int
 		sent, refused int
 		span          time.Duration
-		was           bool
 		rate          float64
 		throttled     bool
 	}{
-		{"nothing refused, no ceiling", 0, 1000, 0, 10 * time.Second, false, 0, false},
-		{"nothing refused, ceiling", 50, 1000, 0, 10 * time.Second, false, 50, false},
-		{"random refusals below the line cost nothing", 0, 1000, 95, 10 * time.Second, false, 0, false},
-		{"at the line", 0, 1000, 200, 10 * time.Second, false, 0, false},
-		{"a vendor limit: 20/s accepted of 100/s", 0, 1000, 800, 10 * time.Second, false, 25, true},
-		{"hysteresis: still on at 15%", 0, 1000, 150, 10 * time.Second, true, 1.25 * 85, true},
-		{"hysteresis: off below 10%", 0, 1000, 90, 10 * time.Second, true, 0, false},
-		{"a short window counts its own span", 0, 100, 80, 2 * time.Second, false, 12.5, true},
-		{"too few to judge", 0, 9, 9, time.Second, false, 0, false},
-		{"everything refused: still asked at the floor", 0, 50, 50, 10 * time.Second, false, minRate, true},
-		{"the ceiling binds first", 20, 1000, 500, 10 * time.Second, false, 20, false},
-		{"the throttle under the ceiling", 40, 1000, 800, 10 * time.Second, false, 25, true},
+		{"nothing refused", 1000, 0, 10 * time.Second, 0, false},
+		{"one refusal: Headroom × what was accepted", 1000, 1, 10 * time.Second, 1.25 * 99.9, true},
+		{"a vendor limit: 20/s accepted of 100/s", 1000, 800, 10 * time.Second, 25, true},
+		{"a short span counts its own length", 100, 80, 2 * time.Second, 12.5, true},
+		{"everything refused: still asked at the floor", 50, 50, 10 * time.Second, minRate, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			g := &Gate{cfg: Config{Rate: tc.ceiling, Headroom: DefaultHeadroom}}
-			rate, on := g.allowed(tc.sent, tc.refused, tc.span, tc.was)
+			g := &Gate{cfg: Config{Headroom: DefaultHeadroom}}
+			rate, on := g.allowed(tc.sent, tc.refused, tc.span)
 			if on != tc.throttled || math.Abs(rate-tc.rate) > 1e-9 {
 				t.Fatalf("allowed = %v %v, want %v %v", rate, on, tc.rate, tc.throttled)
 			}
@@ -235,28 +227,26 @@ func TestThrottleRule(t *testing.T) {
 	}
 }
 
-// One replica's 429s throttle the whole fleet: another replica, reading the
-// fleet's counts, allows Headroom × the accepted rate and holds requests
-// above it (reason throttled), with no pause anywhere. A single 429 among
-// many answers throttles nobody. Once the 429s leave the window (a replica
-// that died, or a vendor that recovered), the throttle is off.
+// One replica's 429s throttle the method fleet-wide, at once: another
+// replica, reading the fleet's counts, allows Headroom × the accepted rate
+// and holds requests above it (reason throttled), with no pause anywhere;
+// other methods are not throttled. Once the 429s leave the window (a
+// replica that died, or a vendor that recovered), the throttle is off.
 func TestThrottleIsFleetWideAndAgesOut(t *testing.T) {
 	c := newClock()
 	gs, cs := newGates(t, 2, Config{Now: c.Now})
 	answers(gs[0], "cancelRefund", 100, nil)
-	answers(gs[0], "cancelRefund", 1, tooMany)
-	if v := resync(t, gs[0]); v.throttled || v.rate != 0 {
-		t.Fatalf("one 429 in 101 answers: rate %v throttled %v; want no throttle", v.rate, v.throttled)
-	}
-	answers(gs[0], "cancelRefund", 200, tooMany)
+	answers(gs[0], "login", 10, nil)
 	resync(t, gs[0])
 	c.Advance(2 * time.Second)
+	answers(gs[0], "cancelRefund", 200, tooMany) // the first synced at once
+	resync(t, gs[0])
 	v := resync(t, gs[1])
-	// 100 accepted in the 2s since the first count: 50/s; allowed 62.5/s.
-	if !v.throttled || math.Abs(v.rate-62.5) > 1e-9 {
-		t.Fatalf("after 200 429s: rate %v throttled %v; want 62.5/s", v.rate, v.throttled)
+	// 100 accepted in the 2s since counting began: 50/s; allowed 62.5/s.
+	if m := v.methods["cancelRefund"]; !m.Throttled || math.Abs(m.Rate-62.5) > 1e-9 || v.methods["login"].Throttled {
+		t.Fatalf("after 200 429s: %+v; want cancelRefund throttled at 62.5/s, login not", v.methods)
 	}
-	if f := cs[1].lastFleet(); f.Rate != v.rate || !f.Throttled || f.Methods["cancelRefund"].Refused != 201 || f.Methods["cancelRefund"].Sent != 301 {
+	if f := cs[1].lastFleet(); f.Methods["cancelRefund"].Rate != 62.5 || f.Methods["cancelRefund"].Refused != 200 || f.Methods["cancelRefund"].Sent != 300 {
 		t.Fatalf("observer heard %+v", f)
 	}
 	// The GCRA at 62.5/s with a burst of 1: the second request at once
@@ -270,9 +260,26 @@ func TestThrottleIsFleetWideAndAgesOut(t *testing.T) {
 	if cs[1].get(ReasonThrottled) != 1 {
 		t.Fatalf("refusals %v", cs[1].refused)
 	}
+	for range 3 {
+		if err := gs[1].Wait(withinOn(c, 5*time.Millisecond), "login"); err != nil {
+			t.Fatalf("a login beside a throttled cancelRefund: %v", err)
+		}
+	}
 	c.Advance(DefaultWindow)
-	if v := resync(t, gs[1]); v.throttled || v.rate != 0 {
-		t.Fatalf("a window later: rate %v throttled %v; want no throttle", v.rate, v.throttled)
+	if m := resync(t, gs[1]).methods["cancelRefund"]; m.Throttled {
+		t.Fatalf("a window later: %+v; want no throttle", m)
+	}
+}
+
+// The first refusal reaches the fleet at once, not a Sync later: the
+// replica that got it syncs in Done.
+func TestFirstRefusalSyncsAtOnce(t *testing.T) {
+	c := newClock()
+	gs, _ := newGates(t, 2, Config{Now: c.Now})
+	answers(gs[0], "cancelRefund", 20, nil)
+	gs[0].Done(context.Background(), "cancelRefund", tooMany)
+	if m := resync(t, gs[1]).methods["cancelRefund"]; !m.Throttled || m.Refused != 1 {
+		t.Fatalf("the other replica sees %+v; want the refusal and the throttle", m)
 	}
 }
 
@@ -343,7 +350,7 @@ func TestStateOfTheDeadLapses(t *testing.T) {
 	dead, alive := gs[0], gs[1]
 	answers(dead, "cancelRefund", 20, unavailable)
 	answers(dead, "getOrder", 80, tooMany)
-	answers(dead, "getOrder", 20, nil) // throttled at 25/s
+	answers(dead, "getOrder", 20, nil) // throttled
 	resync(t, dead)
 	if err := dead.Wait(withinOn(c, time.Minute), "cancelRefund"); err != nil { // it claims the probe, then dies
 		t.Fatal(err)
@@ -361,8 +368,8 @@ func TestStateOfTheDeadLapses(t *testing.T) {
 	// nothing the dead replica left holds a request.
 	c.Advance(DefaultWindow)
 	v := resync(t, alive)
-	if v.methods["cancelRefund"].Out || v.throttled {
-		t.Fatalf("a window after the replica died: %+v throttled %v", v.methods, v.throttled)
+	if v.methods["cancelRefund"].Out || v.methods["getOrder"].Throttled {
+		t.Fatalf("a window after the replica died: %+v", v.methods)
 	}
 	for range 3 {
 		if err := alive.Wait(withinOn(c, 5*time.Millisecond), "cancelRefund"); err != nil {
