@@ -162,6 +162,10 @@ func (g *Gate) sync(ctx context.Context) (*view, error) {
 		g.mu.Unlock()
 		return nil, err
 	}
+	last := g.view.Load()
+	if last == nil {
+		last = &view{}
+	}
 	v := &view{at: now, methods: map[string]methodView{}}
 	span := min(max(now.Sub(time.UnixMilli(int64(toInt(res[0])))), g.cfg.Sync), g.cfg.Window)
 	for i := 1; i+5 < len(res); i += 6 {
@@ -169,10 +173,9 @@ func (g *Gate) sync(ctx context.Context) (*view, error) {
 		m := methodView{MethodState: MethodState{Sent: toInt(res[i+1]), Unavailable: toInt(res[i+2]), Refused: toInt(res[i+3])},
 			outUntil: time.UnixMilli(int64(toInt(res[i+4]))), probeUntil: time.UnixMilli(int64(toInt(res[i+5])))}
 		m.Out = m.outUntil.After(now)
-		m.Rate, m.Throttled = g.allowed(m.Sent, m.Refused, span)
+		m.Rate, m.Throttled = g.allowed(m.Sent, m.Refused, span, last.methods[name].Throttled)
 		v.methods[name] = m
 	}
-	last := g.view.Load()
 	g.view.Store(v)
 	g.report(last, v)
 	return v, nil
@@ -225,9 +228,6 @@ func (g *Gate) report(last, v *view) {
 			s.Methods[name] = m.MethodState
 		}
 		g.cfg.Observer.Fleet(s)
-	}
-	if last == nil {
-		last = &view{}
 	}
 	for name, m := range v.methods {
 		if was := last.methods[name].Throttled; m.Throttled != was {

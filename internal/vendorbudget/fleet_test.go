@@ -1,14 +1,20 @@
 package vendorbudget_test
 
 import (
+	"context"
+	"fmt"
+	"strconv"
 	"testing"
 	"time"
 
 	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
 
+	"github.com/refundd/refund-canceller/internal/deadlinefirst"
 	"github.com/refundd/refund-canceller/internal/fleettest"
 	"github.com/refundd/refund-canceller/internal/redistest"
 	"github.com/refundd/refund-canceller/internal/testutil"
+	"github.com/refundd/refund-canceller/internal/vendorbudget"
 	"github.com/refundd/refund-canceller/rpcclient/rpctest"
 	"github.com/refundd/refund-canceller/tasks"
 )
@@ -155,5 +161,56 @@ func TestFleetCancelRefundOutageIsProbedWithACancel(t *testing.T) {
 		if k != 1 {
 			t.Fatalf("%s cancelled %d times", ref, k)
 		}
+	}
+}
+
+// Liveness: a replica killed while it held every deadline-first turn, an
+// outage of cancelRefund it declared, the probe it claimed and the counts
+// that declared it, leaves state that lapses in seconds (turns: Lease 6s
+// after their last renewal; the probe's claim: 1s; the outage: a failing
+// probe renews it, a working one ends it). A fleet started beside that
+// state cancels every refund, as the sandbox's ledger shows.
+func TestFleetProgressesPastWhatTheDeadLeft(t *testing.T) {
+	if testing.Short() {
+		t.Skip("waits out leases in real time: seconds")
+	}
+	const n = 60
+	r := redistest.New(t)
+	q := r.Queue(t)
+	f := fleettest.Start(t, fleettest.Options{RedisURL: r.URL, Queue: q, Replicas: 2, Manual: true, MerchantCode: "DEAD",
+		Env: map[string]string{"TCO_RATE_LIMIT": "20", "DISPATCH_SLOTS": "5"}})
+	rc := r.Client()
+	defer rc.Close()
+	ctx := context.Background()
+	now := time.Now()
+	key := "refundd:2co:DEAD"
+	t.Cleanup(func() { rc.Del(ctx, key+":window", key+":outage") })
+	// What the dead replica left, as its last renewals wrote it.
+	turns := deadlinefirst.Keys(q)[1]
+	for i := range 5 {
+		rc.ZAdd(ctx, turns, redis.Z{Score: float64(now.Add(deadlinefirst.DefaultLease).UnixMilli()), Member: fmt.Sprintf("dead-%d", i)})
+	}
+	sec := strconv.FormatInt(now.Unix(), 10)
+	rc.HSet(ctx, key+":window", "first", now.UnixMilli(), sec+"|cancelRefund|s", 30, sec+"|cancelRefund|u", 30)
+	rc.HSet(ctx, key+":outage", "cancelRefund", now.Add(vendorbudget.DefaultLease).UnixMilli(),
+		"cancelRefund|p", now.Add(vendorbudget.DefaultProbeInterval).UnixMilli())
+	refs := fleettest.Refs("DEAD", n)
+	f.Add(t, refs...)
+	f.StartReplicas(t)
+	states := f.WaitFinished(t, 90*time.Second, refs...)
+	if got := len(states[asynq.TaskStateCompleted]); got != n {
+		t.Fatalf("%d of %d completed; archived: %v", got, n, states[asynq.TaskStateArchived])
+	}
+	cancelled := map[string]bool{}
+	for _, c := range f.SB.Ledger() {
+		if c.Method == "cancelRefund" && c.Outcome == "ok" {
+			cancelled[c.OrderRef] = true
+		}
+	}
+	if len(cancelled) != n {
+		t.Fatalf("the ledger shows %d of %d refunds cancelled", len(cancelled), n)
+	}
+	if left, err := rc.ZCard(ctx, turns).Result(); err != nil || left != 0 {
+		t.Fatalf("turns left after the run: %d %v", left, err)
 	}
 }

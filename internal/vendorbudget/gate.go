@@ -118,8 +118,9 @@ func (g *Gate) Done(ctx context.Context, method string, err error) {
 	unavailable := !load && rpcclient.Unavailable(err)
 	g.count(method, unavailable, load)
 	if v := g.view.Load(); load && (v == nil || !v.methods[method].Throttled) && g.syncing.CompareAndSwap(false, true) {
-		// The first refusal of a window: the fleet hears of it now, not a
-		// Sync later (at full speed that is hundreds of requests).
+		// Refusals while the method is not throttled: the fleet hears of
+		// them now, not a Sync later (at full speed that is hundreds of
+		// requests); one sync at a time.
 		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), g.cfg.RedisTimeout)
 		_, _ = g.sync(rctx)
 		cancel()

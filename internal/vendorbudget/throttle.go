@@ -11,11 +11,22 @@ import (
 // refusing everything is still asked, about once a second.
 const minRate = 1.0
 
+// throttleMin: below this many requests of a method in the window the
+// throttle does not judge it.
+const throttleMin = 10
+
 // allowed answers a method's allowed rate and whether the throttle binds,
-// from its requests sent and refused for load in the window, over span: it
-// binds while any was refused, at Headroom × the accepted rate.
-func (g *Gate) allowed(sent, refused int, span time.Duration) (rate float64, throttled bool) {
-	if refused == 0 {
+// from its requests sent and refused for load in the window, over span;
+// was: it bound at the last read. It binds while the refused share is above
+// 1−1/Headroom — once on, until the share falls to half that, so that it
+// does not flap at the line it holds the fleet to — at Headroom × the
+// accepted rate.
+func (g *Gate) allowed(sent, refused int, span time.Duration, was bool) (rate float64, throttled bool) {
+	line := 1 - 1/g.cfg.Headroom
+	if was {
+		line /= 2
+	}
+	if sent < throttleMin || float64(refused) <= line*float64(sent)+1e-9 {
 		return 0, false
 	}
 	return max(minRate, g.cfg.Headroom*float64(sent-refused)/span.Seconds()), true

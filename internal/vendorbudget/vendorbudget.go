@@ -6,9 +6,9 @@
 //     rate limit, github.com/go-redis/redis_rate), if configured;
 //   - an adaptive throttle per method (throttle.go): the fleet's answers,
 //     counted per second in Redis, say which requests 2Checkout refused for
-//     load (429, or 503 with Retry-After). While a method's window holds a
-//     refusal, the fleet sends that method at most Headroom × the rate
-//     2Checkout accepted of it over the window;
+//     load (429, or 503 with Retry-After). While more than 1−1/Headroom of
+//     a method's requests in the window were refused, the fleet sends that
+//     method at most Headroom × the rate 2Checkout accepted of it;
 //   - an outage breaker per method (outage.go): once at least half of at
 //     least OutageMin requests of a method in the window found 2Checkout
 //     unavailable, the fleet holds that method's requests and lets one
@@ -21,13 +21,14 @@
 // is the measurement, so a vendor limiting at 20/s is met at 20·Headroom/s
 // within one window, with a share of 429s of about 1−1/Headroom), it does
 // not saw-tooth across the vendor's limit (each AIMD peak is a burst of
-// 429s), and random refusals cost their share: with 10% refused at random
-// the cap is 1.125 × the rate the fleet sends, which a fleet of fixed
-// concurrency does not reach. Headroom 1.25 (SRE: K=2) keeps the refused
-// share near 20% under a real limit: 2Checkout counts refused calls too.
-// A Retry-After delays the task that got it (worker.Policy) and lowers the
-// method's rate here, to Headroom × what was accepted; nothing pauses the
-// fleet. The rate is judged per method (a limit on cancelRefund does not
+// 429s), and random refusals below the line cost their share and nothing
+// more. (Capping at Headroom × the accepted rate on any refusal was tried:
+// a cap measured while it binds grows by at most Headroom per window, and
+// under 10% random refusals held the fleet to 1% of its fault-free rate.)
+// Headroom 1.25 (SRE: K=2) keeps the refused share near 20% under a real
+// limit: 2Checkout counts refused calls too. A Retry-After delays the task
+// that got it (worker.Policy) and counts toward its method's refused share
+// here; nothing pauses the fleet. The rate is judged per method (a limit on cancelRefund does not
 // slow the getOrders that settle doubts), and TCO_RATE_LIMIT caps them all.
 //
 // No state a replica leaves in Redis outlives it by more than seconds: the

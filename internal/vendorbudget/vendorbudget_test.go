@@ -200,26 +200,32 @@ func TestConcurrentWaitersEachGetOneSlot(t *testing.T) {
 	}
 }
 
-// The throttle's rule, on a method's counts in the window: it binds while
-// any request was refused for load, at Headroom × the accepted rate (never
-// below minRate).
+// The throttle's rule, on a method's counts in the window: it binds only
+// while the share refused for load is above 1−1/Headroom (20% at 1.25),
+// and then allows Headroom × the accepted rate (never below minRate); once
+// on, it stays on down to half that share.
 func TestThrottleRule(t *testing.T) {
 	for _, tc := range []struct {
 		name          string
 		sent, refused int
 		span          time.Duration
+		was           bool
 		rate          float64
 		throttled     bool
 	}{
-		{"nothing refused", 1000, 0, 10 * time.Second, 0, false},
-		{"one refusal: Headroom × what was accepted", 1000, 1, 10 * time.Second, 1.25 * 99.9, true},
-		{"a vendor limit: 20/s accepted of 100/s", 1000, 800, 10 * time.Second, 25, true},
-		{"a short span counts its own length", 100, 80, 2 * time.Second, 12.5, true},
-		{"everything refused: still asked at the floor", 50, 50, 10 * time.Second, minRate, true},
+		{"nothing refused", 1000, 0, 10 * time.Second, false, 0, false},
+		{"random refusals below the line cost nothing", 1000, 95, 10 * time.Second, false, 0, false},
+		{"at the line", 1000, 200, 10 * time.Second, false, 0, false},
+		{"a vendor limit: 20/s accepted of 100/s", 1000, 800, 10 * time.Second, false, 25, true},
+		{"hysteresis: still on at 15%", 1000, 150, 10 * time.Second, true, 1.25 * 85, true},
+		{"hysteresis: off at 10%", 1000, 100, 10 * time.Second, true, 0, false},
+		{"a short span counts its own length", 100, 80, 2 * time.Second, false, 12.5, true},
+		{"too few to judge", 9, 9, time.Second, false, 0, false},
+		{"everything refused: still asked at the floor", 50, 50, 10 * time.Second, false, minRate, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			g := &Gate{cfg: Config{Headroom: DefaultHeadroom}}
-			rate, on := g.allowed(tc.sent, tc.refused, tc.span)
+			rate, on := g.allowed(tc.sent, tc.refused, tc.span, tc.was)
 			if on != tc.throttled || math.Abs(rate-tc.rate) > 1e-9 {
 				t.Fatalf("allowed = %v %v, want %v %v", rate, on, tc.rate, tc.throttled)
 			}
@@ -236,10 +242,13 @@ func TestThrottleIsFleetWideAndAgesOut(t *testing.T) {
 	c := newClock()
 	gs, cs := newGates(t, 2, Config{Now: c.Now})
 	answers(gs[0], "cancelRefund", 100, nil)
+	answers(gs[0], "cancelRefund", 1, tooMany)
 	answers(gs[0], "login", 10, nil)
-	resync(t, gs[0])
+	if m := resync(t, gs[0]).methods["cancelRefund"]; m.Throttled {
+		t.Fatalf("one 429 in 101 answers: %+v; want no throttle", m)
+	}
 	c.Advance(2 * time.Second)
-	answers(gs[0], "cancelRefund", 200, tooMany) // the first synced at once
+	answers(gs[0], "cancelRefund", 199, tooMany)
 	resync(t, gs[0])
 	v := resync(t, gs[1])
 	// 100 accepted in the 2s since counting began: 50/s; allowed 62.5/s.
@@ -271,15 +280,15 @@ func TestThrottleIsFleetWideAndAgesOut(t *testing.T) {
 	}
 }
 
-// The first refusal reaches the fleet at once, not a Sync later: the
-// replica that got it syncs in Done.
-func TestFirstRefusalSyncsAtOnce(t *testing.T) {
+// Refusals of a method not throttled reach the fleet at once, not a Sync
+// later: the replica that got one syncs in Done.
+func TestRefusalsSyncAtOnce(t *testing.T) {
 	c := newClock()
 	gs, _ := newGates(t, 2, Config{Now: c.Now})
-	answers(gs[0], "cancelRefund", 20, nil)
-	gs[0].Done(context.Background(), "cancelRefund", tooMany)
-	if m := resync(t, gs[1]).methods["cancelRefund"]; !m.Throttled || m.Refused != 1 {
-		t.Fatalf("the other replica sees %+v; want the refusal and the throttle", m)
+	answers(gs[0], "cancelRefund", 8, nil)
+	answers(gs[0], "cancelRefund", 5, tooMany)
+	if m := resync(t, gs[1]).methods["cancelRefund"]; !m.Throttled || m.Refused < 3 {
+		t.Fatalf("the other replica sees %+v; want the refusals and the throttle", m)
 	}
 }
 
