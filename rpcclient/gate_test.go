@@ -165,3 +165,17 @@ func TestNoRequestStartsLateWhateverTheGate(t *testing.T) {
 		}
 	}
 }
+
+func TestWithPriority(t *testing.T) {
+	ctx := context.Background()
+	if rpcclient.Priority(ctx) {
+		t.Fatal("a plain context has priority")
+	}
+	p := rpcclient.WithPriority(rpcclient.WithStartDeadline(ctx, time.Now()))
+	if !rpcclient.Priority(p) {
+		t.Fatal("WithPriority's context has no priority")
+	}
+	if _, ok := rpcclient.StartDeadline(p); !ok {
+		t.Fatal("WithPriority lost the start deadline")
+	}
+}
