@@ -138,7 +138,7 @@ func judge(calls []rpctest.Call) ledger {
 		if c.Fault == rpctest.FaultRateLimit {
 			l.tooMany++
 		}
-		if c.Outcome == "ok" || c.Fault == rpctest.FaultApplyThenDrop {
+		if c.Outcome == "ok" { // apply_then_drop included: applied, its answer lost
 			l.applied[c.OrderRef]++
 			l.oks = append(l.oks, c.Time)
 			if l.applied[c.OrderRef] == 2 {
