@@ -16,10 +16,7 @@ import (
 	"github.com/refundd/refund-canceller/internal/testutil"
 	"github.com/refundd/refund-canceller/internal/vendorbudget"
 	"github.com/refundd/refund-canceller/rpcclient/rpctest"
-	"github.com/refundd/refund-canceller/tasks"
 )
-
-const tasksWindow = tasks.Window
 
 // Three replicas sharing TCO_RATE_LIMIT=R keep the fleet's rate to
 // 2Checkout, read from the sandbox's ledger, at most R·1.1 in every
