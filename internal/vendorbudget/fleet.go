@@ -205,18 +205,36 @@ func (g *Gate) count(method string, unavailable, refused bool) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	g.add(method, 1, b(unavailable), b(refused))
+	g.scheduleFlush()
+}
+
+// scheduleFlush makes sure a sync runs within Sync; g.mu held.
+func (g *Gate) scheduleFlush() {
 	if g.flush == nil {
-		g.flush = time.AfterFunc(g.cfg.Sync, func() {
-			if !g.syncing.CompareAndSwap(false, true) {
-				return // a sync is in flight; the next one takes the counts
-			}
-			defer g.syncing.Store(false)
-			ctx, cancel := context.WithTimeout(context.Background(), g.cfg.RedisTimeout)
-			defer cancel()
-			if _, err := g.sync(ctx); err != nil {
-				g.cfg.Logger.Debug("could not share 2Checkout's answers with the fleet; the next sync tries again", zap.Error(err))
-			}
-		})
+		g.flush = time.AfterFunc(g.cfg.Sync, g.flushCounts)
+	}
+}
+
+// flushCounts syncs the counts waiting in g, unless a sync is in flight:
+// then it looks again a Sync later.
+func (g *Gate) flushCounts() {
+	if !g.syncing.CompareAndSwap(false, true) {
+		g.mu.Lock()
+		g.flush = nil
+		if len(g.counts) > 0 {
+			g.scheduleFlush()
+		}
+		g.mu.Unlock()
+		return
+	}
+	defer g.syncing.Store(false)
+	ctx, cancel := context.WithTimeout(context.Background(), g.cfg.RedisTimeout)
+	defer cancel()
+	if _, err := g.sync(ctx); err != nil {
+		g.cfg.Logger.Debug("could not share 2Checkout's answers with the fleet; the next sync tries again", zap.Error(err))
+		g.mu.Lock()
+		g.scheduleFlush()
+		g.mu.Unlock()
 	}
 }
 

@@ -16,6 +16,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/refundd/refund-canceller/internal/redistest"
+	"github.com/refundd/refund-canceller/internal/testutil"
 	"github.com/refundd/refund-canceller/rpcclient"
 )
 
@@ -576,4 +577,15 @@ func (s *scriptCalls) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.
 		s.n.Add(int64(len(cmds)))
 		return next(ctx, cmds)
 	}
+}
+
+// A replica's last answers reach the fleet within Sync even when no request
+// follows them (a replica going idle).
+func TestCountsReachTheFleetWithoutAnotherRequest(t *testing.T) {
+	c := newClock()
+	gs, _ := newGates(t, 2, Config{Now: c.Now, Sync: 10 * time.Millisecond})
+	answers(gs[0], "getOrder", 3, nil)
+	testutil.Eventually(t, 10*time.Second, "the other replica to see 3 getOrders", func() bool {
+		return resync(t, gs[1]).methods["getOrder"].Sent == 3
+	})
 }
