@@ -159,14 +159,21 @@ func runOverload(tb testing.TB, r *redistest.Redis, sc scenario, p params, dispa
 		// Where the budget went after the recovery, for the reader of -v.
 		spent := map[string]int{}
 		before := 0
+		var resumed time.Time // the first cancel answered after the recovery
+		perSec := map[int]int{}
 		for _, c := range f.SB.Ledger() {
 			if c.Time.Before(recovered) {
 				before++
 				continue
 			}
 			spent[c.Method+" "+c.Outcome]++
+			perSec[int(c.Time.Sub(recovered)/(10*time.Second))]++
+			if c.Method == "cancelRefund" && c.Outcome == "ok" && resumed.IsZero() {
+				resumed = c.Time
+			}
 		}
-		tb.Logf("DISPATCH_SLOTS=%q seed %d: %d calls during the outage; after it: %v", dispatches[k], sc.seed, before, spent)
+		tb.Logf("DISPATCH_SLOTS=%q seed %d: %d calls during the outage; after it: %v; first cancel %v after the recovery; calls per 10s after it: %v",
+			dispatches[k], sc.seed, before, spent, resumed.Sub(recovered), perSec)
 	}
 	return out, recovered
 }
