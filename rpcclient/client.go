@@ -101,8 +101,8 @@ type Config struct {
 	// Observer, if set, is told of every request (metrics).
 	Observer RequestObserver
 	// Gate, if set, is asked before every request (login included) and told
-	// of every 429 or 503 with a Retry-After: a rate limit and a pause shared
-	// by several processes. Default: none, requests go at once.
+	// how each ended: a rate limit, a throttle and an outage hold, possibly
+	// shared by several processes. Default: none, requests go at once.
 	Gate Gate
 }
 

@@ -8,9 +8,9 @@ import (
 	"time"
 )
 
-// Gate paces a Client's requests: a rate limit, a pause the vendor asked
-// for, a back-off while the vendor is down — possibly shared with other
-// processes. The client asks it before every HTTP request (login included)
+// Gate paces a Client's requests: a rate limit, a throttle when the vendor
+// refuses requests for load, a hold while a method is down — possibly shared
+// with other processes. The client asks it before every HTTP request (login included)
 // and tells it how each request it let through ended. Implementations must
 // be safe for concurrent use.
 type Gate interface {
@@ -21,7 +21,7 @@ type Gate interface {
 	// client returns as a *GateError. A refused request spends no budget.
 	Wait(ctx context.Context, method string) error
 	// Done is told how a request for method that Wait let through ended:
-	// err is nil or what the Client returns for it (PauseAsked and
+	// err is nil or what the Client returns for it (SlowDownAsked and
 	// Unavailable read it).
 	Done(ctx context.Context, method string, err error)
 }
@@ -67,9 +67,30 @@ func (c *Client) gateDone(ctx context.Context, method string, err error) {
 	}
 }
 
-// PauseAsked answers how long 2Checkout asked, with err, that no request be
-// sent: a 429 or 503 with a Retry-After.
-func PauseAsked(err error) (time.Duration, bool) {
+// priorityKey marks a context made by WithPriority.
+type priorityKey struct{}
+
+// WithPriority marks the requests made with ctx as ones a Gate must never
+// hold back for the fleet's sake: the last retry placed just before a
+// task's cut-off, and the getOrder that settles an ambiguous attempt. Each
+// is one request of one task, so sending it costs the fleet little, and
+// holding it costs a refund. A Gate sends them at once, whatever its
+// throttle, outage hold or rate limit says, and counts them like any
+// other. The start deadline (WithStartDeadline) still holds.
+func WithPriority(ctx context.Context) context.Context {
+	return context.WithValue(ctx, priorityKey{}, true)
+}
+
+// Priority reports whether ctx was made by WithPriority.
+func Priority(ctx context.Context) bool {
+	p, _ := ctx.Value(priorityKey{}).(bool)
+	return p
+}
+
+// SlowDownAsked answers how long 2Checkout asked, with err, that no request
+// be sent: a 429 or 503 with a Retry-After. A Gate counts such an answer as
+// a request refused for load.
+func SlowDownAsked(err error) (time.Duration, bool) {
 	var ae *APIError
 	if !errors.As(err, &ae) || ae.RetryAfter <= 0 {
 		return 0, false

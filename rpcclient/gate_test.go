@@ -100,7 +100,7 @@ func TestGateRefusalSendsNothing(t *testing.T) {
 func TestGateToldHowEachRequestEnded(t *testing.T) {
 	cases := []struct {
 		rule        rpctest.FaultRule
-		pause       time.Duration // PauseAsked of the cancelRefund's error; 0: none
+		pause       time.Duration // SlowDownAsked of the cancelRefund's error; 0: none
 		unavailable bool
 	}{
 		{rpctest.FaultRule{Kind: "status", Status: 429, RetryAfter: 3}, 3 * time.Second, true},
@@ -125,8 +125,8 @@ func TestGateToldHowEachRequestEnded(t *testing.T) {
 			if len(g.done) != 2 || g.done[0] != nil || g.done[1] != cerr {
 				t.Fatalf("told %v, want [<nil> %v]", g.done, cerr)
 			}
-			if d, ok := rpcclient.PauseAsked(cerr); d != tc.pause || ok != (tc.pause > 0) {
-				t.Fatalf("PauseAsked(%v) = %v %v, want %v", cerr, d, ok, tc.pause)
+			if d, ok := rpcclient.SlowDownAsked(cerr); d != tc.pause || ok != (tc.pause > 0) {
+				t.Fatalf("SlowDownAsked(%v) = %v %v, want %v", cerr, d, ok, tc.pause)
 			}
 			if got := rpcclient.Unavailable(cerr); got != tc.unavailable {
 				t.Fatalf("Unavailable(%v) = %v, want %v", cerr, got, tc.unavailable)
@@ -163,5 +163,19 @@ func TestNoRequestStartsLateWhateverTheGate(t *testing.T) {
 		if c.Method == "cancelRefund" {
 			t.Fatal("cancelRefund was sent after its start deadline")
 		}
+	}
+}
+
+func TestWithPriority(t *testing.T) {
+	ctx := context.Background()
+	if rpcclient.Priority(ctx) {
+		t.Fatal("a plain context has priority")
+	}
+	p := rpcclient.WithPriority(rpcclient.WithStartDeadline(ctx, time.Now()))
+	if !rpcclient.Priority(p) {
+		t.Fatal("WithPriority's context has no priority")
+	}
+	if _, ok := rpcclient.StartDeadline(p); !ok {
+		t.Fatal("WithPriority lost the start deadline")
 	}
 }

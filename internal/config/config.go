@@ -43,8 +43,8 @@ type Config struct {
 	RequestTimeout time.Duration
 	RateLimit      int // requests/s to 2Checkout, fleet-wide; 0: none
 	RateBurst      int
-	// OutageProbe is the fleet's pace while 2Checkout is unavailable; 0: no
-	// outage back-off.
+	// OutageProbe is how often the fleet probes a method that is out; 0: no
+	// outage breaker.
 	OutageProbe time.Duration
 	// DispatchSlots: deadline-first dispatch's turns (see Turns); -1 when
 	// DISPATCH_SLOTS is not set.
@@ -169,7 +169,7 @@ var Vars = []Var{
 		})},
 	{Name: "TCO_REQUEST_TIMEOUT", Default: "15s", Help: "bound on one 2Checkout request",
 		set: durationVar(func(c *Config) *time.Duration { return &c.RequestTimeout })},
-	{Name: "TCO_RATE_LIMIT", Default: "0", Help: "requests per second to 2Checkout for all replicas together (shared through Redis, login included); 0: no limit",
+	{Name: "TCO_RATE_LIMIT", Default: "0", Help: "requests per second to 2Checkout for all replicas together (shared through Redis, login included): the ceiling; below it the fleet throttles itself by the share of requests 2Checkout refuses with 429 (or 503 with Retry-After); 0: no ceiling",
 		set: intVar(0, " (no limit)", 100000, func(c *Config) *int { return &c.RateLimit })},
 	{Name: "TCO_RATE_BURST", Default: "1", Help: "requests allowed at once above TCO_RATE_LIMIT (1: evenly spaced)",
 		set: intVar(1, "", 100000, func(c *Config) *int { return &c.RateBurst })},
@@ -195,7 +195,7 @@ var Vars = []Var{
 		set: durationVar(func(c *Config) *time.Duration { return &c.RetryBaseDelay })},
 	{Name: "RETRY_MAX_DELAY", Default: "5m", Help: "cap of the retry delay",
 		set: durationVar(func(c *Config) *time.Duration { return &c.RetryMaxDelay })},
-	{Name: "TCO_OUTAGE_PROBE_INTERVAL", Default: "1s", Help: "once 3 requests in a row, fleet-wide, find 2Checkout unavailable (no answer, 408, 429, 5xx), the fleet sends one request per this interval until one is answered; 0: no outage back-off",
+	{Name: "TCO_OUTAGE_PROBE_INTERVAL", Default: "1s", Help: "once at least half of at least 20 requests of a method in 10s, fleet-wide, find 2Checkout unavailable (no answer, 408, 5xx, not JSON-RPC), the fleet holds that method and lets one real request of it through per this interval until one is answered; 0: no outage breaker",
 		set: func(c *Config, v string) error {
 			d, err := time.ParseDuration(v)
 			if err != nil || d < 0 {

@@ -86,17 +86,15 @@ func New(opts Options) (_ *Daemon, err error) {
 		return nil, err
 	}
 	// The fleet shares one budget per merchant account: every replica of
-	// every queue that calls 2Checkout as this merchant. A shared pause is
-	// cut where a task's own wait is (RETRY_AFTER_MAX): one rule for both.
-	outageAfter := 0 // the default
+	// every queue that calls 2Checkout as this merchant.
+	outageMin := 0 // the default
 	if cfg.OutageProbe == 0 {
-		outageAfter = -1
+		outageMin = -1
 	}
-	// The merchant is the key's hash tag: the budget's keys (the limiter's,
-	// Key+":pause", Key+":outage…") share one Redis Cluster slot, as each of
-	// its scripts needs.
+	// The merchant is the key's hash tag: the budget's keys share one
+	// Redis Cluster slot, as each of its scripts needs.
 	gate, err := vendorbudget.New(vendorbudget.Config{Redis: rc, Key: "refundd:2co:{" + cfg.MerchantCode + "}",
-		Rate: cfg.RateLimit, Burst: cfg.RateBurst, MaxPause: policy.RetryAfterMax, OutageAfter: outageAfter, ProbeInterval: cfg.OutageProbe,
+		Rate: cfg.RateLimit, Burst: cfg.RateBurst, OutageMin: outageMin, ProbeInterval: cfg.OutageProbe,
 		Logger: log.Named("budget"), Observer: m})
 	if err != nil {
 		return nil, err
@@ -108,7 +106,6 @@ func New(opts Options) (_ *Daemon, err error) {
 	if err != nil {
 		return nil, err
 	}
-	gate.SetProbe(api.Probe) // while 2Checkout is down, a login finds out when it is back
 	var notifier worker.Notifier
 	var notifyServer *webhook.Server
 	if cfg.NotifyURL != "" {

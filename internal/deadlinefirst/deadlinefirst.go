@@ -29,7 +29,12 @@
 // judged to be held to pending; a lost
 // wake (a replica killed between its Release and its RunTask) is repaired
 // by the next tick of any replica, and at worst by the task's own due time;
-// a turn whose holder died lapses with its lease (the attempt's deadline).
+// a turn whose holder died lapses with its lease: Lease (seconds), renewed
+// every Lease/3 by the replica that holds it while its attempt runs (Run),
+// never tied to the task's window or asynq's task timeout — so a replica
+// killed while it holds every turn stops the fleet for Lease at most, and
+// a task re-delivered after its holder died, which ends at its cut-off
+// check without taking a turn, leaves nothing behind.
 package deadlinefirst
 
 import (
@@ -75,8 +80,9 @@ type Config struct {
 	// held (or at its cut-off, if sooner), whether or not it was woken.
 	// Default 1m.
 	HoldMax time.Duration
-	// Lease bounds a turn whose holder has no deadline in its context
-	// (asynq always sets one: the task's timeout). Default 2m.
+	// Lease is how long a turn outlives a holder that stopped renewing it
+	// (a replica killed, or stopped without releasing): the holder renews
+	// its turns every Lease/3 while its attempt runs (Run). Default 6s.
 	Lease time.Duration
 	// Tick is how often a replica with held tasks wakes those whose turn
 	// has come, beside the wakes Release does. Default 250ms.
@@ -92,7 +98,7 @@ type Config struct {
 // Defaults of Config.
 const (
 	DefaultHoldMax      = time.Minute
-	DefaultLease        = 2 * time.Minute
+	DefaultLease        = 6 * time.Second
 	DefaultTick         = 250 * time.Millisecond
 	DefaultRedisTimeout = time.Second
 	// wokenFor: a woken task is not woken again (and holds its place among
@@ -113,9 +119,12 @@ type Dispatcher struct {
 	// kick asks Run to tick now.
 	kick chan struct{}
 	// unreleased holds turns whose Release could not reach Redis; the tick
-	// gives them back.
+	// gives them back. mine holds the turns this replica's attempts hold,
+	// renewed every Lease/3 (renewed: when last).
 	mu         sync.Mutex
 	unreleased []string
+	mine       map[string]int
+	renewed    time.Time
 	jitter     func() float64
 }
 
@@ -146,7 +155,7 @@ func New(cfg Config) (*Dispatcher, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = zap.NewNop()
 	}
-	d := &Dispatcher{cfg: cfg, keys: Keys(cfg.Queue), kick: make(chan struct{}, 1), jitter: rand.Float64}
+	d := &Dispatcher{cfg: cfg, keys: Keys(cfg.Queue), kick: make(chan struct{}, 1), jitter: rand.Float64, mine: map[string]int{}}
 	d.held.Store(true) // the first tick looks: tasks may wait from before this replica started
 	return d, nil
 }
@@ -224,9 +233,6 @@ return 0
 func (d *Dispatcher) Take(ctx context.Context, taskID string, cutoff time.Time) (worker.Turn, error) {
 	now := d.cfg.Now()
 	lease := now.Add(d.cfg.Lease)
-	if dl, ok := ctx.Deadline(); ok {
-		lease = now.Add(time.Until(dl) + time.Second) // on the clock the scripts read
-	}
 	rctx, cancel := context.WithTimeout(ctx, d.cfg.RedisTimeout)
 	defer cancel()
 	res, err := takeScript.Run(rctx, d.cfg.Redis, d.keys, taskID, cutoff.UnixMilli(), now.UnixMilli(), d.cfg.Slots, lease.UnixMilli()).Int64Slice()
@@ -234,7 +240,21 @@ func (d *Dispatcher) Take(ctx context.Context, taskID string, cutoff time.Time) 
 		return worker.Turn{}, fmt.Errorf("deadline-first turn: %w", err)
 	}
 	if res[0] == 1 {
-		return worker.Turn{Release: func() { d.wake(taskID) }, Ahead: int(res[1])}, nil
+		d.mu.Lock()
+		d.mine[taskID]++
+		d.mu.Unlock()
+		var once sync.Once
+		release := func() {
+			once.Do(func() {
+				d.mu.Lock()
+				if d.mine[taskID]--; d.mine[taskID] <= 0 {
+					delete(d.mine, taskID)
+				}
+				d.mu.Unlock()
+				d.wake(taskID)
+			})
+		}
+		return worker.Turn{Release: release, Ahead: int(res[1])}, nil
 	}
 	d.held.Store(true)
 	select {
@@ -326,9 +346,33 @@ func (d *Dispatcher) tick() {
 	}
 }
 
+// renew extends the leases of the turns this replica holds to Lease from
+// now, once Lease/3 has passed since it last did: only turns still held
+// (ZADD XX), so a turn that lapsed meanwhile is not taken back.
+func (d *Dispatcher) renew() {
+	now := d.cfg.Now()
+	d.mu.Lock()
+	if len(d.mine) == 0 || now.Sub(d.renewed) < d.cfg.Lease/3 {
+		d.mu.Unlock()
+		return
+	}
+	d.renewed = now
+	members := make([]redis.Z, 0, len(d.mine))
+	for id := range d.mine {
+		members = append(members, redis.Z{Score: float64(now.Add(d.cfg.Lease).UnixMilli()), Member: id})
+	}
+	d.mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), d.cfg.RedisTimeout)
+	defer cancel()
+	if err := d.cfg.Redis.ZAddArgs(ctx, d.keys[1], redis.ZAddArgs{XX: true, Members: members}).Err(); err != nil {
+		d.cfg.Logger.Warn("deadline-first: could not renew this replica's turns; they lapse unless the next renewal reaches Redis", zap.Error(err))
+	}
+}
+
 // Run wakes, every Tick while tasks are held, those whose turn has come:
-// the repair for wakes lost with a replica, and for turns that lapsed. It
-// returns when ctx ends. An idle replica asks Redis nothing.
+// the repair for wakes lost with a replica, and for turns that lapsed; and
+// renews the leases of the turns this replica holds. It returns when ctx
+// ends. An idle replica asks Redis nothing.
 func (d *Dispatcher) Run(ctx context.Context) {
 	t := time.NewTicker(d.cfg.Tick)
 	defer t.Stop()
@@ -339,6 +383,7 @@ func (d *Dispatcher) Run(ctx context.Context) {
 		case <-t.C:
 		case <-d.kick:
 		}
+		d.renew()
 		d.tick()
 	}
 }

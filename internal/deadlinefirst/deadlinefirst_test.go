@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/refundd/refund-canceller/internal/redistest"
 	"github.com/refundd/refund-canceller/tasks"
@@ -139,7 +140,7 @@ func TestTurnsGoEarliestCutoffFirst(t *testing.T) {
 
 func TestLateTasksAndLapsedTurnsFreeTheirPlace(t *testing.T) {
 	f := newFixture(t, 1)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second) // the attempt's deadline: the lease
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute) // asynq's default task timeout: not the lease
 	defer cancel()
 	if turn, err := f.d.Take(ctx, "A", t0.Add(time.Hour)); err != nil || !turn.Granted() {
 		t.Fatalf("A: %+v %v", turn, err)
@@ -155,11 +156,68 @@ func TestLateTasksAndLapsedTurnsFreeTheirPlace(t *testing.T) {
 	if ok, ahead, _, _ := f.take(t, "C", 10*time.Minute); ok || ahead != 0 {
 		t.Fatalf("C after B's cut-off: granted %v ahead %d, want held, nobody ahead", ok, ahead)
 	}
-	// A's holder died: its turn lapses a second after the attempt's deadline.
-	f.now = t0.Add(32 * time.Second)
+	// A's holder died: its turn lapses Lease (1m here) after it was
+	// granted, whatever the attempt's deadline.
+	f.now = t0.Add(time.Minute - time.Millisecond)
+	f.d.wake("")
+	if got := f.runs.take(); len(got) != 0 {
+		t.Fatalf("woken %v before A's lease ran out", got)
+	}
+	f.now = t0.Add(time.Minute)
 	f.d.wake("")
 	if got := f.runs.take(); !slices.Equal(got, []string{"C"}) {
 		t.Fatalf("woken %v, want [C] (B is late, A's turn lapsed)", got)
+	}
+}
+
+// A holder that is alive renews its turns every Lease/3 (Run does), so a
+// turn lasts as long as its attempt; once it stops renewing (killed), the
+// turn lapses Lease after the last renewal. Released turns are not renewed,
+// nor are lapsed ones taken back.
+func TestLiveHoldersRenewAndDeadOnesLapse(t *testing.T) {
+	f := newFixture(t, 1)
+	ok, _, _, release := f.take(t, "A", time.Hour)
+	if !ok {
+		t.Fatal("A not granted")
+	}
+	if ok, _, _, _ := f.take(t, "B", 30*time.Minute); ok {
+		t.Fatal("B granted beside A")
+	}
+	f.now = t0.Add(20 * time.Second)
+	f.d.renew() // Lease/3 passed: renewed until t0+80s
+	f.now = t0.Add(70 * time.Second)
+	f.d.wake("")
+	if got := f.runs.take(); len(got) != 0 {
+		t.Fatalf("woken %v while A's holder renews its turn", got)
+	}
+	f.now = t0.Add(75 * time.Second)
+	f.d.renew() // renewed until t0+135s; then A's holder dies
+	f.now = t0.Add(135*time.Second - time.Millisecond)
+	f.d.wake("")
+	if got := f.runs.take(); len(got) != 0 {
+		t.Fatalf("woken %v before the dead holder's lease ran out", got)
+	}
+	f.now = t0.Add(135 * time.Second)
+	f.d.wake("")
+	if got := f.runs.take(); !slices.Equal(got, []string{"B"}) {
+		t.Fatalf("woken %v, want [B] once A's lease lapsed", got)
+	}
+	// B takes the turn; the late Release of A's attempt (and a renewal)
+	// neither frees B's turn nor brings A's back.
+	if ok, _, _, _ := f.take(t, "B", 30*time.Minute); !ok {
+		t.Fatal("B not granted after A lapsed")
+	}
+	f.now = t0.Add(200 * time.Second)
+	f.d.renew()
+	if err := f.d.cfg.Redis.ZScore(context.Background(), f.d.keys[1], "A").Err(); err != redis.Nil {
+		t.Fatalf("A's lapsed turn after a renewal: %v, want none", err)
+	}
+	release()
+	if n, err := f.d.cfg.Redis.ZCard(context.Background(), f.d.keys[1]).Result(); err != nil || n != 1 {
+		t.Fatalf("turns held: %d %v, want B's alone", n, err)
+	}
+	if ok, _, _, _ := f.take(t, "C", time.Minute); ok {
+		t.Fatal("C granted beside B")
 	}
 }
 

@@ -28,6 +28,7 @@ var (
 	overloadRate   = flag.Int("overload.rate", 18, "the fleet's shared budget, requests/s (TCO_RATE_LIMIT)")
 	overloadBurst  = flag.Int("overload.burst", 5, "the budget's burst (TCO_RATE_BURST)")
 	overloadOutage = flag.Duration("overload.outage", 20*time.Second, "how long 2Checkout answers every call 503 at the start")
+	overloadMethod = flag.String("overload.method", "", "the method the outage hits (e.g. cancelRefund: login and getOrder answer); empty: every method")
 	overloadFrom   = flag.Duration("overload.from", 60*time.Second, "the earliest cut-off, from the start")
 	overloadTo     = flag.Duration("overload.to", 120*time.Second, "the latest cut-off, from the start")
 )
@@ -127,7 +128,7 @@ func runOverload(tb testing.TB, r *redistest.Redis, sc scenario, p params, dispa
 			// The cut-off is the window's close less the safety margin.
 			f.AddInitiated(tb, sc.cutoffs[i].Add(-2*time.Hour+worker.DefaultSafetyMargin), ref)
 		}
-		if err := f.SB.SetFaults(rpctest.FaultRule{Kind: "status", Status: 503}); err != nil {
+		if err := f.SB.SetFaults(rpctest.FaultRule{Method: *overloadMethod, Kind: "status", Status: 503}); err != nil {
 			tb.Fatal(err)
 		}
 		fleets = append(fleets, f)
@@ -158,14 +159,21 @@ func runOverload(tb testing.TB, r *redistest.Redis, sc scenario, p params, dispa
 		// Where the budget went after the recovery, for the reader of -v.
 		spent := map[string]int{}
 		before := 0
+		var resumed time.Time // the first cancel answered after the recovery
+		perSec := map[int]int{}
 		for _, c := range f.SB.Ledger() {
 			if c.Time.Before(recovered) {
 				before++
 				continue
 			}
 			spent[c.Method+" "+c.Outcome]++
+			perSec[int(c.Time.Sub(recovered)/(10*time.Second))]++
+			if c.Method == "cancelRefund" && c.Outcome == "ok" && resumed.IsZero() {
+				resumed = c.Time
+			}
 		}
-		tb.Logf("DISPATCH_SLOTS=%q seed %d: %d calls during the outage; after it: %v", dispatches[k], sc.seed, before, spent)
+		tb.Logf("DISPATCH_SLOTS=%q seed %d: %d calls during the outage; after it: %v; first cancel %v after the recovery; calls per 10s after it: %v",
+			dispatches[k], sc.seed, before, spent, resumed.Sub(recovered), perSec)
 	}
 	return out, recovered
 }

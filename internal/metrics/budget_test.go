@@ -5,6 +5,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/refundd/refund-canceller/internal/vendorbudget"
 )
 
 func TestBudgetMetrics(t *testing.T) {
@@ -18,29 +20,32 @@ func TestBudgetMetrics(t *testing.T) {
 	if n := testutil.CollectAndCount(m.budgetWait); n != 1 {
 		t.Fatalf("wait histogram: %d series", n)
 	}
-	pause := func() float64 {
-		mfs, err := m.reg.Gather()
-		if err != nil {
-			t.Fatal(err)
+	if a, o := testutil.ToFloat64(m.answered.WithLabelValues("cancelRefund")), testutil.ToFloat64(m.outage.WithLabelValues("cancelRefund")); a != 1 || o != 0 {
+		t.Fatalf("before any state: answered %v outage %v, want 1 and 0", a, o)
+	}
+	m.Fleet(vendorbudget.FleetState{Rate: 40, Methods: map[string]vendorbudget.MethodState{
+		"cancelRefund": {Sent: 100, Unavailable: 10, Refused: 30, Out: true, Throttled: true, Rate: 25},
+		"getOrder":     {Sent: 10},
+	}})
+	for _, c := range []struct {
+		name      string
+		got, want float64
+	}{
+		{"cancelRefund allowed rate: the throttle's", testutil.ToFloat64(m.allowedRate.WithLabelValues("cancelRefund")), 25},
+		{"getOrder allowed rate: the ceiling", testutil.ToFloat64(m.allowedRate.WithLabelValues("getOrder")), 40},
+		{"login allowed rate: the ceiling", testutil.ToFloat64(m.allowedRate.WithLabelValues("login")), 40},
+		{"cancelRefund answered", testutil.ToFloat64(m.answered.WithLabelValues("cancelRefund")), 0.6},
+		{"cancelRefund out", testutil.ToFloat64(m.outage.WithLabelValues("cancelRefund")), 1},
+		{"getOrder answered", testutil.ToFloat64(m.answered.WithLabelValues("getOrder")), 1},
+		{"getOrder out", testutil.ToFloat64(m.outage.WithLabelValues("getOrder")), 0},
+	} {
+		if c.got != c.want {
+			t.Errorf("%s: %v, want %v", c.name, c.got, c.want)
 		}
-		for _, mf := range mfs {
-			if mf.GetName() == "refundd_tco_pause_seconds" {
-				return mf.GetMetric()[0].GetGauge().GetValue()
-			}
-		}
-		t.Fatal("no refundd_tco_pause_seconds")
-		return 0
 	}
-	if p := pause(); p != 0 {
-		t.Fatalf("pause %v before any", p)
-	}
-	m.Paused(time.Now().Add(3 * time.Second))
-	m.Paused(time.Now().Add(time.Second)) // an older view never shortens it
-	if p := pause(); p < 2.5 || p > 3 {
-		t.Fatalf("pause %v, want about 3s", p)
-	}
-	m.Paused(time.Now().Add(-time.Second))
-	if p := pause(); p < 2.5 {
-		t.Fatalf("pause %v after a past end was reported", p)
+	// A method that left the window is answered and not out again.
+	m.Fleet(vendorbudget.FleetState{})
+	if a, o := testutil.ToFloat64(m.answered.WithLabelValues("cancelRefund")), testutil.ToFloat64(m.outage.WithLabelValues("cancelRefund")); a != 1 || o != 0 {
+		t.Fatalf("after the window: answered %v outage %v, want 1 and 0", a, o)
 	}
 }

@@ -1,7 +1,8 @@
 // Package metrics holds refundd's Prometheus metrics: asynq's queue metrics
 // and the service's own (cancellations by outcome, 2Checkout requests by
 // method and result, request latency, logins, window slack, and the fleet's
-// shared 2Checkout budget: waits, refusals, the shared pause; the backlog's
+// shared 2Checkout budget: waits, refusals, the allowed rate, the answered
+// share and outage state per method; the backlog's
 // urgency as the window sweep sees it). Metrics is a worker.Observer, an
 // rpcclient.RequestObserver and a vendorbudget.Observer.
 package metrics
@@ -9,7 +10,6 @@ package metrics
 import (
 	"net/http"
 	"slices"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -36,8 +36,9 @@ type Metrics struct {
 	slack         prometheus.Histogram
 	budgetWait    prometheus.Histogram
 	budgetRefused *prometheus.CounterVec
-	pauseMu       sync.Mutex
-	pausedUntil   time.Time // the shared pause's end, as last seen
+	allowedRate   *prometheus.GaugeVec
+	answered      *prometheus.GaugeVec
+	outage        *prometheus.GaugeVec
 	backlog       prometheus.Gauge
 	earliest      prometheus.Gauge
 	sweptAt       prometheus.Gauge
@@ -125,20 +126,33 @@ func New(insp *asynq.Inspector) *Metrics {
 	}
 	m.budgetWait = prometheus.NewHistogram(prometheus.HistogramOpts{
 		Name:    "refundd_tco_budget_wait_seconds",
-		Help:    "Time a request to 2Checkout waited for the fleet's shared budget (rate limit and shared pause) before it was sent.",
+		Help:    "Time a request to 2Checkout waited for the fleet's shared budget (rate limit, throttle, outage hold) before it was sent.",
 		Buckets: []float64{.001, .005, .01, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60},
 	})
 	m.budgetRefused = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "refundd_tco_budget_refused_total",
-		Help: "Requests to 2Checkout held back by the fleet's shared budget, by reason: rate_limit, paused and outage (the request waited), start_deadline, context and unavailable (it was not sent).",
+		Help: "Requests to 2Checkout held back by the fleet's shared budget, by reason: rate_limit, throttled and outage (the request waited), start_deadline, context and unavailable (it was not sent).",
 	}, []string{"reason"})
-	pause := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-		Name: "refundd_tco_pause_seconds",
-		Help: "Seconds left of the pause 2Checkout asked for (429/503 with Retry-After), shared by every replica; 0 when none.",
-	}, m.pauseLeft)
-	m.register(m.budgetWait, m.budgetRefused, pause)
-	for _, r := range []string{vendorbudget.ReasonRateLimit, vendorbudget.ReasonPaused, vendorbudget.ReasonOutage, vendorbudget.ReasonStartDeadline, vendorbudget.ReasonContext, vendorbudget.ReasonUnavailable} {
+	m.allowedRate = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "refundd_tco_allowed_rate",
+		Help: "Requests per second the fleet may send to 2Checkout now, by method, as this replica last read the fleet's state: the adaptive throttle's rate while 2Checkout refuses the method's requests for load (429, 503 with Retry-After), else TCO_RATE_LIMIT; 0 when nothing limits it.",
+	}, []string{"method"})
+	m.answered = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "refundd_tco_answered_ratio",
+		Help: "Share of the fleet's requests to 2Checkout answered over the last window (10s), by method; 1 when none were sent.",
+	}, []string{"method"})
+	m.outage = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "refundd_tco_outage",
+		Help: "1 while the fleet holds a method's requests because 2Checkout is unavailable for it (half of at least 20 requests in the window), probing with one request a second; else 0.",
+	}, []string{"method"})
+	m.register(m.budgetWait, m.budgetRefused, m.allowedRate, m.answered, m.outage)
+	for _, r := range []string{vendorbudget.ReasonRateLimit, vendorbudget.ReasonThrottled, vendorbudget.ReasonOutage, vendorbudget.ReasonStartDeadline, vendorbudget.ReasonContext, vendorbudget.ReasonUnavailable} {
 		m.budgetRefused.WithLabelValues(r)
+	}
+	for _, method := range methods {
+		m.allowedRate.WithLabelValues(method)
+		m.answered.WithLabelValues(method).Set(1)
+		m.outage.WithLabelValues(method)
 	}
 	m.backlog = prometheus.NewGauge(prometheus.GaugeOpts{
 		Name: "refundd_backlog_tasks",
@@ -255,20 +269,33 @@ func (m *Metrics) Waited(_ string, d time.Duration) { m.budgetWait.Observe(d.Sec
 // Refused implements vendorbudget.Observer.
 func (m *Metrics) Refused(_, reason string) { m.budgetRefused.WithLabelValues(reason).Inc() }
 
-// Paused implements vendorbudget.Observer: it keeps the latest end seen.
-func (m *Metrics) Paused(until time.Time) {
-	m.pauseMu.Lock()
-	if until.After(m.pausedUntil) {
-		m.pausedUntil = until
+// Fleet implements vendorbudget.Observer: per method the fleet's allowed
+// rate, the answered share and the outage state. A method not in s was not
+// requested in the window: fully answered, not out, at the ceiling.
+func (m *Metrics) Fleet(s vendorbudget.FleetState) {
+	for _, method := range methods {
+		if _, ok := s.Methods[method]; !ok {
+			m.allowedRate.WithLabelValues(method).Set(s.Rate)
+			m.answered.WithLabelValues(method).Set(1)
+			m.outage.WithLabelValues(method).Set(0)
+		}
 	}
-	m.pauseMu.Unlock()
+	for method, st := range s.Methods {
+		rate := s.Rate
+		if st.Throttled && (rate == 0 || st.Rate < rate) {
+			rate = st.Rate
+		}
+		m.allowedRate.WithLabelValues(method).Set(rate)
+		m.answered.WithLabelValues(method).Set(st.Answered())
+		m.outage.WithLabelValues(method).Set(b2f(st.Out))
+	}
 }
 
-// pauseLeft answers the seconds left of the shared pause, 0 if none.
-func (m *Metrics) pauseLeft() float64 {
-	m.pauseMu.Lock()
-	defer m.pauseMu.Unlock()
-	return max(0, time.Until(m.pausedUntil).Seconds())
+func b2f(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 // Handler serves the registry in Prometheus' text format.

@@ -55,9 +55,9 @@ func drain(b *testing.B, r *redistest.Redis, round, limit int) time.Duration {
 	return elapsed
 }
 
-// BenchmarkGateWait is the cost of asking the shared budget once: the
-// shared pause only (one PTTL), and with a rate limit (PTTL and the GCRA
-// script).
+// BenchmarkGateWait is the cost of asking the shared budget once: with no
+// ceiling (the fleet's state, read once per Sync), and with one (the GCRA
+// script besides).
 func BenchmarkGateWait(b *testing.B) {
 	r := redistest.New(b)
 	rc := r.Client()

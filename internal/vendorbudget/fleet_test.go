@@ -1,30 +1,32 @@
 package vendorbudget_test
 
 import (
-	"net/http"
-	"strings"
+	"context"
+	"fmt"
+	"strconv"
 	"testing"
 	"time"
 
 	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
 
+	"github.com/refundd/refund-canceller/internal/deadlinefirst"
 	"github.com/refundd/refund-canceller/internal/fleettest"
 	"github.com/refundd/refund-canceller/internal/redistest"
 	"github.com/refundd/refund-canceller/internal/testutil"
+	"github.com/refundd/refund-canceller/internal/vendorbudget"
 	"github.com/refundd/refund-canceller/rpcclient/rpctest"
-	"github.com/refundd/refund-canceller/tasks"
 )
-
-const tasksWindow = tasks.Window
 
 // Three replicas sharing TCO_RATE_LIMIT=R keep the fleet's rate to
 // 2Checkout, read from the sandbox's ledger, at most R·1.1 in every
-// one-second window and at least 0.9·R overall, for over ten seconds. A
-// burst of 2 allows R+1 in a second (GCRA: R+B−1) and lets a slot taken a
-// little late (a busy CPU) be made up.
+// one-second window, for over ten seconds. A burst of 2 allows R+1 in a
+// second (GCRA: R+B−1). How close to R the fleet gets is a speed figure
+// (logged; BenchmarkFleetUnderVendorRateLimit measures the like), not
+// asserted here: a loaded CPU takes slots late.
 func TestFleetKeepsSharedRate(t *testing.T) {
 	if testing.Short() {
-		t.Skip("a fleet test; not with -short")
+		t.Skip("over ten seconds of load")
 	}
 	const rate, n = 20, 230 // 230 cancellations + 3 logins at 20/s: about 11.6s
 	r := redistest.New(t)
@@ -46,19 +48,13 @@ func TestFleetKeepsSharedRate(t *testing.T) {
 		t.Fatalf("%d calls in the second from %s; the shared limit is %d/s (+10%%)", most, at.Format(time.RFC3339Nano), rate)
 	}
 	overall := float64(len(ts)-1) / span.Seconds()
-	if overall < 0.9*rate {
-		t.Fatalf("the fleet made %.1f calls/s; want at least 90%% of %d/s", overall, rate)
-	}
 	t.Logf("%d calls in %v: %.2f/s, at most %d in any second (limit %d/s)", len(ts), span, overall, most, rate)
 }
 
-// One 429 with Retry-After: 3, seen by one replica, stops every replica's
-// calls for 3 seconds: the ledger shows no call from anyone in that time,
-// and work resumes after it.
-func TestFleetPausesOn429(t *testing.T) {
-	if testing.Short() {
-		t.Skip("a fleet test; not with -short")
-	}
+// One 429 with Retry-After: 3 delays the task that got it — its next call
+// comes no sooner than 3 s later — and nobody else: the other replicas'
+// calls go on meanwhile (no fleet-wide pause).
+func TestFleetA429DelaysOnlyItsTask(t *testing.T) {
 	const n = 80
 	r := redistest.New(t)
 	f := fleettest.Start(t, fleettest.Options{RedisURL: r.URL, Queue: r.Queue(t),
@@ -66,113 +62,153 @@ func TestFleetPausesOn429(t *testing.T) {
 	if err := f.SB.SetFaults(rpctest.FaultRule{Method: "cancelRefund", Kind: rpctest.FaultStatus, Status: 429, RetryAfter: 3, FirstN: 1}); err != nil {
 		t.Fatal(err)
 	}
-	refs := fleettest.Refs("PAUSE", n)
+	refs := fleettest.Refs("ONE429", n)
 	f.Add(t, refs...)
-	// During the pause every replica is ready and its metrics show the pause.
-	testutil.Eventually(t, 20*time.Second, "the 429", func() bool { return f.SB.Stats().Calls["cancelRefund"]["not_applied"] > 0 })
-	testutil.Eventually(t, 2*time.Second, "every replica's metrics to show the pause", func() bool {
+	states := f.WaitFinished(t, 60*time.Second, refs...)
+	if got := len(states[asynq.TaskStateCompleted]); got != n {
+		t.Fatalf("%d of %d completed; archived: %v", got, n, states[asynq.TaskStateArchived])
+	}
+	var hit rpctest.Call
+	for _, c := range f.SB.Ledger() {
+		if c.Fault == rpctest.FaultStatus {
+			hit = c
+		}
+	}
+	if hit.Time.IsZero() {
+		t.Fatal("no 429 in the ledger")
+	}
+	var others, own int
+	for _, c := range f.SB.Ledger() {
+		if !c.Time.After(hit.Time) || c.Method == "login" {
+			continue
+		}
+		if c.OrderRef == hit.OrderRef {
+			own++
+			if c.Time.Before(hit.Time.Add(3 * time.Second)) {
+				t.Fatalf("%s's next call %v after its 429, before the 3s it asked", hit.OrderRef, c.Time.Sub(hit.Time))
+			}
+		} else if c.Time.Before(hit.Time.Add(3 * time.Second)) {
+			others++
+		}
+	}
+	if own == 0 {
+		t.Fatalf("%s was not called again after its 429", hit.OrderRef)
+	}
+	if others < 10 {
+		t.Fatalf("only %d calls of other tasks in the 3s after one task's 429; a 429 must not pause the fleet", others)
+	}
+}
+
+// An outage of cancelRefund alone (login and getOrder answer) is seen and
+// held per method: while it lasts the fleet sends about one cancelRefund
+// per probe interval — a real one, not a login — and the first that works
+// restarts the fleet. Every refund is cancelled once.
+func TestFleetCancelRefundOutageIsProbedWithACancel(t *testing.T) {
+	if testing.Short() {
+		t.Skip("a fleet under an outage: seconds of real time")
+	}
+	const n = 150
+	r := redistest.New(t)
+	f := fleettest.Start(t, fleettest.Options{RedisURL: r.URL, Queue: r.Queue(t), Replicas: 2, Manual: true})
+	if err := f.SB.SetFaults(rpctest.FaultRule{Method: "cancelRefund", Kind: rpctest.FaultStatus, Status: 503}); err != nil {
+		t.Fatal(err)
+	}
+	refs := fleettest.Refs("OUT", n)
+	f.Add(t, refs...)
+	f.StartReplicas(t)
+	// Wait for both replicas to see the outage, then for a few probes.
+	testutil.Eventually(t, 30*time.Second, "every replica to report cancelRefund out", func() bool {
 		ops := f.Ops()
 		for _, base := range ops {
-			if pauseSeconds(t, base) <= 0 {
+			if v, ok := testutil.MetricValue(t, testutil.Metrics(t, base), `refundd_tco_outage{method="cancelRefund"}`); !ok || v != 1 {
 				return false
 			}
 		}
-		return len(ops) == 3
+		return len(ops) == 2
 	})
-	for _, base := range f.Ops() {
-		resp, err := http.Get(base + "/readyz")
-		if err != nil {
-			t.Fatal(err)
+	out := time.Now()
+	cancels := func(after time.Time) (n int) {
+		for _, c := range f.SB.Ledger() {
+			if c.Method == "cancelRefund" && c.Time.After(after) {
+				n++
+			}
 		}
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			t.Fatalf("%s/readyz answered %d during a pause", base, resp.StatusCode)
-		}
+		return n
+	}
+	testutil.Eventually(t, 30*time.Second, "4 probes", func() bool { return cancels(out) >= 4 })
+	probes, span := cancels(out), time.Since(out)
+	if err := f.SB.SetFaults(); err != nil {
+		t.Fatal(err)
+	}
+	// About one probe per second (the default interval), with requests
+	// that had passed the gate when the outage began arriving late.
+	if limit := span.Seconds() + 6; float64(probes) > limit {
+		t.Fatalf("%d cancelRefund calls in the %v of the outage after every replica saw it; want about one a second", probes, span)
 	}
 	states := f.WaitFinished(t, 60*time.Second, refs...)
 	if got := len(states[asynq.TaskStateCompleted]); got != n {
 		t.Fatalf("%d of %d completed; archived: %v", got, n, states[asynq.TaskStateArchived])
 	}
-	var t429 time.Time
+	applied := map[string]int{}
 	for _, c := range f.SB.Ledger() {
-		if c.Fault == "status" {
-			t429 = c.Time
+		if c.Method == "cancelRefund" && c.Outcome == "ok" {
+			applied[c.OrderRef]++
 		}
 	}
-	if t429.IsZero() {
-		t.Fatal("no 429 in the ledger")
-	}
-	// Requests already past the gate when the 429 was answered may still
-	// arrive just after it; none may start later within the 3 s.
-	const inFlight = 100 * time.Millisecond
-	var during, after int
-	for _, ts := range f.CallTimes() {
-		switch {
-		case ts.After(t429.Add(inFlight)) && ts.Before(t429.Add(3*time.Second)):
-			during++
-		case !ts.Before(t429.Add(3 * time.Second)):
-			after++
+	for ref, k := range applied {
+		if k != 1 {
+			t.Fatalf("%s cancelled %d times", ref, k)
 		}
-	}
-	if during > 0 {
-		t.Fatalf("%d calls arrived within 3s after the 429 (at %s)", during, t429.Format(time.RFC3339Nano))
-	}
-	if after < n/2 {
-		t.Fatalf("only %d calls after the pause; the test needs work left when the 429 came", after)
 	}
 }
 
-// A task whose cut-off comes before the shared pause ends is not sent and
-// takes no budget: it is archived at once under the window rule, and the
-// ledger holds no call for it.
-func TestPauseNeverSendsPastTheCutoff(t *testing.T) {
+// Liveness: a replica killed while it held every deadline-first turn, an
+// outage of cancelRefund it declared, the probe it claimed and the counts
+// that declared it, leaves state that lapses in seconds (turns: Lease 6s
+// after their last renewal; the probe's claim: 1s; the outage: a failing
+// probe renews it, a working one ends it). A fleet started beside that
+// state cancels every refund, as the sandbox's ledger shows.
+func TestFleetProgressesPastWhatTheDeadLeft(t *testing.T) {
 	if testing.Short() {
-		t.Skip("a fleet test; not with -short")
+		t.Skip("waits out leases in real time: seconds")
 	}
+	const n = 60
 	r := redistest.New(t)
-	f := fleettest.Start(t, fleettest.Options{RedisURL: r.URL, Queue: r.Queue(t), Replicas: 2, Env: map[string]string{"TCO_RATE_LIMIT": "10"}})
-	if err := f.SB.SetFaults(rpctest.FaultRule{Method: "cancelRefund", Kind: rpctest.FaultStatus, Status: 429, RetryAfter: 6, FirstN: 1}); err != nil {
-		t.Fatal(err)
+	q := r.Queue(t)
+	f := fleettest.Start(t, fleettest.Options{RedisURL: r.URL, Queue: q, Replicas: 2, Manual: true, MerchantCode: "DEAD",
+		Env: map[string]string{"TCO_RATE_LIMIT": "20", "DISPATCH_SLOTS": "5"}})
+	rc := r.Client()
+	defer rc.Close()
+	ctx := context.Background()
+	now := time.Now()
+	key := "refundd:2co:DEAD"
+	t.Cleanup(func() { rc.Del(ctx, key+":window", key+":outage") })
+	// What the dead replica left, as its last renewals wrote it.
+	turns := deadlinefirst.Keys(q)[1]
+	for i := range 5 {
+		rc.ZAdd(ctx, turns, redis.Z{Score: float64(now.Add(deadlinefirst.DefaultLease).UnixMilli()), Member: fmt.Sprintf("dead-%d", i)})
 	}
-	f.Add(t, "EARLY")
-	testutil.Eventually(t, 20*time.Second, "the 429", func() bool { return f.SB.Stats().Calls["cancelRefund"]["not_applied"] > 0 })
-	// Cut-off (window − WINDOW_SAFETY_MARGIN of 1m) in 3 to 4 s, inside the 6 s pause.
-	initiated := time.Now().Add(-tasksWindow + time.Minute + 4*time.Second).Truncate(time.Second)
-	f.AddInitiated(t, initiated, "LATE")
-	states := f.WaitFinished(t, 20*time.Second, "LATE")
-	if len(states[asynq.TaskStateArchived]) != 1 {
-		t.Fatalf("LATE ended %v, want archived", states)
+	sec := strconv.FormatInt(now.Unix(), 10)
+	rc.HSet(ctx, key+":window", "first", now.UnixMilli(), sec+"|cancelRefund|s", 30, sec+"|cancelRefund|u", 30)
+	rc.HSet(ctx, key+":outage", "cancelRefund", now.Add(vendorbudget.DefaultLease).UnixMilli(),
+		"cancelRefund|p", now.Add(vendorbudget.DefaultProbeInterval).UnixMilli())
+	refs := fleettest.Refs("DEAD", n)
+	f.Add(t, refs...)
+	f.StartReplicas(t)
+	states := f.WaitFinished(t, 90*time.Second, refs...)
+	if got := len(states[asynq.TaskStateCompleted]); got != n {
+		t.Fatalf("%d of %d completed; archived: %v", got, n, states[asynq.TaskStateArchived])
 	}
-	info, err := f.Status("LATE")
-	if err != nil {
-		t.Fatal(err)
-	}
-	// On the replica with a session the request itself is refused (not
-	// started before its cut-off); on the other its login cannot get
-	// budget within TCO_REQUEST_TIMEOUT and no retry fits. Either way the
-	// window rule ends it.
-	if !strings.HasPrefix(info.LastErr, "window closed at ") && !strings.HasPrefix(info.LastErr, "no retry fits before the window closes") {
-		t.Fatalf("LATE's reason %q, want the window rule's", info.LastErr)
-	}
-	// The wait for budget never crosses the cut-off; a retry may still be
-	// placed in the last slot before it (the window rule's last retry),
-	// whose run archives the task as soon as the queue hands it over.
-	if cutoff := initiated.Add(tasksWindow - time.Minute); info.LastFailedAt.After(cutoff.Add(10 * time.Second)) {
-		t.Fatalf("LATE archived at %v, long after its cut-off %v: it waited for the pause instead of following the window rule; %s", info.LastFailedAt, cutoff, info.LastErr)
-	}
+	cancelled := map[string]bool{}
 	for _, c := range f.SB.Ledger() {
-		if c.OrderRef == "LATE" {
-			t.Fatalf("a request for LATE reached 2Checkout during the pause: %+v", c)
+		if c.Method == "cancelRefund" && c.Outcome == "ok" {
+			cancelled[c.OrderRef] = true
 		}
 	}
-}
-
-// pauseSeconds reads refundd_tco_pause_seconds from a replica's /metrics.
-func pauseSeconds(t *testing.T, base string) float64 {
-	t.Helper()
-	v, ok := testutil.MetricValue(t, testutil.Metrics(t, base), "refundd_tco_pause_seconds")
-	if !ok {
-		t.Fatalf("%s/metrics has no refundd_tco_pause_seconds", base)
+	if len(cancelled) != n {
+		t.Fatalf("the ledger shows %d of %d refunds cancelled", len(cancelled), n)
 	}
-	return v
+	if left, err := rc.ZCard(ctx, turns).Result(); err != nil || left != 0 {
+		t.Fatalf("turns left after the run: %d %v", left, err)
+	}
 }

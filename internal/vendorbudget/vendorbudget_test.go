@@ -5,8 +5,9 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
+	"math"
 	"net"
-	"slices"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -15,6 +16,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/refundd/refund-canceller/internal/redistest"
+	"github.com/refundd/refund-canceller/internal/testutil"
 	"github.com/refundd/refund-canceller/rpcclient"
 )
 
@@ -52,7 +54,7 @@ type counts struct {
 	mu      sync.Mutex
 	refused map[string]int
 	waited  int
-	until   time.Time
+	fleet   FleetState
 }
 
 func (c *counts) Waited(string, time.Duration) { c.mu.Lock(); c.waited++; c.mu.Unlock() }
@@ -64,17 +66,35 @@ func (c *counts) Refused(_, reason string) {
 	c.refused[reason]++
 	c.mu.Unlock()
 }
-func (c *counts) Paused(until time.Time) { c.mu.Lock(); c.until = until; c.mu.Unlock() }
-func (c *counts) get(reason string) int  { c.mu.Lock(); defer c.mu.Unlock(); return c.refused[reason] }
+func (c *counts) Fleet(s FleetState)    { c.mu.Lock(); c.fleet = s; c.mu.Unlock() }
+func (c *counts) get(reason string) int { c.mu.Lock(); defer c.mu.Unlock(); return c.refused[reason] }
+func (c *counts) lastFleet() FleetState { c.mu.Lock(); defer c.mu.Unlock(); return c.fleet }
+func (c *counts) waits() int            { c.mu.Lock(); defer c.mu.Unlock(); return c.waited }
 
 // testKey answers a key of the test's own, deleted when it ends.
 func testKey(t *testing.T, rc redis.UniversalClient) string {
 	var b [6]byte
 	_, _ = rand.Read(b[:])
 	key := "test-budget-" + hex.EncodeToString(b[:])
-	t.Cleanup(func() { rc.Del(context.Background(), "rate:"+key, key+":pause") })
+	t.Cleanup(func() {
+		rc.Del(context.Background(), "rate:"+key, "rate:"+key+":cancelRefund", "rate:"+key+":getOrder", "rate:"+key+":login", key+":window", key+":outage")
+	})
 	return key
 }
+
+// clock is a settable clock.
+type clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func newClock() *clock { return &clock{t: time.Date(2026, 12, 7, 12, 0, 0, 0, time.UTC)} }
+func (c *clock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+func (c *clock) Advance(d time.Duration) { c.mu.Lock(); c.t = c.t.Add(d); c.mu.Unlock() }
 
 func newGates(t *testing.T, n int, cfg Config) ([]*Gate, []*counts) {
 	t.Helper()
@@ -100,22 +120,48 @@ func within(d time.Duration) context.Context {
 	return rpcclient.WithStartDeadline(context.Background(), time.Now().Add(d))
 }
 
+// withinOn is within on the clock c.
+func withinOn(c *clock, d time.Duration) context.Context {
+	return rpcclient.WithStartDeadline(context.Background(), c.Now().Add(d))
+}
+
+// resync makes g read the fleet's state (adding its counts) now.
+func resync(t *testing.T, g *Gate) *view {
+	t.Helper()
+	v, err := g.sync(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
+// answers tells g of n requests of method ending with err.
+func answers(g *Gate, method string, n int, err error) {
+	for range n {
+		g.Done(context.Background(), method, err)
+	}
+}
+
+var (
+	tooMany     = &rpcclient.APIError{Method: "cancelRefund", Name: rpcclient.NameHTTPStatus, HTTPStatus: 429, RetryAfter: 3 * time.Second}
+	unavailable = &rpcclient.APIError{Method: "cancelRefund", Name: rpcclient.NameHTTPStatus, HTTPStatus: 503}
+	dropped     = &rpcclient.TransportError{Method: "cancelRefund", Err: errors.New("connection reset")}
+	rpcRefusal  = &rpcclient.APIError{Method: "cancelRefund", Code: 300, Name: rpcclient.NameRefundNotCancellable}
+)
+
 func TestRateLimitSharedAndNoBudgetWhenLate(t *testing.T) {
 	gs, cs := newGates(t, 2, Config{Rate: 2, Burst: 1})
 	if err := gs[0].Wait(context.Background(), "login"); err != nil {
 		t.Fatal(err)
 	}
 	// The other replica's budget is the same: its next request must wait
-	// about 500ms, so with 100ms to its start deadline it is refused at once.
+	// about 500ms, so with 100ms to its start deadline it is refused.
 	t0 := time.Now()
 	if err := gs[1].Wait(within(100*time.Millisecond), "cancelRefund"); !errors.Is(err, rpcclient.ErrStartDeadline) {
 		t.Fatalf("late request: %v, want ErrStartDeadline", err)
 	}
-	if took := time.Since(t0); took > 90*time.Millisecond {
-		t.Fatalf("the late request waited %v before being refused; it should not wait at all", took)
-	}
-	if cs[1].get(ReasonRateLimit) != 1 || cs[1].get(ReasonStartDeadline) != 1 {
-		t.Fatalf("refusals %v", cs[1].refused)
+	if cs[1].get(ReasonRateLimit) != 1 || cs[1].get(ReasonStartDeadline) != 1 || cs[1].waits() != 0 {
+		t.Fatalf("refusals %v, waits %d", cs[1].refused, cs[1].waits())
 	}
 	// The refused request took no budget: one with time enough gets the
 	// next slot, 500ms after the first, not 1s.
@@ -124,41 +170,6 @@ func TestRateLimitSharedAndNoBudgetWhenLate(t *testing.T) {
 	}
 	if took := time.Since(t0); took < 300*time.Millisecond {
 		t.Fatalf("second request went after %v; the shared rate of 2/s allows one per 500ms", took)
-	}
-}
-
-func TestPauseSharedCappedAndNeverShortened(t *testing.T) {
-	gs, cs := newGates(t, 2, Config{MaxPause: 2 * time.Second})
-	gs[0].Pause(context.Background(), "cancelRefund", time.Hour) // capped at MaxPause
-	pttl := gs[0].cfg.Redis.PTTL(context.Background(), gs[0].pauseKey).Val()
-	if pttl <= time.Second || pttl > 2*time.Second {
-		t.Fatalf("pause lasts %v, want MaxPause 2s", pttl)
-	}
-	gs[1].Pause(context.Background(), "cancelRefund", 100*time.Millisecond) // shorter: ignored
-	if p := gs[1].cfg.Redis.PTTL(context.Background(), gs[1].pauseKey).Val(); p <= time.Second {
-		t.Fatalf("a shorter pause shortened the shared one to %v", p)
-	}
-	// The other replica honours it: a request due within 500ms is refused at once.
-	if err := gs[1].Wait(within(500*time.Millisecond), "cancelRefund"); !errors.Is(err, rpcclient.ErrStartDeadline) {
-		t.Fatalf("request during the pause: %v, want ErrStartDeadline", err)
-	}
-	if cs[1].get(ReasonPaused) != 1 || cs[1].until.Before(time.Now().Add(time.Second)) {
-		t.Fatalf("observer: refused %v, paused until %v", cs[1].refused, cs[1].until)
-	}
-}
-
-func TestWaitOutlastsPause(t *testing.T) {
-	gs, cs := newGates(t, 2, Config{Rate: 1000})
-	gs[0].Pause(context.Background(), "cancelRefund", 300*time.Millisecond)
-	t0 := time.Now()
-	if err := gs[1].Wait(within(5*time.Second), "cancelRefund"); err != nil {
-		t.Fatal(err)
-	}
-	if took := time.Since(t0); took < 250*time.Millisecond {
-		t.Fatalf("the request went %v into a 300ms pause", took)
-	}
-	if cs[1].waited != 1 || cs[1].get(ReasonPaused) != 1 {
-		t.Fatalf("observer: waited %d, refused %v", cs[1].waited, cs[1].refused)
 	}
 }
 
@@ -185,8 +196,272 @@ func TestConcurrentWaitersEachGetOneSlot(t *testing.T) {
 	if took := time.Since(t0); took < 1400*time.Millisecond {
 		t.Fatalf("30 requests went in %v; the shared limit of 20/s needs 1.45s", took)
 	}
-	if cs[0].waited+cs[1].waited+cs[2].waited != 30 {
+	if cs[0].waits()+cs[1].waits()+cs[2].waits() != 30 {
 		t.Fatal("not every request was observed")
+	}
+}
+
+// The throttle's rule, on a method's counts in the window: it binds only
+// while the share refused for load is above 1−1/Headroom (20% at 1.25),
+// and then allows Headroom × the accepted rate (never below minRate); once
+// on, it stays on down to half that share.
+func TestThrottleRule(t *testing.T) {
+	for _, tc := range []struct {
+		name          string
+		sent, refused int
+		span          time.Duration
+		was           bool
+		rate          float64
+		throttled     bool
+	}{
+		{"nothing refused", 1000, 0, 10 * time.Second, false, 0, false},
+		{"random refusals below the line cost nothing", 1000, 95, 10 * time.Second, false, 0, false},
+		{"at the line", 1000, 200, 10 * time.Second, false, 0, false},
+		{"a vendor limit: 20/s accepted of 100/s", 1000, 800, 10 * time.Second, false, 25, true},
+		{"hysteresis: still on at 15%", 1000, 150, 10 * time.Second, true, 1.25 * 85, true},
+		{"hysteresis: off at 10%", 1000, 100, 10 * time.Second, true, 0, false},
+		{"a short span counts its own length", 100, 80, 2 * time.Second, false, 12.5, true},
+		{"too few to judge", 9, 9, time.Second, false, 0, false},
+		{"everything refused: still asked at the floor", 50, 50, 10 * time.Second, false, minRate, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			g := &Gate{cfg: Config{Headroom: DefaultHeadroom}}
+			rate, on := g.allowed(tc.sent, tc.refused, tc.span, tc.was)
+			if on != tc.throttled || math.Abs(rate-tc.rate) > 1e-9 {
+				t.Fatalf("allowed = %v %v, want %v %v", rate, on, tc.rate, tc.throttled)
+			}
+		})
+	}
+}
+
+// One replica's 429s throttle the method fleet-wide, at once: another
+// replica, reading the fleet's counts, allows Headroom × the accepted rate
+// and holds requests above it (reason throttled), with no pause anywhere;
+// other methods are not throttled. Once the 429s leave the window (a
+// replica that died, or a vendor that recovered), the throttle is off.
+func TestThrottleIsFleetWideAndAgesOut(t *testing.T) {
+	c := newClock()
+	gs, cs := newGates(t, 2, Config{Now: c.Now})
+	answers(gs[0], "cancelRefund", 100, nil)
+	answers(gs[0], "cancelRefund", 1, tooMany)
+	answers(gs[0], "login", 10, nil)
+	if m := resync(t, gs[0]).methods["cancelRefund"]; m.Throttled {
+		t.Fatalf("one 429 in 101 answers: %+v; want no throttle", m)
+	}
+	c.Advance(2 * time.Second)
+	answers(gs[0], "cancelRefund", 199, tooMany)
+	resync(t, gs[0])
+	v := resync(t, gs[1])
+	// 100 accepted in the 2s since counting began: 50/s; allowed 62.5/s.
+	if m := v.methods["cancelRefund"]; !m.Throttled || math.Abs(m.Rate-62.5) > 1e-9 || v.methods["login"].Throttled {
+		t.Fatalf("after 200 429s: %+v; want cancelRefund throttled at 62.5/s, login not", v.methods)
+	}
+	if f := cs[1].lastFleet(); f.Methods["cancelRefund"].Rate != 62.5 || f.Methods["cancelRefund"].Refused != 200 || f.Methods["cancelRefund"].Sent != 300 {
+		t.Fatalf("observer heard %+v", f)
+	}
+	// The GCRA at 62.5/s with a burst of 1: the second request at once
+	// would have to wait 16ms; with 5ms to its start deadline it is refused.
+	if err := gs[1].Wait(withinOn(c, time.Minute), "cancelRefund"); err != nil {
+		t.Fatal(err)
+	}
+	if err := gs[1].Wait(withinOn(c, 5*time.Millisecond), "cancelRefund"); !errors.Is(err, rpcclient.ErrStartDeadline) {
+		t.Fatalf("a request above the throttled rate: %v, want ErrStartDeadline", err)
+	}
+	if cs[1].get(ReasonThrottled) != 1 {
+		t.Fatalf("refusals %v", cs[1].refused)
+	}
+	for range 3 {
+		if err := gs[1].Wait(withinOn(c, 5*time.Millisecond), "login"); err != nil {
+			t.Fatalf("a login beside a throttled cancelRefund: %v", err)
+		}
+	}
+	c.Advance(DefaultWindow)
+	if m := resync(t, gs[1]).methods["cancelRefund"]; m.Throttled {
+		t.Fatalf("a window later: %+v; want no throttle", m)
+	}
+}
+
+// Refusals of a method not throttled reach the fleet at once, not a Sync
+// later: the replica that got one syncs in Done.
+func TestRefusalsSyncAtOnce(t *testing.T) {
+	c := newClock()
+	gs, _ := newGates(t, 2, Config{Now: c.Now})
+	answers(gs[0], "cancelRefund", 8, nil)
+	answers(gs[0], "cancelRefund", 5, tooMany)
+	if m := resync(t, gs[1]).methods["cancelRefund"]; !m.Throttled || m.Refused < 3 {
+		t.Fatalf("the other replica sees %+v; want the refusals and the throttle", m)
+	}
+}
+
+// Outage is per method and judged on a share over the window: at least
+// half of at least OutageMin requests unavailable. While cancelRefund is
+// out, logins go on; one cancelRefund per ProbeInterval goes through as
+// the probe (on any replica), the others wait; the probe's failure renews
+// the outage, and the first answer ends it for the fleet.
+func TestOutageIsPerMethodAndProbedWithTheFailingMethod(t *testing.T) {
+	c := newClock()
+	gs, cs := newGates(t, 2, Config{Now: c.Now})
+	answers(gs[0], "cancelRefund", 9, nil)
+	answers(gs[0], "cancelRefund", 10, unavailable)
+	answers(gs[0], "login", 30, nil)
+	if v := resync(t, gs[0]); v.methods["cancelRefund"].Out {
+		t.Fatal("out after 10 failures of 19: fewer than OutageMin requests")
+	}
+	answers(gs[0], "cancelRefund", 1, dropped)
+	if v := resync(t, gs[0]); !v.methods["cancelRefund"].Out || v.methods["login"].Out {
+		t.Fatalf("after 11 failures of 20: %+v; want cancelRefund out, login not", v.methods)
+	}
+	resync(t, gs[1])
+	if err := gs[1].Wait(withinOn(c, time.Minute), "login"); err != nil {
+		t.Fatalf("a login while cancelRefund is out: %v", err)
+	}
+	// The first cancelRefund is the probe; the next, on either replica, waits.
+	if err := gs[1].Wait(withinOn(c, time.Minute), "cancelRefund"); err != nil {
+		t.Fatalf("the probe: %v", err)
+	}
+	for _, g := range gs {
+		if err := g.Wait(withinOn(c, 5*time.Millisecond), "cancelRefund"); !errors.Is(err, rpcclient.ErrStartDeadline) {
+			t.Fatalf("a cancelRefund beside the probe: %v, want held until its start deadline", err)
+		}
+	}
+	if cs[0].get(ReasonOutage) != 1 || cs[1].get(ReasonOutage) != 1 {
+		t.Fatalf("refusals %v %v", cs[0].refused, cs[1].refused)
+	}
+	// The probe fails: the outage is renewed past its first lease.
+	c.Advance(DefaultLease - time.Second)
+	gs[1].Done(context.Background(), "cancelRefund", dropped)
+	c.Advance(2 * time.Second)
+	if v := resync(t, gs[0]); !v.methods["cancelRefund"].Out {
+		t.Fatal("a failed probe did not renew the outage")
+	}
+	// The next probe (the claim lapsed after ProbeInterval) is answered —
+	// even a JSON-RPC error is an answer — and the outage is over.
+	if err := gs[0].Wait(withinOn(c, time.Minute), "cancelRefund"); err != nil {
+		t.Fatalf("the second probe: %v", err)
+	}
+	gs[0].Done(context.Background(), "cancelRefund", rpcRefusal)
+	if v := resync(t, gs[1]); v.methods["cancelRefund"].Out {
+		t.Fatal("still out after an answer")
+	}
+	for range 5 {
+		if err := gs[1].Wait(withinOn(c, 5*time.Millisecond), "cancelRefund"); err != nil {
+			t.Fatalf("after the outage: %v", err)
+		}
+	}
+}
+
+// Liveness: what a replica that died leaves in Redis — an outage it
+// declared, a probe it claimed and never answered, counts that throttle —
+// holds the fleet for at most Lease (and the window), on the clock, not
+// until someone cleans up.
+func TestStateOfTheDeadLapses(t *testing.T) {
+	c := newClock()
+	gs, _ := newGates(t, 2, Config{Now: c.Now})
+	dead, alive := gs[0], gs[1]
+	answers(dead, "cancelRefund", 20, unavailable)
+	answers(dead, "getOrder", 80, tooMany)
+	answers(dead, "getOrder", 20, nil) // throttled
+	resync(t, dead)
+	if err := dead.Wait(withinOn(c, time.Minute), "cancelRefund"); err != nil { // it claims the probe, then dies
+		t.Fatal(err)
+	}
+	resync(t, alive)
+	if err := alive.Wait(withinOn(c, 5*time.Millisecond), "cancelRefund"); !errors.Is(err, rpcclient.ErrStartDeadline) {
+		t.Fatalf("beside the dead replica's probe: %v, want held", err)
+	}
+	// The probe's claim lapses after ProbeInterval: the next is the probe.
+	c.Advance(DefaultProbeInterval)
+	if err := alive.Wait(withinOn(c, time.Minute), "cancelRefund"); err != nil {
+		t.Fatalf("after the dead probe's claim lapsed: %v", err)
+	}
+	// Nobody renews the outage, and its counts age out: after the window,
+	// nothing the dead replica left holds a request.
+	c.Advance(DefaultWindow)
+	v := resync(t, alive)
+	if v.methods["cancelRefund"].Out || v.methods["getOrder"].Throttled {
+		t.Fatalf("a window after the replica died: %+v", v.methods)
+	}
+	for range 3 {
+		if err := alive.Wait(withinOn(c, 5*time.Millisecond), "cancelRefund"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	outs, err := alive.cfg.Redis.HGetAll(context.Background(), alive.outageKey).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k, v := range outs {
+		if n, _ := strconv.ParseInt(v, 10, 64); time.UnixMilli(n).After(c.Now()) {
+			t.Fatalf("%s lasts until %v, past now (%v)", k, time.UnixMilli(n), c.Now())
+		}
+	}
+}
+
+// A request marked WithPriority (a last chance, a settling read) goes at
+// once while its method is out, the fleet is throttled and the ceiling is
+// spent — and asks Redis nothing.
+func TestPriorityIsNeverHeld(t *testing.T) {
+	c := newClock()
+	calls := &scriptCalls{}
+	gs, cs := newGates(t, 1, Config{Now: c.Now, Rate: 1})
+	g := gs[0]
+	answers(g, "cancelRefund", 20, unavailable)
+	answers(g, "getOrder", 100, tooMany)
+	resync(t, g)
+	_ = g.Wait(withinOn(c, time.Minute), "cancelRefund") // the probe
+	_ = g.Wait(withinOn(c, time.Minute), "getOrder")     // the ceiling's one request
+	g.cfg.Redis.(*redis.Client).AddHook(calls)
+	before := cs[0].waits()
+	for _, m := range []string{"cancelRefund", "getOrder", "getOrder"} {
+		if err := g.Wait(rpcclient.WithPriority(withinOn(c, time.Millisecond)), m); err != nil {
+			t.Fatalf("priority %s: %v", m, err)
+		}
+	}
+	if n := calls.n.Load(); n != 0 || cs[0].waits() != before+3 {
+		t.Fatalf("priority requests ran %d Redis commands, %d waits; want 0 and 3", n, cs[0].waits()-before)
+	}
+	// The same request without priority is held.
+	if err := g.Wait(withinOn(c, time.Millisecond), "cancelRefund"); err == nil {
+		t.Fatal("a request without priority went while its method is out")
+	}
+}
+
+// A busy replica reads the fleet's state once per Sync, not per request:
+// with the clock still, a hundred requests cost no Redis command (no
+// ceiling, no throttle); a Sync later, one.
+func TestOneSyncPerInterval(t *testing.T) {
+	c := newClock()
+	calls := &scriptCalls{}
+	gs, _ := newGates(t, 1, Config{Now: c.Now})
+	resync(t, gs[0])
+	gs[0].cfg.Redis.(*redis.Client).AddHook(calls)
+	for range 100 {
+		if err := gs[0].Wait(context.Background(), "cancelRefund"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := calls.n.Load(); n != 0 {
+		t.Fatalf("100 requests within one Sync ran %d Redis commands; want 0", n)
+	}
+	c.Advance(DefaultSync)
+	_ = gs[0].Wait(context.Background(), "cancelRefund")
+	if n := calls.n.Load(); n != 1 {
+		t.Fatalf("a Sync later: %d Redis commands; want 1", n)
+	}
+}
+
+// Answers of requests that never left (refused by the gate, cancelled by
+// their caller, past their start deadline) are not counted.
+func TestNotSentIsNotCounted(t *testing.T) {
+	c := newClock()
+	gs, _ := newGates(t, 1, Config{Now: c.Now})
+	for _, err := range []error{rpcclient.ErrStartDeadline, &rpcclient.TransportError{Method: "cancelRefund", Err: errors.New("x"), NotSent: true},
+		&rpcclient.TransportError{Method: "cancelRefund", Err: context.Canceled}} {
+		gs[0].Done(context.Background(), "cancelRefund", err)
+	}
+	gs[0].Done(context.Background(), "cancelRefund", dropped)
+	if m := resync(t, gs[0]).methods["cancelRefund"]; m.Sent != 1 || m.Unavailable != 1 {
+		t.Fatalf("counted %+v; want the one dropped request", m)
 	}
 }
 
@@ -229,16 +504,12 @@ func TestRedisUnreachable(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			t0 := time.Now()
 			err = g.Wait(within(time.Minute), "cancelRefund")
 			if err == nil || errors.Is(err, rpcclient.ErrStartDeadline) {
 				t.Fatalf("Wait with Redis unreachable: %v, want an error naming Redis", err)
 			}
-			if took := time.Since(t0); took > 5*time.Second {
-				t.Fatalf("Wait took %v; it must fail at once", took)
-			}
-			if c.get(ReasonUnavailable) != 1 || c.waited != 0 {
-				t.Fatalf("observer: %v waited %d", c.refused, c.waited)
+			if c.get(ReasonUnavailable) != 1 || c.waits() != 0 {
+				t.Fatalf("observer: %v waited %d", c.refused, c.waits())
 			}
 		})
 	}
@@ -254,7 +525,10 @@ func TestNewValidates(t *testing.T) {
 		{Config{}, "vendorbudget: Config.Redis is required"},
 		{Config{Redis: rc, Rate: -1}, "vendorbudget: Config.Rate -1: must not be negative"},
 		{Config{Redis: rc, Burst: -1}, "vendorbudget: Config.Burst -1: must not be negative"},
-		{Config{Redis: rc, MaxPause: -time.Second}, "vendorbudget: Config.MaxPause -1s: must not be negative"},
+		{Config{Redis: rc, Headroom: 0.5}, "vendorbudget: Config.Headroom 0.5: must be at least 1"},
+		{Config{Redis: rc, OutageRatio: 1.5}, "vendorbudget: Config.OutageRatio 1.5: must be above 0 and at most 1"},
+		{Config{Redis: rc, Window: 500 * time.Millisecond}, "vendorbudget: Config.Window 500ms: must be at least 1s"},
+		{Config{Redis: rc, Lease: -time.Second}, "vendorbudget: Config.Lease -1s: must not be negative"},
 		{Config{Redis: rc, ProbeInterval: -time.Second}, "vendorbudget: Config.ProbeInterval -1s: must not be negative"},
 		{Config{Redis: rc, RedisTimeout: -time.Millisecond}, "vendorbudget: Config.RedisTimeout -1ms: must not be negative"},
 	} {
@@ -262,246 +536,56 @@ func TestNewValidates(t *testing.T) {
 			t.Errorf("New(%+v): %v, want %q", tc.cfg, err, tc.want)
 		}
 	}
-	g, err := New(Config{Redis: rc, OutageAfter: -1})
+	g, err := New(Config{Redis: rc, OutageMin: -1})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c := g.cfg; c.OutageAfter != -1 || c.Burst != DefaultBurst || c.MaxPause != DefaultMaxPause || c.ProbeInterval != DefaultProbeInterval ||
+	if c := g.cfg; c.OutageMin != -1 || c.Burst != DefaultBurst || c.Headroom != DefaultHeadroom || c.Window != DefaultWindow ||
+		c.OutageRatio != DefaultOutageRatio || c.ProbeInterval != DefaultProbeInterval || c.Lease != DefaultLease || c.Sync != DefaultSync ||
 		c.RedisTimeout != DefaultRedisTimeout || c.Key != DefaultKey {
 		t.Errorf("defaults: %+v", c)
 	}
 }
 
-// scriptCalls counts the Lua scripts a client runs: the reads of the
-// shared pause and outage state (at most one per pauseRecheck) if state,
-// else all the others.
-type scriptCalls struct {
-	state bool
-	n     atomic.Int64
+// With the outage breaker off, no share of failures holds a request.
+func TestOutageBreakerOff(t *testing.T) {
+	c := newClock()
+	gs, _ := newGates(t, 1, Config{Now: c.Now, OutageMin: -1})
+	answers(gs[0], "cancelRefund", 50, unavailable)
+	if v := resync(t, gs[0]); v.methods["cancelRefund"].Out {
+		t.Fatal("out with the breaker off")
+	}
+	if err := gs[0].Wait(withinOn(c, time.Millisecond), "cancelRefund"); err != nil {
+		t.Fatal(err)
+	}
 }
+
+// scriptCalls counts the commands a client sends.
+type scriptCalls struct{ n atomic.Int64 }
 
 func (*scriptCalls) DialHook(next redis.DialHook) redis.DialHook { return next }
 func (s *scriptCalls) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 	return func(ctx context.Context, cmd redis.Cmder) error {
-		if name := cmd.Name(); (name == "evalsha" || name == "eval") && (cmd.Args()[1] == stateScript.Hash()) == s.state {
+		if name := cmd.Name(); name != "hello" && name != "client" {
 			s.n.Add(1)
 		}
 		return next(ctx, cmd)
 	}
 }
-func (*scriptCalls) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
-	return next
-}
-
-// With a limit far above the load, a replica takes budget from Redis in
-// batches (up to Burst, at most batchTTL's worth of the rate): most requests
-// cost no round trip for the limit. The loop asks as fast as it can, so the
-// limit is far above any machine's pace: at 100,000/s a fast VM's loop
-// emptied the GCRA's burst, which then granted 4–17 a script (200–300).
-func TestBatchesWhenFarBelowTheLimit(t *testing.T) {
-	gs, _ := newGates(t, 1, Config{Rate: 100_000_000, Burst: 100})
-	calls := &scriptCalls{}
-	gs[0].cfg.Redis.AddHook(calls)
-	for range 1000 {
-		if err := gs[0].Wait(context.Background(), "cancelRefund"); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if n := calls.n.Load(); n > 100 {
-		t.Fatalf("%d limiter scripts for 1000 requests; batching should need far fewer", n)
+func (s *scriptCalls) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		s.n.Add(int64(len(cmds)))
+		return next(ctx, cmds)
 	}
 }
 
-// Batches never let the fleet exceed its rate by more than batchTTL's worth
-// plus the burst: three gates hammering a limit of 200/s with a burst of 10
-// grant at most 200·1.05+10 in any second.
-func TestBatchesKeepTheLimit(t *testing.T) {
-	const rate, burst = 200, 10
-	gs, _ := newGates(t, 3, Config{Rate: rate, Burst: burst})
-	var mu sync.Mutex
-	var grants []time.Time
-	stop := time.Now().Add(2500 * time.Millisecond)
-	var wg sync.WaitGroup
-	for i := range 30 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for time.Now().Before(stop) {
-				if err := gs[i%3].Wait(within(time.Second), "cancelRefund"); err != nil {
-					continue // refused near its start deadline: no budget taken
-				}
-				mu.Lock()
-				grants = append(grants, time.Now())
-				mu.Unlock()
-			}
-		}()
-	}
-	wg.Wait()
-	slices.SortFunc(grants, func(a, b time.Time) int { return a.Compare(b) })
-	most := 0
-	for i, j := 0, 0; i < len(grants); i++ {
-		for j < len(grants) && grants[j].Before(grants[i].Add(time.Second)) {
-			j++
-		}
-		most = max(most, j-i)
-	}
-	if limit := int(rate*(1+batchTTL.Seconds())) + burst; most > limit {
-		t.Fatalf("%d grants in one second; at most %d allowed", most, limit)
-	}
-	if len(grants) < rate*2 {
-		t.Fatalf("only %d grants in 2.5s at %d/s", len(grants), rate)
-	}
-}
-
-// unavailable is what the client answers for a 503 without Retry-After.
-var unavailable = &rpcclient.APIError{Method: "cancelRefund", Name: rpcclient.NameHTTPStatus, HTTPStatus: 503}
-
-func TestOutageBackoffIsFleetWideAndEndsAtTheFirstAnswer(t *testing.T) {
-	gs, cs := newGates(t, 2, Config{OutageAfter: 3, ProbeInterval: 300 * time.Millisecond})
-	ctx := context.Background()
-	// Two unavailable answers in a row, on two replicas: below the streak,
-	// requests still go at once.
-	gs[0].Done(ctx, "cancelRefund", unavailable)
-	gs[1].Done(ctx, "cancelRefund", unavailable)
-	if err := gs[1].Wait(within(50*time.Millisecond), "cancelRefund"); err != nil {
-		t.Fatalf("below the streak: %v", err)
-	}
-	// The third trips the back-off for the whole fleet: the other replica
-	// (reading Redis within pauseRecheck) may not send within 50ms.
-	gs[0].Done(ctx, "cancelRefund", unavailable)
-	gs[1].forgetRedis()
-	if err := gs[1].Wait(within(50*time.Millisecond), "cancelRefund"); !errors.Is(err, rpcclient.ErrStartDeadline) {
-		t.Fatalf("during the back-off: %v, want ErrStartDeadline", err)
-	}
-	if cs[1].get(ReasonOutage) == 0 {
-		t.Fatalf("observer: refused %v, want an outage wait", cs[1].refused)
-	}
-	// After ProbeInterval exactly one request — the probe — goes; a second
-	// one waits for the probe's answer or the next interval.
-	start := time.Now()
-	if err := gs[1].Wait(within(2*time.Second), "cancelRefund"); err != nil {
-		t.Fatal(err)
-	}
-	if took := time.Since(start); took < 150*time.Millisecond {
-		t.Fatalf("the probe went after %v, inside the 300ms back-off", took)
-	}
-	if err := gs[0].Wait(within(100*time.Millisecond), "cancelRefund"); !errors.Is(err, rpcclient.ErrStartDeadline) {
-		t.Fatalf("a second request beside the probe: %v, want ErrStartDeadline", err)
-	}
-	// The probe gets an answer (a JSON-RPC error is one): every replica sends again.
-	gs[1].Done(ctx, "cancelRefund", &rpcclient.APIError{Method: "cancelRefund", Code: 300, Name: "ERROR_300", Message: "no"})
-	gs[0].forgetRedis()
-	if err := gs[0].Wait(within(50*time.Millisecond), "cancelRefund"); err != nil {
-		t.Fatalf("after the answer: %v", err)
-	}
-	if n := gs[0].cfg.Redis.Exists(ctx, gs[0].streakKey, gs[0].outageKey).Val(); n != 0 {
-		t.Fatalf("%d outage keys left after the answer", n)
-	}
-}
-
-func TestOutageBackoffOff(t *testing.T) {
-	gs, _ := newGates(t, 1, Config{OutageAfter: -1})
-	for range 5 {
-		gs[0].Done(context.Background(), "cancelRefund", unavailable)
-	}
-	if err := gs[0].Wait(within(50*time.Millisecond), "cancelRefund"); err != nil {
-		t.Fatalf("OutageAfter -1: %v", err)
-	}
-}
-
-// forgetRedis makes the gate's next request read the shared state from
-// Redis instead of its cache (at most pauseRecheck old).
-func (g *Gate) forgetRedis() { g.pauseAsked.Store(-int64(time.Hour)) }
-
-// With a probe, no request of the callers' is spent finding out whether
-// 2Checkout is back: the gate sends its probe once per interval, and the
-// waiting request goes after the first probe that gets an answer.
-func TestProbeFindsOutInsteadOfARequest(t *testing.T) {
-	gs, cs := newGates(t, 1, Config{OutageAfter: 1, ProbeInterval: 200 * time.Millisecond})
-	g := gs[0]
-	var probes atomic.Int32
-	var sent []string
-	g.SetProbe(func(ctx context.Context) error {
-		n := probes.Add(1)
-		if err := g.Wait(ctx, "login"); err != nil { // the probe's own request passes the back-off
-			return err
-		}
-		sent = append(sent, "login")
-		var err error
-		if n == 1 {
-			err = unavailable // still down at the first probe
-		}
-		g.Done(ctx, "login", err)
-		return err
+// A replica's last answers reach the fleet within Sync even when no request
+// follows them (a replica going idle).
+func TestCountsReachTheFleetWithoutAnotherRequest(t *testing.T) {
+	c := newClock()
+	gs, _ := newGates(t, 2, Config{Now: c.Now, Sync: 10 * time.Millisecond})
+	answers(gs[0], "getOrder", 3, nil)
+	testutil.Eventually(t, 10*time.Second, "the other replica to see 3 getOrders", func() bool {
+		return resync(t, gs[1]).methods["getOrder"].Sent == 3
 	})
-	g.Done(context.Background(), "cancelRefund", unavailable) // OutageAfter 1: the back-off is on
-	start := time.Now()
-	if err := g.Wait(within(5*time.Second), "cancelRefund"); err != nil {
-		t.Fatal(err)
-	}
-	if probes.Load() != 2 || len(sent) != 2 {
-		t.Fatalf("%d probes, %d sent; want 2 (one failed, one answered) before the request", probes.Load(), len(sent))
-	}
-	if took := time.Since(start); took < 150*time.Millisecond {
-		t.Fatalf("the second probe went %v after the first; the interval is 200ms", took)
-	}
-	if cs[0].get(ReasonOutage) != 1 {
-		t.Fatalf("observer: refused %v, want the request counted once as waiting for the outage", cs[0].refused)
-	}
-}
-
-// The probe's own request waits for the budget like any other, even while
-// the request that sent it holds this process's place at the budget: no
-// deadlock (with a budget of 2/s, spent just before).
-func TestProbeWaitsForBudgetBesideItsCaller(t *testing.T) {
-	gs, _ := newGates(t, 1, Config{Rate: 2, Burst: 1, OutageAfter: 1, ProbeInterval: 100 * time.Millisecond})
-	g := gs[0]
-	g.SetProbe(func(ctx context.Context) error {
-		if err := g.Wait(ctx, "login"); err != nil {
-			return err
-		}
-		g.Done(ctx, "login", nil) // 2Checkout answers
-		return nil
-	})
-	if err := g.Wait(within(time.Second), "cancelRefund"); err != nil { // the budget is spent for 500ms
-		t.Fatal(err)
-	}
-	g.Done(context.Background(), "cancelRefund", unavailable)
-	start := time.Now()
-	if err := g.Wait(within(10*time.Second), "cancelRefund"); err != nil {
-		t.Fatal(err)
-	}
-	// The probe's slot at 500ms, this request's at 1s; a deadlock would
-	// last the probe's timeout (5s).
-	if took := time.Since(start); took > 3*time.Second {
-		t.Fatalf("the request went after %v: the probe waited on its own caller", took)
-	}
-}
-
-// Many requests at once read the fleet's state once per pauseRecheck
-// between them, not each (a storm of reads every 20 ms under load).
-func TestOneStateReadAtATime(t *testing.T) {
-	gs, _ := newGates(t, 1, Config{})
-	reads := &scriptCalls{state: true}
-	gs[0].cfg.Redis.AddHook(reads)
-	const workers, spell = 20, 300 * time.Millisecond
-	start := time.Now()
-	var wg sync.WaitGroup
-	var requests atomic.Int64
-	for range workers {
-		wg.Go(func() {
-			for time.Since(start) < spell {
-				if err := gs[0].Wait(context.Background(), "cancelRefund"); err != nil {
-					t.Error(err)
-					return
-				}
-				requests.Add(1)
-			}
-		})
-	}
-	wg.Wait()
-	// One read per pauseRecheck (and a few that found no read in flight to wait for).
-	if n, most := reads.n.Load(), int64(time.Since(start)/pauseRecheck)+5; n > most {
-		t.Fatalf("%d state reads for %d requests in %v: want at most %d", n, requests.Load(), time.Since(start).Round(time.Millisecond), most)
-	}
 }

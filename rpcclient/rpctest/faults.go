@@ -3,6 +3,7 @@ package rpctest
 import (
 	"encoding/json"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"net/http"
 	"strconv"
@@ -21,12 +22,14 @@ const (
 	FaultExpireSession = "expire_session"  // expire the caller's session, then serve the call
 	FaultApplyThenDrop = "apply_then_drop" // apply the call, then drop the connection (or answer Status if set)
 	FaultRPCError      = "rpc_error"       // answer HTTP 200 with the JSON-RPC error object {Code, Message} (no data); nothing applied
+	FaultRateLimit     = "rate_limit"      // a token bucket of Rate per second and Burst: a call above it is answered 429 with Retry-After (whole seconds, at least 1); nothing applied
 )
 
 // FaultRule is one fault-injection rule, as POST /admin/faults takes it.
 //
 //	{"method":"cancelRefund","kind":"status","status":503,"retry_after":2,"probability":0.5,"first_n":10}
 //	{"method":"cancelRefund","kind":"rpc_error","code":300,"message":"Refund cannot be canceled","first_n":2}
+//	{"method":"cancelRefund","kind":"rate_limit","rate":20,"burst":5}
 type FaultRule struct {
 	// Method limits the rule to one JSON-RPC method; empty matches all.
 	Method string `json:"method,omitempty"`
@@ -41,6 +44,13 @@ type FaultRule struct {
 	// non-zero) and message (required), sent as they are, without data.
 	Code    int    `json:"code,omitempty"`
 	Message string `json:"message,omitempty"`
+	// Rate (calls per second, positive) and Burst (default 1), for
+	// "rate_limit": the calls the rule matches share one token bucket that
+	// holds Burst tokens and gains Rate a second; a call finding it empty
+	// is answered 429 with the whole seconds until a token comes (at
+	// least 1) as Retry-After.
+	Rate  float64 `json:"rate,omitempty"`
+	Burst int     `json:"burst,omitempty"`
 	// Latency and Jitter, for "latency": a fixed delay plus a random one up to Jitter.
 	Latency Duration `json:"latency,omitzero"`
 	Jitter  Duration `json:"jitter,omitzero"`
@@ -93,9 +103,13 @@ func (r *FaultRule) validate() error {
 		if r.Code == 0 || r.Message == "" {
 			return fmt.Errorf("kind rpc_error wants a non-zero code and a message")
 		}
+	case FaultRateLimit:
+		if !(r.Rate > 0) || r.Burst < 0 {
+			return fmt.Errorf("kind rate_limit wants a positive rate and a burst of 0 (1) or more, got rate %v, burst %d", r.Rate, r.Burst)
+		}
 	case FaultDrop, FaultHang, FaultMalformed, FaultExpireSession:
 	default:
-		return fmt.Errorf("unknown kind %q (want latency, status, drop, hang, malformed, expire_session, apply_then_drop or rpc_error)", r.Kind)
+		return fmt.Errorf("unknown kind %q (want latency, status, drop, hang, malformed, expire_session, apply_then_drop, rpc_error or rate_limit)", r.Kind)
 	}
 	if r.RetryAfter < 0 {
 		return fmt.Errorf("retry_after must not be negative")
@@ -138,21 +152,47 @@ func ParseFaultRules(b []byte) ([]FaultRule, error) {
 }
 
 type faultSet struct {
-	mu    sync.Mutex
-	rng   *rand.Rand
-	list  []FaultRule
-	seen  []int // matching calls per rule
-	empty bool  // fast path: no rules
+	mu      sync.Mutex
+	rng     *rand.Rand
+	now     func() time.Time
+	list    []FaultRule
+	seen    []int    // matching calls per rule
+	buckets []bucket // per rule, for rate_limit
+	empty   bool     // fast path: no rules
 }
 
-func newFaultSet(seed int64) *faultSet {
-	return &faultSet{rng: rand.New(rand.NewPCG(uint64(seed), 0x2c0)), empty: true}
+// bucket is a rate_limit rule's token bucket.
+type bucket struct {
+	tokens float64
+	at     time.Time // when tokens was counted
+}
+
+// take answers 0 if a token was there (and takes it), else the wait until
+// one comes.
+func (b *bucket) take(now time.Time, rate float64, burst int) time.Duration {
+	size := float64(max(burst, 1))
+	if b.at.IsZero() {
+		b.tokens = size
+	} else if d := now.Sub(b.at); d > 0 {
+		b.tokens = min(size, b.tokens+d.Seconds()*rate)
+	}
+	b.at = now
+	if b.tokens >= 1 {
+		b.tokens--
+		return 0
+	}
+	return time.Duration((1 - b.tokens) / rate * float64(time.Second))
+}
+
+func newFaultSet(seed int64, now func() time.Time) *faultSet {
+	return &faultSet{rng: rand.New(rand.NewPCG(uint64(seed), 0x2c0)), now: now, empty: true}
 }
 
 func (f *faultSet) set(rules []FaultRule) {
 	f.mu.Lock()
 	f.list = append([]FaultRule(nil), rules...)
 	f.seen = make([]int, len(rules))
+	f.buckets = make([]bucket, len(rules))
 	f.empty = len(rules) == 0
 	f.mu.Unlock()
 }
@@ -213,6 +253,18 @@ func (f *faultSet) match(method string) action {
 					return
 				}
 				dropConn(w)
+			}
+		case FaultRateLimit:
+			if a.answer != nil || a.after != nil {
+				continue
+			}
+			wait := f.buckets[i].take(f.now(), r.Rate, r.Burst)
+			if wait == 0 {
+				continue // under the limit: served
+			}
+			retryAfter := max(1, int(math.Ceil(wait.Seconds())))
+			a.answer = func(w http.ResponseWriter, _ *http.Request, _ json.RawMessage, _ <-chan struct{}) {
+				writeStatus(w, http.StatusTooManyRequests, retryAfter)
 			}
 		default:
 			if a.answer != nil || a.after != nil {

@@ -203,7 +203,7 @@ func New(cfg Config) (*Sandbox, error) {
 		orders:   make(map[string]*Refund),
 		sessions: make(map[string]time.Time),
 		calls:    make(map[string]map[string]int),
-		faults:   newFaultSet(cfg.FaultSeed),
+		faults:   newFaultSet(cfg.FaultSeed, cfg.Now),
 	}
 	s.mux = http.NewServeMux()
 	s.mux.HandleFunc("/rpc/6.0", s.serveRPC)

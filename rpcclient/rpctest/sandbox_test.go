@@ -487,6 +487,53 @@ func TestFaultFirstNAndSeed(t *testing.T) {
 	}
 }
 
+// A rate_limit rule is a token bucket on the sandbox's clock: Burst calls
+// at once, then Rate a second; a call above it is answered 429 with the
+// whole seconds until a token comes (at least 1), and is not applied.
+func TestFaultRateLimit(t *testing.T) {
+	clock := rpctest.NewClock(t0)
+	srv := newServer(t, clock)
+	sid := login(t, srv, t0)
+	if err := srv.SetFaults(rpctest.FaultRule{Method: "cancelRefund", Kind: rpctest.FaultRateLimit, Rate: 0.4, Burst: 2}); err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	cancel := func() (int, string) {
+		n++
+		ref := fmt.Sprintf("RL%d", n)
+		_ = srv.Seed(rpctest.Refund{OrderRef: ref, InitiatedAt: clock.Now()})
+		b, _ := json.Marshal(map[string]any{"jsonrpc": "2.0", "method": "cancelRefund", "params": []any{sid, ref}, "id": 1})
+		resp, err := http.Post(srv.RPCURL, "application/json", bytes.NewReader(b))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		r, _ := srv.Refund(ref)
+		if applied := r.Status == "CANCELED"; applied != (resp.StatusCode == 200) {
+			t.Fatalf("HTTP %d, applied %v", resp.StatusCode, applied)
+		}
+		return resp.StatusCode, resp.Header.Get("Retry-After")
+	}
+	var got []string
+	for _, step := range []time.Duration{0, 0, 0, 1500 * time.Millisecond, 1100 * time.Millisecond, 0, 5 * time.Second, 0, 0} {
+		clock.Advance(step)
+		code, ra := cancel()
+		got = append(got, fmt.Sprintf("%d/%s", code, ra))
+	}
+	// 2 tokens; empty: a token in 2.5s (Retry-After 3); 1.5s later still
+	// none (1s left: 1); 2.6s after emptying: one; empty again; 5s: two.
+	want := "200/,200/,429/3,429/1,200/,429/3,200/,200/,429/3"
+	if strings.Join(got, ",") != want {
+		t.Fatalf("answers %s, want %s", strings.Join(got, ","), want)
+	}
+	// Other methods are not limited by a rule for cancelRefund.
+	for range 5 {
+		if a := call(t, srv.RPCURL, "getOrder", sid, "RL1"); a.HTTPStatus != 200 || a.ErrCode != 0 {
+			t.Fatalf("getOrder: %+v", a)
+		}
+	}
+}
+
 func TestFaultRuleValidation(t *testing.T) {
 	for _, body := range []string{
 		`{"kind":"teleport"}`,
@@ -497,6 +544,9 @@ func TestFaultRuleValidation(t *testing.T) {
 		`{"kind":"drop","probability":2}`,
 		`{"kind":"drop","first_n":-1}`,
 		`{"kind":"drop","surprise":true}`,
+		`{"kind":"rate_limit"}`,
+		`{"kind":"rate_limit","rate":-1}`,
+		`{"kind":"rate_limit","rate":5,"burst":-1}`,
 		`[{"kind":"drop"},{"kind":"nope"}]`,
 		`{"kind":"rpc_error","message":"no code"}`,
 		`{"kind":"rpc_error","code":300}`,
