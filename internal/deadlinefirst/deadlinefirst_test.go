@@ -19,10 +19,11 @@ import (
 // runs is the queue as the dispatcher sees it: every task waits to retry
 // unless state says otherwise (gone: deleted). It records the tasks run.
 type runs struct {
-	mu    sync.Mutex
-	ids   []string
-	gone  map[string]bool
-	state map[string]asynq.TaskState
+	mu     sync.Mutex
+	ids    []string
+	gone   map[string]bool
+	state  map[string]asynq.TaskState
+	parked map[string]bool // archived tasks whose record says parked
 }
 
 func (r *runs) GetTaskInfo(_, id string) (*asynq.TaskInfo, error) {
@@ -38,9 +39,14 @@ func (r *runs) GetTaskInfo(_, id string) (*asynq.TaskInfo, error) {
 	return &asynq.TaskInfo{ID: id, State: st}, nil
 }
 
+// Run moves a task as records.Store.Run does: only from retry, or from
+// the archive when its record says asynq's counter parked it.
 func (r *runs) Run(_ context.Context, info *asynq.TaskInfo, _ tasks.CancelRefund) (bool, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if info.State == asynq.TaskStateArchived && !r.parked[info.ID] {
+		return false, nil
+	}
 	r.ids = append(r.ids, info.ID)
 	return true, nil
 }
@@ -238,10 +244,24 @@ func TestWakingATaskThatIsGoneForgetsIt(t *testing.T) {
 	}
 }
 
-// A woken task is run only if it still waits to retry: one that finished
-// (its run went on without a turn when Redis hiccuped) or that an operator
-// archived is forgotten, never run again; one whose holding run has not
-// ended is tried again on the next tick; one already pending keeps its place.
+// A woken task is run only if it is still held: waiting to retry, or
+// archived by asynq's counter at its hold (MaxRetry 0: its record says
+// parked; TestWakeRunsAParkedHold). One that finished (its run went on
+// without a turn when Redis hiccuped) or that an operator archived is
+// forgotten, never run again; one whose holding run has not ended is tried
+// again on the next tick; one already pending keeps its place.
+func TestWakeRunsAParkedHold(t *testing.T) {
+	f := newFixture(t, 1)
+	_, _, _, release := f.take(t, "A", time.Hour)
+	f.take(t, "B", 10*time.Minute)
+	f.runs.state["B"] = asynq.TaskStateArchived
+	f.runs.parked = map[string]bool{"B": true}
+	release()
+	if got := f.runs.take(); !slices.Equal(got, []string{"B"}) {
+		t.Fatalf("ran %v, want B: a MaxRetry 0 hold is archived by asynq's counter and still waits its turn", got)
+	}
+}
+
 func TestWakeRunsOnlyHeldTasks(t *testing.T) {
 	cases := []struct {
 		state     asynq.TaskState
@@ -250,7 +270,7 @@ func TestWakeRunsOnlyHeldTasks(t *testing.T) {
 	}{
 		{asynq.TaskStateRetry, true, false},
 		{asynq.TaskStateCompleted, false, false},
-		{asynq.TaskStateArchived, false, false},
+		{asynq.TaskStateArchived, false, false}, // an operator's archive
 		{asynq.TaskStateActive, false, true},
 		{asynq.TaskStatePending, false, false},
 	}

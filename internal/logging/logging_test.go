@@ -19,6 +19,7 @@ import (
 	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/refundd/refund-canceller/internal/logging"
+	"github.com/refundd/refund-canceller/internal/records"
 	"github.com/refundd/refund-canceller/internal/redistest"
 	"github.com/refundd/refund-canceller/internal/testutil"
 	"github.com/refundd/refund-canceller/rpcclient"
@@ -121,7 +122,9 @@ func TestPermanentRefusalLoggedOnce(t *testing.T) {
 	q := r.Queue(t)
 	core, logs := observer.New(zapcore.InfoLevel)
 	log := zap.New(core)
-	h, err := worker.NewHandler(worker.HandlerConfig{API: refusingAPI{}, Logger: log.Named("worker")})
+	rc := r.Client()
+	defer rc.Close()
+	h, err := worker.NewHandler(worker.HandlerConfig{API: refusingAPI{}, Memory: records.New(rc, q, 0), Logger: log.Named("worker")})
 	if err != nil {
 		t.Fatal(err)
 	}
