@@ -18,7 +18,7 @@
 // ID a receiver dedupes on is one refundd signed. The string splits one way
 // only: t is digits, a delivery ID never holds '{' (DeliveryIDPattern) and
 // the body is a JSON object. Verify checks it; receivers not written in Go
-// do the same in a few lines (see docs).
+// do the same in a few lines (docs/operating.md, "Completion webhooks").
 package webhook
 
 import (
