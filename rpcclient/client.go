@@ -359,8 +359,9 @@ func (c *Client) session(ctx context.Context) (*session, error) {
 		lc = &loginCall{done: make(chan struct{})}
 		c.pending = lc
 		// The login belongs to no one caller: it outlives a caller that gives
-		// up, and no caller's start deadline may fail it for the others.
-		go c.runLogin(lc)
+		// up, and no caller's start deadline may fail it for the others. A
+		// priority caller's (WithPriority) is a priority request too.
+		go c.runLogin(lc, Priority(ctx))
 	}
 	c.mu.Unlock()
 	select {
@@ -371,8 +372,12 @@ func (c *Client) session(ctx context.Context) (*session, error) {
 	}
 }
 
-func (c *Client) runLogin(lc *loginCall) {
-	ctx, cancel := context.WithTimeout(context.Background(), c.cfg.RequestTimeout)
+func (c *Client) runLogin(lc *loginCall, priority bool) {
+	base := context.Background()
+	if priority {
+		base = WithPriority(base)
+	}
+	ctx, cancel := context.WithTimeout(base, c.cfg.RequestTimeout)
 	defer cancel()
 	start := c.now()
 	id, err := c.login(ctx, start)
@@ -395,24 +400,6 @@ func (c *Client) runLogin(lc *loginCall) {
 	c.pending = nil
 	c.mu.Unlock()
 	close(lc.done)
-}
-
-// Probe sends one login — a request that changes nothing at 2Checkout —
-// under ctx, and answers its error; the session it opens is kept for the
-// calls that follow. A Gate calls it to learn whether 2Checkout answers
-// again, so that no cancellation is spent finding out.
-func (c *Client) Probe(ctx context.Context) error {
-	start := c.now()
-	id, err := c.login(ctx, start)
-	if err != nil {
-		return err
-	}
-	c.mu.Lock()
-	c.sess = c.newSession(id, start)
-	c.refused = nil
-	c.mu.Unlock()
-	c.loginFailure.Store(nil)
-	return nil
 }
 
 func (c *Client) login(ctx context.Context, now time.Time) (string, error) {

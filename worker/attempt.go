@@ -56,6 +56,12 @@ func (h *Handler) attempt(ctx context.Context, log *zap.Logger, d Delivery, p ta
 	return res, err
 }
 
+// sendWithin bounds the time from the record saying a cancelRefund is
+// being sent to the request starting: well inside asynq's 30 s lease, so
+// a delivery that stalls after its record cannot send once asynq has
+// handed the task to another delivery.
+const sendWithin = 20 * time.Second
+
 // first reports whether no cancelRefund may have reached 2Checkout for the
 // refund yet.
 func first(res *tasks.Result) bool { return res.Sent == 0 && res.MaybeApplied == "" }
@@ -70,8 +76,15 @@ func (h *Handler) try(ctx context.Context, d Delivery, p tasks.CancelRefund, c C
 	// Relative, so the bound is right whatever clock h.now reads.
 	rctx, cancel := context.WithTimeout(rctx, cutoff.Sub(now)+h.policy.RequestTimeout)
 	defer cancel()
+	// The last chance — no retry fits after this attempt — is never held
+	// back: not by the fleet's throttle or outage hold (a priority
+	// request), nor by deadline-first's turns. It is one request.
+	last := h.policy.LastChance(now, cutoff)
+	if last {
+		rctx = rpcclient.WithPriority(rctx)
+	}
 
-	if h.turns != nil {
+	if h.turns != nil && !last {
 		turn, err := h.turns.Take(ctx, res.TaskID, cutoff)
 		switch {
 		case err != nil:
@@ -119,9 +132,10 @@ func (h *Handler) try(ctx context.Context, d Delivery, p tasks.CancelRefund, c C
 
 	// The record says a cancelRefund is on its way before it is: whatever
 	// happens to this delivery, the next one knows it may have applied.
+	recordedAt := h.now()
 	sending := *res
 	sending.Outcome, sending.Sent = tasks.OutcomeSending, res.Sent+1
-	sending.Reason = "cancelRefund sent at " + h.now().UTC().Format(time.RFC3339) + " has no recorded answer (the delivery ended mid-call: a crash, a shutdown or a timeout)"
+	sending.Reason = "cancelRefund sent at " + recordedAt.UTC().Format(time.RFC3339) + " has no recorded answer (the delivery ended mid-call: a crash, a shutdown or a timeout)"
 	if err := h.mem.Write(ctx, c, &sending, DeliveryRunning, false); err != nil {
 		if ctx.Err() != nil {
 			return ctx.Err()
@@ -130,10 +144,22 @@ func (h *Handler) try(ctx context.Context, d Delivery, p tasks.CancelRefund, c C
 			Cause: fmt.Errorf("record that a cancelRefund is being sent (nothing sent): %w", err)}
 	}
 	res.Sent++
-	refundID, err := h.api.CancelRefund(rctx, p.OrderRef)
+	// The request starts within sendWithin of the record that announces it,
+	// or not at all: a delivery that stalls in between (a paused process)
+	// must not send after asynq re-delivered the task to another.
+	sctx := rctx
+	if at := recordedAt.Add(sendWithin); at.Before(cutoff) {
+		sctx = rpcclient.WithStartDeadline(rctx, at)
+	}
+	refundID, err := h.api.CancelRefund(sctx, p.OrderRef)
 	if err == nil {
 		res.Outcome, res.RefundID = tasks.OutcomeCancelled, refundID
 		return nil
+	}
+	if errors.Is(err, rpcclient.ErrStartDeadline) && h.now().Before(cutoff) {
+		res.Sent--
+		return &RetryError{At: h.now().Add(h.policy.MinDelay), Uncounted: true, NothingSent: true,
+			Cause: fmt.Errorf("cancelRefund did not start within %v of its record (nothing sent)", sendWithin)}
 	}
 	if reached(err) != refundReached {
 		res.Sent-- // it never left (only a login did, or nothing)
@@ -145,8 +171,8 @@ func (h *Handler) try(ctx context.Context, d Delivery, p tasks.CancelRefund, c C
 	if rpcclient.IsName(err, rpcclient.NameRefundNotCancellable) {
 		// An earlier attempt (or someone else) may have cancelled it. Ask
 		// the order what is true — a read, allowed after the cut-off too,
-		// so not under the start deadline.
-		gctx, gcancel := context.WithTimeout(ctx, h.policy.RequestTimeout)
+		// so not under the start deadline, and never held back.
+		gctx, gcancel := context.WithTimeout(rpcclient.WithPriority(ctx), h.policy.RequestTimeout)
 		defer gcancel()
 		o, gerr := h.api.GetOrder(gctx, p.OrderRef)
 		switch {
@@ -253,7 +279,10 @@ func (h *Handler) settle(ctx context.Context, p tasks.CancelRefund, res *tasks.R
 	if doubt == "" {
 		return terr
 	}
-	gctx, cancel := context.WithTimeout(ctx, h.policy.RequestTimeout)
+	// The read that settles the outcome is never held back by the
+	// fleet's throttle or outage hold: it is one request, and without it
+	// the outcome would be unknown.
+	gctx, cancel := context.WithTimeout(rpcclient.WithPriority(ctx), h.policy.RequestTimeout)
 	defer cancel()
 	o, err := h.api.GetOrder(gctx, p.OrderRef)
 	var why string

@@ -124,10 +124,10 @@ func (p Policy) Cutoff(initiatedAt time.Time) time.Time {
 //   - ok=false only when not even MinDelay fits: then no retry can run
 //     before the cut-off.
 func (p Policy) Next(now time.Time, attempt int, cutoff time.Time, err error) (at time.Time, ok bool) {
-	last := lastSlot(cutoff.Add(-p.LastRetryLead))
-	if ceilSecond(now.Add(p.MinDelay)).After(last) {
+	if p.LastChance(now, cutoff) {
 		return time.Time{}, false
 	}
+	last := lastSlot(cutoff.Add(-p.LastRetryLead))
 	wait := p.MinDelay
 	if ra, has := rpcclient.RetryAfter(err); has {
 		wait = max(wait, min(ra, p.RetryAfterMax))
@@ -137,6 +137,12 @@ func (p Policy) Next(now time.Time, attempt int, cutoff time.Time, err error) (a
 		at = last
 	}
 	return at, true
+}
+
+// LastChance reports whether an attempt at now is the task's last before
+// its cut-off: no retry would fit after it (Next answers ok=false).
+func (p Policy) LastChance(now, cutoff time.Time) bool {
+	return ceilSecond(now.Add(p.MinDelay)).After(lastSlot(cutoff.Add(-p.LastRetryLead)))
 }
 
 // ceilSecond rounds t up to a whole second.

@@ -241,3 +241,56 @@ func TestAttemptNumberGrowsPastAFrozenCounter(t *testing.T) {
 		})
 	}
 }
+
+// priorityOnlyGate holds back every request but priority ones (a fleet
+// throttled to nothing, or holding for an outage).
+type priorityOnlyGate struct{ held []string }
+
+func (g *priorityOnlyGate) Wait(ctx context.Context, method string) error {
+	if !rpcclient.Priority(ctx) {
+		g.held = append(g.held, method)
+		return &rpcclient.GateError{Method: method, Err: errors.New("held back: the fleet is throttled")}
+	}
+	return nil
+}
+func (g *priorityOnlyGate) Done(context.Context, string, error) {}
+
+// The last chance is never taken away: the attempt after which no retry
+// fits (a 429 asked for 100,000 s, 30 s before the cut-off, so the policy
+// placed the retry in the last slot) goes out whatever the fleet's
+// throttle says and without waiting for a deadline-first turn, and
+// cancels the refund. Earlier attempts are held back as usual.
+func TestLastChanceIsNeverHeld(t *testing.T) {
+	e := newEnv(t, "")
+	initiated := t0.Add(-2*time.Hour + DefaultSafetyMargin + 30*time.Second) // cut-off in 30 s
+	_ = e.srv.Seed(rpctest.Refund{OrderRef: "LC1", InitiatedAt: initiated})
+	gate := &priorityOnlyGate{}
+	api, err := rpcclient.New(rpcclient.Config{URL: e.srv.RPCURL, MerchantCode: rpctest.DefaultMerchantCode, SecretKey: rpctest.DefaultSecretKey,
+		Now: e.clock.Now, RequestTimeout: time.Second, Gate: gate})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.h.api = api
+	turns := &fakeTurns{until: t0.Add(time.Hour), ahead: 3}
+	e.h.turns = turns
+	cutoff := e.h.policy.Cutoff(initiated)
+	// 2Checkout's own answer, earlier: 429 with a Retry-After far past the cut-off.
+	retryAt, ok := e.h.policy.Next(t0, 1, cutoff, &rpcclient.APIError{Method: "cancelRefund", Name: rpcclient.NameHTTPStatus, HTTPStatus: 429, RetryAfter: 100000 * time.Second})
+	if !ok || !e.h.policy.LastChance(retryAt, cutoff) || !retryAt.Before(cutoff) {
+		t.Fatalf("retry at %v (ok %v), cut-off %v: want the last slot before the cut-off", retryAt, ok, cutoff)
+	}
+	// An ordinary attempt is held back by the throttled fleet...
+	if _, err := e.h.Deliver(context.Background(), Delivery{Type: tasks.TypeCancelRefund, MaxRetry: tasks.DefaultMaxRetry, TaskID: "lc", Payload: payload("LC1", initiated)}); err == nil {
+		t.Fatal("an ordinary attempt went through a fleet that holds everything back")
+	}
+	turns.asked = nil
+	// ...the last chance is not.
+	e.clock.Set(retryAt)
+	res, err := e.h.Deliver(context.Background(), Delivery{Type: tasks.TypeCancelRefund, MaxRetry: tasks.DefaultMaxRetry, TaskID: "lc", Payload: payload("LC1", initiated)})
+	if err != nil || res.Outcome != tasks.OutcomeCancelled || len(turns.asked) != 0 {
+		t.Fatalf("last chance: %+v %v; turns asked %d", res, err, len(turns.asked))
+	}
+	if r, _ := e.srv.Refund("LC1"); r.Status != rpctest.StatusCanceled {
+		t.Fatalf("sandbox refund %+v", r)
+	}
+}

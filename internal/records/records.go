@@ -292,15 +292,14 @@ if run ~= ARGV[1] or redis.call("HGET", KEYS[1], "final") ~= "1" or redis.call("
 	return 0
 end
 redis.call("HSET", KEYS[1], "run:" .. run, redis.call("HGET", KEYS[1], "record"))
-redis.call("HSET", KEYS[1], "run", tonumber(run) + 1, "record", ARGV[2], "delivery", "running", "token", "")
+redis.call("HSET", KEYS[1], "run", tonumber(run) + 1, "record", ARGV[2], "delivery", "done", "token", "")
 redis.call("HDEL", KEYS[1], "final", "announced")
 redis.call("PEXPIRE", KEYS[1], ARGV[3])
 return 1`)
 
 // Rerun opens a new run of a refund whose run ended and was announced (an
 // operator's "try again"): the final record is kept as the earlier run's,
-// the new run's next delivery is due at once (delivery running, so the
-// sweep runs the task if asynq archives it unclaimed), and the new
+// and the new
 // run starts from what every earlier run learned — if any may have
 // reached 2Checkout, its first attempt checks the order with getOrder
 // before it cancels. A cancelled refund has nothing to try again. The
@@ -334,26 +333,29 @@ func (s *Store) Rerun(ctx context.Context, orderRef string, initiated time.Time)
 }
 
 // runScript: KEYS asynq task hash, asynq pending list, asynq zset of the
-// state the task was judged in, refund record; ARGV task ID, state.
-// Moves the task to pending (as asynq's RunTask does) only if it is still
-// in that state and, when archived, only if its record says asynq put it
-// there (a delivery that crashed, timed out or was parked by the retry
-// counter) or its ending is yet to be announced — never a task an
-// operator archived, nor one the handler ended.
+// state the task was judged in, refund record; ARGV task ID, state,
+// unclaimed (0|1). Moves the task to pending (as asynq's RunTask does) only
+// if it is still in that state and, when archived, only if its record says
+// asynq put it there (a delivery that crashed, timed out or was parked by
+// the retry counter) or its ending is yet to be announced — never a task
+// an operator archived, nor one the handler ended. With unclaimed, the
+// caller vouches that the task's last delivery could not claim the refund
+// (its last error says so, and an archived task's last error does not
+// change): then a record with no final word, or none, is enough.
 var runScript = redis.NewScript(`
 if redis.call("HGET", KEYS[1], "state") ~= ARGV[2] then
 	return 0
 end
 if ARGV[2] == "archived" then
 	local v = redis.call("HMGET", KEYS[4], "owner", "final", "delivery", "announced", "run")
-	if v[1] ~= ARGV[1] then
+	if v[1] and v[1] ~= ARGV[1] then
 		return 0
 	end
 	if v[2] == "1" then
 		if v[4] == v[5] then
 			return 0
 		end
-	elseif v[3] ~= "running" and v[3] ~= "parked" then
+	elseif ARGV[3] ~= "1" and v[3] ~= "running" and v[3] ~= "parked" then
 		return 0
 	end
 end
@@ -367,10 +369,11 @@ return 1`)
 // Run moves the task info shows to pending, so a worker runs it now, if it
 // is still in the state info shows (scheduled, retry or archived) — one
 // script: what was judged is what is moved, never a task that moved
-// since. An archived task moves only if its record says asynq archived it
-// (see runScript). It answers whether the task moved. It relies on asynq
-// v0.26's keys (asynq:{q}:t:<id>, asynq:{q}:pending, asynq:{q}:<state>).
-func (s *Store) Run(ctx context.Context, info *asynq.TaskInfo, p tasks.CancelRefund) (bool, error) {
+// since. An archived task moves only if its record says asynq archived it,
+// or, with unclaimed, if its last delivery could not claim the refund (see
+// runScript). It answers whether the task moved. It relies on asynq v0.26's
+// keys (asynq:{q}:t:<id>, asynq:{q}:pending, asynq:{q}:<state>).
+func (s *Store) Run(ctx context.Context, info *asynq.TaskInfo, p tasks.CancelRefund, unclaimed bool) (bool, error) {
 	state := info.State.String()
 	switch info.State {
 	case asynq.TaskStateScheduled, asynq.TaskStateRetry, asynq.TaskStateArchived:
@@ -379,7 +382,7 @@ func (s *Store) Run(ctx context.Context, info *asynq.TaskInfo, p tasks.CancelRef
 	}
 	q := "asynq:{" + info.Queue + "}:"
 	keys := []string{q + "t:" + info.ID, q + "pending", q + state, Key(info.Queue, p.OrderRef, p.RefundInitiatedAt)}
-	moved, err := runScript.Run(ctx, s.rdb, keys, info.ID, state).Bool()
+	moved, err := runScript.Run(ctx, s.rdb, keys, info.ID, state, flag(unclaimed)).Bool()
 	if err != nil {
 		return false, fmt.Errorf("run task %s: %w", info.ID, err)
 	}
@@ -387,10 +390,21 @@ func (s *Store) Run(ctx context.Context, info *asynq.TaskInfo, p tasks.CancelRef
 }
 
 // Mover reads tasks with its Inspector and moves them with its Store
-// (deadlinefirst.Runner).
+// (deadlinefirst.Runner): a held task, from retry, or from the archive
+// when its record says asynq's counter parked it.
 type Mover struct {
-	*asynq.Inspector
-	*Store
+	Inspector *asynq.Inspector
+	Store     *Store
+}
+
+// GetTaskInfo reads a task.
+func (m Mover) GetTaskInfo(queue, id string) (*asynq.TaskInfo, error) {
+	return m.Inspector.GetTaskInfo(queue, id)
+}
+
+// Run moves a held task (Store.Run, judged by its record alone).
+func (m Mover) Run(ctx context.Context, info *asynq.TaskInfo, p tasks.CancelRefund) (bool, error) {
+	return m.Store.Run(ctx, info, p, false)
 }
 
 // Due reports whether the task asynq archived (see Run) should run now:

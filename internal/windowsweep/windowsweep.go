@@ -412,9 +412,9 @@ func (s *Sweeper) sweep(ctx context.Context, alive func()) (Report, error) {
 					continue
 				}
 				r.Replaced++
-			case actRun:
+			case actRun, actRunUnclaimed:
 				p, _ := tasks.Decode(info.Payload) // an invalid payload's zero value names a key in the queue's slot
-				moved, err := s.recs.Run(ctx, info, p)
+				moved, err := s.recs.Run(ctx, info, p, decided[0] == actRunUnclaimed)
 				if err != nil {
 					s.log.Warn("could not run a task", zap.String("task_id", info.ID), zap.Error(err))
 				}
@@ -456,6 +456,9 @@ const (
 	actNone action = iota
 	actReplace
 	actRun
+	// actRunUnclaimed: run an archived task whose last delivery could not
+	// claim its refund (its last error says so).
+	actRunUnclaimed
 )
 
 // decideAll answers what the sweep does with each task: an archived one
@@ -490,14 +493,15 @@ func (s *Sweeper) decideAll(ctx context.Context, infos []*asynq.TaskInfo) ([]act
 		// records.Entry.Due), or the delivery could not claim the refund
 		// (it wrote nothing; asynq's or the handler's error says why —
 		// an operator's Archive of a task that never ran leaves none).
-		due := e.Owner == info.ID && e.Due(now) ||
-			e.Owner == "" && info.LastErr != "" ||
+		unclaimed := e.Owner == "" && info.LastErr != "" ||
 			e.Owner == info.ID && !e.Record.Final() && strings.HasPrefix(info.LastErr, worker.NoRecord)
 		switch {
-		case !due:
+		case !unclaimed && (e.Owner != info.ID || !e.Due(now)):
 			// the handler's word, an operator's, a duplicate, or not due yet
 		case !info.Deadline.IsZero() && !now.Before(info.Deadline):
 			out[i] = actReplace
+		case unclaimed:
+			out[i] = actRunUnclaimed
 		default:
 			out[i] = actRun
 		}
