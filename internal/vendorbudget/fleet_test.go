@@ -221,6 +221,10 @@ func TestFleetProgressesPastWhatTheDeadLeft(t *testing.T) {
 	if len(cancelled) != n {
 		t.Fatalf("the ledger shows %d of %d refunds cancelled", len(cancelled), n)
 	}
+	// A probe's answer ended the dead replica's outage (it was seen).
+	if out, err := rc.HExists(ctx, key+":outage", "cancelRefund").Result(); err != nil || out {
+		t.Fatalf("the dead replica's outage is still in Redis after the run (%v): the fleet never saw it", err)
+	}
 	if left, err := rc.ZCard(ctx, turns).Result(); err != nil || left != 0 {
 		t.Fatalf("turns left after the run: %d %v", left, err)
 	}
