@@ -55,6 +55,9 @@ func TestFleetKeepsSharedRate(t *testing.T) {
 // comes no sooner than 3 s later — and nobody else: the other replicas'
 // calls go on meanwhile (no fleet-wide pause).
 func TestFleetA429DelaysOnlyItsTask(t *testing.T) {
+	if testing.Short() {
+		t.Skip("a fleet test; not with -short")
+	}
 	const n = 80
 	r := redistest.New(t)
 	f := fleettest.Start(t, fleettest.Options{RedisURL: r.URL, Queue: r.Queue(t),
@@ -181,7 +184,7 @@ func TestFleetProgressesPastWhatTheDeadLeft(t *testing.T) {
 	defer rc.Close()
 	ctx := context.Background()
 	now := time.Now()
-	key := "refundd:2co:DEAD"
+	key := "refundd:2co:{DEAD}" // as internal/daemon names it
 	t.Cleanup(func() { rc.Del(ctx, key+":window", key+":outage") })
 	// What the dead replica left, as its last renewals wrote it.
 	turns := deadlinefirst.Keys(q)[1]
@@ -200,13 +203,27 @@ func TestFleetProgressesPastWhatTheDeadLeft(t *testing.T) {
 		t.Fatalf("%d of %d completed; archived: %v", got, n, states[asynq.TaskStateArchived])
 	}
 	cancelled := map[string]bool{}
+	var first time.Time
 	for _, c := range f.SB.Ledger() {
 		if c.Method == "cancelRefund" && c.Outcome == "ok" {
 			cancelled[c.OrderRef] = true
+			if first.IsZero() || c.Time.Before(first) {
+				first = c.Time
+			}
 		}
+	}
+	// The fleet honoured what it found (the test is not vacuous): no
+	// cancel went before the dead probe's claim ended.
+	if first.Before(now.Add(vendorbudget.DefaultProbeInterval)) {
+		t.Fatalf("a cancelRefund at %v, before the dead replica's probe claim ended (%v): the planted state was not seen",
+			first.Sub(now), vendorbudget.DefaultProbeInterval)
 	}
 	if len(cancelled) != n {
 		t.Fatalf("the ledger shows %d of %d refunds cancelled", len(cancelled), n)
+	}
+	// A probe's answer ended the dead replica's outage (it was seen).
+	if out, err := rc.HExists(ctx, key+":outage", "cancelRefund").Result(); err != nil || out {
+		t.Fatalf("the dead replica's outage is still in Redis after the run (%v): the fleet never saw it", err)
 	}
 	if left, err := rc.ZCard(ctx, turns).Result(); err != nil || left != 0 {
 		t.Fatalf("turns left after the run: %d %v", left, err)
