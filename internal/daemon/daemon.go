@@ -154,13 +154,15 @@ func New(opts Options) (_ *Daemon, err error) {
 	}
 	closers = append(closers, enq.Close)
 	failures := ops.NewFailureLimit(ops.FailureLimitConfig{Failures: cfg.AuthFailures, Refill: cfg.AuthFailureRefill, Logger: log.Named("auth"), Observer: m})
+	lookup := taskview.NewLookup(insp, recs, cfg.Queue)
 	dash := ops.NewDashboard(ops.DashboardConfig{Redis: cfg.Redis, User: cfg.DashboardUser, Password: cfg.DashboardPassword.Reveal(),
-		ReadOnly: cfg.DashboardReadOnly, Loopback: cfg.OpsLoopback(), PrometheusURL: cfg.PrometheusURL, Queue: cfg.Queue, Failures: failures})
+		ReadOnly: cfg.DashboardReadOnly, Loopback: cfg.OpsLoopback(), PrometheusURL: cfg.PrometheusURL, Queue: cfg.Queue, Failures: failures,
+		Orders: lookup})
 	closers = append(closers, dash.Close)
 	d := &Daemon{cfg: cfg, log: log, server: srv, notify: notifyServer, sweep: sweep, turns: turns, mux: http.NewServeMux(), onListen: opts.OnListen, closers: closers}
 	d.mux.Handle("GET /metrics", m.Handler())
 	dash.Register(d.mux)
-	ops.NewAPI(enq, taskview.NewLookup(insp, recs, cfg.Queue), cfg.APIToken.Reveal(), log.Named("api")).
+	ops.NewAPI(enq, lookup, cfg.APIToken.Reveal(), log.Named("api")).
 		Limit(ops.APILimits{Failures: failures, EnqueueRate: cfg.EnqueueRate, Observer: m}).Register(d.mux)
 	switch {
 	case cfg.DashboardUser == "" && !cfg.OpsLoopback():

@@ -30,16 +30,18 @@ func TestDashboardInBrowser(t *testing.T) {
 	q := r.Queue(t)
 	enq, _ := tasks.NewEnqueuer(tasks.EnqueuerConfig{Redis: r.Opt, Queue: q})
 	defer enq.Close()
-	if _, err := enq.Enqueue(context.Background(), tasks.CancelRefund{OrderRef: "BROWSER1", RefundInitiatedAt: time.Now()}); err != nil {
+	initiated := time.Now().UTC().Truncate(time.Second)
+	if _, err := enq.Enqueue(context.Background(), tasks.CancelRefund{OrderRef: "BROWSER1", RefundInitiatedAt: initiated}); err != nil {
 		t.Fatal(err)
 	}
-	d := ops.NewDashboard(ops.DashboardConfig{Redis: r.Opt, User: "ops", Password: "browser-pass-1"})
+	d := ops.NewDashboard(ops.DashboardConfig{Redis: r.Opt, User: "ops", Password: "browser-pass-1", Orders: lookup(t, r, q)})
 	defer d.Close()
 	mux := http.NewServeMux()
 	d.Register(mux)
 	srv := serve(t, ops.ServerConfig{Handler: mux}) // behind the guard, as refundd serves it
+	authed := strings.Replace(srv.URL, "http://", "http://ops:browser-pass-1@", 1)
 
-	page := strings.Replace(srv.URL, "http://", "http://ops:browser-pass-1@", 1) + "/monitoring/queues/" + q + "?status=pending"
+	page := authed + "/monitoring/queues/" + q + "?status=pending"
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 	dom := dumpDOM(ctx, t, chromium, page)
@@ -47,6 +49,19 @@ func TestDashboardInBrowser(t *testing.T) {
 		if !strings.Contains(dom, want) {
 			t.Errorf("the dashboard page does not show %q (%d bytes of DOM)", want, len(dom))
 		}
+	}
+
+	// From an order to its tasks: the orders page lists BROWSER1's
+	// cancellation and links to its task's Asynqmon page, which shows it.
+	id := tasks.TaskID("BROWSER1", initiated)
+	dom = dumpDOM(ctx, t, chromium, authed+ops.OrdersPath+"?ref=BROWSER1")
+	link := ops.DashboardPath + "/queues/" + q + "/tasks/" + url.QueryEscape(id)
+	if !strings.Contains(dom, `class="cancellation"`) || !strings.Contains(dom, `href="`+link+`"`) {
+		t.Errorf("the orders page does not link BROWSER1's task %s: %.600s", link, dom)
+	}
+	dom = dumpDOM(ctx, t, chromium, authed+link)
+	if !strings.Contains(dom, id) {
+		t.Errorf("the task page %s does not show the task (%d bytes of DOM)", link, len(dom))
 	}
 
 	// Without credentials the browser gets no dashboard (headless Chromium

@@ -44,6 +44,9 @@ type DashboardConfig struct {
 	// is shown with the outcome its task's result record holds (see
 	// Dashboard), read with one Redis call per task shown.
 	Queue string
+	// Orders, if set, serves OrdersPath: an order's cancellations, linked
+	// to their tasks' pages.
+	Orders OrderFinder
 }
 
 // Dashboard is Asynqmon behind basic auth.
@@ -89,7 +92,14 @@ func NewDashboard(cfg DashboardConfig) *Dashboard {
 		ReadOnly:          d.readOnly,
 		PrometheusAddress: cfg.PrometheusURL,
 	})
-	checked := d.check(d.h)
+	var inner http.Handler = d.h
+	if cfg.Orders != nil {
+		mux := http.NewServeMux()
+		mux.Handle(OrdersPath, orders(cfg.Orders))
+		mux.Handle("/", d.h)
+		inner = mux
+	}
+	checked := d.check(inner)
 	d.serve = checked
 	switch {
 	case creds:
