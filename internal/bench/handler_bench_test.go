@@ -9,12 +9,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/alicebob/miniredis/v2"
-	"github.com/redis/go-redis/v9"
-
 	"github.com/refundd/refund-canceller/internal/logging"
 	"github.com/refundd/refund-canceller/internal/metrics"
 	"github.com/refundd/refund-canceller/internal/records"
+	"github.com/refundd/refund-canceller/internal/redistest"
 	"github.com/refundd/refund-canceller/rpcclient"
 	"github.com/refundd/refund-canceller/tasks"
 	"github.com/refundd/refund-canceller/worker"
@@ -22,7 +20,7 @@ import (
 
 // BenchmarkHandler is one cancellation's work outside the queue, one at a
 // time against the no-op server: refundd's handler (decode and validate,
-// claim and record in Redis (miniredis), client call, JSON log line, metrics, result JSON) beside the minimal
+// claim, 'sending' and the end's record in Redis (redistest: a redis-server of its own), client call, JSON log line, metrics, result JSON) beside the minimal
 // pipeline's (read order_ref, one raw POST). Allocations include the
 // server's side, which is the same for both.
 //
@@ -33,7 +31,8 @@ func BenchmarkHandler(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer s.Close()
-	mr := miniredis.RunT(b) // the record's two scripts per delivery, in process
+	rds := redistest.New(b) // the record's scripts: a real redis-server where there is one
+	queue := rds.Queue(b)
 	payload, _ := json.Marshal(tasks.CancelRefund{OrderRef: "B001-000001", RefundInitiatedAt: time.Now().UTC(), RequestedBy: "refundbench"})
 	b.Run("refundd", func(b *testing.B) {
 		m := metrics.New(nil)
@@ -42,22 +41,23 @@ func BenchmarkHandler(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		rc := redis.NewClient(&redis.Options{Addr: mr.Addr()})
+		rc := rds.Client()
 		defer rc.Close()
-		recs := records.New(rc, "bench", 0)
+		recs := records.New(rc, queue, 0)
 		h, err := worker.NewHandler(worker.HandlerConfig{API: api, Memory: recs, Logger: log, Observer: m})
 		if err != nil {
 			b.Fatal(err)
 		}
 		b.ReportAllocs()
 		start := time.Now().UTC().Truncate(time.Second)
+		ref := fmt.Sprint("B", start.UnixNano()/1e6%1e9) // each run its own refunds
 		i := 0
 		for b.Loop() {
 			// A refund of its own each time: the record makes a second
 			// delivery of one refund a re-announcement, not an attempt.
 			i++
-			p, _ := json.Marshal(tasks.CancelRefund{OrderRef: "B001-000001", RefundInitiatedAt: start.Add(-time.Duration(i) * time.Second), RequestedBy: "refundbench"})
-			res, err := h.Deliver(context.Background(), worker.Delivery{Type: tasks.TypeCancelRefund, TaskID: fmt.Sprint("t", i), MaxRetry: tasks.DefaultMaxRetry, Payload: p})
+			p, _ := json.Marshal(tasks.CancelRefund{OrderRef: ref, RefundInitiatedAt: start.Add(-time.Duration(i) * time.Second), RequestedBy: "refundbench"})
+			res, err := h.Deliver(context.Background(), worker.Delivery{Type: tasks.TypeCancelRefund, TaskID: fmt.Sprint(ref, "-", i), MaxRetry: tasks.DefaultMaxRetry, Payload: p})
 			if err != nil {
 				b.Fatal(err)
 			}
