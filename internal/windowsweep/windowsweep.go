@@ -491,10 +491,12 @@ func (s *Sweeper) decideAll(ctx context.Context, infos []*asynq.TaskInfo) ([]act
 		info, e := infos[i], entries[j]
 		// asynq archived it on its own: the record says so (see
 		// records.Entry.Due), or the delivery could not claim the refund
-		// (it wrote nothing; asynq's or the handler's error says why —
-		// an operator's Archive of a task that never ran leaves none).
+		// or died before it did (it wrote nothing; the handler's error or
+		// asynq's "lease expired" says why — an operator's Archive of a
+		// task that never ran leaves none).
 		unclaimed := e.Owner == "" && info.LastErr != "" ||
-			e.Owner == info.ID && !e.Record.Final() && strings.HasPrefix(info.LastErr, worker.NoRecord)
+			e.Owner == info.ID && !e.Record.Final() &&
+				AsynqsOwn(info.LastErr)
 		switch {
 		case !unclaimed && (e.Owner != info.ID || !e.Due(now)):
 			// the handler's word, an operator's, a duplicate, or not due yet
@@ -507,6 +509,17 @@ func (s *Sweeper) decideAll(ctx context.Context, infos []*asynq.TaskInfo) ([]act
 		}
 	}
 	return out, nil
+}
+
+// AsynqsOwn reports whether lastErr is what a delivery that wrote nothing
+// of how it ended leaves on its task: the handler could not read the
+// refund's record (worker.NoRecord), or asynq gave up on it — its lease
+// expired (a crash), or its Timeout. asynq archives such a task on its
+// own at MaxRetry; an operator's Archive keeps whatever error the task
+// had, which is why an Archive right after a crash or a timeout cannot be
+// told from asynq's (docs/window-and-outcomes.md, known limits).
+func AsynqsOwn(lastErr string) bool {
+	return strings.HasPrefix(lastErr, worker.NoRecord) || lastErr == asynq.ErrLeaseExpired.Error() || lastErr == context.DeadlineExceeded.Error()
 }
 
 // decide answers what the sweep does with a task not archived.
