@@ -122,14 +122,15 @@ func (e *Enqueuer) Enqueue(ctx context.Context, p CancelRefund, opts ...asynq.Op
 		return nil, &WindowClosedError{OrderRef: p.OrderRef, ClosedAt: closes}
 	}
 	// The refund's record outlives asynq's copy of its task: a refund the
-	// worker knows is already queued, whatever asynq still holds.
-	v, err := e.rdb.HMGet(ctx, keys.Refund(e.queue, p.OrderRef, p.RefundInitiatedAt), "owner", "record").Result()
+	// worker knows is already queued, whatever asynq still holds. Else the
+	// refund joins its order's index (the worker indexes what it runs too).
+	v, err := indexScript.Run(ctx, e.rdb, []string{keys.Refund(e.queue, p.OrderRef, p.RefundInitiatedAt), keys.Order(e.queue, p.OrderRef)},
+		p.RefundInitiatedAt.Unix(), keys.Stamp(p.RefundInitiatedAt), (DefaultRetention + Window).Milliseconds()).StringSlice()
 	if err != nil {
 		return nil, fmt.Errorf("enqueue %s: read the refund's record: %w", p.TaskID(), err)
 	}
-	if owner, _ := v[0].(string); owner != "" {
-		rec, _ := v[1].(string)
-		return nil, e.alreadyQueued(owner, []byte(rec))
+	if len(v) == 2 {
+		return nil, e.alreadyQueued(v[0], []byte(v[1]))
 	}
 	info, err := e.client.EnqueueContext(ctx, task)
 	if errors.Is(err, asynq.ErrTaskIDConflict) {
@@ -138,21 +139,24 @@ func (e *Enqueuer) Enqueue(ctx context.Context, p CancelRefund, opts ...asynq.Op
 	if err != nil {
 		return nil, fmt.Errorf("enqueue %s: %w", p.TaskID(), err)
 	}
-	// The order's index (the worker indexes what it runs, too): best
-	// effort, so an enqueued task is never reported as failed.
-	_ = indexScript.Run(ctx, e.rdb, []string{keys.Order(e.queue, p.OrderRef)}, p.RefundInitiatedAt.Unix(), keys.Stamp(p.RefundInitiatedAt),
-		(DefaultRetention + Window).Milliseconds()).Err()
 	return info, nil
 }
 
-// indexScript adds a refund to its order's index, which expires after
-// ARGV[3] ms unless the worker's records keep it longer.
+// indexScript: KEYS the refund's record, its order's index; ARGV the
+// initiation's unix seconds and stamp, the index's expiry in ms. It
+// answers {owner, record} if the worker has a record of the refund, else
+// {} after adding the refund to the index (which the worker's records keep
+// as long as theirs).
 var indexScript = redis.NewScript(`
-redis.call("ZADD", KEYS[1], ARGV[1], ARGV[2])
-if redis.call("PTTL", KEYS[1]) < 0 then
-	redis.call("PEXPIRE", KEYS[1], ARGV[3])
+local v = redis.call("HMGET", KEYS[1], "owner", "record")
+if v[1] then
+	return {v[1], v[2] or ""}
 end
-return 1`)
+redis.call("ZADD", KEYS[2], ARGV[1], ARGV[2])
+if redis.call("PTTL", KEYS[2]) < 0 then
+	redis.call("PEXPIRE", KEYS[2], ARGV[3])
+end
+return {}`)
 
 func (e *Enqueuer) alreadyQueued(id string, record []byte) error {
 	aq := &AlreadyQueuedError{TaskID: id}

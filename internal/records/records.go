@@ -67,35 +67,34 @@ func Key(queue, orderRef string, initiated time.Time) string {
 }
 
 // claimScript: KEYS refund, order; ARGV task ID, token, retention ms,
-// initiation stamp, initiation unix seconds, oldest initiation kept (unix).
-// The first task to claim a refund owns it; the owner's claim takes the
-// delivery token and marks a delivery running.
+// initiation stamp, initiation unix seconds. The first task to claim a
+// refund owns it (and indexes it under its order); the owner's claim takes
+// the delivery token and marks a delivery running, unless the record is
+// final. An order's index lives as long as its newest refund's record; a
+// member whose record expired is skipped by the lookup.
 var claimScript = redis.NewScript(`
-local owner = redis.call("HGET", KEYS[1], "owner")
-if owner and owner ~= ARGV[1] then
-	return {owner}
+local v = redis.call("HMGET", KEYS[1], "owner", "final", "record", "run", "announced")
+if v[1] and v[1] ~= ARGV[1] then
+	return {v[1]}
 end
-if not owner then
-	redis.call("HSET", KEYS[1], "owner", ARGV[1], "run", 1)
+if not v[1] then
+	v[4] = "1"
+	redis.call("HSET", KEYS[1], "owner", ARGV[1], "run", 1, "token", ARGV[2], "delivery", "running")
 	redis.call("ZADD", KEYS[2], ARGV[5], ARGV[4])
-	redis.call("ZREMRANGEBYSCORE", KEYS[2], "-inf", "(" .. ARGV[6])
 	redis.call("PEXPIRE", KEYS[2], ARGV[3])
-end
-if redis.call("HGET", KEYS[1], "final") ~= "1" then
+elseif v[2] ~= "1" then
 	redis.call("HSET", KEYS[1], "token", ARGV[2], "delivery", "running")
 end
 redis.call("PEXPIRE", KEYS[1], ARGV[3])
-local v = redis.call("HMGET", KEYS[1], "record", "run", "announced")
-return {ARGV[1], v[1] or "", v[2], v[3] or ""}`)
+return {ARGV[1], v[3] or "", v[4], v[5] or ""}`)
 
 // Claim claims the refund of p for taskID with the delivery token token,
 // and reads its record (worker.Memory). Only the owner's claim changes
 // anything.
 func (s *Store) Claim(ctx context.Context, p tasks.CancelRefund, taskID, token string) (worker.Claim, error) {
 	key := Key(s.queue, p.OrderRef, p.RefundInitiatedAt)
-	oldest := p.RefundInitiatedAt.Add(-s.retention - tasks.Window)
 	v, err := claimScript.Run(ctx, s.rdb, []string{key, keys.Order(s.queue, p.OrderRef)}, taskID, token, s.retention.Milliseconds(),
-		keys.Stamp(p.RefundInitiatedAt), p.RefundInitiatedAt.Unix(), oldest.Unix()).StringSlice()
+		keys.Stamp(p.RefundInitiatedAt), p.RefundInitiatedAt.Unix()).StringSlice()
 	if err != nil {
 		return worker.Claim{}, fmt.Errorf("claim refund record %s: %w", key, err)
 	}
@@ -121,17 +120,21 @@ func (s *Store) Claim(ctx context.Context, p tasks.CancelRefund, taskID, token s
 var ErrFenced = worker.ErrFenced
 
 // writeScript: KEYS refund; ARGV token, record, final (0|1), delivery,
-// retention ms, announced (0|1). A final record is never overwritten.
+// retention ms, announced (0|1). A final record is never overwritten; it
+// keeps the record Retention from now (the claim did for the others).
 var writeScript = redis.NewScript(`
-if redis.call("HGET", KEYS[1], "token") ~= ARGV[1] or redis.call("HGET", KEYS[1], "final") == "1" then
+local v = redis.call("HMGET", KEYS[1], "token", "final", "run")
+if v[1] ~= ARGV[1] or v[2] == "1" then
 	return 0
 end
-redis.call("HSET", KEYS[1], "record", ARGV[2], "delivery", ARGV[4])
-if ARGV[3] == "1" then
-	redis.call("HSET", KEYS[1], "final", "1")
-	if ARGV[6] == "1" then
-		redis.call("HSET", KEYS[1], "announced", redis.call("HGET", KEYS[1], "run"))
-	end
+if ARGV[3] ~= "1" then
+	redis.call("HSET", KEYS[1], "record", ARGV[2], "delivery", ARGV[4])
+	return 1
+end
+if ARGV[6] == "1" then
+	redis.call("HSET", KEYS[1], "record", ARGV[2], "delivery", ARGV[4], "final", "1", "announced", v[3])
+else
+	redis.call("HSET", KEYS[1], "record", ARGV[2], "delivery", ARGV[4], "final", "1")
 end
 redis.call("PEXPIRE", KEYS[1], ARGV[5])
 return 1`)
