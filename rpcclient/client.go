@@ -35,24 +35,6 @@ import (
 	"github.com/refundd/refund-canceller/internal/loopback"
 )
 
-// Secret holds a secret value. It prints, marshals and logs as "[REDACTED]";
-// only Reveal gives the value.
-type Secret string
-
-const redacted = "[REDACTED]"
-
-// String answers "[REDACTED]".
-func (Secret) String() string { return redacted }
-
-// GoString answers "[REDACTED]", so %#v hides it too.
-func (Secret) GoString() string { return redacted }
-
-// MarshalText answers "[REDACTED]", so JSON and zap's reflection hide it.
-func (Secret) MarshalText() ([]byte, error) { return []byte(redacted), nil }
-
-// Reveal answers the secret value. Call it only where the value is used.
-func (s Secret) Reveal() string { return string(s) }
-
 // Config configures a Client. The zero value of each optional field means
 // the default written beside it.
 type Config struct {
@@ -139,17 +121,6 @@ type Client struct {
 	retryAt time.Time  // no login before this after a credentials error
 
 	loginFailure atomic.Pointer[error] // last login's error, nil once one succeeds
-}
-
-type session struct {
-	id      string
-	renewAt time.Time
-}
-
-type loginCall struct {
-	done chan struct{}
-	sess *session
-	err  error
 }
 
 // New validates cfg, fills in its defaults and returns a Client. Errors name
@@ -284,6 +255,35 @@ func (c *Client) CancelRefund(ctx context.Context, orderRef string) (string, err
 	return id, nil
 }
 
+// ParseRefundID reads cancelRefund's result: a RefundID string, a number, an
+// object with RefundID (or RefundId), or true (no ID given).
+func ParseRefundID(raw json.RawMessage) (string, error) {
+	var v any
+	if err := json.Unmarshal(raw, &v); err != nil {
+		return "", fmt.Errorf("unexpected cancelRefund result: %w", err)
+	}
+	switch x := v.(type) {
+	case string:
+		return clip.String(x, 200), nil
+	case float64:
+		return strconv.FormatFloat(x, 'f', -1, 64), nil
+	case bool:
+		if x {
+			return "", nil
+		}
+	case map[string]any:
+		for _, k := range []string{"RefundID", "RefundId", "refund_id"} {
+			if s, ok := x[k].(string); ok {
+				return clip.String(s, 200), nil
+			}
+			if f, ok := x[k].(float64); ok {
+				return strconv.FormatFloat(f, 'f', -1, 64), nil
+			}
+		}
+	}
+	return "", fmt.Errorf("unexpected cancelRefund result %s", clip.String(string(raw), 100))
+}
+
 // Order is what getOrder answers, as far as this project reads it. The
 // Refund* fields are the sandbox's extension; 2Checkout documents no method
 // that returns a refund's own status, so on the real API they may be empty.
@@ -341,122 +341,9 @@ func (c *Client) call(ctx context.Context, method string, params []any, out any)
 	return c.do(ctx, method, sess.id, params, out)
 }
 
-// session answers a live session, logging in if needed. Concurrent callers
-// share one login; each waits only as long as its own context allows.
-func (c *Client) session(ctx context.Context) (*session, error) {
-	c.mu.Lock()
-	if s := c.sess; s != nil && c.now().Before(s.renewAt) {
-		c.mu.Unlock()
-		return s, nil
-	}
-	if c.refused != nil && c.now().Before(c.retryAt) {
-		err := c.refused
-		c.mu.Unlock()
-		return nil, err
-	}
-	lc := c.pending
-	if lc == nil {
-		lc = &loginCall{done: make(chan struct{})}
-		c.pending = lc
-		// The login belongs to no one caller: it outlives a caller that gives
-		// up, and no caller's start deadline may fail it for the others. A
-		// priority caller's (WithPriority) is a priority request too.
-		go c.runLogin(lc, Priority(ctx))
-	}
-	c.mu.Unlock()
-	select {
-	case <-lc.done:
-		return lc.sess, lc.err
-	case <-ctx.Done():
-		return nil, &TransportError{Method: MethodLogin, Err: ctx.Err(), NotSent: true}
-	}
-}
-
-func (c *Client) runLogin(lc *loginCall, priority bool) {
-	base := context.Background()
-	if priority {
-		base = WithPriority(base)
-	}
-	ctx, cancel := context.WithTimeout(base, c.cfg.RequestTimeout)
-	defer cancel()
-	start := c.now()
-	id, err := c.login(ctx, start)
-	if err == nil {
-		lc.sess = c.newSession(id, start)
-		c.loginFailure.Store(nil)
-		c.log.Debug("logged in", zap.Duration("duration", c.now().Sub(start)))
-	} else {
-		lc.err = err
-		c.loginFailure.Store(&err)
-	}
-	c.mu.Lock()
-	if lc.sess != nil {
-		c.sess = lc.sess
-	}
-	c.refused = nil
-	if Classify(err) == ClassCredentials {
-		c.refused, c.retryAt = err, c.now().Add(c.cfg.CredentialsBackoff)
-	}
-	c.pending = nil
-	c.mu.Unlock()
-	close(lc.done)
-}
-
-func (c *Client) login(ctx context.Context, now time.Time) (string, error) {
-	date := FormatDate(now)
-	hash, err := LoginHash(c.cfg.HashAlgo, c.cfg.MerchantCode, date, []byte(c.cfg.SecretKey.Reveal()))
-	if err != nil {
-		return "", err
-	}
-	params := []any{c.cfg.MerchantCode, date, hash}
-	if c.cfg.HashAlgo == HashSHA256 {
-		params = append(params, HashSHA256)
-	}
-	var id string
-	if err := c.do(ctx, MethodLogin, "", params, &id); err != nil {
-		return "", err
-	}
-	if id == "" {
-		return "", &APIError{Method: MethodLogin, Name: NameMalformedResponse, Message: "empty session ID", HTTPStatus: http.StatusOK}
-	}
-	return id, nil
-}
-
-// newSession is the session a login begun at start opened: renewed
-// RenewBefore ahead of its SessionTTL.
-func (c *Client) newSession(id string, start time.Time) *session {
-	return &session{id: id, renewAt: start.Add(c.cfg.SessionTTL - c.cfg.RenewBefore)}
-}
-
-func (c *Client) dropSession(s *session) {
-	c.mu.Lock()
-	if c.sess == s {
-		c.sess = nil
-	}
-	c.mu.Unlock()
-}
-
 // jsonMediaType is the value of both headers of every request; never
 // changed (net/http copies headers it adds to).
 var jsonMediaType = []string{"application/json"}
-
-// request is a JSON-RPC 2.0 request.
-type request struct {
-	JSONRPC string `json:"jsonrpc"`
-	Method  string `json:"method"`
-	Params  []any  `json:"params"`
-	ID      int64  `json:"id"`
-}
-
-// encodeRequest answers the JSON-RPC request, with the session ID (unless
-// empty) first among the params.
-func encodeRequest(method string, id int64, session string, params []any) ([]byte, error) {
-	all := make([]any, 0, len(params)+1)
-	if session != "" {
-		all = append(all, session)
-	}
-	return json.Marshal(request{JSONRPC: "2.0", Method: method, Params: append(all, params...), ID: id})
-}
 
 // do sends one JSON-RPC request and decodes its result into out. Its
 // params are the session ID, unless empty, then params.
@@ -550,94 +437,4 @@ func stripURL(err error) error {
 		return ue.Err
 	}
 	return err
-}
-
-type response struct {
-	ID       json.RawMessage `json:"id"`
-	Result   json.RawMessage `json:"result"`
-	Response json.RawMessage `json:"response"`
-	Error    *struct {
-		Code    int             `json:"code"`
-		Message string          `json:"message"`
-		Data    json.RawMessage `json:"data"`
-	} `json:"error"`
-}
-
-// DecodeResponse reads one JSON-RPC answer to the request with the given id.
-// It never panics: whatever the body, it answers nil (out filled), an
-// *APIError from the server's error object, or an *APIError named
-// NameHTTPStatus or NameMalformedResponse.
-func DecodeResponse(method string, id int64, httpStatus int, retryAfter time.Duration, body []byte, out any) error {
-	fail := func(name, msg string) error {
-		return &APIError{Method: method, Name: name, Message: msg, HTTPStatus: httpStatus, RetryAfter: retryAfter}
-	}
-	var r response
-	if err := json.Unmarshal(body, &r); err != nil {
-		if httpStatus < 200 || httpStatus > 299 {
-			return fail(NameHTTPStatus, http.StatusText(httpStatus))
-		}
-		return fail(NameMalformedResponse, "answer is not JSON-RPC: "+err.Error())
-	}
-	if r.Error != nil {
-		e := &APIError{Method: method, Code: r.Error.Code, Message: clip.String(r.Error.Message, 500), HTTPStatus: httpStatus, RetryAfter: retryAfter}
-		var data struct {
-			ErrorCode string `json:"error_code"`
-		}
-		if json.Unmarshal(r.Error.Data, &data) == nil && data.ErrorCode != "" {
-			e.Name = clip.String(data.ErrorCode, 100)
-		} else {
-			e.Name = nameOf(e.Code, e.Message)
-		}
-		return e
-	}
-	if httpStatus < 200 || httpStatus > 299 {
-		return fail(NameHTTPStatus, http.StatusText(httpStatus))
-	}
-	if string(r.ID) != strconv.FormatInt(id, 10) {
-		return fail(NameMalformedResponse, fmt.Sprintf("answer id %s does not match request id %d", clip.String(string(r.ID), 40), id))
-	}
-	result := r.Result
-	if len(result) == 0 || string(result) == "null" {
-		result = r.Response // one vendor page puts the payload under "response"
-	}
-	if len(result) == 0 {
-		return fail(NameMalformedResponse, "answer has neither result nor error")
-	}
-	if raw, ok := out.(*json.RawMessage); ok && raw != nil {
-		*raw = append((*raw)[:0], result...) // valid JSON: decoding the answer checked it
-		return nil
-	}
-	if err := json.Unmarshal(result, out); err != nil {
-		return fail(NameMalformedResponse, "unexpected result: "+err.Error())
-	}
-	return nil
-}
-
-// ParseRefundID reads cancelRefund's result: a RefundID string, a number, an
-// object with RefundID (or RefundId), or true (no ID given).
-func ParseRefundID(raw json.RawMessage) (string, error) {
-	var v any
-	if err := json.Unmarshal(raw, &v); err != nil {
-		return "", fmt.Errorf("unexpected cancelRefund result: %w", err)
-	}
-	switch x := v.(type) {
-	case string:
-		return clip.String(x, 200), nil
-	case float64:
-		return strconv.FormatFloat(x, 'f', -1, 64), nil
-	case bool:
-		if x {
-			return "", nil
-		}
-	case map[string]any:
-		for _, k := range []string{"RefundID", "RefundId", "refund_id"} {
-			if s, ok := x[k].(string); ok {
-				return clip.String(s, 200), nil
-			}
-			if f, ok := x[k].(float64); ok {
-				return strconv.FormatFloat(f, 'f', -1, 64), nil
-			}
-		}
-	}
-	return "", fmt.Errorf("unexpected cancelRefund result %s", clip.String(string(raw), 100))
 }
