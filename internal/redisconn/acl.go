@@ -22,7 +22,7 @@ const ACLRules = "resetkeys ~asynq:* ~refundd:* ~rate:refundd:* resetchannels &a
 	"+hello +auth +ping +select +info +time +command +cluster|info +cluster|slots +cluster|nodes +cluster|keyslot " +
 	"+evalsha +eval +publish +subscribe " +
 	"+get +set +setex +del +exists +expire +expireat +pexpire +pttl +incr +memory|usage " +
-	"+hget +hmget +hgetall +hset +hsetnx +hdel +hvals +hkeys +hincrby " +
+	"+hget +hmget +hgetall +hkeys +hset +hsetnx +hincrby +hdel +hvals " +
 	"+llen +lpush +rpush +lrange +lrem +rpoplpush " +
 	"+sadd +srem +smembers +sismember " +
 	"+zadd +zcard +zcount +zrange +zrangebyscore +zrevrange +zscore +zrem +zremrangebyscore +zremrangebyrank"
