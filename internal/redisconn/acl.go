@@ -12,16 +12,17 @@ package redisconn
 // (rate:refundd:*). Channel: asynq:cancel (the dashboard's "cancel").
 // Commands: those asynq, go-redis and refundd send, and those their
 // scripts call (Redis checks a script's commands against the user too).
-// cluster|… and command serve a redis-cluster:// client; select a
-// database other than 0.
+// command and cluster|… serve a redis-cluster:// client (cluster|nodes
+// the dashboard's cluster page); select a database other than 0.
 //
-// TestACLUser runs refundd as a user with exactly these rules and the
-// default user off; docs/redis.md shows them.
+// TestACLUser and TestFleetSurvivesClusterFailover run refundd as a user
+// with exactly these rules and the default user off; docs/redis.md shows
+// them.
 const ACLRules = "resetkeys ~asynq:* ~refundd:* ~rate:refundd:* resetchannels &asynq:cancel -@all " +
-	"+hello +auth +ping +select +info +time +command +cluster|info +cluster|slots +cluster|shards +cluster|keyslot " +
+	"+hello +auth +ping +select +info +time +command +cluster|info +cluster|slots +cluster|nodes +cluster|keyslot " +
 	"+evalsha +eval +publish +subscribe " +
 	"+get +set +setex +del +exists +expire +expireat +pexpire +pttl +incr +memory|usage " +
-	"+hget +hmget +hgetall +hset +hsetnx +hdel +hvals +hkeys +hincrby " +
+	"+hget +hmget +hgetall +hkeys +hset +hsetnx +hincrby +hdel +hvals " +
 	"+llen +lpush +rpush +lrange +lrem +rpoplpush " +
 	"+sadd +srem +smembers +sismember " +
 	"+zadd +zcard +zcount +zrange +zrangebyscore +zrevrange +zscore +zrem +zremrangebyscore +zremrangebyrank"

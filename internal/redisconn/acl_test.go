@@ -36,8 +36,18 @@ func TestACLUser(t *testing.T) {
 		User: "admin", Password: "admin-pass",
 	})
 	admin := r.Client()
-	defer admin.Close()
+	t.Cleanup(func() { admin.Close() })
 	ctx := context.Background()
+	// A command the rules lack fails the test (below), or stalls the
+	// worker's retries until a wait times out: then the log says which.
+	t.Cleanup(func() {
+		if t.Failed() {
+			entries, _ := admin.Do(ctx, "ACL", "LOG").Slice()
+			for _, e := range entries {
+				t.Logf("ACL LOG: %v", e)
+			}
+		}
+	})
 	// The default user is off: a password alone logs in as no one.
 	anon := redis.NewClient(&redis.Options{Addr: fmt.Sprintf("127.0.0.1:%d", r.Port()), Password: pw})
 	defer anon.Close()

@@ -1,12 +1,16 @@
 package redisconn_test
 
 import (
+	"context"
+	"net/http"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/hibiken/asynq"
 
 	"github.com/refundd/refund-canceller/internal/fleettest"
+	"github.com/refundd/refund-canceller/internal/redisconn"
 	"github.com/refundd/refund-canceller/internal/redistest"
 	"github.com/refundd/refund-canceller/internal/testutil"
 	"github.com/refundd/refund-canceller/rpcclient"
@@ -18,14 +22,20 @@ import (
 // sandbox's ledger shows every refund cancelled exactly once. The shared
 // budget and deadline-first dispatch run too (TCO_RATE_LIMIT): every script
 // of theirs keeps its keys in one slot, or the cluster would refuse it
-// (CROSSSLOT).
+// (CROSSSLOT). They log in as the ACL user of redisconn.ACLRules (the
+// default user off), the dashboard's cluster page answers, and no node's
+// ACL LOG shows a refusal.
 func TestFleetSurvivesClusterFailover(t *testing.T) {
 	if testing.Short() {
 		t.Skip("-short: a six-node cluster and 300 refunds")
 	}
 	const n = 300
-	c := redistest.StartCluster(t)
-	f := fleettest.Start(t, fleettest.Options{RedisURL: c.URL, Queue: "refunds", Env: map[string]string{"TCO_RATE_LIMIT": "40"}})
+	c := redistest.StartCluster(t, redistest.Server{
+		ACL:  []string{"user default off", "user admin on >admin-pass ~* &* +@all", "user refundd on >refundd-pass " + redisconn.ACLRules},
+		User: "admin", Password: "admin-pass",
+	})
+	refunddURL := strings.Replace(c.URL, "admin:admin-pass@", "refundd:refundd-pass@", 1)
+	f := fleettest.Start(t, fleettest.Options{RedisURL: refunddURL, Queue: "refunds", Env: map[string]string{"TCO_RATE_LIMIT": "40"}})
 	refs := fleettest.Refs("CL", n)
 	f.Add(t, refs...)
 
@@ -58,6 +68,24 @@ func TestFleetSurvivesClusterFailover(t *testing.T) {
 		}
 		if r, _ := f.SB.Refund(ref); r.Status != "CANCELED" {
 			t.Errorf("%s: refund %s", ref, r.Status)
+		}
+	}
+
+	for _, path := range []string{"/readyz", "/monitoring/api/redis_info", "/monitoring/api/queues/refunds/completed_tasks"} {
+		req, _ := http.NewRequest("GET", f.Ops()[0]+path, nil)
+		if code, got := do(t, req); code != http.StatusOK {
+			t.Errorf("GET %s: %d %s", path, code, got)
+		}
+	}
+	for _, p := range c.Ports() {
+		n := c.Node(p)
+		entries, err := n.Do(context.Background(), "ACL", "LOG").Slice()
+		n.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range entries {
+			t.Errorf("node :%d refused: %v", p, e)
 		}
 	}
 }

@@ -3,9 +3,11 @@ package redistest
 import (
 	"context"
 	"fmt"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -25,17 +27,20 @@ type Cluster struct {
 	// URL reaches it: redis-cluster://127.0.0.1:p1,…,127.0.0.1:p6
 	URL string
 
-	ports   []int
-	dir     string
-	mu      sync.Mutex
-	servers []*exec.Cmd
+	ports      []int
+	dir        string
+	user, pass string // the helper's own login (Server.User, Password)
+	mu         sync.Mutex
+	servers    []*exec.Cmd
 }
 
 // StartCluster starts the six servers, joins them (redis-cli --cluster
 // create … --cluster-replicas 1) and waits until every node sees the
-// cluster as ok and every primary has its replica in sync. Outside CI it
-// skips when redis-server or redis-cli is not on PATH; in CI it fails.
-func StartCluster(t testing.TB) *Cluster {
+// cluster as ok and every primary has its replica in sync. Of s, Args and
+// ACL are given to every node; with ACL, User and Password log in the
+// helper, the replicas to their primaries, and URL. Outside CI it skips
+// when redis-server or redis-cli is not on PATH; in CI it fails.
+func StartCluster(t testing.TB, s Server) *Cluster {
 	t.Helper()
 	for _, bin := range []string{"redis-server", "redis-cli"} {
 		if _, err := exec.LookPath(bin); err != nil {
@@ -45,8 +50,16 @@ func StartCluster(t testing.TB) *Cluster {
 			t.Skipf("%s not on PATH", bin)
 		}
 	}
-	c := &Cluster{dir: t.TempDir()}
+	c := &Cluster{dir: t.TempDir(), user: s.User, pass: s.Password}
 	t.Cleanup(c.stop)
+	extra := slices.Clone(s.Args)
+	if s.ACL != nil {
+		f := filepath.Join(c.dir, "users.acl")
+		if err := os.WriteFile(f, []byte(strings.Join(s.ACL, "\n")+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		extra = append(extra, "--aclfile", f, "--masteruser", s.User, "--masterauth", s.Password)
+	}
 	var addrs []string
 	for i := range 6 {
 		port, bus := testutil.FreePort(t), testutil.FreePort(t)
@@ -59,6 +72,7 @@ func StartCluster(t testing.TB) *Cluster {
 			"--dir", c.dir, "--dbfilename", fmt.Sprintf("dump-%d.rdb", port), "--maxmemory-policy", "noeviction",
 			"--cluster-enabled", "yes", "--cluster-port", strconv.Itoa(bus), "--cluster-config-file", fmt.Sprintf("nodes-%d.conf", i),
 			"--cluster-node-timeout", "2000")
+		cmd.Args = append(cmd.Args, extra...)
 		cmd.Stdout = log
 		if err := cmd.Start(); err != nil {
 			t.Fatalf("redis-server: %v", err)
@@ -71,21 +85,37 @@ func StartCluster(t testing.TB) *Cluster {
 	}
 	for _, p := range c.ports {
 		testutil.Eventually(t, 10*time.Second, fmt.Sprintf("redis-server :%d to answer", p), func() bool {
-			return c.node(p).Ping(context.Background()).Err() == nil
+			n := c.node(p)
+			defer n.Close()
+			return n.Ping(context.Background()).Err() == nil
 		})
 	}
-	create := exec.Command("redis-cli", append(append([]string{"--cluster", "create"}, addrs...), "--cluster-replicas", "1", "--cluster-yes")...)
+	args := append(append([]string{"--cluster", "create"}, addrs...), "--cluster-replicas", "1", "--cluster-yes")
+	if s.ACL != nil {
+		args = append(args, "--user", s.User, "--pass", s.Password)
+	}
+	create := exec.Command("redis-cli", args...)
 	if out, err := create.CombinedOutput(); err != nil {
 		t.Fatalf("redis-cli --cluster create: %v\n%s", err, out)
 	}
 	c.URL = "redis-cluster://" + strings.Join(addrs, ",")
+	if s.ACL != nil {
+		c.URL = "redis-cluster://" + url.UserPassword(s.User, s.Password).String() + "@" + strings.Join(addrs, ",")
+	}
 	c.waitHealthy(t)
 	return c
 }
 
+// Ports answers the nodes' ports.
+func (c *Cluster) Ports() []int { return slices.Clone(c.ports) }
+
+// Node answers a client of one node (no cluster redirection) logged in as
+// the helper; close it.
+func (c *Cluster) Node(port int) *redis.Client { return c.node(port) }
+
 // node answers a client of one node (no cluster redirection); close it.
 func (c *Cluster) node(port int) *redis.Client {
-	return redis.NewClient(&redis.Options{Addr: fmt.Sprintf("127.0.0.1:%d", port), MaxRetries: -1})
+	return redis.NewClient(&redis.Options{Addr: fmt.Sprintf("127.0.0.1:%d", port), Username: c.user, Password: c.pass, MaxRetries: -1})
 }
 
 func (c *Cluster) do(port int, args ...any) (any, error) {

@@ -6,7 +6,7 @@ func TestStartCluster(t *testing.T) {
 	if testing.Short() {
 		t.Skip("-short: six redis-servers")
 	}
-	c := StartCluster(t)
+	c := StartCluster(t, Server{})
 	p, r := c.Primary(t, "asynq:{refunds}:pending")
 	o, n := c.Failover(t, "asynq:{refunds}:pending")
 	if o != p || n != r {
