@@ -304,8 +304,8 @@ func neverSomeoneElses(t *testing.T, status int, outcome string) {
 	_ = e.srv.SetFaults(rpctest.FaultRule{Method: "cancelRefund", Kind: "status", Status: status, FirstN: 1})
 	res, err := e.h.Deliver(context.Background(), Delivery{Type: tasks.TypeCancelRefund, MaxRetry: tasks.DefaultMaxRetry, TaskID: "t", Payload: payload("N1", old)})
 	var rerr *RetryError
-	if !errors.As(err, &rerr) {
-		t.Fatalf("%v", err)
+	if !errors.As(err, &rerr) || res.Sent != 1 {
+		t.Fatalf("%+v %v", res, err)
 	}
 	// Meanwhile the old refund completed and a new one was initiated.
 	newer := t0.Add(-10 * time.Minute)
