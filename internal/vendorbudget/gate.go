@@ -44,12 +44,12 @@ func (g *Gate) Wait(ctx context.Context, method string) error {
 			// turn here, never past their start deadline. No jitter: the
 			// first to wake takes the slot; a late one would waste it
 			// (GCRA does not bank unused time beyond Burst).
-			if err := g.sleep(ctx, g.slow, 0); err != nil {
+			if err := g.sleep(ctx, g.poller, 0); err != nil {
 				refused(reasonOf(err))
 				return err
 			}
 			queued = true
-			defer func() { <-g.slow }()
+			defer func() { <-g.poller }()
 			continue // the budget may have come while queuing
 		}
 		if err := g.sleep(ctx, nil, wait); err != nil {

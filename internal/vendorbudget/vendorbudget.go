@@ -187,9 +187,9 @@ type Gate struct {
 	cfg                  Config
 	limiter              *redis_rate.Limiter
 	windowKey, outageKey string
-	// slow lets one goroutine of this process at a time poll a spent
+	// poller lets one goroutine of this process at a time poll a spent
 	// budget, so waiters do not hammer Redis; the others queue behind it.
-	slow chan struct{}
+	poller chan struct{}
 
 	view    atomic.Pointer[view] // the fleet's state as last read
 	syncing atomic.Bool          // a sync is in flight
@@ -250,7 +250,7 @@ func New(cfg Config) (*Gate, error) {
 		limiter:   redis_rate.NewLimiter(cfg.Redis),
 		windowKey: cfg.Key + ":window",
 		outageKey: cfg.Key + ":outage",
-		slow:      make(chan struct{}, 1),
+		poller:    make(chan struct{}, 1),
 		counts:    map[string]*[3]int64{},
 	}, nil
 }
