@@ -127,8 +127,9 @@ func (r *Result) NextRun() *Result {
 	return next
 }
 
-// DecodeResult reads a task's result record: the one decoder used by the
-// API, refundctl, the dashboard, the demo and the webhook.
+// DecodeResult reads a refund's record: the one decoder, used by the
+// records store (and so the handler, the sweep, the API and refundctl),
+// the Enqueuer's "already queued", the dashboard and the demo.
 func DecodeResult(b []byte) (*Result, error) {
 	if len(b) == 0 {
 		return nil, ErrNoResult

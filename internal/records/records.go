@@ -183,13 +183,7 @@ func flag(b bool) string {
 	return "0"
 }
 
-func decode(s string) (*tasks.Result, error) {
-	var r tasks.Result
-	if err := json.Unmarshal([]byte(s), &r); err != nil {
-		return nil, err
-	}
-	return &r, nil
-}
+func decode(s string) (*tasks.Result, error) { return tasks.DecodeResult([]byte(s)) }
 
 // Entry is what the store holds of one refund.
 type Entry struct {
