@@ -95,6 +95,16 @@ func (c *common) register(fs *flag.FlagSet, e env) {
 }
 
 func (c *common) enqueuer() (*tasks.Enqueuer, error) {
+	opt, err := c.redisOpt()
+	if err != nil {
+		return nil, err
+	}
+	return tasks.NewEnqueuer(tasks.EnqueuerConfig{Redis: opt, Queue: c.queue})
+}
+
+// redisOpt reads --redis-url (REDIS_URL) and the REDIS_*_FILE variables
+// through redisconn, as refundd does.
+func (c *common) redisOpt() (asynq.RedisConnOpt, error) {
 	if c.redisURL == "" {
 		return nil, usageError("REDIS_URL is not set and --redis-url not given")
 	}
@@ -105,7 +115,7 @@ func (c *common) enqueuer() (*tasks.Enqueuer, error) {
 		// redisconn's errors never show the password.
 		return nil, usageError(err.Error() + " (--redis-url stands for REDIS_URL; a Redis URL is redis://, rediss://, redis-socket://, redis-sentinel://, redis-cluster:// or rediss-cluster://)")
 	}
-	return tasks.NewEnqueuer(tasks.EnqueuerConfig{Redis: opt, Queue: c.queue})
+	return opt, nil
 }
 
 // reader is what status and rerun read and move: the queue's tasks and the
@@ -120,12 +130,9 @@ type reader struct {
 func (r *reader) Close() error { return errors.Join(r.insp.Close(), r.rc.Close()) }
 
 func (c *common) reader() (*reader, error) {
-	if c.redisURL == "" {
-		return nil, usageError("REDIS_URL is not set and --redis-url not given")
-	}
-	opt, err := redisconn.Parse(c.redisURL)
+	opt, err := c.redisOpt()
 	if err != nil {
-		return nil, usageError("--redis-url (or REDIS_URL) is not a Redis URL: redis://, rediss://, redis-sentinel:// or unix:// (value not shown: it may hold a password)")
+		return nil, err
 	}
 	rc := redisconn.NewClient(opt)
 	insp := asynq.NewInspectorFromRedisClient(rc)
