@@ -14,7 +14,6 @@ import (
 type fakeMemory struct {
 	mu      sync.Mutex
 	refunds map[string]*fakeEntry
-	failAt  map[string]error // fail the Write of this outcome
 }
 
 type fakeEntry struct {
@@ -25,7 +24,7 @@ type fakeEntry struct {
 }
 
 func newFakeMemory() *fakeMemory {
-	return &fakeMemory{refunds: map[string]*fakeEntry{}, failAt: map[string]error{}}
+	return &fakeMemory{refunds: map[string]*fakeEntry{}}
 }
 
 func key(p tasks.CancelRefund) string { return p.TaskID() }
@@ -55,9 +54,6 @@ func (m *fakeMemory) Claim(_ context.Context, p tasks.CancelRefund, taskID, toke
 func (m *fakeMemory) Write(_ context.Context, c Claim, r *tasks.Result, delivery string, announced bool) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if err := m.failAt[r.Outcome]; err != nil {
-		return err
-	}
 	e := m.refunds[key(r.Refund())]
 	if e == nil || e.token != c.Token || e.final {
 		return ErrFenced

@@ -27,6 +27,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"time"
 
@@ -113,12 +114,6 @@ func (s *Store) Claim(ctx context.Context, p tasks.CancelRefund, taskID, token s
 	return c, nil
 }
 
-// ErrFenced (worker.ErrFenced): the write came from a delivery that is no longer the
-// refund's latest (another delivery of the task claimed it since), or the
-// record is final already (a final record is never overwritten; a final
-// record's claim takes no token). Nothing was written.
-var ErrFenced = worker.ErrFenced
-
 // writeScript: KEYS refund; ARGV token, record, final (0|1), delivery,
 // retention ms, announced (0|1). A final record is never overwritten; it
 // keeps the record Retention from now (the claim did for the others).
@@ -141,7 +136,9 @@ return 1`)
 
 // Write writes r as the refund's record, if the claim's delivery may:
 // delivery says how the delivery ends (Delivery…); announced, for a final
-// record, that its ending needs no announcement. ErrFenced if not.
+// record, that its ending needs no announcement. worker.ErrFenced if not:
+// a later delivery claimed the refund, or the record is final (a final
+// record is never overwritten; its claim takes no token).
 func (s *Store) Write(ctx context.Context, c worker.Claim, r *tasks.Result, delivery string, announced bool) error {
 	p := r.Refund()
 	b, err := json.Marshal(r)
@@ -154,7 +151,7 @@ func (s *Store) Write(ctx context.Context, c worker.Claim, r *tasks.Result, deli
 	case err != nil:
 		return fmt.Errorf("write refund record: %w", err)
 	case !ok:
-		return ErrFenced
+		return worker.ErrFenced
 	}
 	return nil
 }
@@ -207,14 +204,9 @@ func (s *Store) Get(ctx context.Context, orderRef string, initiated time.Time) (
 	if len(m) == 0 || m["owner"] == "" {
 		return e, false, nil
 	}
-	e.Owner, e.Delivery = m["owner"], m["delivery"]
-	e.Run, _ = strconv.Atoi(m["run"])
-	if rec := m["record"]; rec != "" {
-		if e.Record, err = decode(rec); err != nil {
-			return e, true, fmt.Errorf("refund record %s: %w", key, err)
-		}
+	if e, err = entryOf(func(f string) string { return m[f] }); err != nil {
+		return e, true, fmt.Errorf("refund record %s: %w", key, err)
 	}
-	e.Done = m["final"] == "1" && m["announced"] == m["run"]
 	for n := 1; n < e.Run; n++ {
 		if rec := m["run:"+strconv.Itoa(n)]; rec != "" {
 			if r, err := decode(rec); err == nil {
@@ -233,7 +225,7 @@ func (s *Store) Judge(ctx context.Context, ps []tasks.CancelRefund) ([]Entry, er
 	cmds := make([]*redis.SliceCmd, len(ps))
 	_, err := s.rdb.Pipelined(ctx, func(pipe redis.Pipeliner) error {
 		for i, p := range ps {
-			cmds[i] = pipe.HMGet(ctx, Key(s.queue, p.OrderRef, p.RefundInitiatedAt), "owner", "record", "run", "delivery", "final", "announced")
+			cmds[i] = pipe.HMGet(ctx, Key(s.queue, p.OrderRef, p.RefundInitiatedAt), entryFields...)
 		}
 		return nil
 	})
@@ -243,16 +235,27 @@ func (s *Store) Judge(ctx context.Context, ps []tasks.CancelRefund) ([]Entry, er
 	out := make([]Entry, len(ps))
 	for i, c := range cmds {
 		v := c.Val()
-		str := func(j int) string { s, _ := v[j].(string); return s }
-		e := Entry{Owner: str(0), Delivery: str(3)}
-		e.Run, _ = strconv.Atoi(str(2))
-		e.Done = str(4) == "1" && str(5) == str(2)
-		if rec := str(1); rec != "" {
-			e.Record, _ = decode(rec)
-		}
-		out[i] = e
+		out[i], _ = entryOf(func(f string) string {
+			s, _ := v[slices.Index(entryFields, f)].(string)
+			return s
+		})
 	}
 	return out, nil
+}
+
+// entryFields are the hash's fields an Entry is made of (Earlier aside).
+var entryFields = []string{"owner", "record", "run", "delivery", "final", "announced"}
+
+// entryOf makes an Entry of the hash's fields as field answers them.
+func entryOf(field func(string) string) (Entry, error) {
+	e := Entry{Owner: field("owner"), Delivery: field("delivery")}
+	e.Run, _ = strconv.Atoi(field("run"))
+	e.Done = field("final") == "1" && field("announced") == field("run")
+	var err error
+	if rec := field("record"); rec != "" {
+		e.Record, err = decode(rec)
+	}
+	return e, err
 }
 
 // Order answers the initiation times of the order's refunds that the
