@@ -74,9 +74,10 @@ type priorityKey struct{}
 // hold back for the fleet's sake: the last retry placed just before a
 // task's cut-off, and the getOrder that settles an ambiguous attempt. Each
 // is one request of one task, so sending it costs the fleet little, and
-// holding it costs a refund. A Gate sends them at once, whatever its
-// throttle, outage hold or rate limit says, and counts them like any
-// other. The start deadline (WithStartDeadline) still holds.
+// holding it costs a refund. A Gate sends them whatever its throttle or
+// outage hold says, and counts them like any other. The rate limit the
+// operator configured (the ceiling agreed with 2Checkout) and the start
+// deadline (WithStartDeadline) still hold.
 func WithPriority(ctx context.Context) context.Context {
 	return context.WithValue(ctx, priorityKey{}, true)
 }

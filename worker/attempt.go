@@ -20,7 +20,7 @@ func (h *Handler) attempt(ctx context.Context, log *zap.Logger, d Delivery, p ta
 	res := &tasks.Result{Outcome: tasks.OutcomeRetry, TaskID: d.TaskID, OrderRef: p.OrderRef, RefundInitiatedAt: p.RefundInitiatedAt.UTC(),
 		Run: max(c.Run, 1), Attempts: 1, WindowClosesAt: h.policy.Closes(p.RefundInitiatedAt).UTC()}
 	if prior != nil {
-		res.Attempts, res.Sent, res.MaybeApplied, res.UnknownErrors = prior.Attempts+1, prior.Sent, prior.MaybeApplied, prior.UnknownErrors
+		res.Attempts, res.Sent, res.CheckedSent, res.MaybeApplied, res.UnknownErrors = prior.Attempts+1, prior.Sent, prior.CheckedSent, prior.MaybeApplied, prior.UnknownErrors
 	}
 	if prior != nil && prior.Outcome == tasks.OutcomeSending && res.MaybeApplied == "" {
 		res.MaybeApplied = prior.Reason // a delivery ended mid-call: its request may have applied
@@ -66,6 +66,13 @@ const sendWithin = 20 * time.Second
 // refund yet.
 func first(res *tasks.Result) bool { return res.Sent == 0 && res.MaybeApplied == "" }
 
+// checked reports whether getOrder has shown this task's refund still open
+// since the last cancelRefund was sent: nothing of this task's applied, so
+// the next cancel is as safe as a first one and needs no getOrder first.
+// (A delivery that stalled after its record cannot send more than
+// sendWithin later, long before asynq re-delivers the task to another.)
+func checked(res *tasks.Result) bool { return res.Sent > 0 && res.CheckedSent == res.Sent }
+
 func (h *Handler) try(ctx context.Context, d Delivery, p tasks.CancelRefund, c Claim, res *tasks.Result, now time.Time) error {
 	closes := h.policy.Closes(p.RefundInitiatedAt)
 	cutoff := h.policy.Cutoff(p.RefundInitiatedAt)
@@ -101,9 +108,11 @@ func (h *Handler) try(ctx context.Context, d Delivery, p tasks.CancelRefund, c C
 		}
 	}
 
-	if !first(res) {
+	if !first(res) && !checked(res) {
 		// cancelRefund names no refund, only the order: before cancelling
-		// again, make sure the order's refund is still this task's.
+		// again, make sure the order's refund is still this task's. One
+		// getOrder per cancel sent; a cancel held back after the check
+		// (an outage, the throttle) does not ask again.
 		o, err := h.api.GetOrder(rctx, p.OrderRef)
 		switch {
 		case err != nil && rpcclient.IsName(err, rpcclient.NameOrderNotFound):
@@ -126,6 +135,9 @@ func (h *Handler) try(ctx context.Context, d Delivery, p tasks.CancelRefund, c C
 			if o.RefundStatus == "CANCELED" {
 				res.Outcome, res.RefundID, res.Confirmed = tasks.OutcomeAlreadyCancelled, o.RefundID, true
 				return nil
+			}
+			if cancellable(o.RefundStatus) {
+				res.CheckedSent = res.Sent
 			}
 		}
 	}
@@ -332,6 +344,10 @@ func whose(o *rpcclient.Order, initiated time.Time) refundOwner {
 	}
 	return refundOther
 }
+
+// cancellable reports whether a refund in status s can still be cancelled
+// (2Checkout: "The refund status must be PENDING or APPROVED").
+func cancellable(s string) bool { return s == "PENDING" || s == "APPROVED" }
 
 func superseded(o *rpcclient.Order, p tasks.CancelRefund) string {
 	return fmt.Sprintf("superseded: order %s's refund is now the one initiated at %s (%s); this task's refund (initiated at %s) was settled before this attempt, by someone else (no cancelRefund of this task's can have applied); the newer refund is left alone",

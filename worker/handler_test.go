@@ -398,3 +398,69 @@ func (lostThenGone) CancelRefund(context.Context, string) (string, error) {
 func (lostThenGone) GetOrder(context.Context, string) (*rpcclient.Order, error) {
 	return nil, &rpcclient.APIError{Method: "getOrder", Code: 20002, Name: rpcclient.NameOrderNotFound, Message: "order not found"}
 }
+
+// scriptedAPI answers cancelRefund from cancels in turn (nil: cancelled)
+// and getOrder with order, counting the calls.
+type scriptedAPI struct {
+	cancels           []error
+	order             *rpcclient.Order
+	cancelN, getOrder int
+}
+
+func (s *scriptedAPI) CancelRefund(context.Context, string) (string, error) {
+	err := s.cancels[s.cancelN]
+	s.cancelN++
+	if err != nil {
+		return "", err
+	}
+	return "R1", nil
+}
+func (s *scriptedAPI) GetOrder(context.Context, string) (*rpcclient.Order, error) {
+	s.getOrder++
+	return s.order, nil
+}
+
+// One getOrder per cancel sent: after a cancelRefund got 503, the next
+// attempt checks the order; if getOrder shows this task's refund still
+// open and the cancel is then held back (a cancelRefund outage), the
+// attempt after it cancels without asking again. Where getOrder does not
+// show the refund (2Checkout documents no refund status), it asks again.
+func TestOneCheckPerCancelSent(t *testing.T) {
+	initiated := t0.Add(-time.Minute)
+	unavailable := &rpcclient.APIError{Method: "cancelRefund", Name: rpcclient.NameHTTPStatus, HTTPStatus: 503, Message: "Service Unavailable"}
+	held := &rpcclient.GateError{Method: "cancelRefund", Err: errors.New("held back: cancelRefund is out")}
+	for _, tc := range []struct {
+		name      string
+		order     *rpcclient.Order
+		wantGets  int
+		wantCheck int
+	}{
+		{"refund shown open", &rpcclient.Order{RefNo: "C1", RefundStatus: "PENDING", RefundInitiatedAt: initiated.Format(time.RFC3339)}, 1, 1},
+		{"refund not shown", &rpcclient.Order{RefNo: "C1", Status: "COMPLETE"}, 2, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t, "")
+			api := &scriptedAPI{cancels: []error{unavailable, held, nil}, order: tc.order}
+			e.h.api = api
+			d := Delivery{Type: tasks.TypeCancelRefund, MaxRetry: tasks.DefaultMaxRetry, TaskID: "c", Payload: payload("C1", initiated)}
+			var res *tasks.Result
+			for i := range 3 {
+				var err error
+				res, err = e.h.Deliver(context.Background(), d)
+				var rerr *RetryError
+				if i < 2 && !errors.As(err, &rerr) || i == 2 && err != nil {
+					t.Fatalf("delivery %d: %+v %v", i+1, res, err)
+				}
+				if i == 1 && res.CheckedSent != tc.wantCheck {
+					t.Fatalf("after the held attempt: checked_sent %d, want %d (sent %d)", res.CheckedSent, tc.wantCheck, res.Sent)
+				}
+				if rerr != nil {
+					e.clock.Set(rerr.At)
+				}
+			}
+			if res.Outcome != tasks.OutcomeCancelled || api.getOrder != tc.wantGets || res.Sent != 2 {
+				t.Fatalf("%+v: getOrder called %d times, want %d", res, api.getOrder, tc.wantGets)
+			}
+		})
+	}
+}

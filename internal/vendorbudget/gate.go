@@ -15,14 +15,17 @@ import (
 // sent (its budget taken), rpcclient.ErrStartDeadline (at once, without
 // taking budget) if that cannot happen before the start deadline, the
 // context's error if it ends first, or an error naming Redis if Redis cannot
-// be asked. A request marked rpcclient.WithPriority goes at once.
+// be asked. A request marked rpcclient.WithPriority is not held by an
+// outage or the throttle; it waits only for the ceiling (TCO_RATE_LIMIT),
+// polling it without queuing behind the process's other requests.
 func (g *Gate) Wait(ctx context.Context, method string) error {
 	start := time.Now()  // wall clock: a duration for the histogram
 	var counted []string // reasons already counted for this request
 	refused := func(reason string) { g.refused(method, reason, &counted) }
+	priority := rpcclient.Priority(ctx)
 	queued, probe := false, false
-	for !rpcclient.Priority(ctx) {
-		wait, reason, err := g.next(ctx, method, &probe)
+	for {
+		wait, reason, err := g.next(ctx, method, &probe, priority)
 		if err != nil {
 			if ctx.Err() != nil {
 				refused(ReasonContext)
@@ -39,7 +42,7 @@ func (g *Gate) Wait(ctx context.Context, method string) error {
 			refused(reasonOf(err))
 			return err
 		}
-		if reason != ReasonOutage && !queued {
+		if reason != ReasonOutage && !queued && !priority {
 			// One poller of the rate per process: the others wait their
 			// turn here, never past their start deadline. No jitter: the
 			// first to wake takes the slot; a late one would waste it
@@ -66,7 +69,11 @@ func (g *Gate) Wait(ctx context.Context, method string) error {
 // next answers whether a request of method may go now (wait 0, its budget
 // taken); otherwise how long until it might, and why. *probe: the request
 // is its method's probe (set once it is; it then waits for the rate only).
-func (g *Gate) next(ctx context.Context, method string, probe *bool) (wait time.Duration, reason string, err error) {
+// priority: only the ceiling applies.
+func (g *Gate) next(ctx context.Context, method string, probe *bool, priority bool) (wait time.Duration, reason string, err error) {
+	if priority {
+		return g.ceiling(ctx)
+	}
 	v, err := g.state(ctx)
 	if err != nil {
 		return 0, "", err
@@ -84,6 +91,12 @@ func (g *Gate) next(ctx context.Context, method string, probe *bool) (wait time.
 			return wait, ReasonThrottled, err
 		}
 	}
+	return g.ceiling(ctx)
+}
+
+// ceiling takes one request of the fleet's configured rate (TCO_RATE_LIMIT),
+// which every request keeps to, a priority one too.
+func (g *Gate) ceiling(ctx context.Context) (wait time.Duration, reason string, err error) {
 	if g.cfg.Rate > 0 {
 		if wait, err := g.take(ctx, g.cfg.Key, float64(g.cfg.Rate)); err != nil || wait > 0 {
 			return wait, ReasonRateLimit, err

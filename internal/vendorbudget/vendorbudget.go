@@ -40,7 +40,8 @@
 // A *Gate is an rpcclient.Gate. It never lets a request wait past the start
 // deadline of its context (rpcclient.WithStartDeadline): such a request fails
 // at once with rpcclient.ErrStartDeadline and takes no budget. A request
-// marked rpcclient.WithPriority is never held. If Redis cannot be reached,
+// marked rpcclient.WithPriority is never held by the throttle or an outage,
+// only by the ceiling, without queuing behind other requests. If Redis cannot be reached,
 // Wait fails at once (the request is not sent, the caller retries as after
 // any transient failure); it neither spins nor lets requests through
 // unmetered.

@@ -397,19 +397,18 @@ func TestStateOfTheDeadLapses(t *testing.T) {
 	}
 }
 
-// A request marked WithPriority (a last chance, a settling read) goes at
-// once while its method is out, the fleet is throttled and the ceiling is
-// spent — and asks Redis nothing.
+// A request marked WithPriority (a last chance, a settling read) goes while
+// its method is out and the fleet is throttled — asking Redis only for the
+// ceiling — but the ceiling (TCO_RATE_LIMIT) holds it like any other.
 func TestPriorityIsNeverHeld(t *testing.T) {
 	c := newClock()
 	calls := &scriptCalls{}
-	gs, cs := newGates(t, 1, Config{Now: c.Now, Rate: 1})
+	gs, cs := newGates(t, 1, Config{Now: c.Now, Rate: 1, Burst: 4})
 	g := gs[0]
 	answers(g, "cancelRefund", 20, unavailable)
 	answers(g, "getOrder", 100, tooMany)
 	resync(t, g)
 	_ = g.Wait(withinOn(c, time.Minute), "cancelRefund") // the probe
-	_ = g.Wait(withinOn(c, time.Minute), "getOrder")     // the ceiling's one request
 	g.cfg.Redis.(*redis.Client).AddHook(calls)
 	before := cs[0].waits()
 	for _, m := range []string{"cancelRefund", "getOrder", "getOrder"} {
@@ -417,12 +416,17 @@ func TestPriorityIsNeverHeld(t *testing.T) {
 			t.Fatalf("priority %s: %v", m, err)
 		}
 	}
-	if n := calls.n.Load(); n != 0 || cs[0].waits() != before+3 {
-		t.Fatalf("priority requests ran %d Redis commands, %d waits; want 0 and 3", n, cs[0].waits()-before)
+	if n := calls.n.Load(); n != 3 || cs[0].waits() != before+3 {
+		t.Fatalf("priority requests ran %d Redis commands, %d waits; want 3 (the ceiling's) and 3", n, cs[0].waits()-before)
 	}
 	// The same request without priority is held.
 	if err := g.Wait(withinOn(c, time.Millisecond), "cancelRefund"); err == nil {
 		t.Fatal("a request without priority went while its method is out")
+	}
+	// The ceiling's burst is spent (the probe and three): the next priority
+	// request would wait about a second for it, past its start deadline.
+	if err := g.Wait(rpcclient.WithPriority(withinOn(c, time.Millisecond)), "getOrder"); !errors.Is(err, rpcclient.ErrStartDeadline) {
+		t.Fatalf("a priority request past the spent ceiling: %v; want ErrStartDeadline", err)
 	}
 }
 
