@@ -91,28 +91,13 @@ func (h *Handler) try(ctx context.Context, d Delivery, p tasks.CancelRefund, c C
 		rctx = rpcclient.WithPriority(rctx)
 	}
 
-	if h.turns != nil && !last {
-		turn, err := h.turns.Take(ctx, res.TaskID, cutoff)
-		switch {
-		case err != nil:
-			h.log.Warn("deadline-first dispatch unavailable: calling without a turn", zap.String("task_id", res.TaskID), zap.Error(err))
-		case !turn.Granted():
-			at := turn.HeldUntil
-			if last := cutoff.Add(-h.policy.LastRetryLead); at.After(last) && last.After(now) {
-				at = last // due while a worker can still take it before the cut-off
-			}
-			return &RetryError{At: at, Uncounted: true, Held: true, NothingSent: true, Cause: fmt.Errorf(
-				"held: waiting its turn behind %d refund(s) whose windows close sooner (deadline-first dispatch; nothing sent, not a failure, no retry counted)", turn.Ahead)}
-		default:
-			defer turn.Release()
-		}
-	}
-
 	if !first(res) && !checked(res) {
 		// cancelRefund names no refund, only the order: before cancelling
 		// again, make sure the order's refund is still this task's. One
-		// getOrder per cancel sent; a cancel held back after the check
-		// (an outage, the throttle) does not ask again.
+		// getOrder per cancel sent, asked before the turn: a task whose
+		// cancel failed in an outage checks while the fleet is held (its
+		// budget idle) and, if its cancel is then held back or it waits its
+		// turn, does not ask again.
 		o, err := h.api.GetOrder(rctx, p.OrderRef)
 		switch {
 		case err != nil && rpcclient.IsName(err, rpcclient.NameOrderNotFound):
@@ -139,6 +124,23 @@ func (h *Handler) try(ctx context.Context, d Delivery, p tasks.CancelRefund, c C
 			if cancellable(o.RefundStatus) {
 				res.CheckedSent = res.Sent
 			}
+		}
+	}
+
+	if h.turns != nil && !last {
+		turn, err := h.turns.Take(ctx, res.TaskID, cutoff)
+		switch {
+		case err != nil:
+			h.log.Warn("deadline-first dispatch unavailable: calling without a turn", zap.String("task_id", res.TaskID), zap.Error(err))
+		case !turn.Granted():
+			at := turn.HeldUntil
+			if last := cutoff.Add(-h.policy.LastRetryLead); at.After(last) && last.After(now) {
+				at = last // due while a worker can still take it before the cut-off
+			}
+			return &RetryError{At: at, Uncounted: true, Held: true, NothingSent: true, Cause: fmt.Errorf(
+				"held: waiting its turn behind %d refund(s) whose windows close sooner (deadline-first dispatch; nothing sent, not a failure, no retry counted)", turn.Ahead)}
+		default:
+			defer turn.Release()
 		}
 	}
 
