@@ -98,7 +98,7 @@ func (h *Handler) try(ctx context.Context, d Delivery, p tasks.CancelRefund, c C
 		// cancel failed in an outage checks while the fleet is held (its
 		// budget idle) and, if its cancel is then held back or it waits its
 		// turn, does not ask again.
-		o, err := h.api.GetOrder(rctx, p.OrderRef)
+		o, err := h.getOrder(rctx, p.OrderRef)
 		switch {
 		case err != nil && rpcclient.IsName(err, rpcclient.NameOrderNotFound):
 			return h.settle(ctx, p, res, &TerminalError{Outcome: tasks.OutcomeRefused,
@@ -188,7 +188,7 @@ func (h *Handler) try(ctx context.Context, d Delivery, p tasks.CancelRefund, c C
 		// so not under the start deadline, and never held back.
 		gctx, gcancel := context.WithTimeout(rpcclient.WithPriority(ctx), h.policy.RequestTimeout)
 		defer gcancel()
-		o, gerr := h.api.GetOrder(gctx, p.OrderRef)
+		o, gerr := h.getOrder(gctx, p.OrderRef)
 		switch {
 		case gerr == nil && o.RefundStatus == "CANCELED" && whose(o, p.RefundInitiatedAt) != refundOther:
 			res.Outcome, res.RefundID, res.Confirmed = tasks.OutcomeAlreadyCancelled, o.RefundID, true
@@ -197,7 +197,41 @@ func (h *Handler) try(ctx context.Context, d Delivery, p tasks.CancelRefund, c C
 			return h.retryOrGiveUp(ctx, d, p, res, true, gerr, fmt.Errorf("%w; confirming with getOrder: %v", err, gerr))
 		}
 	}
-	return h.retryOrGiveUp(ctx, d, p, res, true, err, err)
+	rerr := h.retryOrGiveUp(ctx, d, p, res, true, err, err)
+	var ae *rpcclient.APIError
+	if _, retry := rerr.(*RetryError); retry && errors.As(err, &ae) && ae.HTTPStatus >= 500 {
+		h.checkOpen(rctx, p, res)
+	}
+	return rerr
+}
+
+// getOrder is the API's getOrder, learning whether its answers show refunds.
+func (h *Handler) getOrder(ctx context.Context, ref string) (*rpcclient.Order, error) {
+	o, err := h.api.GetOrder(ctx, ref)
+	if err == nil && o != nil && o.RefundInitiatedAt != "" && !h.seesRefunds.Load() {
+		h.seesRefunds.Store(true)
+	}
+	return o, err
+}
+
+// checkOpen asks getOrder, right after 2Checkout answered a cancelRefund
+// with a server error, whether the task's refund is still open, and if so
+// records it (CheckedSent): the next attempt then cancels without asking
+// first. Asked now because such errors come in outages, when the fleet
+// holds cancels and its budget is idle; asked at the next attempt, the
+// same read would spend the recovery's budget. Any other answer leaves the
+// check to the next attempt. Only where getOrder has shown refunds: where
+// it cannot (2Checkout's documented API), the read would tell nothing.
+func (h *Handler) checkOpen(ctx context.Context, p tasks.CancelRefund, res *tasks.Result) {
+	if !h.seesRefunds.Load() {
+		return
+	}
+	gctx, cancel := context.WithTimeout(ctx, h.policy.RequestTimeout)
+	defer cancel()
+	o, err := h.getOrder(gctx, p.OrderRef)
+	if err == nil && whose(o, p.RefundInitiatedAt) == refundOurs && cancellable(o.RefundStatus) {
+		res.CheckedSent = res.Sent
+	}
 }
 
 // retryOrGiveUp decides what a failed call means for the task. class is
@@ -298,7 +332,7 @@ func (h *Handler) settle(ctx context.Context, p tasks.CancelRefund, res *tasks.R
 	// the outcome would be unknown.
 	gctx, cancel := context.WithTimeout(rpcclient.WithPriority(ctx), h.policy.RequestTimeout)
 	defer cancel()
-	o, err := h.api.GetOrder(gctx, p.OrderRef)
+	o, err := h.getOrder(gctx, p.OrderRef)
 	var why string
 	switch {
 	case err != nil && ctx.Err() != nil:

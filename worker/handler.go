@@ -33,6 +33,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	"github.com/hibiken/asynq"
@@ -103,6 +104,10 @@ type Handler struct {
 	obs     Observer
 	notify  Notifier
 	turns   Turns
+	// seesRefunds: a getOrder answer has shown a refund, so 2Checkout's
+	// getOrder here tells whose refund is open (the sandbox does; what
+	// 2Checkout documents does not).
+	seesRefunds atomic.Bool
 }
 
 // NewHandler validates cfg and returns a Handler.

@@ -423,8 +423,11 @@ func (s *scriptedAPI) GetOrder(context.Context, string) (*rpcclient.Order, error
 // One getOrder per cancel sent: after a cancelRefund got 503, the next
 // attempt checks the order; if getOrder shows this task's refund still
 // open and the cancel is then held back (a cancelRefund outage), the
-// attempt after it cancels without asking again. Where getOrder does not
-// show the refund (2Checkout documents no refund status), it asks again.
+// attempt after it cancels without asking again. Once getOrder has shown
+// refunds, the check is asked right after the 503 (in an outage the
+// budget is idle then). Where getOrder does not show the refund (2Checkout
+// documents no refund status), it asks before each cancel, never right
+// after a 503.
 func TestOneCheckPerCancelSent(t *testing.T) {
 	initiated := t0.Add(-time.Minute)
 	unavailable := &rpcclient.APIError{Method: "cancelRefund", Name: rpcclient.NameHTTPStatus, HTTPStatus: 503, Message: "Service Unavailable"}
@@ -432,16 +435,19 @@ func TestOneCheckPerCancelSent(t *testing.T) {
 	for _, tc := range []struct {
 		name      string
 		order     *rpcclient.Order
+		learned   bool // getOrder has shown refunds before
 		wantGets  int
-		wantCheck int
+		wantCheck int // checked_sent after the 503 (delivery 1) and after the hold (delivery 2)
 	}{
-		{"refund shown open", &rpcclient.Order{RefNo: "C1", RefundStatus: "PENDING", RefundInitiatedAt: initiated.Format(time.RFC3339)}, 1, 1},
-		{"refund not shown", &rpcclient.Order{RefNo: "C1", Status: "COMPLETE"}, 2, 0},
+		{"refund shown open", &rpcclient.Order{RefNo: "C1", RefundStatus: "PENDING", RefundInitiatedAt: initiated.Format(time.RFC3339)}, false, 1, 1},
+		{"refund shown open, checked at once", &rpcclient.Order{RefNo: "C1", RefundStatus: "PENDING", RefundInitiatedAt: initiated.Format(time.RFC3339)}, true, 1, 1},
+		{"refund not shown", &rpcclient.Order{RefNo: "C1", Status: "COMPLETE"}, false, 2, 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			e := newEnv(t, "")
 			api := &scriptedAPI{cancels: []error{unavailable, held, nil}, order: tc.order}
 			e.h.api = api
+			e.h.seesRefunds.Store(tc.learned)
 			d := Delivery{Type: tasks.TypeCancelRefund, MaxRetry: tasks.DefaultMaxRetry, TaskID: "c", Payload: payload("C1", initiated)}
 			var res *tasks.Result
 			for i := range 3 {
@@ -450,6 +456,9 @@ func TestOneCheckPerCancelSent(t *testing.T) {
 				var rerr *RetryError
 				if i < 2 && !errors.As(err, &rerr) || i == 2 && err != nil {
 					t.Fatalf("delivery %d: %+v %v", i+1, res, err)
+				}
+				if i == 0 && tc.learned && (res.CheckedSent != 1 || api.getOrder != 1) {
+					t.Fatalf("after the 503: checked_sent %d after %d getOrders; want checked at once", res.CheckedSent, api.getOrder)
 				}
 				if i == 1 && res.CheckedSent != tc.wantCheck {
 					t.Fatalf("after the held attempt: checked_sent %d, want %d (sent %d)", res.CheckedSent, tc.wantCheck, res.Sent)
