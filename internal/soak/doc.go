@@ -6,7 +6,8 @@
 // only evidence the soak judges from: never the replicas' logs.
 //
 // One concern per file: redis.go runs the Redis, replica.go builds and runs
-// refundd processes, fleet.go supervises them, scenario.go defines the
+// refundd processes (procattr_*.go: they die with the soak), fleet.go
+// supervises them, scenario.go defines the
 // scenarios, run.go drives one run (seed, enqueue, kill, restart, wait),
 // sampler.go samples the queue every second, evidence.go collects what the
 // sandbox and the Inspector show, judge.go turns evidence into figures
