@@ -47,7 +47,8 @@ finding the module root with "go env GOMOD"). It needs redis-server on PATH:
 it starts its own on a free loopback port in a temp dir (appendonly yes,
 no snapshots) and never touches any other Redis. The temp dir (Redis
 files, replica logs, per-second series) is removed at the end unless a
-target is missed, -keep is given, or the soak fails; its path is printed.
+target is missed, -keep is given, or the soak fails (not on Ctrl-C); its
+path is printed.
 
 Scenarios:
   mix     10,000 refunds, 2 replicas: first fault-free with no disruption,

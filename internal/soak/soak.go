@@ -16,7 +16,8 @@ type Options struct {
 	// by then count as not terminal. Default 10 minutes.
 	Timeout time.Duration
 	// Keep keeps the temp dir (Redis files, replica logs, series) even
-	// when every target is met; it is always kept when one is missed.
+	// when every target is met; it is always kept when one is missed or
+	// the soak fails, and removed after Ctrl-C (ctx cancelled).
 	Keep bool
 	// Out receives the report; Progress, if set, a line per step.
 	Out, Progress io.Writer
@@ -50,7 +51,8 @@ func Run(ctx context.Context, o Options) (res Result, err error) {
 		return res, err
 	}
 	defer func() {
-		if o.Keep || err != nil || len(res.Missed) > 0 {
+		// Kept for a reader when something went wrong; not after Ctrl-C.
+		if o.Keep || len(res.Missed) > 0 || (err != nil && ctx.Err() == nil) {
 			res.Dir = dir
 			fmt.Fprintf(o.Out, "\nevidence kept in %s: refundd-*.log (the replicas' logs), redis/redis.log, series-*.txt (per second: ledger outcomes, queue)\n", dir)
 			return
