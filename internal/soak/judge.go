@@ -1,8 +1,10 @@
 package soak
 
 import (
+	"maps"
 	"math"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/refundd/refund-canceller/rpcclient/rpctest"
@@ -81,7 +83,7 @@ func (f *figures) countCalls(calls []rpctest.Call) {
 }
 
 func (f *figures) countTask(ref string, te taskEvidence) {
-	state := string(te.State.String())
+	state := te.State.String()
 	if te.State == 0 {
 		state = "(unreadable)"
 	}
@@ -249,4 +251,45 @@ func longestStall(samples []sample, busy func(sample) bool) stretch {
 		}
 	}
 	return best
+}
+
+// tail sorts the refunds cancelled after the first frac of them by what
+// delayed them, from the ledger: the fault kinds their calls met before
+// their first applied cancel ("none" for a refund whose calls met no
+// fault: a killed replica's task, back through asynq's recoverer, or one
+// that waited its turn).
+func tail(calls []rpctest.Call, n int, frac float64) map[string]int {
+	applies := appliedTimes(calls)
+	firsts := firstApplies(applies)
+	k := int(math.Ceil(frac * float64(n)))
+	if k == 0 || k > len(firsts) {
+		return nil
+	}
+	cut := firsts[k-1]
+	late := map[string]time.Time{}
+	for ref, ts := range applies {
+		if first := slices.MinFunc(ts, time.Time.Compare); first.After(cut) {
+			late[ref] = first
+		}
+	}
+	hit := map[string]map[string]bool{}
+	for _, c := range calls {
+		first, ok := late[c.OrderRef]
+		if !ok || c.Fault == "" || !c.Time.Before(first) {
+			continue
+		}
+		if hit[c.OrderRef] == nil {
+			hit[c.OrderRef] = map[string]bool{}
+		}
+		hit[c.OrderRef][c.Fault] = true
+	}
+	out := map[string]int{}
+	for ref := range late {
+		kinds := slices.Sorted(maps.Keys(hit[ref]))
+		if len(kinds) == 0 {
+			kinds = []string{"none"}
+		}
+		out[strings.Join(kinds, "+")]++
+	}
+	return out
 }

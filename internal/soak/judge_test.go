@@ -156,3 +156,25 @@ func TestPlanRuns(t *testing.T) {
 		}
 	}
 }
+
+func TestTailSortsLateRefundsByFault(t *testing.T) {
+	calls := []rpctest.Call{
+		cancelCall(1, "A", "ok", ""),
+		cancelCall(1, "B", "not_applied", rpctest.FaultStatus),
+		cancelCall(4, "B", "ok", ""),
+		cancelCall(2, "C", "not_applied", rpctest.FaultDrop),
+		cancelCall(3, "C", "not_applied", rpctest.FaultStatus),
+		cancelCall(5, "C", "ok", ""),
+		cancelCall(70, "D", "ok", ""), // a killed replica's task: no fault
+	}
+	got := tail(calls, 4, 0.25) // after A
+	want := map[string]int{"status": 1, "drop+status": 1, "none": 1}
+	if len(got) != len(want) {
+		t.Fatalf("tail = %v, want %v", got, want)
+	}
+	for k, v := range want {
+		if got[k] != v {
+			t.Fatalf("tail = %v, want %v", got, want)
+		}
+	}
+}

@@ -1,6 +1,8 @@
 package soak
 
 import (
+	"bytes"
+	"encoding/json"
 	"fmt"
 	"io"
 	"maps"
@@ -60,6 +62,10 @@ func (r *report) header(ev *evidence, f figures) {
 	fmt.Fprintf(r.w, "   ledger: %d calls, %d cancelRefund, %d hit by a fault (%.1f%%): %s\n", f.Calls, f.Cancels, f.Faulted,
 		100*float64(f.Faulted)/float64(max(f.Cancels, 1)), kvInt(f.Faults))
 	fmt.Fprintf(r.w, "   tasks: %s; final records: %s\n", kvInt(f.States), kvInt(f.Outcomes))
+	if len(s.Faults) > 0 {
+		fmt.Fprintf(r.w, "   the last 10%% cancelled (after 90%%), by the faults their calls met first: %s\n", kvInt(tail(ev.Ledger, f.Refunds, 0.9)))
+		fmt.Fprintf(r.w, "   the last 1%% (after 99%%): %s\n", kvInt(tail(ev.Ledger, f.Refunds, 0.99)))
+	}
 	fmt.Fprintf(r.w, "   replicas started to all finished: %.1fs%s\n", ev.End.Sub(ev.Start).Seconds(), map[bool]string{true: " (TIME LIMIT)"}[ev.TimedOut])
 	for _, fd := range ev.Findings {
 		fmt.Fprintf(r.w, "   FINDING: %s\n", fd)
@@ -173,7 +179,22 @@ func dump(dir string, ev *evidence) (string, error) {
 		}
 		fmt.Fprintf(&b, "%4d %-18s %s\n", s, qs, kvInt(by[s]))
 	}
-	return path, os.WriteFile(path, []byte(b.String()), 0o600)
+	if err := os.WriteFile(path, []byte(b.String()), 0o600); err != nil {
+		return "", err
+	}
+	return path, dumpLedger(dir, ev)
+}
+
+// dumpLedger writes the run's ledger, a JSON call per line.
+func dumpLedger(dir string, ev *evidence) error {
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	for _, c := range ev.Ledger {
+		if err := enc.Encode(c); err != nil {
+			return fmt.Errorf("ledger: %w", err)
+		}
+	}
+	return os.WriteFile(filepath.Join(dir, fmt.Sprintf("ledger-%s.jsonl", strings.ToLower(ev.Spec.Prefix))), b.Bytes(), 0o600)
 }
 
 func kv(m map[string]string) string {

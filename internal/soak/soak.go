@@ -54,7 +54,7 @@ func Run(ctx context.Context, o Options) (res Result, err error) {
 		// Kept for a reader when something went wrong; not after Ctrl-C.
 		if o.Keep || len(res.Missed) > 0 || (err != nil && ctx.Err() == nil) {
 			res.Dir = dir
-			fmt.Fprintf(o.Out, "\nevidence kept in %s: refundd-*.log (the replicas' logs), redis/redis.log, series-*.txt (per second: ledger outcomes, queue)\n", dir)
+			fmt.Fprintf(o.Out, "\nevidence kept in %s: refundd-*.log (the replicas' logs), redis/redis.log, series-*.txt (per second: ledger outcomes, queue), ledger-*.jsonl\n", dir)
 			return
 		}
 		_ = os.RemoveAll(dir)
