@@ -65,19 +65,7 @@ func BenchmarkFleetUnderFaultMix(b *testing.B) {
 	if v, err := strconv.Atoi(os.Getenv("FAULT_BENCH_TASKS")); err == nil && v > 0 {
 		n = v
 	}
-	p := func(v float64) *float64 { return &v }
-	// Rules are tried in order and the first answer wins, so each
-	// probability is of the calls the rules before it left: together
-	// 1−Π(1−p) ≈ 20%.
-	mix := []rpctest.FaultRule{
-		{Method: "cancelRefund", Kind: rpctest.FaultStatus, Status: 503, RetryAfter: 2, Probability: p(0.06)},
-		{Method: "cancelRefund", Kind: rpctest.FaultStatus, Status: 429, RetryAfter: 3, Probability: p(0.037)},
-		{Method: "cancelRefund", Kind: rpctest.FaultDrop, Probability: p(0.03)},
-		{Method: "cancelRefund", Kind: rpctest.FaultHang, Probability: p(0.01)},
-		{Method: "cancelRefund", Kind: rpctest.FaultMalformed, Probability: p(0.02)},
-		{Method: "cancelRefund", Kind: rpctest.FaultApplyThenDrop, Probability: p(0.02)},
-		{Method: "cancelRefund", Kind: rpctest.FaultExpireSession, Probability: p(0.025)},
-	}
+	mix := rpctest.FaultMix() // the rule list of issue 23, shared with the soak
 	r := redistest.New(b)
 	run := func(name string, faults []rpctest.FaultRule) ledger {
 		f := fleettest.Start(b, fleettest.Options{RedisURL: r.URL, Queue: r.Queue(b), Replicas: 2, Manual: true, MerchantCode: "MIX" + name,

@@ -1,0 +1,121 @@
+package soak
+
+import (
+	"cmp"
+	"fmt"
+	"slices"
+
+	"github.com/refundd/refund-canceller/rpcclient/rpctest"
+)
+
+// replicaBase is every replica's environment besides what a run adds
+// (Redis, sandbox, queue, merchant): internal/fleettest's, with the
+// concurrency, request timeout and retry curve of the fault benchmarks.
+var replicaBase = map[string]string{
+	"OPS_ADDR": "127.0.0.1:0", "WORKER_CONCURRENCY": "20", "WORKER_POLL_INTERVAL": "50ms", "SHUTDOWN_TIMEOUT": "3s",
+	"RETRY_BASE_DELAY": "200ms", "RETRY_MAX_DELAY": "2s", "RETRY_AFTER_MAX": "10s", "TCO_REQUEST_TIMEOUT": "2s",
+	"LOG_FORMAT": "json",
+}
+
+// limitsEnv is the limits scenario's vendor budget: the fleet's ceiling,
+// burst and deadline-first dispatch.
+var limitsEnv = map[string]string{"TCO_RATE_LIMIT": "400", "TCO_RATE_BURST": "20", "DISPATCH_SLOTS": "20"}
+
+// Default fractions of a run's refunds cancelled (in the sandbox) at
+// which the disruptions happen.
+var (
+	killAt         = []float64{0.15, 0.35, 0.55}
+	redisRestartAt = 0.45
+)
+
+// MaxKills is the most SIGKILLs a run can be asked for.
+var MaxKills = len(killAt)
+
+// runSpec is one run: its own queue and merchant (so its own sandbox and
+// vendor budget) on the soak's Redis.
+type runSpec struct {
+	Scenario string
+	Name     string // e.g. "fault-free", "20% mix"
+	Prefix   string // order references' prefix and the merchant code
+	Refunds  int
+	Replicas int
+	Env      map[string]string // added to replicaBase
+	Faults   []rpctest.FaultRule
+	Events   []plannedEvent
+	// StallTarget: the run is judged on its longest stretch with tasks
+	// pending and none finishing (the limits scenario).
+	StallTarget bool
+}
+
+// plannedEvent is a disruption due when At of the run's refunds are
+// cancelled.
+type plannedEvent struct {
+	At    float64
+	Kind  string // eventKill or eventRedisRestart
+	Index int    // the replica killed (mod the fleet's size)
+}
+
+const (
+	eventKill         = "SIGKILL replica"
+	eventRedisRestart = "restart Redis"
+)
+
+// disruptions answers kills SIGKILLs (alternating replicas) and, if
+// restart, one Redis restart, ordered by when they are due.
+func disruptions(kills int, restart bool) []plannedEvent {
+	var evs []plannedEvent
+	for i := range min(kills, len(killAt)) {
+		evs = append(evs, plannedEvent{At: killAt[i], Kind: eventKill, Index: i})
+	}
+	if restart {
+		evs = append(evs, plannedEvent{At: redisRestartAt, Kind: eventRedisRestart})
+	}
+	slices.SortStableFunc(evs, func(a, b plannedEvent) int { return cmp.Compare(a.At, b.At) })
+	return evs
+}
+
+// Plan says what the soak runs.
+type Plan struct {
+	// Scenario is "mix", "limits" or "all".
+	Scenario string
+	// Refunds overrides each run's refunds (0: mix 10,000, limits 5,000).
+	Refunds int
+	// Kills is the SIGKILLs of each disrupted run (0 to MaxKills).
+	Kills int
+	// RedisRestart: restart Redis once in each disrupted run.
+	RedisRestart bool
+}
+
+// runs answers the runs of p, in order.
+func (p Plan) runs() ([]runSpec, error) {
+	if p.Refunds < 0 {
+		return nil, fmt.Errorf("refunds %d: want 0 (the default) or more", p.Refunds)
+	}
+	if p.Kills < 0 || p.Kills > MaxKills {
+		return nil, fmt.Errorf("kills %d: want 0 to %d", p.Kills, MaxKills)
+	}
+	n := func(def int) int {
+		if p.Refunds > 0 {
+			return p.Refunds
+		}
+		return def
+	}
+	evs := disruptions(p.Kills, p.RedisRestart)
+	mix := []runSpec{
+		{Scenario: "mix", Name: "fault-free", Prefix: "MIXCLEAN", Refunds: n(10000), Replicas: 2},
+		{Scenario: "mix", Name: "20% mix", Prefix: "MIXFAULT", Refunds: n(10000), Replicas: 2, Faults: rpctest.FaultMix(), Events: evs},
+	}
+	limits := []runSpec{
+		{Scenario: "limits", Name: "20% mix, vendor budget", Prefix: "LIMITS", Refunds: n(5000), Replicas: 2, Env: limitsEnv,
+			Faults: rpctest.FaultMix(), Events: evs, StallTarget: true},
+	}
+	switch p.Scenario {
+	case "mix":
+		return mix, nil
+	case "limits":
+		return limits, nil
+	case "all", "":
+		return append(mix, limits...), nil
+	}
+	return nil, fmt.Errorf("scenario %q: want mix, limits or all", p.Scenario)
+}
