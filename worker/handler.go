@@ -164,14 +164,35 @@ func (h *Handler) ProcessTask(ctx context.Context, t *asynq.Task) error {
 	d.Retried, _ = asynq.GetRetryCount(ctx)
 	d.MaxRetry, _ = asynq.GetMaxRetry(ctx)
 	res, err := h.Deliver(ctx, d)
-	if res != nil && t.ResultWriter() != nil {
-		// A copy for the dashboard; the record in Memory is the truth.
-		b, _ := json.Marshal(res)
-		if _, werr := t.ResultWriter().Write(b); werr != nil {
-			h.log.Debug("could not copy the record to the task's result", zap.String("task_id", d.TaskID), zap.Error(werr))
-		}
+	var write func([]byte) (int, error)
+	if w := t.ResultWriter(); w != nil {
+		write = w.Write
 	}
-	return err
+	return h.copyResult(d, res, err, write)
+}
+
+// copyResult copies the delivery's record res into the task's asynq result
+// with write, and answers what asynq is to be told (err). The copy is the
+// dashboard's view; the record in Memory is the truth. A final record whose
+// copy fails (Redis restarting) must not leave an older one showing on a
+// finished task: the task is retried instead (uncounted), and its next
+// delivery, finding the record final, copies it again.
+func (h *Handler) copyResult(d Delivery, res *tasks.Result, err error, write func([]byte) (int, error)) error {
+	if res == nil || write == nil {
+		return err
+	}
+	b, _ := json.Marshal(res)
+	_, werr := write(b)
+	switch {
+	case werr == nil:
+		return err
+	case res.Final():
+		return &RetryError{At: h.now().Add(h.policy.MinDelay), Uncounted: true, NothingSent: true,
+			Cause: fmt.Errorf("copy the final record (%s) to the task's result: %w", res.Outcome, werr)}
+	default:
+		h.log.Debug("could not copy the record to the task's result", zap.String("task_id", d.TaskID), zap.Error(werr))
+		return err
+	}
 }
 
 // Deliver runs one delivery of a task: it claims the refund, reads its

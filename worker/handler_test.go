@@ -473,3 +473,39 @@ func TestOneCheckPerCancelSent(t *testing.T) {
 		})
 	}
 }
+
+// A finished task never shows an older record: when the copy of a final
+// record into the task's asynq result fails (Redis restarting), asynq is
+// told to retry (uncounted) rather than to complete; the next delivery
+// finds the record final, sends nothing, and copies it.
+func TestFinalRecordCopyFailureRetries(t *testing.T) {
+	e := newEnv(t, "")
+	initiated := t0.Add(-time.Hour)
+	_ = e.srv.Seed(rpctest.Refund{OrderRef: "W1", InitiatedAt: initiated})
+	d := Delivery{Type: tasks.TypeCancelRefund, MaxRetry: tasks.DefaultMaxRetry, TaskID: "w", Payload: payload("W1", initiated)}
+	var copied []byte
+	failing := func([]byte) (int, error) { return 0, errors.New("connection refused") }
+	working := func(b []byte) (int, error) { copied = b; return len(b), nil }
+
+	res, err := e.h.Deliver(context.Background(), d)
+	err = e.h.copyResult(d, res, err, failing)
+	var rerr *RetryError
+	if !res.Cancelled() || !errors.As(err, &rerr) || !rerr.Uncounted || e.h.IsFailure(err) {
+		t.Fatalf("a final record not copied: %+v %v; want an uncounted retry", res, err)
+	}
+	calls := len(e.srv.Ledger())
+	res, err = e.h.Deliver(context.Background(), d)
+	if err = e.h.copyResult(d, res, err, working); err != nil || !res.Cancelled() {
+		t.Fatalf("the next delivery: %+v %v", res, err)
+	}
+	if got, _ := tasks.DecodeResult(copied); got == nil || got.Outcome != tasks.OutcomeCancelled || len(e.srv.Ledger()) != calls {
+		t.Fatalf("copied %s after %d more calls; want the cancelled record and none", copied, len(e.srv.Ledger())-calls)
+	}
+	// A record still retrying is the next delivery's to copy: the retry
+	// stands as it is.
+	retrying := &tasks.Result{Outcome: tasks.OutcomeRetry}
+	want := &RetryError{At: t0}
+	if err := e.h.copyResult(d, retrying, want, failing); err != want {
+		t.Fatalf("a retrying record's failed copy changed the answer: %v", err)
+	}
+}

@@ -79,6 +79,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.IntVar(&o.Plan.Refunds, "refunds", 0, "refunds of every run (default: mix 10000, limits 5000)")
 	fs.IntVar(&o.Plan.Kills, "kills", soak.MaxKills, fmt.Sprintf("SIGKILLs in each disrupted run, 0 to %d", soak.MaxKills))
 	fs.BoolVar(&o.Plan.RedisRestart, "redis-restart", true, "restart Redis once in each disrupted run")
+	fs.DurationVar(&o.Plan.Latency, "latency", soak.DefaultLatency, "the sandbox's answer time, plus up to half as much at random (negative: none)")
 	fs.DurationVar(&o.Timeout, "timeout", 0, "time limit of each run from its replicas' start (default 10m)")
 	fs.BoolVar(&o.Keep, "keep", false, "keep the temp dir even when every target is met")
 	quiet := fs.Bool("q", false, "no progress lines on stderr")

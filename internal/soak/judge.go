@@ -75,9 +75,9 @@ func (f *figures) countCalls(calls []rpctest.Call) {
 			continue
 		}
 		f.Cancels++
-		if c.Fault != "" {
+		if k := fault(c.Fault); k != "" {
 			f.Faulted++
-			f.Faults[c.Fault]++
+			f.Faults[k]++
 		}
 	}
 }
@@ -275,13 +275,13 @@ func tail(calls []rpctest.Call, n int, frac float64) map[string]int {
 	hit := map[string]map[string]bool{}
 	for _, c := range calls {
 		first, ok := late[c.OrderRef]
-		if !ok || c.Fault == "" || !c.Time.Before(first) {
+		if !ok || fault(c.Fault) == "" || !c.Time.Before(first) {
 			continue
 		}
 		if hit[c.OrderRef] == nil {
 			hit[c.OrderRef] = map[string]bool{}
 		}
-		hit[c.OrderRef][c.Fault] = true
+		hit[c.OrderRef][fault(c.Fault)] = true
 	}
 	out := map[string]int{}
 	for ref := range late {
@@ -292,4 +292,10 @@ func tail(calls []rpctest.Call, n int, frac float64) map[string]int {
 		out[strings.Join(kinds, "+")]++
 	}
 	return out
+}
+
+// fault answers the fault kinds a call met ("status", "latency+drop"),
+// without the latency every call of the soak meets: the faults of the mix.
+func fault(kinds string) string {
+	return strings.Join(slices.DeleteFunc(strings.Split(kinds, "+"), func(k string) bool { return k == "" || k == rpctest.FaultLatency }), "+")
 }

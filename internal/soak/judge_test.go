@@ -178,3 +178,12 @@ func TestTailSortsLateRefundsByFault(t *testing.T) {
 		}
 	}
 }
+
+// The latency every call of the soak meets is not one of the mix's faults.
+func TestFaultLeavesOutLatency(t *testing.T) {
+	for in, want := range map[string]string{"": "", "latency": "", "latency+status": "status", "drop": "drop", "latency+expire_session+status": "expire_session+status"} {
+		if got := fault(in); got != want {
+			t.Errorf("fault(%q) = %q, want %q", in, got, want)
+		}
+	}
+}

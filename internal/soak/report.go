@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/refundd/refund-canceller/rpcclient/rpctest"
 	"github.com/refundd/refund-canceller/tasks"
 )
 
@@ -45,8 +46,13 @@ func rate(v float64) string { return fmt.Sprintf("%.1f", v) }
 func (r *report) header(ev *evidence, f figures) {
 	s := ev.Spec
 	faults := "none"
-	if len(s.Faults) > 0 {
+	if s.Mix {
 		faults = "the 20% mix (rpctest.FaultMix)"
+	}
+	for _, r := range s.Faults {
+		if r.Kind == rpctest.FaultLatency {
+			faults += fmt.Sprintf(", every call answered in %v + up to %v", time.Duration(r.Latency), time.Duration(r.Jitter))
+		}
 	}
 	fmt.Fprintf(r.w, "\n== %s / %s: %d refunds, %d replicas, faults %s, queue %s\n", s.Scenario, s.Name, s.Refunds, s.Replicas, faults, ev.Queue)
 	if len(s.Env) > 0 {
@@ -62,7 +68,7 @@ func (r *report) header(ev *evidence, f figures) {
 	fmt.Fprintf(r.w, "   ledger: %d calls, %d cancelRefund, %d hit by a fault (%.1f%%): %s\n", f.Calls, f.Cancels, f.Faulted,
 		100*float64(f.Faulted)/float64(max(f.Cancels, 1)), kvInt(f.Faults))
 	fmt.Fprintf(r.w, "   tasks: %s; final records: %s\n", kvInt(f.States), kvInt(f.Outcomes))
-	if len(s.Faults) > 0 {
+	if s.Mix {
 		fmt.Fprintf(r.w, "   the last 10%% cancelled (after 90%%), by the faults their calls met first: %s\n", kvInt(tail(ev.Ledger, f.Refunds, 0.9)))
 		fmt.Fprintf(r.w, "   the last 1%% (after 99%%): %s\n", kvInt(tail(ev.Ledger, f.Refunds, 0.99)))
 	}
@@ -159,8 +165,8 @@ func dump(dir string, ev *evidence) (string, error) {
 			by[s] = map[string]int{}
 		}
 		key := c.Method + ":" + c.Outcome
-		if c.Fault != "" {
-			key += ":" + c.Fault
+		if k := fault(c.Fault); k != "" {
+			key += ":" + k
 		}
 		by[s][key]++
 		last = max(last, s)

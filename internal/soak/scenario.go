@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"fmt"
 	"slices"
+	"time"
 
 	"github.com/refundd/refund-canceller/rpcclient/rpctest"
 )
@@ -41,6 +42,7 @@ type runSpec struct {
 	Replicas int
 	Env      map[string]string // added to replicaBase
 	Faults   []rpctest.FaultRule
+	Mix      bool // Faults hold the 20% mix (beside the latency)
 	Events   []plannedEvent
 	// StallTarget: the run is judged on its longest stretch with tasks
 	// pending and none finishing (the limits scenario).
@@ -84,7 +86,18 @@ type Plan struct {
 	Kills int
 	// RedisRestart: restart Redis once in each disrupted run.
 	RedisRestart bool
+	// Latency is the sandbox's answer time for every call, every run
+	// (plus up to half as much again, at random): a remote API's, not a
+	// loopback's (default DefaultLatency; negative: none).
+	Latency time.Duration
 }
+
+// DefaultLatency is the sandbox's answer time in the soak: 2Checkout's
+// calls take 100 ms or more, and at loopback speed the fault-free run of
+// 10,000 refunds would last a few seconds, shorter than one chain of
+// retries (Retry-After 2–3 s, a 2 s hang), so the ratio would measure the
+// retry curve rather than the fleet's pace.
+const DefaultLatency = 100 * time.Millisecond
 
 // runs answers the runs of p, in order.
 func (p Plan) runs() ([]runSpec, error) {
@@ -101,13 +114,19 @@ func (p Plan) runs() ([]runSpec, error) {
 		return def
 	}
 	evs := disruptions(p.Kills, p.RedisRestart)
+	var latency []rpctest.FaultRule
+	switch l := cmp.Or(p.Latency, DefaultLatency); {
+	case l > 0:
+		latency = []rpctest.FaultRule{{Kind: rpctest.FaultLatency, Latency: rpctest.Duration(l), Jitter: rpctest.Duration(l / 2)}}
+	}
+	mixed := append(slices.Clone(latency), rpctest.FaultMix()...)
 	mix := []runSpec{
-		{Scenario: "mix", Name: "fault-free", Prefix: "MIXCLEAN", Refunds: n(10000), Replicas: 2},
-		{Scenario: "mix", Name: "20% mix", Prefix: "MIXFAULT", Refunds: n(10000), Replicas: 2, Faults: rpctest.FaultMix(), Events: evs},
+		{Scenario: "mix", Name: "fault-free", Prefix: "MIXCLEAN", Refunds: n(10000), Replicas: 2, Faults: latency},
+		{Scenario: "mix", Name: "20% mix", Prefix: "MIXFAULT", Refunds: n(10000), Replicas: 2, Faults: mixed, Mix: true, Events: evs},
 	}
 	limits := []runSpec{
 		{Scenario: "limits", Name: "20% mix, vendor budget", Prefix: "LIMITS", Refunds: n(5000), Replicas: 2, Env: limitsEnv,
-			Faults: rpctest.FaultMix(), Events: evs, StallTarget: true},
+			Faults: mixed, Mix: true, Events: evs, StallTarget: true},
 	}
 	switch p.Scenario {
 	case "mix":

@@ -153,7 +153,7 @@ func summarize(rep *report, runs []judgedRun) {
 		if s.Scenario != "mix" {
 			continue
 		}
-		if len(s.Faults) == 0 {
+		if !s.Mix {
 			clean = &runs[i].f
 		} else {
 			mix = &runs[i].f
