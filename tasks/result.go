@@ -88,10 +88,6 @@ type Result struct {
 	// Sent counts the cancelRefund requests sent for the refund (any of
 	// which may have reached 2Checkout).
 	Sent int `json:"sent,omitempty"`
-	// CheckedSent is how many of Sent getOrder has since shown did not
-	// apply (the order still showed this task's refund open): while it
-	// equals Sent, the next cancelRefund needs no check first.
-	CheckedSent int `json:"checked_sent,omitempty"`
 	// Confirmed: the outcome was confirmed with getOrder.
 	Confirmed      bool      `json:"confirmed,omitempty"`
 	FinishedAt     time.Time `json:"finished_at,omitzero"`

@@ -20,7 +20,7 @@ func (h *Handler) attempt(ctx context.Context, log *zap.Logger, d Delivery, p ta
 	res := &tasks.Result{Outcome: tasks.OutcomeRetry, TaskID: d.TaskID, OrderRef: p.OrderRef, RefundInitiatedAt: p.RefundInitiatedAt.UTC(),
 		Run: max(c.Run, 1), Attempts: 1, WindowClosesAt: h.policy.Closes(p.RefundInitiatedAt).UTC()}
 	if prior != nil {
-		res.Attempts, res.Sent, res.CheckedSent, res.MaybeApplied, res.UnknownErrors = prior.Attempts+1, prior.Sent, prior.CheckedSent, prior.MaybeApplied, prior.UnknownErrors
+		res.Attempts, res.Sent, res.MaybeApplied, res.UnknownErrors = prior.Attempts+1, prior.Sent, prior.MaybeApplied, prior.UnknownErrors
 	}
 	if prior != nil && prior.Outcome == tasks.OutcomeSending && res.MaybeApplied == "" {
 		res.MaybeApplied = prior.Reason // a delivery ended mid-call: its request may have applied
@@ -66,13 +66,6 @@ const sendWithin = 20 * time.Second
 // refund yet.
 func first(res *tasks.Result) bool { return res.Sent == 0 && res.MaybeApplied == "" }
 
-// checked reports whether getOrder has shown this task's refund still open
-// since the last cancelRefund was sent: nothing of this task's applied, so
-// the next cancel is as safe as a first one and needs no getOrder first.
-// (A delivery that stalled after its record cannot send more than
-// sendWithin later, long before asynq re-delivers the task to another.)
-func checked(res *tasks.Result) bool { return res.Sent > 0 && res.CheckedSent == res.Sent }
-
 func (h *Handler) try(ctx context.Context, d Delivery, p tasks.CancelRefund, c Claim, res *tasks.Result, now time.Time) error {
 	closes := h.policy.Closes(p.RefundInitiatedAt)
 	cutoff := h.policy.Cutoff(p.RefundInitiatedAt)
@@ -91,14 +84,27 @@ func (h *Handler) try(ctx context.Context, d Delivery, p tasks.CancelRefund, c C
 		rctx = rpcclient.WithPriority(rctx)
 	}
 
-	if !first(res) && !checked(res) {
+	if h.turns != nil && !last {
+		turn, err := h.turns.Take(ctx, res.TaskID, cutoff)
+		switch {
+		case err != nil:
+			h.log.Warn("deadline-first dispatch unavailable: calling without a turn", zap.String("task_id", res.TaskID), zap.Error(err))
+		case !turn.Granted():
+			at := turn.HeldUntil
+			if last := cutoff.Add(-h.policy.LastRetryLead); at.After(last) && last.After(now) {
+				at = last // due while a worker can still take it before the cut-off
+			}
+			return &RetryError{At: at, Uncounted: true, Held: true, NothingSent: true, Cause: fmt.Errorf(
+				"held: waiting its turn behind %d refund(s) whose windows close sooner (deadline-first dispatch; nothing sent, not a failure, no retry counted)", turn.Ahead)}
+		default:
+			defer turn.Release()
+		}
+	}
+
+	if !first(res) {
 		// cancelRefund names no refund, only the order: before cancelling
-		// again, make sure the order's refund is still this task's. One
-		// getOrder per cancel sent, asked before the turn: a task whose
-		// cancel failed in an outage checks while the fleet is held (its
-		// budget idle) and, if its cancel is then held back or it waits its
-		// turn, does not ask again.
-		o, err := h.getOrder(rctx, p.OrderRef)
+		// again, make sure the order's refund is still this task's.
+		o, err := h.api.GetOrder(rctx, p.OrderRef)
 		switch {
 		case err != nil && rpcclient.IsName(err, rpcclient.NameOrderNotFound):
 			return h.settle(ctx, p, res, &TerminalError{Outcome: tasks.OutcomeRefused,
@@ -121,26 +127,6 @@ func (h *Handler) try(ctx context.Context, d Delivery, p tasks.CancelRefund, c C
 				res.Outcome, res.RefundID, res.Confirmed = tasks.OutcomeAlreadyCancelled, o.RefundID, true
 				return nil
 			}
-			if cancellable(o.RefundStatus) {
-				res.CheckedSent = res.Sent
-			}
-		}
-	}
-
-	if h.turns != nil && !last {
-		turn, err := h.turns.Take(ctx, res.TaskID, cutoff)
-		switch {
-		case err != nil:
-			h.log.Warn("deadline-first dispatch unavailable: calling without a turn", zap.String("task_id", res.TaskID), zap.Error(err))
-		case !turn.Granted():
-			at := turn.HeldUntil
-			if last := cutoff.Add(-h.policy.LastRetryLead); at.After(last) && last.After(now) {
-				at = last // due while a worker can still take it before the cut-off
-			}
-			return &RetryError{At: at, Uncounted: true, Held: true, NothingSent: true, Cause: fmt.Errorf(
-				"held: waiting its turn behind %d refund(s) whose windows close sooner (deadline-first dispatch; nothing sent, not a failure, no retry counted)", turn.Ahead)}
-		default:
-			defer turn.Release()
 		}
 	}
 
@@ -185,10 +171,9 @@ func (h *Handler) try(ctx context.Context, d Delivery, p tasks.CancelRefund, c C
 	if rpcclient.IsName(err, rpcclient.NameRefundNotCancellable) {
 		// An earlier attempt (or someone else) may have cancelled it. Ask
 		// the order what is true — a read, allowed after the cut-off too,
-		// so not under the start deadline, and never held back.
-		gctx, gcancel := context.WithTimeout(rpcclient.WithPriority(ctx), h.policy.RequestTimeout)
-		defer gcancel()
-		o, gerr := h.getOrder(gctx, p.OrderRef)
+		// so not under the start deadline, and never held back (priority;
+		// see settle).
+		o, gerr := h.api.GetOrder(rpcclient.WithPriority(ctx), p.OrderRef)
 		switch {
 		case gerr == nil && o.RefundStatus == "CANCELED" && whose(o, p.RefundInitiatedAt) != refundOther:
 			res.Outcome, res.RefundID, res.Confirmed = tasks.OutcomeAlreadyCancelled, o.RefundID, true
@@ -197,41 +182,7 @@ func (h *Handler) try(ctx context.Context, d Delivery, p tasks.CancelRefund, c C
 			return h.retryOrGiveUp(ctx, d, p, res, true, gerr, fmt.Errorf("%w; confirming with getOrder: %v", err, gerr))
 		}
 	}
-	rerr := h.retryOrGiveUp(ctx, d, p, res, true, err, err)
-	var ae *rpcclient.APIError
-	if _, retry := rerr.(*RetryError); retry && errors.As(err, &ae) && ae.HTTPStatus >= 500 {
-		h.checkOpen(rctx, p, res)
-	}
-	return rerr
-}
-
-// getOrder is the API's getOrder, learning whether its answers show refunds.
-func (h *Handler) getOrder(ctx context.Context, ref string) (*rpcclient.Order, error) {
-	o, err := h.api.GetOrder(ctx, ref)
-	if err == nil && o != nil && o.RefundInitiatedAt != "" && !h.seesRefunds.Load() {
-		h.seesRefunds.Store(true)
-	}
-	return o, err
-}
-
-// checkOpen asks getOrder, right after 2Checkout answered a cancelRefund
-// with a server error, whether the task's refund is still open, and if so
-// records it (CheckedSent): the next attempt then cancels without asking
-// first. Asked now because such errors come in outages, when the fleet
-// holds cancels and its budget is idle; asked at the next attempt, the
-// same read would spend the recovery's budget. Any other answer leaves the
-// check to the next attempt. Only where getOrder has shown refunds: where
-// it cannot (2Checkout's documented API), the read would tell nothing.
-func (h *Handler) checkOpen(ctx context.Context, p tasks.CancelRefund, res *tasks.Result) {
-	if !h.seesRefunds.Load() {
-		return
-	}
-	gctx, cancel := context.WithTimeout(ctx, h.policy.RequestTimeout)
-	defer cancel()
-	o, err := h.getOrder(gctx, p.OrderRef)
-	if err == nil && whose(o, p.RefundInitiatedAt) == refundOurs && cancellable(o.RefundStatus) {
-		res.CheckedSent = res.Sent
-	}
+	return h.retryOrGiveUp(ctx, d, p, res, true, err, err)
 }
 
 // retryOrGiveUp decides what a failed call means for the task. class is
@@ -329,10 +280,12 @@ func (h *Handler) settle(ctx context.Context, p tasks.CancelRefund, res *tasks.R
 	}
 	// The read that settles the outcome is never held back by the
 	// fleet's throttle or outage hold: it is one request, and without it
-	// the outcome would be unknown.
-	gctx, cancel := context.WithTimeout(rpcclient.WithPriority(ctx), h.policy.RequestTimeout)
-	defer cancel()
-	o, err := h.getOrder(gctx, p.OrderRef)
+	// the outcome would be unknown. The ceiling (TCO_RATE_LIMIT) still
+	// holds it, for as long as the delivery may run (the request itself is
+	// bounded by the client's RequestTimeout): many tasks settling at once
+	// wait their slots rather than end unknown; a delivery that runs out of
+	// time first is retried by asynq and settles again.
+	o, err := h.api.GetOrder(rpcclient.WithPriority(ctx), p.OrderRef)
 	var why string
 	switch {
 	case err != nil && ctx.Err() != nil:
@@ -380,10 +333,6 @@ func whose(o *rpcclient.Order, initiated time.Time) refundOwner {
 	}
 	return refundOther
 }
-
-// cancellable reports whether a refund in status s can still be cancelled
-// (2Checkout: "The refund status must be PENDING or APPROVED").
-func cancellable(s string) bool { return s == "PENDING" || s == "APPROVED" }
 
 func superseded(o *rpcclient.Order, p tasks.CancelRefund) string {
 	return fmt.Sprintf("superseded: order %s's refund is now the one initiated at %s (%s); this task's refund (initiated at %s) was settled before this attempt, by someone else (no cancelRefund of this task's can have applied); the newer refund is left alone",

@@ -33,7 +33,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"sync/atomic"
 	"time"
 
 	"github.com/hibiken/asynq"
@@ -104,10 +103,6 @@ type Handler struct {
 	obs     Observer
 	notify  Notifier
 	turns   Turns
-	// seesRefunds: a getOrder answer has shown a refund, so 2Checkout's
-	// getOrder here tells whose refund is open (the sandbox does; what
-	// 2Checkout documents does not).
-	seesRefunds atomic.Bool
 }
 
 // NewHandler validates cfg and returns a Handler.
@@ -176,7 +171,9 @@ func (h *Handler) ProcessTask(ctx context.Context, t *asynq.Task) error {
 // dashboard's view; the record in Memory is the truth. A final record whose
 // copy fails (Redis restarting) must not leave an older one showing on a
 // finished task: the task is retried instead (uncounted), and its next
-// delivery, finding the record final, copies it again.
+// delivery, finding the record final, copies it again — unless asynq would
+// archive it for the retry (its retries spent, a MaxRetry 0), which would
+// hide a finished task's ending: then it ends as it is, its copy stale.
 func (h *Handler) copyResult(d Delivery, res *tasks.Result, err error, write func([]byte) (int, error)) error {
 	if res == nil || write == nil {
 		return err
@@ -186,7 +183,7 @@ func (h *Handler) copyResult(d Delivery, res *tasks.Result, err error, write fun
 	switch {
 	case werr == nil:
 		return err
-	case res.Final():
+	case res.Final() && d.Retried < d.MaxRetry:
 		return &RetryError{At: h.now().Add(h.policy.MinDelay), Uncounted: true, NothingSent: true,
 			Cause: fmt.Errorf("copy the final record (%s) to the task's result: %w", res.Outcome, werr)}
 	default:
