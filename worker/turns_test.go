@@ -294,3 +294,41 @@ func TestLastChanceIsNeverHeld(t *testing.T) {
 		t.Fatalf("sandbox refund %+v", r)
 	}
 }
+
+// The check that keeps a retry off a newer refund is asked right before
+// the cancel, in the turn — never remembered from before a hold: a cancel
+// answered 503, a hold, our refund completed and a newer one issued
+// meanwhile; the retry leaves the newer one alone. (From a review: a check
+// made before the hold and remembered cancelled the newer refund.)
+func TestNewerRefundDuringAHoldIsLeftAlone(t *testing.T) {
+	e := newEnv(t, "")
+	initiated := t0.Add(-time.Hour)
+	_ = e.srv.Seed(rpctest.Refund{OrderRef: "N1", InitiatedAt: initiated, RefundID: "RF-ours"})
+	turns := &fakeTurns{grant: true}
+	e.h.turns = turns
+	d := Delivery{Type: tasks.TypeCancelRefund, MaxRetry: tasks.DefaultMaxRetry, TaskID: "n", Payload: payload("N1", initiated)}
+	_ = e.srv.SetFaults(rpctest.FaultRule{Kind: rpctest.FaultStatus, Status: 503, Method: rpcclient.MethodCancelRefund, FirstN: 1})
+	_, err := e.h.Deliver(context.Background(), d)
+	var rerr *RetryError
+	if !errors.As(err, &rerr) {
+		t.Fatalf("delivery 1: %v", err)
+	}
+	e.clock.Set(rerr.At)
+	turns.grant, turns.until = false, e.clock.Now().Add(10*time.Minute)
+	if _, err = e.h.Deliver(context.Background(), d); !errors.As(err, &rerr) || !rerr.Held {
+		t.Fatalf("delivery 2: %v; want held", err)
+	}
+	e.clock.Set(rerr.At)
+	turns.grant = true
+	_ = e.srv.Seed(rpctest.Refund{OrderRef: "N1", InitiatedAt: initiated, RefundID: "RF-ours", Status: rpctest.StatusCompleted})
+	newer := e.clock.Now().Add(-time.Second)
+	_ = e.srv.Seed(rpctest.Refund{OrderRef: "N1", InitiatedAt: newer, RefundID: "RF-newer"})
+	res, err := e.h.Deliver(context.Background(), d)
+	if cur, _ := e.srv.Refund("N1"); cur.RefundID != "RF-newer" || cur.Status != rpctest.StatusPending {
+		t.Fatalf("the order's refund is now %+v; want the newer one still pending", cur)
+	}
+	terr := &TerminalError{}
+	if !errors.As(err, &terr) || terr.Outcome != tasks.OutcomeUnknown {
+		t.Fatalf("%+v %v; want unknown (our 503'd cancel may be what settled our refund)", res, err)
+	}
+}
