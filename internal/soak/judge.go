@@ -15,6 +15,7 @@ import (
 type figures struct {
 	Refunds                 int
 	Calls, Cancels, Faulted int            // ledger: every call, cancelRefund calls, those a fault touched
+	GetOrders, Logins       int            // ledger: getOrder and login calls
 	Faults                  map[string]int // cancelRefund calls by fault kind
 	Applied                 map[string]int // applied cancels by order: outcome "ok", apply_then_drop included
 	Lost                    []string       // not CANCELED in the sandbox
@@ -71,6 +72,12 @@ func judge(ev *evidence) figures {
 func (f *figures) countCalls(calls []rpctest.Call) {
 	for _, c := range calls {
 		f.Calls++
+		switch c.Method {
+		case "getOrder":
+			f.GetOrders++
+		case "login":
+			f.Logins++
+		}
 		if c.Method != "cancelRefund" {
 			continue
 		}

@@ -126,6 +126,9 @@ func printRun(rep *report, ev *evidence, f figures) {
 	rep.row("cancels/s, first call to 90% cancelled", rate(f.Rate90), "", true)
 	rep.row("cancels/s, first call to 99% cancelled", rate(f.Rate99), "", true)
 	rep.row("cancels/s, first call to the last refund", rate(f.RateAll), "", true)
+	rep.row("calls per refund (all methods)", fmt.Sprintf("%.2f", float64(f.Calls)/float64(max(f.Refunds, 1))), "", true)
+	rep.row("  of them cancelRefund, getOrder, login", fmt.Sprintf("%.2f %.2f %.2f", float64(f.Cancels)/float64(max(f.Refunds, 1)),
+		float64(f.GetOrders)/float64(max(f.Refunds, 1)), float64(f.Logins)/float64(max(f.Refunds, 1))), "", true)
 	before := len(rep.missed)
 	rep.correctness(f)
 	if ev.Spec.StallTarget {
