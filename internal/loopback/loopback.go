@@ -1,7 +1,8 @@
 // Package loopback holds the one rule for "this host is on this machine
 // only", shared by the 2Checkout client (plain http only to a loopback
 // sandbox) and the configuration (a dashboard on a loopback OPS_ADDR needs no
-// password).
+// password), and the one way to find a free loopback port for a server of
+// our own (the tests' and the soak's redis-server).
 package loopback
 
 import "net"
@@ -14,4 +15,14 @@ func Host(host string) bool {
 	}
 	ip := net.ParseIP(host)
 	return ip != nil && ip.IsLoopback()
+}
+
+// FreePort answers a TCP port on 127.0.0.1 that was free a moment ago.
+func FreePort() (int, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port, nil
 }

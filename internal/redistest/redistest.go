@@ -14,7 +14,6 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
-	"net"
 	"net/url"
 	"os"
 	"os/exec"
@@ -28,6 +27,7 @@ import (
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/refundd/refund-canceller/internal/loopback"
 	"github.com/refundd/refund-canceller/internal/redisconn"
 )
 
@@ -105,7 +105,7 @@ func StartWith(t testing.TB, s Server) *Redis {
 		}
 		t.Skip("redis-server not on PATH")
 	}
-	port, err := freePort()
+	port, err := loopback.FreePort()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -154,7 +154,7 @@ func (r *Redis) Port() int { return r.port }
 // Launch starts a redis-server from PATH on a free port outside a test (the
 // benchmark command uses it), keeping its files in dir. Stop it when done.
 func Launch(dir string) (*Redis, error) {
-	port, err := freePort()
+	port, err := loopback.FreePort()
 	if err != nil {
 		return nil, err
 	}
@@ -272,13 +272,4 @@ func (r *Redis) Queue(t testing.TB) string {
 		}
 	})
 	return q
-}
-
-func freePort() (int, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port, nil
 }

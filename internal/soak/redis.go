@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -13,6 +12,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/refundd/refund-canceller/internal/loopback"
 )
 
 // redisServer is the soak's own redis-server: loopback only, its files in
@@ -31,7 +32,7 @@ func startRedis(ctx context.Context, dir string) (*redisServer, error) {
 	if _, err := exec.LookPath("redis-server"); err != nil {
 		return nil, fmt.Errorf("redis-server is not on PATH: %w", err)
 	}
-	port, err := freePort()
+	port, err := loopback.FreePort()
 	if err != nil {
 		return nil, fmt.Errorf("a free port for redis-server: %w", err)
 	}
@@ -136,15 +137,6 @@ func (r *redisServer) kill() {
 	_ = r.cmd.Process.Kill()
 	<-r.done
 	r.cmd = nil
-}
-
-func freePort() (int, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port, nil
 }
 
 // mkTemp makes the soak's temp dir.
