@@ -82,6 +82,24 @@ func WithPriority(ctx context.Context) context.Context {
 	return context.WithValue(ctx, priorityKey{}, true)
 }
 
+// probeFirstKey marks a context made by WithProbeFirst.
+type probeFirstKey struct{}
+
+// WithProbeFirst marks the requests made with ctx as the ones a Gate picks
+// first to probe a method that is out (one real request per probe
+// interval): their task has sent one already, which failed, and checked
+// its refund since, so a probe of its that fails again costs no other task
+// a check later. Other requests may probe one interval later.
+func WithProbeFirst(ctx context.Context) context.Context {
+	return context.WithValue(ctx, probeFirstKey{}, true)
+}
+
+// ProbeFirst reports whether ctx was made by WithProbeFirst.
+func ProbeFirst(ctx context.Context) bool {
+	p, _ := ctx.Value(probeFirstKey{}).(bool)
+	return p
+}
+
 // Priority reports whether ctx was made by WithPriority.
 func Priority(ctx context.Context) bool {
 	p, _ := ctx.Value(priorityKey{}).(bool)

@@ -101,7 +101,8 @@ func (h *Handler) try(ctx context.Context, d Delivery, p tasks.CancelRefund, c C
 		}
 	}
 
-	if !first(res) {
+	checked := !first(res)
+	if checked {
 		// cancelRefund names no refund, only the order: before cancelling
 		// again, make sure the order's refund is still this task's.
 		o, err := h.api.GetOrder(rctx, p.OrderRef)
@@ -150,6 +151,11 @@ func (h *Handler) try(ctx context.Context, d Delivery, p tasks.CancelRefund, c C
 	sctx := rctx
 	if at := recordedAt.Add(sendWithin); at.Before(cutoff) {
 		sctx = rpcclient.WithStartDeadline(rctx, at)
+	}
+	if checked {
+		// It checked its refund just now: if cancelRefund is out, let it
+		// be the probe, rather than a task that has sent none yet.
+		sctx = rpcclient.WithProbeFirst(sctx)
 	}
 	refundID, err := h.api.CancelRefund(sctx, p.OrderRef)
 	if err == nil {

@@ -332,3 +332,45 @@ func TestNewerRefundDuringAHoldIsLeftAlone(t *testing.T) {
 		t.Fatalf("%+v %v; want unknown (our 503'd cancel may be what settled our refund)", res, err)
 	}
 }
+
+// probeSpy records, per cancelRefund through it, whether the request was
+// marked to probe first.
+type probeSpy struct{ marks []bool }
+
+func (g *probeSpy) Wait(ctx context.Context, method string) error {
+	if method == rpcclient.MethodCancelRefund {
+		g.marks = append(g.marks, rpcclient.ProbeFirst(ctx))
+	}
+	return nil
+}
+func (g *probeSpy) Done(context.Context, string, error) {}
+
+// A cancel sent right after the task checked its refund (its earlier cancel
+// failed) is the one an outage's probe goes to first; a first attempt's is
+// not (a failed probe of its would leave one more task to check later).
+func TestProbeFirstAfterACheck(t *testing.T) {
+	e := newEnv(t, "")
+	initiated := t0.Add(-time.Hour)
+	_ = e.srv.Seed(rpctest.Refund{OrderRef: "P1", InitiatedAt: initiated})
+	_ = e.srv.SetFaults(rpctest.FaultRule{Kind: rpctest.FaultStatus, Status: 503, Method: rpcclient.MethodCancelRefund, FirstN: 1})
+	spy := &probeSpy{}
+	api, err := rpcclient.New(rpcclient.Config{URL: e.srv.RPCURL, MerchantCode: rpctest.DefaultMerchantCode, SecretKey: rpctest.DefaultSecretKey,
+		Now: e.clock.Now, RequestTimeout: time.Second, Gate: spy})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.h.api = api
+	d := Delivery{Type: tasks.TypeCancelRefund, MaxRetry: tasks.DefaultMaxRetry, TaskID: "p", Payload: payload("P1", initiated)}
+	_, err = e.h.Deliver(context.Background(), d)
+	var rerr *RetryError
+	if !errors.As(err, &rerr) {
+		t.Fatalf("first attempt: %v", err)
+	}
+	e.clock.Set(rerr.At)
+	if res, err := e.h.Deliver(context.Background(), d); err != nil || !res.Cancelled() {
+		t.Fatalf("retry: %+v %v", res, err)
+	}
+	if len(spy.marks) != 2 || spy.marks[0] || !spy.marks[1] {
+		t.Fatalf("probe-first marks of the two cancels: %v; want [false true]", spy.marks)
+	}
+}

@@ -6,18 +6,21 @@ import (
 
 	"github.com/redis/go-redis/v9"
 	"go.uber.org/zap"
+
+	"github.com/refundd/refund-canceller/rpcclient"
 )
 
 // claimScript answers, for method ARGV[1] at ARGV[2] ms: {0, out, probe}
-// if it is out and another request holds the probe's claim (its end, ms);
-// {1, 0, 0} if it is not out; {2, out, probe} if the caller is now the
-// probe, until ARGV[3] ms from now.
+// if it is out and the probe's claim (its end, ms) is held by another
+// request, or lapsed less than ARGV[4] ms ago (the caller's grace); {1, 0,
+// 0} if it is not out; {2, out, probe} if the caller is now the probe,
+// until ARGV[3] ms from now.
 var claimScript = redis.NewScript(`
 local now = tonumber(ARGV[2])
 local till = tonumber(redis.call("HGET", KEYS[1], ARGV[1]) or "0")
 if till <= now then return {1, 0, 0} end
 local probe = tonumber(redis.call("HGET", KEYS[1], ARGV[1] .. "|p") or "0")
-if probe > now then return {0, till, probe} end
+if probe + tonumber(ARGV[4]) > now then return {0, till, probe} end
 probe = now + tonumber(ARGV[3])
 redis.call("HSET", KEYS[1], ARGV[1] .. "|p", probe)
 return {2, till, probe}
@@ -48,19 +51,27 @@ return 0
 
 // hold answers how long a request of method must wait while the method is
 // out (0: it may go — the method is not out, or this request is now its
-// probe: probe).
+// probe: probe). A request marked rpcclient.WithProbeFirst may claim the
+// probe as soon as the last claim lapses, others one ProbeInterval later:
+// a task whose cancel failed already probes again rather than a new task
+// each time, so an outage of N probes leaves a few tasks to check their
+// refunds after it, not N.
 func (g *Gate) hold(ctx context.Context, v *view, method string) (wait time.Duration, probe bool, err error) {
 	now := g.cfg.Now()
 	m, out := v.out(method, now)
 	if !out {
 		return 0, false, nil
 	}
-	if m.probeUntil.After(now) { // another request is the probe: look again soon
-		return min(m.probeUntil.Sub(now), g.cfg.Sync), false, nil
+	var grace time.Duration
+	if !rpcclient.ProbeFirst(ctx) {
+		grace = g.cfg.ProbeInterval
+	}
+	if free := m.probeUntil.Add(grace); free.After(now) { // another request is (or may be) the probe: look again soon
+		return min(free.Sub(now), g.cfg.Sync), false, nil
 	}
 	rctx, cancel := context.WithTimeout(ctx, g.cfg.RedisTimeout)
 	defer cancel()
-	res, err := claimScript.Run(rctx, g.cfg.Redis, []string{g.outageKey}, method, now.UnixMilli(), g.cfg.ProbeInterval.Milliseconds()).Int64Slice()
+	res, err := claimScript.Run(rctx, g.cfg.Redis, []string{g.outageKey}, method, now.UnixMilli(), g.cfg.ProbeInterval.Milliseconds(), grace.Milliseconds()).Int64Slice()
 	if err != nil {
 		return 0, false, err
 	}
@@ -70,7 +81,7 @@ func (g *Gate) hold(ctx context.Context, v *view, method string) (wait time.Dura
 	}))
 	switch res[0] {
 	case 0:
-		return min(time.UnixMilli(res[2]).Sub(now), g.cfg.Sync), false, nil
+		return min(time.UnixMilli(res[2]).Add(grace).Sub(now), g.cfg.Sync), false, nil
 	case 2:
 		g.cfg.Logger.Debug("probing a method that is out with a request", zap.String("method", method))
 		return 0, true, nil
