@@ -82,21 +82,22 @@ func WithPriority(ctx context.Context) context.Context {
 	return context.WithValue(ctx, priorityKey{}, true)
 }
 
-// probeFirstKey marks a context made by WithProbeFirst.
-type probeFirstKey struct{}
+// probeLastKey marks a context made by WithProbeLast.
+type probeLastKey struct{}
 
-// WithProbeFirst marks the requests made with ctx as the ones a Gate picks
-// first to probe a method that is out (one real request per probe
-// interval): their task has sent one already, which failed, and checked
-// its refund since, so a probe of its that fails again costs no other task
-// a check later. Other requests may probe one interval later.
-func WithProbeFirst(ctx context.Context) context.Context {
-	return context.WithValue(ctx, probeFirstKey{}, true)
+// WithProbeLast marks the requests made with ctx as the ones a Gate picks
+// last to probe a method that is out (one real request per probe
+// interval): a first cancel of a task, whose failure would cost its task
+// a check of its refund before it retries. They may probe one interval
+// after the claim lapses; others (a retry's cancel, which checks anyway; a
+// login; a read) at once.
+func WithProbeLast(ctx context.Context) context.Context {
+	return context.WithValue(ctx, probeLastKey{}, true)
 }
 
-// ProbeFirst reports whether ctx was made by WithProbeFirst.
-func ProbeFirst(ctx context.Context) bool {
-	p, _ := ctx.Value(probeFirstKey{}).(bool)
+// ProbeLast reports whether ctx was made by WithProbeLast.
+func ProbeLast(ctx context.Context) bool {
+	p, _ := ctx.Value(probeLastKey{}).(bool)
 	return p
 }
 

@@ -152,10 +152,11 @@ func (h *Handler) try(ctx context.Context, d Delivery, p tasks.CancelRefund, c C
 	if at := recordedAt.Add(sendWithin); at.Before(cutoff) {
 		sctx = rpcclient.WithStartDeadline(rctx, at)
 	}
-	if checked {
-		// It checked its refund just now: if cancelRefund is out, let it
-		// be the probe, rather than a task that has sent none yet.
-		sctx = rpcclient.WithProbeFirst(sctx)
+	if !checked {
+		// A first cancel: if cancelRefund is out, let a retry (which checks
+		// its refund anyway) be the probe first — a failed probe of this
+		// one would cost its task a check later.
+		sctx = rpcclient.WithProbeLast(sctx)
 	}
 	refundID, err := h.api.CancelRefund(sctx, p.OrderRef)
 	if err == nil {

@@ -334,21 +334,21 @@ func TestNewerRefundDuringAHoldIsLeftAlone(t *testing.T) {
 }
 
 // probeSpy records, per cancelRefund through it, whether the request was
-// marked to probe first.
+// marked to probe last.
 type probeSpy struct{ marks []bool }
 
 func (g *probeSpy) Wait(ctx context.Context, method string) error {
 	if method == rpcclient.MethodCancelRefund {
-		g.marks = append(g.marks, rpcclient.ProbeFirst(ctx))
+		g.marks = append(g.marks, rpcclient.ProbeLast(ctx))
 	}
 	return nil
 }
 func (g *probeSpy) Done(context.Context, string, error) {}
 
-// A cancel sent right after the task checked its refund (its earlier cancel
-// failed) is the one an outage's probe goes to first; a first attempt's is
-// not (a failed probe of its would leave one more task to check later).
-func TestProbeFirstAfterACheck(t *testing.T) {
+// A first attempt's cancel is the last an outage's probe goes to (a failed
+// probe of its would leave one more task to check its refund later); a
+// cancel sent right after the task checked its refund is not held back.
+func TestFirstCancelProbesLast(t *testing.T) {
 	e := newEnv(t, "")
 	initiated := t0.Add(-time.Hour)
 	_ = e.srv.Seed(rpctest.Refund{OrderRef: "P1", InitiatedAt: initiated})
@@ -370,7 +370,7 @@ func TestProbeFirstAfterACheck(t *testing.T) {
 	if res, err := e.h.Deliver(context.Background(), d); err != nil || !res.Cancelled() {
 		t.Fatalf("retry: %+v %v", res, err)
 	}
-	if len(spy.marks) != 2 || spy.marks[0] || !spy.marks[1] {
-		t.Fatalf("probe-first marks of the two cancels: %v; want [false true]", spy.marks)
+	if len(spy.marks) != 2 || !spy.marks[0] || spy.marks[1] {
+		t.Fatalf("probe-last marks of the two cancels: %v; want [true false]", spy.marks)
 	}
 }

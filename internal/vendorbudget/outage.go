@@ -51,11 +51,11 @@ return 0
 
 // hold answers how long a request of method must wait while the method is
 // out (0: it may go — the method is not out, or this request is now its
-// probe: probe). A request marked rpcclient.WithProbeFirst may claim the
-// probe as soon as the last claim lapses, others one ProbeInterval later:
-// a task whose cancel failed already probes again rather than a new task
-// each time, so an outage of N probes leaves a few tasks to check their
-// refunds after it, not N.
+// probe: probe). A request marked rpcclient.WithProbeLast (a task's first
+// cancel) may claim the probe only one ProbeInterval after the last claim
+// lapsed, others at once: a task whose cancel failed already probes again
+// rather than a new task each time, so an outage of N probes leaves a few
+// tasks to check their refunds after it, not N.
 func (g *Gate) hold(ctx context.Context, v *view, method string) (wait time.Duration, probe bool, err error) {
 	now := g.cfg.Now()
 	m, out := v.out(method, now)
@@ -63,7 +63,7 @@ func (g *Gate) hold(ctx context.Context, v *view, method string) (wait time.Dura
 		return 0, false, nil
 	}
 	var grace time.Duration
-	if !rpcclient.ProbeFirst(ctx) {
+	if rpcclient.ProbeLast(ctx) {
 		grace = g.cfg.ProbeInterval
 	}
 	if free := m.probeUntil.Add(grace); free.After(now) { // another request is (or may be) the probe: look again soon

@@ -369,9 +369,8 @@ func TestStateOfTheDeadLapses(t *testing.T) {
 	if err := alive.Wait(withinOn(c, 5*time.Millisecond), "cancelRefund"); !errors.Is(err, rpcclient.ErrStartDeadline) {
 		t.Fatalf("beside the dead replica's probe: %v, want held", err)
 	}
-	// The probe's claim lapses after ProbeInterval, and one more is left to
-	// a task that failed already (WithProbeFirst): then the next is the probe.
-	c.Advance(2 * DefaultProbeInterval)
+	// The probe's claim lapses after ProbeInterval: the next is the probe.
+	c.Advance(DefaultProbeInterval)
 	if err := alive.Wait(withinOn(c, time.Minute), "cancelRefund"); err != nil {
 		t.Fatalf("after the dead probe's claim lapsed: %v", err)
 	}
@@ -595,34 +594,35 @@ func TestCountsReachTheFleetWithoutAnotherRequest(t *testing.T) {
 	})
 }
 
-// While a method is out, a request marked rpcclient.WithProbeFirst (its
-// task's cancel failed already, and it checked its refund since) claims
-// the probe as soon as the last claim lapses; an unmarked one only one
-// ProbeInterval later — so a failed probe does not leave a new task to
-// check its refund after the outage each time, and the outage is still
-// probed when no marked request comes.
-func TestProbeGoesFirstToATaskThatFailedAlready(t *testing.T) {
+// While a method is out, a request marked rpcclient.WithProbeLast (a
+// task's first cancel, whose failure would cost its task a check) claims
+// the probe only one ProbeInterval after the last claim lapsed; others (a
+// retry's cancel, a login) at once — so a failed probe does not leave a
+// new task to check its refund after the outage each time, and the outage
+// is still probed when only first cancels come.
+func TestFirstCancelsProbeLast(t *testing.T) {
 	c := newClock()
 	gs, _ := newGates(t, 1, Config{Now: c.Now})
 	g := gs[0]
+	last := func(d time.Duration) context.Context { return rpcclient.WithProbeLast(withinOn(c, d)) }
 	answers(g, "cancelRefund", 20, unavailable)
 	resync(t, g)
-	if err := g.Wait(withinOn(c, time.Millisecond), "cancelRefund"); err != nil { // the first probe: anyone's
+	if err := g.Wait(withinOn(c, time.Millisecond), "cancelRefund"); err != nil {
 		t.Fatalf("the first probe: %v", err)
 	}
 	g.Done(context.Background(), "cancelRefund", unavailable)
 	c.Advance(DefaultProbeInterval) // the claim lapses
 	resync(t, g)
-	if err := g.Wait(withinOn(c, time.Millisecond), "cancelRefund"); err == nil {
-		t.Fatal("an unmarked request probed as soon as the claim lapsed")
+	if err := g.Wait(last(time.Millisecond), "cancelRefund"); err == nil {
+		t.Fatal("a first cancel probed as soon as the claim lapsed")
 	}
-	if err := g.Wait(rpcclient.WithProbeFirst(withinOn(c, time.Millisecond)), "cancelRefund"); err != nil {
-		t.Fatalf("a marked request at the lapse: %v; want it to probe", err)
+	if err := g.Wait(withinOn(c, time.Millisecond), "cancelRefund"); err != nil {
+		t.Fatalf("a retry's cancel at the lapse: %v; want it to probe", err)
 	}
 	g.Done(context.Background(), "cancelRefund", unavailable)
-	c.Advance(2 * DefaultProbeInterval) // no marked request came: anyone probes
+	c.Advance(2 * DefaultProbeInterval) // no retry came: a first cancel probes
 	resync(t, g)
-	if err := g.Wait(withinOn(c, time.Millisecond), "cancelRefund"); err != nil {
-		t.Fatalf("an unmarked request a full interval after the lapse: %v; want it to probe", err)
+	if err := g.Wait(last(time.Millisecond), "cancelRefund"); err != nil {
+		t.Fatalf("a first cancel a full interval after the lapse: %v; want it to probe", err)
 	}
 }
