@@ -143,7 +143,7 @@ func New(insp *asynq.Inspector) *Metrics {
 	}, []string{"method"})
 	m.outage = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "refundd_tco_outage",
-		Help: "1 while the fleet holds a method's requests because 2Checkout is unavailable for it (half of at least 20 requests in the window), probing with one request a second; else 0.",
+		Help: "1 while the fleet holds a method's requests because 2Checkout is unavailable for it (half of at least 20 requests in the window), probing with one request per TCO_OUTAGE_PROBE_INTERVAL; else 0.",
 	}, []string{"method"})
 	m.register(m.budgetWait, m.budgetRefused, m.allowedRate, m.answered, m.outage)
 	for _, r := range []string{vendorbudget.ReasonRateLimit, vendorbudget.ReasonThrottled, vendorbudget.ReasonOutage, vendorbudget.ReasonStartDeadline, vendorbudget.ReasonContext, vendorbudget.ReasonUnavailable} {
