@@ -100,6 +100,7 @@ func (s *stack) waitFinished(t *testing.T, id string) *asynq.TaskInfo {
 }
 
 func TestPipeline(t *testing.T) {
+	t.Parallel()
 	s := startStack(t, stackOptions{})
 	ctx := context.Background()
 	initiated := time.Now().Add(-10 * time.Minute).UTC().Truncate(time.Second)
@@ -179,6 +180,7 @@ func TestPipeline(t *testing.T) {
 
 // 1,000 cancellations through one worker share one session: at most 2 logins.
 func TestThousandCancellationsTwoLogins(t *testing.T) {
+	t.Parallel()
 	s := startStack(t, stackOptions{Concurrency: 20})
 	ctx := context.Background()
 	initiated := time.Now().Add(-5 * time.Minute)

@@ -46,8 +46,9 @@ func (n *flakyNotifier) records(id string) [][]byte {
 // the task keeps, whatever the task's MaxRetry (1: the producer's small
 // one; the default, whose retries asynq counts).
 func TestFailedAnnouncementKeepsTheOutcome(t *testing.T) {
+	t.Parallel()
 	for _, maxRetry := range []int{1, tasks.DefaultMaxRetry} {
-		t.Run(fmt.Sprint("MaxRetry ", maxRetry), func(t *testing.T) { failedAnnouncement(t, maxRetry) })
+		t.Run(fmt.Sprint("MaxRetry ", maxRetry), func(t *testing.T) { t.Parallel(); failedAnnouncement(t, maxRetry) })
 	}
 }
 

@@ -49,6 +49,7 @@ func result(t *testing.T, info *asynq.TaskInfo) tasks.Result {
 // to RetryAfterMax and the task completes. A short one is honoured on the
 // wire, to the second.
 func TestRetryAfterHonouredAndBounded(t *testing.T) {
+	t.Parallel()
 	cases := []struct {
 		name       string
 		retryAfter int
@@ -60,6 +61,7 @@ func TestRetryAfterHonouredAndBounded(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
 			s := startStack(t, stackOptions{Policy: &worker.Policy{BaseDelay: 100 * time.Millisecond, MinDelay: 50 * time.Millisecond, RetryAfterMax: tc.max}})
 			initiated := time.Now().Add(-10 * time.Minute)
 			_ = s.sb.Seed(rpctest.Refund{OrderRef: "RA1", InitiatedAt: initiated})
@@ -82,6 +84,7 @@ func TestRetryAfterHonouredAndBounded(t *testing.T) {
 // Case 2: an error code nobody documented is retried, then archived with
 // the vendor's code and message verbatim; the refund stays pending.
 func TestUnknownCodesRetriedThenArchived(t *testing.T) {
+	t.Parallel()
 	s := startStack(t, stackOptions{DocumentedOnly: true})
 	initiated := time.Now().Add(-10 * time.Minute)
 	_ = s.sb.Seed(rpctest.Refund{OrderRef: "UK1", InitiatedAt: initiated})
@@ -110,8 +113,10 @@ func TestUnknownCodesRetriedThenArchived(t *testing.T) {
 // already_cancelled; where it cannot (documented-only), the task is
 // archived "outcome unknown", never refused or a plain window_closed.
 func TestAmbiguousLastAttempt(t *testing.T) {
+	t.Parallel()
 	for _, docOnly := range []bool{false, true} {
 		t.Run(map[bool]string{false: "sandbox", true: "documented-only"}[docOnly], func(t *testing.T) {
+			t.Parallel()
 			// A lead longer than the time left: the first attempt is the last.
 			policy := worker.Policy{LastRetryLead: time.Minute}
 			s := startStack(t, stackOptions{Policy: &policy, DocumentedOnly: docOnly})
@@ -141,6 +146,7 @@ func TestAmbiguousLastAttempt(t *testing.T) {
 // and from a raw asynq producer using the documented ID); a task retried
 // for an old refund does not cancel the newer one.
 func TestSecondRefundOnOneOrder(t *testing.T) {
+	t.Parallel()
 	s := startStack(t, stackOptions{})
 	first := time.Now().Add(-30 * time.Minute).Truncate(time.Second)
 	_ = s.sb.Seed(rpctest.Refund{OrderRef: "SR1", RefundID: "R-1", InitiatedAt: first})

@@ -72,6 +72,7 @@ func TestNewServerValidates(t *testing.T) {
 // The asynq servers of a Server, as asynq's Inspector sees them: their
 // workers add up to Concurrency, split as evenly as can be.
 func TestFetchersShareConcurrency(t *testing.T) {
+	t.Parallel()
 	r := redistest.New(t)
 	insp := asynq.NewInspector(r.Opt)
 	t.Cleanup(func() { _ = insp.Close() })
@@ -85,6 +86,7 @@ func TestFetchersShareConcurrency(t *testing.T) {
 		{5, 3, []int{1, 2, 2}}, // set: every server has a worker, as even as can be
 	} {
 		t.Run(fmt.Sprintf("%d/%d", tc.concurrency, tc.fetchers), func(t *testing.T) {
+			t.Parallel()
 			q := r.Queue(t)
 			srv, err := worker.NewServer(worker.ServerConfig{Redis: r.Opt, Queue: q, Concurrency: tc.concurrency, Fetchers: tc.fetchers,
 				Logger: zaptest.NewLogger(t)}, noopHandler{})
@@ -177,6 +179,7 @@ func (h *blockingHandler) ProcessTask(ctx context.Context, t *asynq.Task) error 
 // ShutdownTimeout, not one per server) and hands their unfinished tasks
 // back to pending with no retry counted.
 func TestFetchersRunEachTaskOnceAndShutDownTogether(t *testing.T) {
+	t.Parallel()
 	r := redistest.New(t)
 	insp := asynq.NewInspector(r.Opt)
 	t.Cleanup(func() { _ = insp.Close() })

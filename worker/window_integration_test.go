@@ -26,6 +26,7 @@ func finished(i *asynq.TaskInfo) bool {
 // Rule 3: a task whose window closed while it sat in the queue is archived
 // in one handler run, with no call to 2Checkout and no retry burnt.
 func TestExpiredTaskArchivedAtOnce(t *testing.T) {
+	t.Parallel()
 	s := startStack(t, stackOptions{Policy: &worker.Policy{}})
 	initiated := time.Now().Add(-2*time.Hour - time.Minute)
 	_ = s.sb.Seed(rpctest.Refund{OrderRef: "X1", InitiatedAt: initiated})
@@ -55,6 +56,7 @@ func TestExpiredTaskArchivedAtOnce(t *testing.T) {
 // in real time on a possibly busy machine, every bound comes from the
 // policy, none from how punctual asynq's forwarder happens to be.
 func TestPermanent503RetriedUntilCutoff(t *testing.T) {
+	t.Parallel()
 	policy := worker.Policy{Window: 8 * time.Second, SafetyMargin: 2 * time.Second,
 		BaseDelay: 300 * time.Millisecond, MaxDelay: time.Second, MinDelay: 200 * time.Millisecond, RequestTimeout: time.Second}
 	s := startStack(t, stackOptions{Policy: &policy})
@@ -111,6 +113,7 @@ func TestPermanent503RetriedUntilCutoff(t *testing.T) {
 
 // Rule 5: bad credentials leave tasks retrying within their windows, not archived.
 func TestBadCredentialsKeepRetrying(t *testing.T) {
+	t.Parallel()
 	policy := worker.Policy{BaseDelay: 100 * time.Millisecond, MaxDelay: 200 * time.Millisecond, MinDelay: 50 * time.Millisecond}
 	s := startStack(t, stackOptions{Policy: &policy, Secret: "not-the-key"})
 	initiated := time.Now()

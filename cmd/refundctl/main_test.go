@@ -139,6 +139,7 @@ func closedRedis(t *testing.T) *redistest.Redis {
 // With Redis down nothing is decided: the answer says "unavailable", not
 // "rejected", and the exit status is 3; an invalid line is still rejected.
 func TestQueueUnavailable(t *testing.T) {
+	t.Parallel()
 	r := closedRedis(t)
 	now := time.Now().UTC().Format(time.RFC3339)
 	code, out, _ := ctl(t, r, "q", "", "enqueue", "--order-ref", "U1", "--initiated-at", now)

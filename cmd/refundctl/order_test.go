@@ -25,6 +25,7 @@ import (
 // the refused one again (rerun): its earlier run stays in the record, and
 // the new run is the task's.
 func TestOrderStatusAndRerun(t *testing.T) {
+	t.Parallel()
 	r := redistest.New(t)
 	q := r.Queue(t)
 	sb := rpctest.NewServer(rpctest.Config{})

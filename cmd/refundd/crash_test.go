@@ -30,7 +30,7 @@ func TestMain(m *testing.M) {
 		}
 		os.Exit(0)
 	}
-	os.Exit(m.Run())
+	os.Exit(testutil.RunWaiting(m))
 }
 
 // Rule 6: a refundd process killed with SIGKILL in the middle of a call
@@ -39,6 +39,7 @@ func TestMain(m *testing.M) {
 // recoverer, and the next attempt ends in the truth: already_cancelled,
 // confirmed with getOrder.
 func TestSIGKILLMidCallTaskFinishesAfterRedelivery(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t)
 	initiated := time.Now().Add(-time.Minute)
 	_ = f.sb.Seed(rpctest.Refund{OrderRef: "K1", RefundID: "R-K1", InitiatedAt: initiated})

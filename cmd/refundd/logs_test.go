@@ -39,6 +39,7 @@ func (l *lockedBuffer) String() string {
 // Redis outage, when go-redis and asynq's metrics collector have things to
 // say of their own.
 func TestJSONLogsThroughRedisOutage(t *testing.T) {
+	t.Parallel()
 	r := redistest.Start(t) // a Redis this test stops
 	sb := rpctest.NewServer(rpctest.Config{MerchantCode: "M", SecretKey: "S"})
 	defer sb.Close()

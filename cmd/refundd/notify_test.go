@@ -63,6 +63,7 @@ func (h *hookReceiver) delivered() (map[string][][]byte, int) {
 // the receiver refuses the first deliveries and refundd restarts in
 // between, and still none is lost or doubled.
 func TestCompletionWebhooks(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t)
 	insp := asynq.NewInspector(f.redis.Opt)
 	defer insp.Close()

@@ -25,6 +25,7 @@ import (
 // unknown or window closed (never cancelled, never refused), its record
 // saying where the redirect pointed; the refund is still open.
 func TestRedirectedVendorNeverFollowed(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t)
 	elsewhere := rpctest.NewServer(rpctest.Config{MerchantCode: "M", SecretKey: "S"})
 	defer elsewhere.Close()

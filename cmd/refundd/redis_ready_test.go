@@ -18,6 +18,7 @@ import (
 // replica after a failover — makes the replica unready, with the reason.
 // The test's own redis-server: it changes maxmemory and replication.
 func TestReadinessNeedsRedisWrites(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t)
 	r := redistest.Start(t)
 	addr := testutil.FreeAddr(t)

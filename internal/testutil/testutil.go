@@ -3,6 +3,7 @@ package testutil
 
 import (
 	"encoding/json"
+	"flag"
 	"io"
 	"net"
 	"net/http"
@@ -103,4 +104,23 @@ func WaitTask(t testing.TB, insp *asynq.Inspector, queue, id string, within time
 		return err == nil && done(i)
 	})
 	return info
+}
+
+// WaitingParallelism is how many parallel tests a package whose tests
+// mostly wait on real servers' timers (asynq's forwarder and heartbeat, the
+// sandbox, retry delays) runs at once, unless -test.parallel is given:
+// they wait, they do not compute, so GOMAXPROCS (go test's default) would
+// leave a 2-core machine idle while they sleep in turn.
+const WaitingParallelism = 8
+
+// RunWaiting runs m with WaitingParallelism unless the command line set
+// -test.parallel; a package's TestMain calls it.
+func RunWaiting(m *testing.M) int {
+	flag.Parse()
+	set := false
+	flag.Visit(func(f *flag.Flag) { set = set || f.Name == "test.parallel" })
+	if !set {
+		_ = flag.Set("test.parallel", strconv.Itoa(WaitingParallelism))
+	}
+	return m.Run()
 }

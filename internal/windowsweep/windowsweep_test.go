@@ -165,6 +165,7 @@ func TestScheduledPastCutoffArchived(t *testing.T) {
 // the first failure archives it) is run again, and completes; once the
 // window is closed, one archived by the counter ends with the window.
 func TestArchivedByTheCounterIsRunAgain(t *testing.T) {
+	t.Parallel()
 	s := start(t, worker.Policy{BaseDelay: 100 * time.Millisecond, MinDelay: 50 * time.Millisecond})
 	initiated := time.Now().Add(-10 * time.Minute)
 	_ = s.sb.Seed(rpctest.Refund{OrderRef: "C1", InitiatedAt: initiated})
@@ -186,6 +187,7 @@ func TestArchivedByTheCounterIsRunAgain(t *testing.T) {
 // counter would have archived it at its next failure) is never run by the
 // sweep, however long it sits there with its window open.
 func TestOperatorArchiveStands(t *testing.T) {
+	t.Parallel()
 	s := start(t, worker.Policy{BaseDelay: 10 * time.Second, MinDelay: 10 * time.Second})
 	initiated := time.Now().Add(-10 * time.Minute)
 	_ = s.sb.Seed(rpctest.Refund{OrderRef: "O1", InitiatedAt: initiated})
@@ -221,6 +223,7 @@ func TestOperatorArchiveStands(t *testing.T) {
 // counter: it ends archived with the window as its reason, and the attempt
 // that may have reached 2Checkout (a 502) is settled with getOrder.
 func TestArchivedByTheCounterAfterTheWindow(t *testing.T) {
+	t.Parallel()
 	policy := worker.Policy{Window: 4 * time.Second, SafetyMargin: time.Second, BaseDelay: 100 * time.Millisecond, MaxDelay: time.Second,
 		MinDelay: 50 * time.Millisecond, RequestTimeout: time.Second}
 	s := start(t, policy)

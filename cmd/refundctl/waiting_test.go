@@ -1,0 +1,10 @@
+package main
+
+import (
+	"os"
+	"testing"
+
+	"github.com/refundd/refund-canceller/internal/testutil"
+)
+
+func TestMain(m *testing.M) { os.Exit(testutil.RunWaiting(m)) }
