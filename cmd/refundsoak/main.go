@@ -51,11 +51,12 @@ target is missed, -keep is given, or the soak fails (not on Ctrl-C); its
 path is printed.
 
 Scenarios:
-  mix     10,000 refunds, 2 replicas: first fault-free with no disruption,
-          then (new queue and merchant) the 20% fault mix with 3 SIGKILLs
-          (at 15%, 35%, 55% of refunds cancelled, each replaced at once)
-          and a Redis restart (at 45%). Throughput of the mix run to 99%
-          cancelled must be ≥ 60% of the fault-free run's.
+  mix     10,000 refunds, 2 replicas, 3 SIGKILLs (at 15%, 35%, 55% of
+          refunds cancelled, each replaced at once) and a Redis restart (at
+          45%): first with no vendor fault, then (new queue and merchant)
+          with the 20% fault mix. Throughput of the mix run to 99%
+          cancelled must be ≥ 60% of the fault-free run's: the runs differ
+          only in the vendor's faults.
   limits  5,000 refunds, 2 replicas, TCO_RATE_LIMIT=400 TCO_RATE_BURST=20
           DISPATCH_SLOTS=20, the mix, the same kills and Redis restart. The
           longest stretch with tasks pending and none finishing must be
