@@ -115,10 +115,10 @@ type Client struct {
 	nextID atomic.Int64
 
 	mu      sync.Mutex
-	sess    *session   // current session, nil if none
-	pending *loginCall // login in flight, nil if none
-	refused error      // the last login's credentials error, if any
-	retryAt time.Time  // no login before this after a credentials error
+	sess    *session            // current session, nil if none
+	pending map[bool]*loginCall // login in flight by priority, nil if none
+	refused error               // the last login's credentials error, if any
+	retryAt time.Time           // no login before this after a credentials error
 
 	loginFailure atomic.Pointer[error] // last login's error, nil once one succeeds
 }
@@ -182,7 +182,7 @@ func New(cfg Config) (*Client, error) {
 		hc = newHTTPClient(cfg.RootCAs)
 	}
 	hc.CheckRedirect = noRedirects
-	return &Client{cfg: cfg, url: u.String(), hc: hc, log: cfg.Logger, now: cfg.Now}, nil
+	return &Client{cfg: cfg, url: u.String(), hc: hc, log: cfg.Logger, now: cfg.Now, pending: map[bool]*loginCall{}}, nil
 }
 
 // CheckURL answers nil if u may be called: https always; http only to a
@@ -243,9 +243,16 @@ func (c *Client) LoginFailure() error {
 
 // CancelRefund cancels the pending or approved refund of the order and
 // answers the refund's ID (which may be empty if the server sent none).
-func (c *Client) CancelRefund(ctx context.Context, orderRef string) (string, error) {
+//
+// check, if not nil, runs each time the request may go — its Gate let it
+// through — right before it is sent, so that what check learns is no
+// older than its own round trip when the request leaves, however long the
+// Gate held it: a caller that must know the order's refund is still its
+// own asks here. If check answers an error, nothing is sent (the Gate is
+// told so) and CancelRefund answers that error as it is.
+func (c *Client) CancelRefund(ctx context.Context, orderRef string, check func(context.Context) error) (string, error) {
 	var raw json.RawMessage
-	if err := c.call(ctx, MethodCancelRefund, []any{orderRef}, &raw); err != nil {
+	if err := c.callChecked(ctx, MethodCancelRefund, []any{orderRef}, &raw, check); err != nil {
 		return "", err
 	}
 	id, err := ParseRefundID(raw)
@@ -322,6 +329,12 @@ func (c *Client) IssueRefund(ctx context.Context, orderRef string, amount float6
 // call makes a session call: params follow the session ID. On a session
 // error it logs in again once and retries once.
 func (c *Client) call(ctx context.Context, method string, params []any, out any) error {
+	return c.callChecked(ctx, method, params, out, nil)
+}
+
+// callChecked is call with check run right before each send (see
+// CancelRefund).
+func (c *Client) callChecked(ctx context.Context, method string, params []any, out any, check func(context.Context) error) error {
 	if t, ok := startDeadline(ctx); ok && !c.now().Before(t) {
 		return ErrStartDeadline // not even a login
 	}
@@ -329,7 +342,7 @@ func (c *Client) call(ctx context.Context, method string, params []any, out any)
 	if err != nil {
 		return err
 	}
-	err = c.do(ctx, method, sess.id, params, out)
+	err = c.do(ctx, method, sess.id, params, out, check)
 	if Classify(err) != ClassSession {
 		return err
 	}
@@ -338,7 +351,7 @@ func (c *Client) call(ctx context.Context, method string, params []any, out any)
 	if sess, err = c.session(ctx); err != nil {
 		return err
 	}
-	return c.do(ctx, method, sess.id, params, out)
+	return c.do(ctx, method, sess.id, params, out, check)
 }
 
 // jsonMediaType is the value of both headers of every request; never
@@ -346,8 +359,9 @@ func (c *Client) call(ctx context.Context, method string, params []any, out any)
 var jsonMediaType = []string{"application/json"}
 
 // do sends one JSON-RPC request and decodes its result into out. Its
-// params are the session ID, unless empty, then params.
-func (c *Client) do(ctx context.Context, method, session string, params []any, out any) error {
+// params are the session ID, unless empty, then params. check, if not nil,
+// runs once the Gate let the request through (see CancelRefund).
+func (c *Client) do(ctx context.Context, method, session string, params []any, out any, check func(context.Context) error) error {
 	if t, ok := startDeadline(ctx); ok && !c.now().Before(t) {
 		return ErrStartDeadline
 	}
@@ -356,6 +370,18 @@ func (c *Client) do(ctx context.Context, method, session string, params []any, o
 	}
 	if err := c.gateWait(ctx, method); err != nil {
 		return err
+	}
+	if check != nil {
+		err := check(ctx)
+		if err == nil {
+			if t, ok := startDeadline(ctx); ok && !c.now().Before(t) {
+				err = ErrStartDeadline // the check took the time left
+			}
+		}
+		if err != nil {
+			c.gateDone(ctx, method, &TransportError{Method: method, Err: err, NotSent: true})
+			return err
+		}
 	}
 	if c.cfg.Observer == nil {
 		err := c.send(ctx, method, session, params, out)

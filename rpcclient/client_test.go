@@ -131,11 +131,11 @@ func TestCancelRefund(t *testing.T) {
 		t.Run(algo, func(t *testing.T) {
 			f := newFixture(t, func(c *rpcclient.Config) { c.HashAlgo = algo })
 			_ = f.srv.Seed(rpctest.Refund{OrderRef: "A1", RefundID: "R-77", InitiatedAt: t0})
-			id, err := f.client.CancelRefund(context.Background(), "A1")
+			id, err := f.client.CancelRefund(context.Background(), "A1", nil)
 			if err != nil || id != "R-77" {
 				t.Fatalf("%q %v", id, err)
 			}
-			_, err = f.client.CancelRefund(context.Background(), "A1")
+			_, err = f.client.CancelRefund(context.Background(), "A1", nil)
 			var ae *rpcclient.APIError
 			if !errors.As(err, &ae) || ae.Name != rpcclient.NameRefundNotCancellable || ae.Code != 20004 || ae.Method != "cancelRefund" {
 				t.Fatalf("second cancel: %#v", err)
@@ -172,7 +172,7 @@ func TestIssueRefund(t *testing.T) {
 	if !errors.As(err, &ae) || ae.Name != rpcclient.NamePendingRefundExists || ae.Method != rpcclient.MethodIssueRefund || rpcclient.Classify(err) != rpcclient.ClassPermanent {
 		t.Fatalf("second issueRefund: %#v", err)
 	}
-	if id, err := f.client.CancelRefund(ctx, "I1"); err != nil || id != o.RefundID {
+	if id, err := f.client.CancelRefund(ctx, "I1", nil); err != nil || id != o.RefundID {
 		t.Fatalf("cancel the issued refund: %q %v, want %q", id, err, o.RefundID)
 	}
 }
@@ -245,7 +245,7 @@ func TestSessionRenewalAndRelogin(t *testing.T) {
 
 func TestBadCredentials(t *testing.T) {
 	f := newFixture(t, func(c *rpcclient.Config) { c.SecretKey = "wrong-secret" })
-	_, err := f.client.CancelRefund(context.Background(), "A1")
+	_, err := f.client.CancelRefund(context.Background(), "A1", nil)
 	if rpcclient.Classify(err) != rpcclient.ClassCredentials {
 		t.Fatalf("err %v class %v", err, rpcclient.Classify(err))
 	}
@@ -257,7 +257,7 @@ func TestBadCredentials(t *testing.T) {
 	}
 	// Within the backoff, calls fail at once without another login.
 	for range 10 {
-		if _, err := f.client.CancelRefund(context.Background(), "A1"); rpcclient.Classify(err) != rpcclient.ClassCredentials {
+		if _, err := f.client.CancelRefund(context.Background(), "A1", nil); rpcclient.Classify(err) != rpcclient.ClassCredentials {
 			t.Fatalf("during backoff: %v", err)
 		}
 	}
@@ -265,7 +265,7 @@ func TestBadCredentials(t *testing.T) {
 		t.Fatalf("%d login attempts during the backoff, want 1", n)
 	}
 	f.clock.Advance(rpcclient.DefaultCredentialsBackoff)
-	_, _ = f.client.CancelRefund(context.Background(), "A1")
+	_, _ = f.client.CancelRefund(context.Background(), "A1", nil)
 	if n := f.srv.Stats().Calls["login"]["AUTHENTICATION_FAILED"]; n != 2 {
 		t.Fatalf("%d login attempts after the backoff, want 2", n)
 	}
@@ -295,7 +295,7 @@ func TestFaultsClassify(t *testing.T) {
 			_ = f.srv.Seed(rpctest.Refund{OrderRef: "A1", InitiatedAt: t0})
 			tc.rule.Method = "cancelRefund"
 			_ = f.srv.SetFaults(tc.rule)
-			_, err := f.client.CancelRefund(context.Background(), "A1")
+			_, err := f.client.CancelRefund(context.Background(), "A1", nil)
 			if got := rpcclient.Classify(err); got != tc.want {
 				t.Fatalf("err %v: class %v, want %v", err, got, tc.want)
 			}
@@ -310,14 +310,14 @@ func TestContextAndStartDeadline(t *testing.T) {
 	f := newFixture(t)
 	_ = f.srv.Seed(rpctest.Refund{OrderRef: "A1", InitiatedAt: t0})
 	ctx := rpcclient.WithStartDeadline(context.Background(), t0)
-	if _, err := f.client.CancelRefund(ctx, "A1"); !errors.Is(err, rpcclient.ErrStartDeadline) || rpcclient.Classify(err) != rpcclient.ClassNotStarted {
+	if _, err := f.client.CancelRefund(ctx, "A1", nil); !errors.Is(err, rpcclient.ErrStartDeadline) || rpcclient.Classify(err) != rpcclient.ClassNotStarted {
 		t.Fatalf("at deadline: %v", err)
 	}
 	if len(f.srv.Ledger()) != 0 {
 		t.Fatal("a request was sent after its start deadline")
 	}
 	ctx = rpcclient.WithStartDeadline(context.Background(), t0.Add(time.Nanosecond))
-	if _, err := f.client.CancelRefund(ctx, "A1"); err != nil {
+	if _, err := f.client.CancelRefund(ctx, "A1", nil); err != nil {
 		t.Fatalf("before deadline: %v", err)
 	}
 	// One caller past its start deadline never fails the shared login of
@@ -325,13 +325,13 @@ func TestContextAndStartDeadline(t *testing.T) {
 	f2 := newFixture(t)
 	_ = f2.srv.Seed(rpctest.Refund{OrderRef: "B1", InitiatedAt: t0})
 	late := rpcclient.WithStartDeadline(context.Background(), t0.Add(-time.Second))
-	if _, err := f2.client.CancelRefund(late, "B1"); !errors.Is(err, rpcclient.ErrStartDeadline) {
+	if _, err := f2.client.CancelRefund(late, "B1", nil); !errors.Is(err, rpcclient.ErrStartDeadline) {
 		t.Fatalf("late caller: %v", err)
 	}
 	if f2.srv.Stats().Logins != 0 || len(f2.srv.Ledger()) != 0 {
 		t.Fatalf("a late caller logged in: %+v", f2.srv.Ledger())
 	}
-	if _, err := f2.client.CancelRefund(context.Background(), "B1"); err != nil {
+	if _, err := f2.client.CancelRefund(context.Background(), "B1", nil); err != nil {
 		t.Fatalf("next caller: %v", err)
 	}
 	// A hanging server is cut off by the caller's context.
@@ -390,7 +390,7 @@ func TestResponseHandling(t *testing.T) {
 			}))
 			defer hs.Close()
 			c, _ := rpcclient.New(rpcclient.Config{URL: hs.URL, MerchantCode: "M", SecretKey: "S", MaxResponseBytes: 1024})
-			id, err := c.CancelRefund(context.Background(), "A1")
+			id, err := c.CancelRefund(context.Background(), "A1", nil)
 			var ae *rpcclient.APIError
 			if tc.wantName == "" {
 				if err != nil || id != tc.wantID {
@@ -521,7 +521,7 @@ func TestContextEndedBeforeSending(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	_, err := f.client.CancelRefund(ctx, "A1")
+	_, err := f.client.CancelRefund(ctx, "A1", nil)
 	var te *rpcclient.TransportError
 	if !errors.As(err, &te) || !te.NotSent || rpcclient.Classify(err) != rpcclient.ClassTransient || rpcclient.MaybeApplied(err) {
 		t.Fatalf("%#v: class %v", err, rpcclient.Classify(err))
@@ -542,7 +542,7 @@ func TestDocumentedOnlySandbox(t *testing.T) {
 		t.Fatal(err)
 	}
 	_ = srv.Seed(rpctest.Refund{OrderRef: "A1", InitiatedAt: t0, Status: "CANCELED"})
-	_, err = c.CancelRefund(context.Background(), "A1")
+	_, err = c.CancelRefund(context.Background(), "A1", nil)
 	var ae *rpcclient.APIError
 	if !errors.As(err, &ae) || ae.Name != "ERROR_20004" || rpcclient.Classify(err) != rpcclient.ClassUnknown {
 		t.Fatalf("%v", err)
@@ -662,7 +662,7 @@ func TestRequestTimeoutSaysSo(t *testing.T) {
 	f := newFixture(t, func(c *rpcclient.Config) { c.RequestTimeout = 200 * time.Millisecond })
 	_ = f.srv.Seed(rpctest.Refund{OrderRef: "A1", InitiatedAt: t0})
 	_ = f.srv.SetFaults(rpctest.FaultRule{Method: "cancelRefund", Kind: "hang"})
-	_, err := f.client.CancelRefund(context.Background(), "A1")
+	_, err := f.client.CancelRefund(context.Background(), "A1", nil)
 	if rpcclient.Classify(err) != rpcclient.ClassTransient || !strings.Contains(fmt.Sprint(err), "no answer within RequestTimeout 200ms") {
 		t.Fatalf("err %v: want a transient error naming RequestTimeout", err)
 	}

@@ -24,10 +24,10 @@ func ExampleClient_CancelRefund() {
 		panic(err)
 	}
 	ctx := context.Background()
-	id, err := client.CancelRefund(ctx, "73152889")
+	id, err := client.CancelRefund(ctx, "73152889", nil)
 	fmt.Println(id, err)
 
-	_, err = client.CancelRefund(ctx, "73152889")
+	_, err = client.CancelRefund(ctx, "73152889", nil)
 	fmt.Println(rpcclient.Classify(err), rpcclient.IsName(err, rpcclient.NameRefundNotCancellable))
 	// Output:
 	// R-1 <nil>

@@ -48,7 +48,7 @@ func TestGateAskedBeforeEveryRequest(t *testing.T) {
 	f := newFixture(t, func(c *rpcclient.Config) { c.Gate = g })
 	g.sent = func() int { return len(f.srv.Ledger()) }
 	_ = f.srv.Seed(rpctest.Refund{OrderRef: "A1", InitiatedAt: t0})
-	if _, err := f.client.CancelRefund(context.Background(), "A1"); err != nil {
+	if _, err := f.client.CancelRefund(context.Background(), "A1", nil); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := f.client.GetOrder(context.Background(), "A1"); err != nil {
@@ -82,7 +82,7 @@ func TestGateRefusalSendsNothing(t *testing.T) {
 			g := &recordingGate{refuse: tc.refuse}
 			f := newFixture(t, func(c *rpcclient.Config) { c.Gate = g })
 			_ = f.srv.Seed(rpctest.Refund{OrderRef: "A1", InitiatedAt: t0})
-			_, err := f.client.CancelRefund(context.Background(), "A1")
+			_, err := f.client.CancelRefund(context.Background(), "A1", nil)
 			if !errors.Is(err, tc.refuse) || rpcclient.Classify(err) != tc.wantClass {
 				t.Fatalf("err %v (class %v), want %v of class %v", err, rpcclient.Classify(err), tc.refuse, tc.wantClass)
 			}
@@ -119,7 +119,7 @@ func TestGateToldHowEachRequestEnded(t *testing.T) {
 			_ = f.srv.Seed(rpctest.Refund{OrderRef: "A1", InitiatedAt: t0})
 			tc.rule.Method = "cancelRefund"
 			_ = f.srv.SetFaults(tc.rule)
-			_, cerr := f.client.CancelRefund(context.Background(), "A1")
+			_, cerr := f.client.CancelRefund(context.Background(), "A1", nil)
 			// Told once per request it let through (login, then cancelRefund),
 			// with the error the client answers.
 			if len(g.done) != 2 || g.done[0] != nil || g.done[1] != cerr {
@@ -156,7 +156,7 @@ func TestNoRequestStartsLateWhateverTheGate(t *testing.T) {
 	}
 	g.during = func() { f.clock.Advance(2 * time.Second) }
 	ctx := rpcclient.WithStartDeadline(context.Background(), f.clock.Now().Add(time.Second))
-	if _, err := f.client.CancelRefund(ctx, "A1"); !errors.Is(err, rpcclient.ErrStartDeadline) {
+	if _, err := f.client.CancelRefund(ctx, "A1", nil); !errors.Is(err, rpcclient.ErrStartDeadline) {
 		t.Fatalf("request past its start deadline: %v, want ErrStartDeadline", err)
 	}
 	for _, c := range f.srv.Ledger() {

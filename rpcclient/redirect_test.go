@@ -55,7 +55,7 @@ func TestRedirectsNeverFollowed(t *testing.T) {
 					if err != nil {
 						t.Fatal(err)
 					}
-					_, err = c.CancelRefund(context.Background(), "A1")
+					_, err = c.CancelRefund(context.Background(), "A1", nil)
 					if n := elsewhere.Load(); n != 0 {
 						t.Fatalf("%d requests reached the host the redirect pointed to", n)
 					}

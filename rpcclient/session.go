@@ -22,7 +22,10 @@ type loginCall struct {
 }
 
 // session answers a live session, logging in if needed. Concurrent callers
-// share one login; each waits only as long as its own context allows.
+// share one login; each waits only as long as its own context allows. A
+// priority caller (WithPriority) shares only a priority login: an ordinary
+// one may be waiting at the Gate (the throttle, an outage hold), which a
+// priority request must not wait behind.
 func (c *Client) session(ctx context.Context) (*session, error) {
 	c.mu.Lock()
 	if s := c.sess; s != nil && c.now().Before(s.renewAt) {
@@ -34,14 +37,18 @@ func (c *Client) session(ctx context.Context) (*session, error) {
 		c.mu.Unlock()
 		return nil, err
 	}
-	lc := c.pending
+	priority := Priority(ctx)
+	lc := c.pending[priority]
+	if lc == nil && !priority {
+		lc = c.pending[true] // an ordinary caller may share a priority login
+	}
 	if lc == nil {
 		lc = &loginCall{done: make(chan struct{})}
-		c.pending = lc
+		c.pending[priority] = lc
 		// The login belongs to no one caller: it outlives a caller that gives
 		// up, and no caller's start deadline may fail it for the others. A
-		// priority caller's (WithPriority) is a priority request too.
-		go c.runLogin(lc, Priority(ctx))
+		// priority caller's is a priority request too.
+		go c.runLogin(lc, priority)
 	}
 	c.mu.Unlock()
 	select {
@@ -70,14 +77,14 @@ func (c *Client) runLogin(lc *loginCall, priority bool) {
 		c.loginFailure.Store(&err)
 	}
 	c.mu.Lock()
-	if lc.sess != nil {
-		c.sess = lc.sess
+	if lc.sess != nil && (c.sess == nil || !c.sess.renewAt.After(lc.sess.renewAt)) {
+		c.sess = lc.sess // the newer of two logins that overlapped
 	}
 	c.refused = nil
 	if Classify(err) == ClassCredentials {
 		c.refused, c.retryAt = err, c.now().Add(c.cfg.CredentialsBackoff)
 	}
-	c.pending = nil
+	c.pending[priority] = nil
 	c.mu.Unlock()
 	close(lc.done)
 }
@@ -93,7 +100,7 @@ func (c *Client) login(ctx context.Context, now time.Time) (string, error) {
 		params = append(params, HashSHA256)
 	}
 	var id string
-	if err := c.do(ctx, MethodLogin, "", params, &id); err != nil {
+	if err := c.do(ctx, MethodLogin, "", params, &id, nil); err != nil {
 		return "", err
 	}
 	if id == "" {

@@ -101,33 +101,19 @@ func (h *Handler) try(ctx context.Context, d Delivery, p tasks.CancelRefund, c C
 		}
 	}
 
-	checked := !first(res)
-	if checked {
-		// cancelRefund names no refund, only the order: before cancelling
-		// again, make sure the order's refund is still this task's.
-		o, err := h.api.GetOrder(rctx, p.OrderRef)
-		switch {
-		case err != nil && rpcclient.IsName(err, rpcclient.NameOrderNotFound):
-			return h.settle(ctx, p, res, &TerminalError{Outcome: tasks.OutcomeRefused,
-				Reason: "2Checkout refused: " + describe(err) + " (getOrder: the order does not exist, so it has no refund to cancel)"}, "")
-		case err != nil:
-			return h.retryOrGiveUp(ctx, d, p, res, false, err, fmt.Errorf("checking the order's refund with getOrder: %w", err))
-		}
-		switch whose(o, p.RefundInitiatedAt) {
-		case refundOther:
-			if res.MaybeApplied != "" {
-				// Our own cancel may be what settled our refund: superseded
-				// would say "not cancelled by this task".
-				return &TerminalError{Outcome: tasks.OutcomeUnknown, Reason: fmt.Sprintf(
-					"outcome unknown: order %s's refund is now the one initiated at %s (%s), left alone; but %s, and getOrder no longer shows this task's refund (initiated at %s): check order %s in 2Checkout's control panel",
-					p.OrderRef, o.RefundInitiatedAt, o.RefundStatus, res.MaybeApplied, p.RefundInitiatedAt.UTC().Format(time.RFC3339), p.OrderRef)}
-			}
-			return &TerminalError{Outcome: tasks.OutcomeSuperseded, Reason: superseded(o, p)}
-		case refundOurs:
-			if o.RefundStatus == "CANCELED" {
-				res.Outcome, res.RefundID, res.Confirmed = tasks.OutcomeAlreadyCancelled, o.RefundID, true
-				return nil
-			}
+	// cancelRefund names no refund, only the order: a cancel after one
+	// that reached 2Checkout first makes sure the order's refund is still
+	// this task's — once the fleet's Gate lets the cancel go, right before
+	// it is sent (rpcclient: check), so that no wait at the Gate comes
+	// between the answer and the cancel. stop is what the check found that
+	// ends the attempt instead.
+	var stop func() error
+	var check func(context.Context) error
+	if !first(res) {
+		check = func(cctx context.Context) error {
+			var err error
+			stop, err = h.checkRefund(ctx, cctx, d, p, res)
+			return err
 		}
 	}
 
@@ -148,25 +134,41 @@ func (h *Handler) try(ctx context.Context, d Delivery, p tasks.CancelRefund, c C
 	// The request starts within sendWithin of the record that announces it,
 	// or not at all: a delivery that stalls in between (a paused process)
 	// must not send after asynq re-delivered the task to another.
-	sctx := rctx
-	if at := recordedAt.Add(sendWithin); at.Before(cutoff) {
-		sctx = rpcclient.WithStartDeadline(rctx, at)
+	// An ordinary attempt's requests start in time for the last chance to
+	// follow them, however long the Gate holds them.
+	sctx, startBy := rctx, cutoff
+	if !last {
+		startBy = h.policy.OrdinaryDeadline(cutoff)
 	}
-	if !checked {
+	if at := recordedAt.Add(sendWithin); at.Before(startBy) {
+		startBy = at
+	}
+	if startBy.Before(cutoff) {
+		sctx = rpcclient.WithStartDeadline(rctx, startBy)
+	}
+	if check == nil {
 		// A first cancel: if cancelRefund is out, let a retry (which checks
 		// its refund anyway) be the probe first — a failed probe of this
 		// one would cost its task a check later.
 		sctx = rpcclient.WithProbeLast(sctx)
 	}
-	refundID, err := h.api.CancelRefund(sctx, p.OrderRef)
+	refundID, err := h.api.CancelRefund(sctx, p.OrderRef, check)
 	if err == nil {
 		res.Outcome, res.RefundID = tasks.OutcomeCancelled, refundID
 		return nil
 	}
+	if stop != nil {
+		res.Sent-- // the check stopped it: never sent
+		return stop()
+	}
 	if errors.Is(err, rpcclient.ErrStartDeadline) && h.now().Before(cutoff) {
 		res.Sent--
-		return &RetryError{At: h.now().Add(h.policy.MinDelay), Uncounted: true, NothingSent: true,
-			Cause: fmt.Errorf("cancelRefund did not start within %v of its record (nothing sent)", sendWithin)}
+		at, ok := h.policy.Next(h.now(), res.Attempts, cutoff, nil)
+		if !ok {
+			at = h.now().Add(h.policy.MinDelay)
+		}
+		return &RetryError{At: at, Uncounted: true, NothingSent: true,
+			Cause: fmt.Errorf("cancelRefund did not start by %s (within %v of its record, and in time for a last chance after it): nothing sent", startBy.UTC().Format(time.RFC3339), sendWithin)}
 	}
 	if reached(err) != refundReached {
 		res.Sent-- // it never left (only a login did, or nothing)
@@ -191,6 +193,53 @@ func (h *Handler) try(ctx context.Context, d Delivery, p tasks.CancelRefund, c C
 	}
 	return h.retryOrGiveUp(ctx, d, p, res, true, err, err)
 }
+
+// checkRefund is the check before a cancel that follows one that reached
+// 2Checkout: getOrder, as a priority request (the Gate has let the cancel
+// through; the pair goes together). It answers nil to send the cancel;
+// else an error that stops it, with stop — unless nil — saying how the
+// attempt ends (a request that could not start in time has none: the
+// cancel's own start deadline decides).
+func (h *Handler) checkRefund(ctx, cctx context.Context, d Delivery, p tasks.CancelRefund, res *tasks.Result) (func() error, error) {
+	o, err := h.api.GetOrder(rpcclient.WithPriority(cctx), p.OrderRef)
+	switch {
+	case errors.Is(err, rpcclient.ErrStartDeadline):
+		return nil, err
+	case err != nil && rpcclient.IsName(err, rpcclient.NameOrderNotFound):
+		return func() error {
+			return h.settle(ctx, p, res, &TerminalError{Outcome: tasks.OutcomeRefused,
+				Reason: "2Checkout refused: " + describe(err) + " (getOrder: the order does not exist, so it has no refund to cancel)"}, "")
+		}, errCheckStopped
+	case err != nil:
+		return func() error {
+			return h.retryOrGiveUp(ctx, d, p, res, false, err, fmt.Errorf("checking the order's refund with getOrder: %w", err))
+		}, errCheckStopped
+	}
+	switch whose(o, p.RefundInitiatedAt) {
+	case refundOther:
+		if res.MaybeApplied != "" {
+			// Our own cancel may be what settled our refund: superseded
+			// would say "not cancelled by this task".
+			return func() error {
+				return &TerminalError{Outcome: tasks.OutcomeUnknown, Reason: fmt.Sprintf(
+					"outcome unknown: order %s's refund is now the one initiated at %s (%s), left alone; but %s, and getOrder no longer shows this task's refund (initiated at %s): check order %s in 2Checkout's control panel",
+					p.OrderRef, o.RefundInitiatedAt, o.RefundStatus, res.MaybeApplied, p.RefundInitiatedAt.UTC().Format(time.RFC3339), p.OrderRef)}
+			}, errCheckStopped
+		}
+		return func() error { return &TerminalError{Outcome: tasks.OutcomeSuperseded, Reason: superseded(o, p)} }, errCheckStopped
+	case refundOurs:
+		if o.RefundStatus == "CANCELED" {
+			return func() error {
+				res.Outcome, res.RefundID, res.Confirmed = tasks.OutcomeAlreadyCancelled, o.RefundID, true
+				return nil
+			}, errCheckStopped
+		}
+	}
+	return nil, nil
+}
+
+// errCheckStopped: checkRefund found what ends the attempt before its cancel.
+var errCheckStopped = errors.New("the check before the cancel ended the attempt")
 
 // retryOrGiveUp decides what a failed call means for the task. class is
 // judged on classErr; the reason carries err. sent: a cancelRefund went
@@ -266,7 +315,7 @@ func reached(err error) reach {
 	var te *rpcclient.TransportError
 	var ae *rpcclient.APIError
 	switch {
-	case errors.As(err, &ge) || errors.As(err, &te) && te.NotSent:
+	case errors.As(err, &ge) || errors.As(err, &te) && te.NotSent || errors.Is(err, rpcclient.ErrStartDeadline):
 		return nothingReached
 	case errors.As(err, &te) && te.Method == rpcclient.MethodLogin, errors.As(err, &ae) && ae.Method == rpcclient.MethodLogin:
 		return loginReached

@@ -44,7 +44,9 @@ import (
 
 // RefundAPI is what the handler needs of 2Checkout; *rpcclient.Client has it.
 type RefundAPI interface {
-	CancelRefund(ctx context.Context, orderRef string) (string, error)
+	// CancelRefund sends cancelRefund; check, if not nil, runs right
+	// before it is sent and stops it with an error (rpcclient.Client's).
+	CancelRefund(ctx context.Context, orderRef string, check func(context.Context) error) (string, error)
 	GetOrder(ctx context.Context, orderRef string) (*rpcclient.Order, error)
 }
 

@@ -249,7 +249,10 @@ func TestUnknownTaskType(t *testing.T) {
 // ctxSpy records the context of each call and fails it.
 type ctxSpy struct{ deadlines []time.Time }
 
-func (s *ctxSpy) CancelRefund(ctx context.Context, _ string) (string, error) {
+func (s *ctxSpy) CancelRefund(ctx context.Context, _ string, check func(context.Context) error) (string, error) {
+	if err := runCheck(ctx, check); err != nil {
+		return "", err
+	}
 	d, _ := ctx.Deadline()
 	s.deadlines = append(s.deadlines, d)
 	return "", &rpcclient.APIError{Method: "cancelRefund", Name: rpcclient.NameHTTPStatus, HTTPStatus: 503}
@@ -283,7 +286,9 @@ func TestRequestDeadlineBoundedByCutoff(t *testing.T) {
 // panickyAPI panics on every call.
 type panickyAPI struct{}
 
-func (panickyAPI) CancelRefund(context.Context, string) (string, error) { panic("vendor client bug") }
+func (panickyAPI) CancelRefund(context.Context, string, func(context.Context) error) (string, error) {
+	panic("vendor client bug")
+}
 func (panickyAPI) GetOrder(context.Context, string) (*rpcclient.Order, error) {
 	panic("vendor client bug")
 }
@@ -392,8 +397,20 @@ func TestOrderNotFoundSettlesTheDoubt(t *testing.T) {
 // lostThenGone: cancelRefund's answer is lost; getOrder says no such order.
 type lostThenGone struct{}
 
-func (lostThenGone) CancelRefund(context.Context, string) (string, error) {
+func (lostThenGone) CancelRefund(ctx context.Context, _ string, check func(context.Context) error) (string, error) {
+	if err := runCheck(ctx, check); err != nil {
+		return "", err
+	}
 	return "", &rpcclient.TransportError{Method: "cancelRefund", Err: errors.New("EOF")}
+}
+
+// runCheck runs a RefundAPI fake's check, as rpcclient.Client does right
+// before it sends a cancelRefund.
+func runCheck(ctx context.Context, check func(context.Context) error) error {
+	if check == nil {
+		return nil
+	}
+	return check(ctx)
 }
 func (lostThenGone) GetOrder(context.Context, string) (*rpcclient.Order, error) {
 	return nil, &rpcclient.APIError{Method: "getOrder", Code: 20002, Name: rpcclient.NameOrderNotFound, Message: "order not found"}

@@ -54,6 +54,10 @@ const (
 	// counter, not by the handler's word nor an operator's, and due again
 	// at the record's NextAttemptAt.
 	DeliveryParked = "parked"
+	// DeliveryQueued: the window sweep or the deadline-first wake moved the
+	// task from the archive to pending and no delivery has claimed the
+	// refund since: archived now, it was an operator's Archive.
+	DeliveryQueued = "queued"
 )
 
 // Notifier queues the announcement of a final record (the webhook). It

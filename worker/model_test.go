@@ -158,10 +158,10 @@ type modelAPI struct {
 	inner worker.RefundAPI
 }
 
-func (a *modelAPI) CancelRefund(ctx context.Context, ref string) (id string, err error) {
+func (a *modelAPI) CancelRefund(ctx context.Context, ref string, check func(context.Context) error) (id string, err error) {
 	err = step(ctx, func(ctx context.Context) error {
 		var e error
-		id, e = a.inner.CancelRefund(ctx, ref)
+		id, e = a.inner.CancelRefund(ctx, ref, check)
 		return e
 	})
 	return id, err

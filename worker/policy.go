@@ -145,6 +145,15 @@ func (p Policy) LastChance(now, cutoff time.Time) bool {
 	return ceilSecond(now.Add(p.MinDelay)).After(lastSlot(cutoff.Add(-p.LastRetryLead)))
 }
 
+// OrdinaryDeadline answers the start deadline of the requests of an
+// attempt that is not the last chance: from it on an attempt would be the
+// last chance (LastChance), so a request held past it — by the fleet's
+// throttle, say — would take that chance's place. Before it, Next still
+// places the last chance.
+func (p Policy) OrdinaryDeadline(cutoff time.Time) time.Time {
+	return lastSlot(cutoff.Add(-p.LastRetryLead)).Add(-p.MinDelay + time.Nanosecond)
+}
+
 // ceilSecond rounds t up to a whole second.
 func ceilSecond(t time.Time) time.Time {
 	if s := t.Truncate(time.Second); s.Before(t) {

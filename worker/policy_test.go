@@ -153,3 +153,24 @@ func TestPolicyValidation(t *testing.T) {
 		}
 	}
 }
+
+// An ordinary attempt's start deadline is the instant attempts become the
+// last chance: before it, Next still places a retry (the last chance);
+// from it on, LastChance holds.
+func TestOrdinaryDeadlineIsWhereTheLastChanceBegins(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	for range 100000 {
+		p := mustPolicy(t, Policy{
+			MinDelay:      time.Duration(1 + rng.Int64N(int64(3*time.Second))),
+			LastRetryLead: time.Duration(rng.Int64N(int64(30 * time.Second))),
+		})
+		cutoff := t0.Add(time.Duration(rng.Int64N(int64(time.Minute))))
+		dl := p.OrdinaryDeadline(cutoff)
+		for _, now := range []time.Time{dl.Add(-time.Nanosecond), dl, dl.Add(time.Duration(rng.Int64N(int64(2*time.Second))) - time.Second)} {
+			_, ok := p.Next(now, 1, cutoff, nil)
+			if last := p.LastChance(now, cutoff); last == now.Before(dl) || ok == last {
+				t.Fatalf("%+v cut-off %v: at %v (deadline %v) LastChance %v, Next ok %v", p, cutoff, now, dl, last, ok)
+			}
+		}
+	}
+}

@@ -277,8 +277,8 @@ type cancelAfterApply struct {
 	cancel context.CancelFunc
 }
 
-func (c cancelAfterApply) CancelRefund(ctx context.Context, ref string) (string, error) {
-	_, _ = c.RefundAPI.CancelRefund(ctx, ref)
+func (c cancelAfterApply) CancelRefund(ctx context.Context, ref string, check func(context.Context) error) (string, error) {
+	_, _ = c.RefundAPI.CancelRefund(ctx, ref, check)
 	c.cancel()
 	return "", ctx.Err()
 }
@@ -364,8 +364,8 @@ type slowCancel struct {
 	took  time.Duration
 }
 
-func (s slowCancel) CancelRefund(ctx context.Context, ref string) (string, error) {
-	id, err := s.RefundAPI.CancelRefund(ctx, ref)
+func (s slowCancel) CancelRefund(ctx context.Context, ref string, check func(context.Context) error) (string, error) {
+	id, err := s.RefundAPI.CancelRefund(ctx, ref, check)
 	s.clock.Advance(s.took)
 	return id, err
 }

@@ -107,7 +107,7 @@ func TestForAsynqLowersRetryExhausted(t *testing.T) {
 // refusingAPI is 2Checkout refusing every cancellation for good.
 type refusingAPI struct{}
 
-func (refusingAPI) CancelRefund(context.Context, string) (string, error) {
+func (refusingAPI) CancelRefund(context.Context, string, func(context.Context) error) (string, error) {
 	return "", &rpcclient.APIError{Method: "cancelRefund", Code: 400, Name: "ORDER_NOT_FOUND", Message: "no such order", HTTPStatus: 200}
 }
 func (refusingAPI) GetOrder(context.Context, string) (*rpcclient.Order, error) {

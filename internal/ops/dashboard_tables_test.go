@@ -32,7 +32,12 @@ import (
 // fakeAPI answers cancelRefund per order: a refund ID, or an error.
 type fakeAPI map[string]error
 
-func (f fakeAPI) CancelRefund(_ context.Context, orderRef string) (string, error) {
+func (f fakeAPI) CancelRefund(ctx context.Context, orderRef string, check func(context.Context) error) (string, error) {
+	if check != nil {
+		if err := check(ctx); err != nil {
+			return "", err
+		}
+	}
 	if err := f[orderRef]; err != nil {
 		return "", err
 	}

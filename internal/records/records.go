@@ -346,11 +346,13 @@ var runScript = redis.NewScript(`
 if redis.call("HGET", KEYS[1], "state") ~= ARGV[2] then
 	return 0
 end
+local queued = false
 if ARGV[2] == "archived" then
 	local v = redis.call("HMGET", KEYS[4], "owner", "final", "delivery", "announced", "run")
 	if v[1] and v[1] ~= ARGV[1] then
 		return 0
 	end
+	queued = v[1] and v[2] ~= "1"
 	if v[2] == "1" then
 		if v[4] == v[5] then
 			return 0
@@ -364,6 +366,9 @@ if redis.call("ZREM", KEYS[3], ARGV[1]) == 0 then
 end
 redis.call("LPUSH", KEYS[2], ARGV[1])
 redis.call("HSET", KEYS[1], "state", "pending")
+if queued then
+	redis.call("HSET", KEYS[4], "delivery", "queued")
+end
 return 1`)
 
 // Run moves the task info shows to pending, so a worker runs it now, if it
@@ -371,7 +376,9 @@ return 1`)
 // script: what was judged is what is moved, never a task that moved
 // since. An archived task moves only if its record says asynq archived it,
 // or, with unclaimed, if its last delivery could not claim the refund (see
-// runScript). It answers whether the task moved. It relies on asynq v0.26's
+// runScript); its record then says so (worker.DeliveryQueued), so that
+// an operator's Archive before a worker takes it stands. It answers
+// whether the task moved. It relies on asynq v0.26's
 // keys (asynq:{q}:t:<id>, asynq:{q}:pending, asynq:{q}:<state>).
 func (s *Store) Run(ctx context.Context, info *asynq.TaskInfo, p tasks.CancelRefund, unclaimed bool) (bool, error) {
 	state := info.State.String()

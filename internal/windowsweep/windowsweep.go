@@ -363,16 +363,16 @@ func (s *Sweeper) sweep(ctx context.Context, alive func()) (Report, error) {
 		err := s.eachPage(ctx, l.list, func(infos []*asynq.TaskInfo) {
 			alive()
 			now := s.cfg.Now()
-			for _, info := range infos {
-				if info.State != asynq.TaskStateArchived && info.Type == tasks.TypeCancelRefund {
+			decided, parked, err := s.decideAll(ctx, infos)
+			if err != nil {
+				judgeErr = err
+			}
+			for i, info := range infos {
+				if (info.State != asynq.TaskStateArchived || parked[i]) && info.Type == tasks.TypeCancelRefund {
 					if p, err := tasks.Decode(info.Payload); err == nil {
 						r.Backlog.add(s.policy.Cutoff(p.RefundInitiatedAt), now)
 					}
 				}
-			}
-			decided, err := s.decideAll(ctx, infos)
-			if err != nil {
-				judgeErr = err
 			}
 			for i, info := range infos {
 				if decided[i] != actNone {
@@ -400,7 +400,7 @@ func (s *Sweeper) sweep(ctx context.Context, alive func()) (Report, error) {
 				}
 				continue
 			}
-			decided, err := s.decideAll(ctx, []*asynq.TaskInfo{info})
+			decided, _, err := s.decideAll(ctx, []*asynq.TaskInfo{info})
 			if err != nil {
 				s.log.Warn("could not read a task's record before acting on it", zap.String("task_id", id), zap.Error(err))
 				continue
@@ -462,9 +462,12 @@ const (
 )
 
 // decideAll answers what the sweep does with each task: an archived one
-// is judged by its refund's record (one round trip for them all).
-func (s *Sweeper) decideAll(ctx context.Context, infos []*asynq.TaskInfo) ([]action, error) {
-	out := make([]action, len(infos))
+// is judged by its refund's record (one round trip for them all). parked
+// says which archived tasks asynq's retry counter parked (a hold or a
+// retry of a MaxRetry-bound task): still the fleet's to run, so part of
+// the backlog.
+func (s *Sweeper) decideAll(ctx context.Context, infos []*asynq.TaskInfo) (out []action, parked []bool, err error) {
+	out, parked = make([]action, len(infos)), make([]bool, len(infos))
 	var archived []int
 	var refunds []tasks.CancelRefund
 	for i, info := range infos {
@@ -480,11 +483,11 @@ func (s *Sweeper) decideAll(ctx context.Context, infos []*asynq.TaskInfo) ([]act
 		}
 	}
 	if len(refunds) == 0 {
-		return out, nil
+		return out, parked, nil
 	}
 	entries, err := s.recs.Judge(ctx, refunds)
 	if err != nil {
-		return out, err
+		return out, parked, err
 	}
 	now := s.cfg.Now()
 	for j, i := range archived {
@@ -497,9 +500,12 @@ func (s *Sweeper) decideAll(ctx context.Context, infos []*asynq.TaskInfo) ([]act
 		unclaimed := e.Owner == "" && info.LastErr != "" ||
 			e.Owner == info.ID && !e.Record.Final() &&
 				AsynqsOwn(info.LastErr)
+		parked[i] = e.Owner == info.ID && e.Delivery == worker.DeliveryParked && info.LastErr != ""
 		switch {
-		case !unclaimed && (e.Owner != info.ID || !e.Due(now)):
-			// the handler's word, an operator's, a duplicate, or not due yet
+		case info.LastErr == "" || !unclaimed && (e.Owner != info.ID || !e.Due(now)):
+			// the handler's word, an operator's (asynq never archives a task
+			// without an error: one with none is an operator's), a
+			// duplicate, or not due yet
 		case !info.Deadline.IsZero() && !now.Before(info.Deadline):
 			out[i] = actReplace
 		case unclaimed:
@@ -508,7 +514,7 @@ func (s *Sweeper) decideAll(ctx context.Context, infos []*asynq.TaskInfo) ([]act
 			out[i] = actRun
 		}
 	}
-	return out, nil
+	return out, parked, nil
 }
 
 // AsynqsOwn reports whether lastErr is what a delivery that wrote nothing

@@ -43,7 +43,7 @@ func BenchmarkCancelRefund(b *testing.B) {
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
 			i := next.Add(1) - 1
-			if _, err := c.CancelRefund(ctx, refs[i].OrderRef); err != nil {
+			if _, err := c.CancelRefund(ctx, refs[i].OrderRef, nil); err != nil {
 				b.Error(err)
 				return
 			}

@@ -19,9 +19,9 @@ func ExampleNewServer() {
 	_ = srv.SetFaults(rpctest.FaultRule{Method: "cancelRefund", Kind: "status", Status: 503, FirstN: 1})
 
 	c, _ := rpcclient.New(rpcclient.Config{URL: srv.RPCURL, MerchantCode: rpctest.DefaultMerchantCode, SecretKey: rpctest.DefaultSecretKey, Now: clock.Now})
-	_, err := c.CancelRefund(context.Background(), "A1")
+	_, err := c.CancelRefund(context.Background(), "A1", nil)
 	fmt.Println(rpcclient.Classify(err))
-	_, err = c.CancelRefund(context.Background(), "A1")
+	_, err = c.CancelRefund(context.Background(), "A1", nil)
 	fmt.Println(err)
 
 	clock.Advance(2 * time.Hour) // tests move time instead of waiting for it
