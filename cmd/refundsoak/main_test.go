@@ -34,7 +34,7 @@ func TestBadFlagsAreErrorsNotPanics(t *testing.T) {
 	}
 }
 
-// TestSmokeSoak runs the whole command at a tiny size: 60 refunds, one
+// TestSmokeSoak runs the command's limits scenario at a tiny size: 60 refunds, one
 // SIGKILL, one Redis restart. The killed replica's tasks come back only
 // through asynq's recoverer, so it takes one to two minutes.
 func TestSmokeSoak(t *testing.T) {

@@ -1,6 +1,8 @@
-// Package daemon assembles refundd: the 2Checkout client, the worker and its
-// asynq server, and the ops HTTP server; it runs them together and shuts
-// them down together. cmd/refundd and the demo both use it.
+// Package daemon assembles refundd: the 2Checkout client and the fleet's
+// shared budget (vendorbudget), the worker and its WORKER_FETCHERS asynq
+// servers, deadline-first dispatch, the window sweep, the completion
+// webhooks' delivery server, and the ops HTTP server; it runs them together
+// and shuts them down together. cmd/refundd and the demo both use it.
 package daemon
 
 import (

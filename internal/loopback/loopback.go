@@ -1,7 +1,7 @@
 // Package loopback holds the one rule for "this host is on this machine
 // only", shared by the 2Checkout client (plain http only to a loopback
-// sandbox) and the configuration (a dashboard on a loopback OPS_ADDR needs no
-// password), and the one way to find a free loopback port for a server of
+// sandbox) and the configuration (a dashboard on a loopback OPS_ADDR is
+// served read-only without a password), and the one way to find a free loopback port for a server of
 // our own (the tests' and the soak's redis-server).
 package loopback
 

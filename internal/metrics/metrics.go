@@ -99,7 +99,7 @@ func New(insp *asynq.Inspector) *Metrics {
 		reg: prometheus.NewRegistry(),
 		cancellations: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "refundd_cancellations_total",
-			Help: "Refund cancellation tasks finished, by outcome: cancelled, already_cancelled, refused, window_closed, invalid, superseded, unknown.",
+			Help: "Refund cancellation tasks finished, by outcome: cancelled, already_cancelled, refused, window_closed, invalid, superseded, unknown, duplicate.",
 		}, []string{"outcome"}),
 		attempts: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "refundd_attempts_total",
@@ -107,7 +107,7 @@ func New(insp *asynq.Inspector) *Metrics {
 		}, []string{"outcome"}),
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "refundd_rpc_requests_total",
-			Help: "Requests to 2Checkout, by JSON-RPC method and result: ok, transient, session, credentials, permanent, not_started.",
+			Help: "Requests to 2Checkout, by JSON-RPC method and result: ok, transient, session, credentials, permanent, unknown (an error answer not recognised), not_started.",
 		}, []string{"method", "result"}),
 		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "refundd_rpc_request_duration_seconds",

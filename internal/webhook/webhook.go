@@ -3,9 +3,10 @@
 // operator's NOTIFY_URL, signed with NOTIFY_SECRET.
 //
 // Delivery goes through asynq itself: each notification is a task of type
-// TaskType on its own queue (DefaultQueue) with its own retries, so a crash
-// loses none, a receiver that is down gets the notification when it is back
-// (retried with backoff for up to MaxAge, default 24h), and an operator sees
+// TaskType on its own queue (QueueFor: "<refund queue>-notifications")
+// with its own retries, so a crash loses none, a receiver that is down
+// gets the notification when it is back (retried with backoff for up to
+// MaxAge, default 24h), and an operator sees
 // undelivered ones in the dashboard. It is at least once: a receiver should
 // use the Refundd-Delivery header (the same on every retry) to drop repeats.
 //
