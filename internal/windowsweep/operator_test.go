@@ -8,6 +8,7 @@ package windowsweep_test
 import (
 	"context"
 	"sync/atomic"
+	"strings"
 	"testing"
 	"time"
 
@@ -281,5 +282,33 @@ func TestHeldMaxRetryZeroTaskCountsInTheBacklog(t *testing.T) {
 	}
 	if rep.Backlog.Tasks != 1 || rep.Backlog.AtRisk5m != 1 {
 		t.Fatalf("backlog %+v with one held cancellation, its cut-off within 5 minutes; want it counted", rep.Backlog)
+	}
+}
+
+// "The rule holds for every task in REFUND_QUEUE, whatever options its
+// producer set": a raw producer's task enqueued with asynq.Group (asynq's
+// aggregation) sits in the queue's "aggregating" state, which refundd's
+// server (no GroupAggregator) never hands over. The sweep counts it in the
+// backlog and replaces it without its group, so the handler judges it:
+// past its cut-off, archived "window closed".
+func TestGroupedTaskIsHeldToTheWindow(t *testing.T) {
+	t.Parallel()
+	s := start(t, worker.Policy{})
+	late := time.Now().Add(-119*time.Minute - 30*time.Second) // cut-off passed 30 s ago
+	open := time.Now().Add(-10 * time.Minute)
+	_ = s.sb.Seed(rpctest.Refund{OrderRef: "G2", InitiatedAt: open})
+	id := s.rawTask(t, "G1", late, asynq.Group("batch"))
+	id2 := s.rawTask(t, "G2", open, asynq.Group("batch"), asynq.Retention(time.Hour))
+	r, err := s.sweep.Sweep(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Backlog.Tasks != 2 || r.Replaced != 2 {
+		t.Errorf("sweep report %+v: want both grouped tasks counted in the backlog and replaced", r)
+	}
+	s.wait(t, id, 20*time.Second, func(i *asynq.TaskInfo) bool { return archived(i) && strings.HasPrefix(i.LastErr, "window closed at") })
+	s.wait(t, id2, 20*time.Second, func(i *asynq.TaskInfo) bool { return i.State == asynq.TaskStateCompleted })
+	if rf, _ := s.sb.Refund("G2"); rf.Status != rpctest.StatusCanceled {
+		t.Fatalf("grouped task's refund %s, want CANCELED", rf.Status)
 	}
 }

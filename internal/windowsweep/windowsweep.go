@@ -357,6 +357,21 @@ func (s *Sweeper) sweep(ctx context.Context, alive func()) (Report, error) {
 		{"retry", s.insp.ListRetryTasks},
 		{"archived", s.insp.ListArchivedTasks},
 	}
+	// A raw producer's asynq.Group puts a task in its group's
+	// "aggregating" set, which refundd (no group aggregator) never hands
+	// to a worker: each is replaced without its group (decide).
+	groups, err := s.insp.Groups(s.cfg.Queue)
+	if err != nil {
+		return r, fmt.Errorf("list groups: %w", err)
+	}
+	for _, g := range groups {
+		lists = append(lists, struct {
+			state string
+			list  func(string, ...asynq.ListOption) ([]*asynq.TaskInfo, error)
+		}{"aggregating (group " + g.Group + ")", func(q string, o ...asynq.ListOption) ([]*asynq.TaskInfo, error) {
+			return s.insp.ListAggregatingTasks(q, g.Group, o...)
+		}})
+	}
 	for _, l := range lists {
 		var acts []string // the IDs of the tasks to act on, not the pages
 		var judgeErr error
@@ -408,7 +423,7 @@ func (s *Sweeper) sweep(ctx context.Context, alive func()) (Report, error) {
 			switch decided[0] {
 			case actReplace:
 				if err := s.replace(info); err != nil {
-					s.log.Error("could not replace a task with an expired deadline", zap.String("task_id", info.ID), zap.Error(err))
+					s.log.Error("could not replace a task with an expired deadline or a group", zap.String("task_id", info.ID), zap.Error(err))
 					continue
 				}
 				r.Replaced++
@@ -536,6 +551,8 @@ func (s *Sweeper) decide(info *asynq.TaskInfo) action {
 	now := s.cfg.Now()
 	deadlineExpired := !info.Deadline.IsZero() && !now.Before(info.Deadline)
 	switch info.State {
+	case asynq.TaskStateAggregating:
+		return actReplace
 	case asynq.TaskStatePending, asynq.TaskStateScheduled, asynq.TaskStateRetry:
 		if deadlineExpired {
 			return actReplace
@@ -572,7 +589,7 @@ func (s *Sweeper) replace(info *asynq.TaskInfo) error {
 	var err error
 	for try := 0; try < 3; try++ {
 		if _, err = s.client.Enqueue(task); err == nil || errors.Is(err, asynq.ErrTaskIDConflict) {
-			s.log.Info("task with an expired deadline re-enqueued without it", zap.String("task_id", info.ID), zap.Time("deadline", info.Deadline))
+			s.log.Info("task re-enqueued without its expired deadline or its group", zap.String("task_id", info.ID), zap.Time("deadline", info.Deadline), zap.String("group", info.Group))
 			return nil
 		}
 	}
