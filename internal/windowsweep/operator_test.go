@@ -7,8 +7,8 @@ package windowsweep_test
 
 import (
 	"context"
-	"sync/atomic"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
