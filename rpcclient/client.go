@@ -244,15 +244,16 @@ func (c *Client) LoginFailure() error {
 // CancelRefund cancels the pending or approved refund of the order and
 // answers the refund's ID (which may be empty if the server sent none).
 //
-// check, if not nil, runs each time the request may go — its Gate let it
-// through — right before it is sent, so that what check learns is no
-// older than its own round trip when the request leaves, however long the
-// Gate held it: a caller that must know the order's refund is still its
-// own asks here. If check answers an error, nothing is sent (the Gate is
-// told so) and CancelRefund answers that error as it is.
-func (c *Client) CancelRefund(ctx context.Context, orderRef string, check func(context.Context) error) (string, error) {
+// before, if not nil, runs each time the request may go — its Gate let it
+// through — right before it is sent, so that no wait at the Gate comes
+// between what before does and the request: a caller that must know the
+// order's refund is still its own asks there, and one that records the
+// request as on its way records it there. If before answers an error,
+// nothing is sent (the Gate is told so) and CancelRefund answers that
+// error as it is.
+func (c *Client) CancelRefund(ctx context.Context, orderRef string, before func(context.Context) error) (string, error) {
 	var raw json.RawMessage
-	if err := c.callChecked(ctx, MethodCancelRefund, []any{orderRef}, &raw, check); err != nil {
+	if err := c.callChecked(ctx, MethodCancelRefund, []any{orderRef}, &raw, before); err != nil {
 		return "", err
 	}
 	id, err := ParseRefundID(raw)

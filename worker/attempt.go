@@ -91,7 +91,7 @@ func (h *Handler) try(ctx context.Context, d Delivery, p tasks.CancelRefund, c C
 			h.log.Warn("deadline-first dispatch unavailable: calling without a turn", zap.String("task_id", res.TaskID), zap.Error(err))
 		case !turn.Granted():
 			at := turn.HeldUntil
-			if last := cutoff.Add(-h.policy.LastRetryLead); at.After(last) && last.After(now) {
+			if last := h.policy.LastRetryAt(cutoff); at.After(last) && last.After(now) {
 				at = last // due while a worker can still take it before the cut-off
 			}
 			return &RetryError{At: at, Uncounted: true, Held: true, NothingSent: true, Cause: fmt.Errorf(
@@ -101,77 +101,99 @@ func (h *Handler) try(ctx context.Context, d Delivery, p tasks.CancelRefund, c C
 		}
 	}
 
-	// cancelRefund names no refund, only the order: a cancel after one
-	// that reached 2Checkout first makes sure the order's refund is still
-	// this task's — once the fleet's Gate lets the cancel go, right before
-	// it is sent (rpcclient: check), so that no wait at the Gate comes
-	// between the answer and the cancel. stop is what the check found that
-	// ends the attempt instead.
+	// Right before the cancel is sent — once the fleet's Gate lets it go,
+	// so that no wait at the Gate comes in between (rpcclient: before) —
+	// the attempt
+	//   - checks, after a cancel of the task's reached 2Checkout, that the
+	//     order's refund is still the task's: cancelRefund names only the
+	//     order (checkRefund);
+	//   - records that a cancelRefund is on its way (sending): whatever
+	//     happens to this delivery, the next one knows it may have applied.
+	// stop is what ended the attempt there instead of the send.
+	checked := !first(res)
 	var stop func() error
-	var check func(context.Context) error
-	if !first(res) {
-		check = func(cctx context.Context) error {
-			var err error
-			stop, err = h.checkRefund(ctx, cctx, d, p, res)
-			return err
+	recorded := false
+	before := func(cctx context.Context) error {
+		if checked {
+			s, err := h.checkRefund(ctx, cctx, d, p, res)
+			if err != nil {
+				stop = s
+				return err
+			}
+		}
+		if recorded {
+			return nil // the resend after a session error: recorded already
+		}
+		recordedAt := h.now()
+		sending := *res
+		sending.Outcome, sending.Sent = tasks.OutcomeSending, res.Sent+1
+		sending.Reason = "cancelRefund sent at " + recordedAt.UTC().Format(time.RFC3339) + " has no recorded answer (the delivery ended mid-call: a crash, a shutdown or a timeout)"
+		if err := h.mem.Write(ctx, c, &sending, DeliveryRunning, false); err != nil {
+			stop = func() error {
+				if ctx.Err() != nil {
+					return ctx.Err()
+				}
+				return &RetryError{At: h.now().Add(h.policy.MinDelay), Uncounted: true, NothingSent: true,
+					Cause: fmt.Errorf("record that a cancelRefund is being sent (nothing sent): %w", err)}
+			}
+			return errStopped
+		}
+		res.Sent++
+		recorded = true
+		return nil
+	}
+	unsent := func() {
+		if recorded {
+			res.Sent--
 		}
 	}
-
-	// The record says a cancelRefund is on its way before it is: whatever
-	// happens to this delivery, the next one knows it may have applied.
-	recordedAt := h.now()
-	sending := *res
-	sending.Outcome, sending.Sent = tasks.OutcomeSending, res.Sent+1
-	sending.Reason = "cancelRefund sent at " + recordedAt.UTC().Format(time.RFC3339) + " has no recorded answer (the delivery ended mid-call: a crash, a shutdown or a timeout)"
-	if err := h.mem.Write(ctx, c, &sending, DeliveryRunning, false); err != nil {
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		return &RetryError{At: h.now().Add(h.policy.MinDelay), Uncounted: true, NothingSent: true,
-			Cause: fmt.Errorf("record that a cancelRefund is being sent (nothing sent): %w", err)}
-	}
-	res.Sent++
-	// The request starts within sendWithin of the record that announces it,
-	// or not at all: a delivery that stalls in between (a paused process)
-	// must not send after asynq re-delivered the task to another.
-	// An ordinary attempt's requests start in time for the last chance to
-	// follow them, however long the Gate holds them.
+	// The request starts within sendWithin of the attempt's start, or not
+	// at all: a worker does not wait at the Gate for longer, and a delivery
+	// that stalls after its record (a paused process) must not send after
+	// asynq re-delivered the task to another. An ordinary attempt's
+	// requests start in time for the last chance to follow them, however
+	// long the Gate holds them.
 	sctx, startBy := rctx, cutoff
 	if !last {
 		startBy = h.policy.OrdinaryDeadline(cutoff)
 	}
-	if at := recordedAt.Add(sendWithin); at.Before(startBy) {
+	if at := now.Add(sendWithin); at.Before(startBy) {
 		startBy = at
 	}
 	if startBy.Before(cutoff) {
 		sctx = rpcclient.WithStartDeadline(rctx, startBy)
 	}
-	if check == nil {
+	if !checked {
 		// A first cancel: if cancelRefund is out, let a retry (which checks
 		// its refund anyway) be the probe first — a failed probe of this
 		// one would cost its task a check later.
 		sctx = rpcclient.WithProbeLast(sctx)
 	}
-	refundID, err := h.api.CancelRefund(sctx, p.OrderRef, check)
+	refundID, err := h.api.CancelRefund(sctx, p.OrderRef, before)
 	if err == nil {
 		res.Outcome, res.RefundID = tasks.OutcomeCancelled, refundID
 		return nil
 	}
 	if stop != nil {
-		res.Sent-- // the check stopped it: never sent
+		unsent() // stopped before it was sent
 		return stop()
 	}
 	if errors.Is(err, rpcclient.ErrStartDeadline) && h.now().Before(cutoff) {
-		res.Sent--
+		unsent()
 		at, ok := h.policy.Next(h.now(), res.Attempts, cutoff, nil)
+		if !ok && !last {
+			// The ordinary deadline passed during this attempt (a stall):
+			// no retry fits any more, so this attempt is the last chance.
+			return h.try(ctx, d, p, c, res, h.now())
+		}
 		if !ok {
 			at = h.now().Add(h.policy.MinDelay)
 		}
 		return &RetryError{At: at, Uncounted: true, NothingSent: true,
-			Cause: fmt.Errorf("cancelRefund did not start by %s (within %v of its record, and in time for a last chance after it): nothing sent", startBy.UTC().Format(time.RFC3339), sendWithin)}
+			Cause: fmt.Errorf("cancelRefund did not start by %s (within %v of the attempt's start, and in time for a last chance after it): nothing sent", startBy.UTC().Format(time.RFC3339), sendWithin)}
 	}
 	if reached(err) != refundReached {
-		res.Sent-- // it never left (only a login did, or nothing)
+		unsent() // it never left (only a login did, or nothing)
 		return h.retryOrGiveUp(ctx, d, p, res, false, err, err)
 	}
 	if res.MaybeApplied == "" && rpcclient.MaybeApplied(err) {
@@ -209,11 +231,11 @@ func (h *Handler) checkRefund(ctx, cctx context.Context, d Delivery, p tasks.Can
 		return func() error {
 			return h.settle(ctx, p, res, &TerminalError{Outcome: tasks.OutcomeRefused,
 				Reason: "2Checkout refused: " + describe(err) + " (getOrder: the order does not exist, so it has no refund to cancel)"}, "")
-		}, errCheckStopped
+		}, errStopped
 	case err != nil:
 		return func() error {
 			return h.retryOrGiveUp(ctx, d, p, res, false, err, fmt.Errorf("checking the order's refund with getOrder: %w", err))
-		}, errCheckStopped
+		}, errStopped
 	}
 	switch whose(o, p.RefundInitiatedAt) {
 	case refundOther:
@@ -224,22 +246,23 @@ func (h *Handler) checkRefund(ctx, cctx context.Context, d Delivery, p tasks.Can
 				return &TerminalError{Outcome: tasks.OutcomeUnknown, Reason: fmt.Sprintf(
 					"outcome unknown: order %s's refund is now the one initiated at %s (%s), left alone; but %s, and getOrder no longer shows this task's refund (initiated at %s): check order %s in 2Checkout's control panel",
 					p.OrderRef, o.RefundInitiatedAt, o.RefundStatus, res.MaybeApplied, p.RefundInitiatedAt.UTC().Format(time.RFC3339), p.OrderRef)}
-			}, errCheckStopped
+			}, errStopped
 		}
-		return func() error { return &TerminalError{Outcome: tasks.OutcomeSuperseded, Reason: superseded(o, p)} }, errCheckStopped
+		return func() error { return &TerminalError{Outcome: tasks.OutcomeSuperseded, Reason: superseded(o, p)} }, errStopped
 	case refundOurs:
 		if o.RefundStatus == "CANCELED" {
 			return func() error {
 				res.Outcome, res.RefundID, res.Confirmed = tasks.OutcomeAlreadyCancelled, o.RefundID, true
 				return nil
-			}, errCheckStopped
+			}, errStopped
 		}
 	}
 	return nil, nil
 }
 
-// errCheckStopped: checkRefund found what ends the attempt before its cancel.
-var errCheckStopped = errors.New("the check before the cancel ended the attempt")
+// errStopped: what runs right before the cancel (checkRefund, the sending
+// record) ended the attempt instead of the send.
+var errStopped = errors.New("the check or the record before the cancel ended the attempt")
 
 // retryOrGiveUp decides what a failed call means for the task. class is
 // judged on classErr; the reason carries err. sent: a cancelRefund went

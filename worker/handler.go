@@ -44,9 +44,10 @@ import (
 
 // RefundAPI is what the handler needs of 2Checkout; *rpcclient.Client has it.
 type RefundAPI interface {
-	// CancelRefund sends cancelRefund; check, if not nil, runs right
-	// before it is sent and stops it with an error (rpcclient.Client's).
-	CancelRefund(ctx context.Context, orderRef string, check func(context.Context) error) (string, error)
+	// CancelRefund sends cancelRefund; before, if not nil, runs once the
+	// request may go, right before it is sent, and stops it with an error
+	// (rpcclient.Client's).
+	CancelRefund(ctx context.Context, orderRef string, before func(context.Context) error) (string, error)
 	GetOrder(ctx context.Context, orderRef string) (*rpcclient.Order, error)
 }
 

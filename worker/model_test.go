@@ -1251,7 +1251,7 @@ func TestModelCounterexamples(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			m.zombie(t, m.task(m.owner), 2, true, true) // op 2 (claim, turn, sending write): done; then it stalls
+			m.zombie(t, m.task(m.owner), 3, true, true) // op 3 (claim, turn, the cancel, in it the sending write): done; then it stalls
 			if n := len(m.ledger()); m.ledger()[n-1].Method != rpcclient.MethodCancelRefund {
 				t.Fatal("set-up: the stalled delivery sent nothing when it woke")
 			}

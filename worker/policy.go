@@ -127,7 +127,7 @@ func (p Policy) Next(now time.Time, attempt int, cutoff time.Time, err error) (a
 	if p.LastChance(now, cutoff) {
 		return time.Time{}, false
 	}
-	last := lastSlot(cutoff.Add(-p.LastRetryLead))
+	last := p.LastRetryAt(cutoff)
 	wait := p.MinDelay
 	if ra, has := rpcclient.RetryAfter(err); has {
 		wait = max(wait, min(ra, p.RetryAfterMax))
@@ -142,7 +142,13 @@ func (p Policy) Next(now time.Time, attempt int, cutoff time.Time, err error) (a
 // LastChance reports whether an attempt at now is the task's last before
 // its cut-off: no retry would fit after it (Next answers ok=false).
 func (p Policy) LastChance(now, cutoff time.Time) bool {
-	return ceilSecond(now.Add(p.MinDelay)).After(lastSlot(cutoff.Add(-p.LastRetryLead)))
+	return ceilSecond(now.Add(p.MinDelay)).After(p.LastRetryAt(cutoff))
+}
+
+// LastRetryAt answers the last instant a retry may be due at: the last
+// whole second before cutoff − LastRetryLead (Next places none later).
+func (p Policy) LastRetryAt(cutoff time.Time) time.Time {
+	return lastSlot(cutoff.Add(-p.LastRetryLead))
 }
 
 // OrdinaryDeadline answers the start deadline of the requests of an
@@ -151,7 +157,7 @@ func (p Policy) LastChance(now, cutoff time.Time) bool {
 // throttle, say — would take that chance's place. Before it, Next still
 // places the last chance.
 func (p Policy) OrdinaryDeadline(cutoff time.Time) time.Time {
-	return lastSlot(cutoff.Add(-p.LastRetryLead)).Add(-p.MinDelay + time.Nanosecond)
+	return p.LastRetryAt(cutoff).Add(-p.MinDelay + time.Nanosecond)
 }
 
 // ceilSecond rounds t up to a whole second.

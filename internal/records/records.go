@@ -188,6 +188,11 @@ type Entry struct {
 	Record   *tasks.Result // nil before the first write
 	Run      int
 	Delivery string
+	// QueuedAfter: with Delivery worker.DeliveryQueued, the task's last
+	// failure (asynq's LastFailedAt, Unix seconds) when it was moved: a
+	// later one is asynq's, after the move; the same one, with the task
+	// archived again, was an operator's Archive.
+	QueuedAfter int64
 	// Done: the current run's record is final and its ending announced.
 	Done bool
 	// Earlier holds the final records of earlier runs, oldest first.
@@ -244,12 +249,13 @@ func (s *Store) Judge(ctx context.Context, ps []tasks.CancelRefund) ([]Entry, er
 }
 
 // entryFields are the hash's fields an Entry is made of (Earlier aside).
-var entryFields = []string{"owner", "record", "run", "delivery", "final", "announced"}
+var entryFields = []string{"owner", "record", "run", "delivery", "final", "announced", "queued_after"}
 
 // entryOf makes an Entry of the hash's fields as field answers them.
 func entryOf(field func(string) string) (Entry, error) {
 	e := Entry{Owner: field("owner"), Delivery: field("delivery")}
 	e.Run, _ = strconv.Atoi(field("run"))
+	e.QueuedAfter, _ = strconv.ParseInt(field("queued_after"), 10, 64)
 	e.Done = field("final") == "1" && field("announced") == field("run")
 	var err error
 	if rec := field("record"); rec != "" {
@@ -367,7 +373,7 @@ end
 redis.call("LPUSH", KEYS[2], ARGV[1])
 redis.call("HSET", KEYS[1], "state", "pending")
 if queued then
-	redis.call("HSET", KEYS[4], "delivery", "queued")
+	redis.call("HSET", KEYS[4], "delivery", "queued", "queued_after", ARGV[4])
 end
 return 1`)
 
@@ -389,7 +395,7 @@ func (s *Store) Run(ctx context.Context, info *asynq.TaskInfo, p tasks.CancelRef
 	}
 	q := "asynq:{" + info.Queue + "}:"
 	keys := []string{q + "t:" + info.ID, q + "pending", q + state, Key(info.Queue, p.OrderRef, p.RefundInitiatedAt)}
-	moved, err := runScript.Run(ctx, s.rdb, keys, info.ID, state, flag(unclaimed)).Bool()
+	moved, err := runScript.Run(ctx, s.rdb, keys, info.ID, state, flag(unclaimed), info.LastFailedAt.Unix()).Bool()
 	if err != nil {
 		return false, fmt.Errorf("run task %s: %w", info.ID, err)
 	}

@@ -19,11 +19,18 @@ import (
 // outage or the throttle; it waits only for the ceiling (TCO_RATE_LIMIT),
 // polling it without queuing behind the process's other requests.
 func (g *Gate) Wait(ctx context.Context, method string) error {
+	granted := false
 	start := time.Now()  // wall clock: a duration for the histogram
 	var counted []string // reasons already counted for this request
 	refused := func(reason string) { g.refused(method, reason, &counted) }
 	priority := rpcclient.Priority(ctx)
-	queued, probe := false, false
+	queued := false
+	var probe int64 // the probe claim this request holds (its end, ms), if any
+	defer func() {
+		if probe != 0 && !granted {
+			g.release(ctx, method, probe) // held by the rate past its deadline: not sent
+		}
+	}()
 	for {
 		wait, reason, err := g.next(ctx, method, &probe, priority)
 		if err != nil {
@@ -63,6 +70,12 @@ func (g *Gate) Wait(ctx context.Context, method string) error {
 	if g.cfg.Observer != nil {
 		g.cfg.Observer.Waited(method, time.Since(start))
 	}
+	if probe != 0 {
+		// Done gives the claim back if the request is then not sent (its
+		// caller's check stops it): the client hands Done the same ctx.
+		g.probes.Store(ctx, probe)
+	}
+	granted = true
 	return nil
 }
 
@@ -70,7 +83,7 @@ func (g *Gate) Wait(ctx context.Context, method string) error {
 // taken); otherwise how long until it might, and why. *probe: the request
 // is its method's probe (set once it is; it then waits for the rate only).
 // priority: only the ceiling applies.
-func (g *Gate) next(ctx context.Context, method string, probe *bool, priority bool) (wait time.Duration, reason string, err error) {
+func (g *Gate) next(ctx context.Context, method string, probe *int64, priority bool) (wait time.Duration, reason string, err error) {
 	if priority {
 		return g.ceiling(ctx)
 	}
@@ -78,7 +91,7 @@ func (g *Gate) next(ctx context.Context, method string, probe *bool, priority bo
 	if err != nil {
 		return 0, "", err
 	}
-	if g.cfg.OutageMin > 0 && !*probe {
+	if g.cfg.OutageMin > 0 && *probe == 0 {
 		wait, *probe, err = g.hold(ctx, v, method)
 		if err != nil || wait > 0 {
 			return wait, ReasonOutage, err
@@ -124,6 +137,9 @@ func (g *Gate) take(ctx context.Context, key string, rate float64) (time.Duratio
 // fleet's throttle and outage breaker, and while method is out, ends the
 // outage on an answer or renews it on none.
 func (g *Gate) Done(ctx context.Context, method string, err error) {
+	if claim, ok := g.probes.LoadAndDelete(ctx); ok && !sent(err) {
+		g.release(ctx, method, claim.(int64))
+	}
 	if !sent(err) {
 		return
 	}

@@ -49,31 +49,56 @@ end
 return 0
 `)
 
+// releaseScript gives method ARGV[1]'s probe claim back if it is still the
+// one that ended at ARGV[2] ms: its request was not sent.
+var releaseScript = redis.NewScript(`
+if redis.call("HGET", KEYS[1], ARGV[1] .. "|p") == ARGV[2] then
+  redis.call("HDEL", KEYS[1], ARGV[1] .. "|p")
+  return 1
+end
+return 0
+`)
+
+// release gives back the probe claim (ending at claim, ms) of a request of
+// method that was not sent (its caller stopped it, or its wait ended): the
+// next request probes now, not a ProbeInterval later.
+func (g *Gate) release(ctx context.Context, method string, claim int64) {
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), g.cfg.RedisTimeout)
+	defer cancel()
+	if err := releaseScript.Run(rctx, g.cfg.Redis, []string{g.outageKey}, method, claim).Err(); err != nil {
+		g.cfg.Logger.Warn("could not give back an outage's probe claim; it lapses by itself", zap.String("method", method), zap.Error(err))
+		return
+	}
+	if v := g.view.Load(); v != nil && v.methods[method].probeUntil.Equal(time.UnixMilli(claim)) {
+		g.view.CompareAndSwap(v, v.with(method, func(m *methodView) { m.probeUntil = time.Time{} }))
+	}
+}
+
 // hold answers how long a request of method must wait while the method is
 // out (0: it may go — the method is not out, or this request is now its
-// probe: probe). A request marked rpcclient.WithProbeLast (a task's first
+// probe: probe, the claim's end in ms, is then set). A request marked rpcclient.WithProbeLast (a task's first
 // cancel) may claim the probe only one ProbeInterval after the last claim
 // lapsed, others at once: a task whose cancel failed already probes again
 // rather than a new task each time, so an outage of N probes leaves a few
 // tasks to check their refunds after it, not N.
-func (g *Gate) hold(ctx context.Context, v *view, method string) (wait time.Duration, probe bool, err error) {
+func (g *Gate) hold(ctx context.Context, v *view, method string) (wait time.Duration, probe int64, err error) {
 	now := g.cfg.Now()
 	m, out := v.out(method, now)
 	if !out {
-		return 0, false, nil
+		return 0, 0, nil
 	}
 	var grace time.Duration
 	if rpcclient.ProbeLast(ctx) {
 		grace = g.cfg.ProbeInterval
 	}
 	if free := m.probeUntil.Add(grace); free.After(now) { // another request is (or may be) the probe: look again soon
-		return min(free.Sub(now), g.cfg.Sync), false, nil
+		return min(free.Sub(now), g.cfg.Sync), 0, nil
 	}
 	rctx, cancel := context.WithTimeout(ctx, g.cfg.RedisTimeout)
 	defer cancel()
 	res, err := claimScript.Run(rctx, g.cfg.Redis, []string{g.outageKey}, method, now.UnixMilli(), g.cfg.ProbeInterval.Milliseconds(), grace.Milliseconds()).Int64Slice()
 	if err != nil {
-		return 0, false, err
+		return 0, 0, err
 	}
 	g.view.CompareAndSwap(v, v.with(method, func(m *methodView) {
 		m.outUntil, m.probeUntil = time.UnixMilli(res[1]), time.UnixMilli(res[2])
@@ -81,12 +106,12 @@ func (g *Gate) hold(ctx context.Context, v *view, method string) (wait time.Dura
 	}))
 	switch res[0] {
 	case 0:
-		return min(time.UnixMilli(res[2]).Add(grace).Sub(now), g.cfg.Sync), false, nil
+		return min(time.UnixMilli(res[2]).Add(grace).Sub(now), g.cfg.Sync), 0, nil
 	case 2:
 		g.cfg.Logger.Debug("probing a method that is out with a request", zap.String("method", method))
-		return 0, true, nil
+		return 0, res[2], nil
 	}
-	return 0, false, nil
+	return 0, 0, nil
 }
 
 // answered tells the fleet how a request of a method that is out (as this

@@ -197,6 +197,10 @@ type Gate struct {
 	mu      sync.Mutex
 	counts  map[string]*[3]int64 // this replica's answers since the last sync, by method: sent, unavailable, refused
 	flush   *time.Timer          // set while counts wait for a sync
+	// probes: the probe claim (its end, ms) of each request this process
+	// let through as its method's probe, by the request's context (the
+	// client gives Wait and Done the same one), until Done.
+	probes sync.Map
 }
 
 // New validates cfg and returns a Gate.

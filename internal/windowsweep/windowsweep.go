@@ -507,6 +507,11 @@ func (s *Sweeper) decideAll(ctx context.Context, infos []*asynq.TaskInfo) (out [
 	now := s.cfg.Now()
 	for j, i := range archived {
 		info, e := infos[i], entries[j]
+		if e.Owner == info.ID && e.Delivery == worker.DeliveryQueued && info.LastFailedAt.Unix() == e.QueuedAfter {
+			// The sweep or the wake moved it to pending, and it is archived
+			// again with no failure of asynq's since: an operator's Archive.
+			continue
+		}
 		// asynq archived it on its own: the record says so (see
 		// records.Entry.Due), or the delivery could not claim the refund
 		// or died before it did (it wrote nothing; the handler's error or
