@@ -56,10 +56,11 @@ func (h *Handler) attempt(ctx context.Context, log *zap.Logger, d Delivery, p ta
 	return res, err
 }
 
-// sendWithin bounds the time from the record saying a cancelRefund is
-// being sent to the request starting: well inside asynq's 30 s lease, so
-// a delivery that stalls after its record cannot send once asynq has
-// handed the task to another delivery.
+// sendWithin bounds the time from an attempt's start to its cancelRefund
+// starting (the record that says it is being sent comes in between, right
+// before the send): well inside asynq's 30 s lease, so a delivery that
+// stalls after its record cannot send once asynq has handed the task to
+// another delivery, and a worker waits no longer at the fleet's Gate.
 const sendWithin = 20 * time.Second
 
 // first reports whether no cancelRefund may have reached 2Checkout for the
