@@ -373,7 +373,7 @@ func (c *Client) do(ctx context.Context, method, session string, params []any, o
 		return err
 	}
 	if check != nil {
-		err := check(ctx)
+		err := c.runBefore(ctx, method, check)
 		if err == nil {
 			if t, ok := startDeadline(ctx); ok && !c.now().Before(t) {
 				err = ErrStartDeadline // the check took the time left
@@ -394,6 +394,19 @@ func (c *Client) do(ctx context.Context, method, session string, params []any, o
 	c.cfg.Observer.ObserveRequest(method, Classify(err), time.Since(start))
 	c.gateDone(ctx, method, err)
 	return err
+}
+
+// runBefore runs a caller's before (see CancelRefund) for a request the
+// Gate let through; if it panics, the Gate is told the request was not
+// sent before the panic goes on.
+func (c *Client) runBefore(ctx context.Context, method string, before func(context.Context) error) error {
+	defer func() {
+		if r := recover(); r != nil {
+			c.gateDone(ctx, method, &TransportError{Method: method, Err: errors.New("not sent: the caller's before panicked"), NotSent: true})
+			panic(r)
+		}
+	}()
+	return before(ctx)
 }
 
 // send makes the HTTP round trip of one request, answer read included,

@@ -55,6 +55,9 @@ func (c *Client) gateWait(ctx context.Context, method string) error {
 		return &GateError{Method: method, Err: err}
 	}
 	if t, ok := startDeadline(ctx); ok && !c.now().Before(t) {
+		if err == nil {
+			c.gateDone(ctx, method, ErrStartDeadline) // let through, but not sent
+		}
 		return ErrStartDeadline // whatever the gate did, no request starts late
 	}
 	return err

@@ -1251,9 +1251,19 @@ func TestModelCounterexamples(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			m.zombie(t, m.task(m.owner), 3, true, true) // op 3 (claim, turn, the cancel, in it the sending write): done; then it stalls
-			if n := len(m.ledger()); m.ledger()[n-1].Method != rpcclient.MethodCancelRefund {
-				t.Fatal("set-up: the stalled delivery sent nothing when it woke")
+			woke := -1
+			wake := m.beforeWake
+			m.beforeWake = func() { wake(); woke = len(m.ledger()) }
+			// op 3 (claim, turn, the cancel, in it the sending write): done;
+			// then it stalls past its lease, and wakes about to send.
+			m.zombie(t, m.task(m.owner), 3, true, true)
+			if woke < 0 {
+				t.Fatal("set-up: the delivery never stalled")
+			}
+			for _, c := range m.ledger()[woke:] {
+				if c.Method == rpcclient.MethodCancelRefund {
+					t.Fatalf("the stalled delivery sent a cancelRefund when it woke, after its successor's final record: %+v", c)
+				}
 			}
 		},
 	}} {
