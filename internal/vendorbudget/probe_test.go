@@ -1,9 +1,8 @@
 package vendorbudget
 
-// A cancel admitted as an outage's probe but stopped by its caller's check
-// (rpcclient.CancelRefund's before: a retry finding its refund already
-// settled) sends nothing: its probe claim is given back, so a real request
-// probes the method at once, not a ProbeInterval later.
+// An outage's probe claim is given back whenever the request that holds it
+// is not sent, so that a real request probes the method at once, not a
+// ProbeInterval later.
 
 import (
 	"context"
@@ -16,6 +15,9 @@ import (
 	"github.com/refundd/refund-canceller/rpcclient/rpctest"
 )
 
+// A cancel admitted as the probe but stopped by its caller's check
+// (rpcclient.CancelRefund's before: a retry finding its refund already
+// settled) sends nothing.
 func TestProbeStoppedByItsCheckGivesTheClaimBack(t *testing.T) {
 	c := newClock()
 	gs, _ := newGates(t, 1, Config{Now: c.Now})
