@@ -84,12 +84,7 @@ func TestThrottleHeldAttemptDoesNotEatTheLastChance(t *testing.T) {
 	}
 	_ = e.srv.Seed(rpctest.Refund{OrderRef: "TH1", InitiatedAt: initiated, RefundID: "RF-TH1"})
 	gate := &stallGate{clock: e.clock, step: time.Second, method: rpcclient.MethodCancelRefund}
-	api, err := rpcclient.New(rpcclient.Config{URL: e.srv.RPCURL, MerchantCode: rpctest.DefaultMerchantCode, SecretKey: rpctest.DefaultSecretKey,
-		Now: e.clock.Now, RequestTimeout: time.Second, Gate: gate})
-	if err != nil {
-		t.Fatal(err)
-	}
-	e.h.api = api
+	e.useGate(t, gate)
 	d := Delivery{Type: tasks.TypeCancelRefund, TaskID: "th", MaxRetry: tasks.DefaultMaxRetry, Payload: payload("TH1", initiated)}
 	res := deliverUntilFinal(t, e, d)
 	cancels := 0
@@ -118,12 +113,7 @@ func TestThrottledCheckDoesNotEatTheLastChance(t *testing.T) {
 	cutoff := e.h.policy.Cutoff(initiated)
 	_ = e.srv.Seed(rpctest.Refund{OrderRef: "TC1", InitiatedAt: initiated, RefundID: "RF-TC1"})
 	gate := &stallGate{clock: e.clock, step: time.Second, method: rpcclient.MethodGetOrder}
-	api, err := rpcclient.New(rpcclient.Config{URL: e.srv.RPCURL, MerchantCode: rpctest.DefaultMerchantCode, SecretKey: rpctest.DefaultSecretKey,
-		Now: e.clock.Now, RequestTimeout: time.Second, Gate: gate})
-	if err != nil {
-		t.Fatal(err)
-	}
-	e.h.api = api
+	e.useGate(t, gate)
 	_ = e.srv.SetFaults(rpctest.FaultRule{Method: rpcclient.MethodCancelRefund, Kind: rpctest.FaultStatus, Status: 503, FirstN: 1})
 	d := Delivery{Type: tasks.TypeCancelRefund, TaskID: "tc", MaxRetry: tasks.DefaultMaxRetry, Payload: payload("TC1", initiated)}
 	res := deliverUntilFinal(t, e, d)
@@ -167,12 +157,7 @@ func TestCancelNotStartedAtTheCutoffIsNotCountedSent(t *testing.T) {
 	e := newEnv(t, "")
 	initiated := t0.Add(-2*time.Hour + DefaultSafetyMargin + 2*time.Second) // cut-off in 2 s: the last chance
 	_ = e.srv.Seed(rpctest.Refund{OrderRef: "NS1", InitiatedAt: initiated})
-	api, err := rpcclient.New(rpcclient.Config{URL: e.srv.RPCURL, MerchantCode: rpctest.DefaultMerchantCode, SecretKey: rpctest.DefaultSecretKey,
-		Now: e.clock.Now, RequestTimeout: time.Second, Gate: &lateGate{clock: e.clock, method: rpcclient.MethodCancelRefund}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	e.h.api = api
+	e.useGate(t, &lateGate{clock: e.clock, method: rpcclient.MethodCancelRefund})
 	d := Delivery{Type: tasks.TypeCancelRefund, TaskID: "ns", MaxRetry: tasks.DefaultMaxRetry, Payload: payload("NS1", initiated)}
 	res, err := e.h.Deliver(context.Background(), d)
 	cancels := 0
@@ -295,15 +280,10 @@ func TestNewerRefundDuringAGateHoldIsLeftAlone(t *testing.T) {
 	initiated := t0.Add(-time.Hour)
 	_ = e.srv.Seed(rpctest.Refund{OrderRef: "GH1", InitiatedAt: initiated, RefundID: "RF-ours"})
 	gate := &hookGate{method: rpcclient.MethodCancelRefund}
-	api, err := rpcclient.New(rpcclient.Config{URL: e.srv.RPCURL, MerchantCode: rpctest.DefaultMerchantCode, SecretKey: rpctest.DefaultSecretKey,
-		Now: e.clock.Now, RequestTimeout: time.Second, Gate: gate})
-	if err != nil {
-		t.Fatal(err)
-	}
-	e.h.api = api
+	e.useGate(t, gate)
 	d := Delivery{Type: tasks.TypeCancelRefund, MaxRetry: tasks.DefaultMaxRetry, TaskID: "gh", Payload: payload("GH1", initiated)}
 	_ = e.srv.SetFaults(rpctest.FaultRule{Kind: rpctest.FaultStatus, Status: 503, Method: rpcclient.MethodCancelRefund, FirstN: 1})
-	_, err = e.h.Deliver(context.Background(), d)
+	_, err := e.h.Deliver(context.Background(), d)
 	var rerr *RetryError
 	if !errors.As(err, &rerr) {
 		t.Fatalf("delivery 1: %v", err)

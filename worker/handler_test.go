@@ -34,6 +34,18 @@ func (c *countingObserver) Attempted(outcome string, _ time.Duration) {
 	c.outcomes = append(c.outcomes, outcome)
 }
 
+// useGate makes the handler call 2Checkout through g, where the fleet's
+// Gate (internal/vendorbudget) stands in refundd.
+func (e *env) useGate(t *testing.T, g rpcclient.Gate) {
+	t.Helper()
+	api, err := rpcclient.New(rpcclient.Config{URL: e.srv.RPCURL, MerchantCode: rpctest.DefaultMerchantCode, SecretKey: rpctest.DefaultSecretKey,
+		Now: e.clock.Now, RequestTimeout: time.Second, Gate: g})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.h.api = api
+}
+
 func newEnv(t *testing.T, secret string) *env {
 	t.Helper()
 	return newEnvWith(t, secret, rpctest.Config{})

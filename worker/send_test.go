@@ -55,12 +55,7 @@ func TestShutdownDuringTheCheckLeavesNoFalseSending(t *testing.T) {
 	initiated := t0.Add(-time.Hour)
 	_ = e.srv.Seed(rpctest.Refund{OrderRef: "SC1", InitiatedAt: initiated, RefundID: "RF-ours"})
 	gate := &cancelOnGate{method: rpcclient.MethodGetOrder}
-	api, err := rpcclient.New(rpcclient.Config{URL: e.srv.RPCURL, MerchantCode: rpctest.DefaultMerchantCode, SecretKey: rpctest.DefaultSecretKey,
-		Now: e.clock.Now, RequestTimeout: time.Second, Gate: gate})
-	if err != nil {
-		t.Fatal(err)
-	}
-	e.h.api = api
+	e.useGate(t, gate)
 	d := Delivery{Type: tasks.TypeCancelRefund, MaxRetry: tasks.DefaultMaxRetry, TaskID: "sc", Payload: payload("SC1", initiated)}
 	_ = e.srv.SetFaults(rpctest.FaultRule{Kind: rpctest.FaultStatus, Status: 429, Method: rpcclient.MethodCancelRefund, FirstN: 1})
 	res, err := e.h.Deliver(context.Background(), d)
@@ -117,12 +112,7 @@ func TestCheckPastTheOrdinaryDeadlineLeavesTheLastChance(t *testing.T) {
 	initiated := t0.Add(-2*time.Hour + DefaultSafetyMargin + 30*time.Second)
 	_ = e.srv.Seed(rpctest.Refund{OrderRef: "OD1", InitiatedAt: initiated, RefundID: "RF-OD1"})
 	gate := &lateOnceGate{clock: e.clock, method: rpcclient.MethodGetOrder}
-	api, err := rpcclient.New(rpcclient.Config{URL: e.srv.RPCURL, MerchantCode: rpctest.DefaultMerchantCode, SecretKey: rpctest.DefaultSecretKey,
-		Now: e.clock.Now, RequestTimeout: time.Second, Gate: gate})
-	if err != nil {
-		t.Fatal(err)
-	}
-	e.h.api = api
+	e.useGate(t, gate)
 	_ = e.srv.SetFaults(rpctest.FaultRule{Kind: rpctest.FaultStatus, Status: 429, Method: rpcclient.MethodCancelRefund, FirstN: 1})
 	d := Delivery{Type: tasks.TypeCancelRefund, MaxRetry: tasks.DefaultMaxRetry, TaskID: "od", Payload: payload("OD1", initiated)}
 	res := deliverUntilFinal(t, e, d)
@@ -156,15 +146,10 @@ func TestSessionRetryChecksAgain(t *testing.T) {
 	initiated := t0.Add(-time.Hour)
 	_ = e.srv.Seed(rpctest.Refund{OrderRef: "SR1", InitiatedAt: initiated, RefundID: "RF-ours"})
 	gate := &nthGate{method: rpcclient.MethodCancelRefund, n: 3}
-	api, err := rpcclient.New(rpcclient.Config{URL: e.srv.RPCURL, MerchantCode: rpctest.DefaultMerchantCode, SecretKey: rpctest.DefaultSecretKey,
-		Now: e.clock.Now, RequestTimeout: time.Second, Gate: gate})
-	if err != nil {
-		t.Fatal(err)
-	}
-	e.h.api = api
+	e.useGate(t, gate)
 	_ = e.srv.SetFaults(rpctest.FaultRule{Kind: rpctest.FaultStatus, Status: 429, Method: rpcclient.MethodCancelRefund, FirstN: 1})
 	d := Delivery{Type: tasks.TypeCancelRefund, MaxRetry: tasks.DefaultMaxRetry, TaskID: "sr", Payload: payload("SR1", initiated)}
-	_, err = e.h.Deliver(context.Background(), d)
+	_, err := e.h.Deliver(context.Background(), d)
 	var rerr *RetryError
 	if !errors.As(err, &rerr) {
 		t.Fatalf("delivery 1: %v", err)

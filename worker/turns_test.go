@@ -180,13 +180,8 @@ func TestConfirmHeldBackAfterACancelStillCounts(t *testing.T) {
 	initiated := t0.Add(-time.Hour)
 	_ = e.srv.Seed(rpctest.Refund{OrderRef: "N1", InitiatedAt: initiated, Status: "CANCELED"}) // "not cancellable"
 	gate := &refusingGate{refuse: "getOrder"}
-	api, err := rpcclient.New(rpcclient.Config{URL: e.srv.RPCURL, MerchantCode: rpctest.DefaultMerchantCode, SecretKey: rpctest.DefaultSecretKey,
-		Now: e.clock.Now, RequestTimeout: time.Second, Gate: gate})
-	if err != nil {
-		t.Fatal(err)
-	}
-	e.h.api = api
-	_, err = e.h.Deliver(context.Background(), Delivery{Type: tasks.TypeCancelRefund, TaskID: "n", MaxRetry: 25, Payload: payload("N1", initiated)})
+	e.useGate(t, gate)
+	_, err := e.h.Deliver(context.Background(), Delivery{Type: tasks.TypeCancelRefund, TaskID: "n", MaxRetry: 25, Payload: payload("N1", initiated)})
 	var rerr *RetryError
 	if !errors.As(err, &rerr) || rerr.NothingSent || !e.h.IsFailure(err) {
 		t.Fatalf("err %v (%+v), want a counted retry", err, rerr)
@@ -265,12 +260,7 @@ func TestLastChanceIsNeverHeld(t *testing.T) {
 	initiated := t0.Add(-2*time.Hour + DefaultSafetyMargin + 30*time.Second) // cut-off in 30 s
 	_ = e.srv.Seed(rpctest.Refund{OrderRef: "LC1", InitiatedAt: initiated})
 	gate := &priorityOnlyGate{}
-	api, err := rpcclient.New(rpcclient.Config{URL: e.srv.RPCURL, MerchantCode: rpctest.DefaultMerchantCode, SecretKey: rpctest.DefaultSecretKey,
-		Now: e.clock.Now, RequestTimeout: time.Second, Gate: gate})
-	if err != nil {
-		t.Fatal(err)
-	}
-	e.h.api = api
+	e.useGate(t, gate)
 	turns := &fakeTurns{until: t0.Add(time.Hour), ahead: 3}
 	e.h.turns = turns
 	cutoff := e.h.policy.Cutoff(initiated)
@@ -354,14 +344,9 @@ func TestFirstCancelProbesLast(t *testing.T) {
 	_ = e.srv.Seed(rpctest.Refund{OrderRef: "P1", InitiatedAt: initiated})
 	_ = e.srv.SetFaults(rpctest.FaultRule{Kind: rpctest.FaultStatus, Status: 503, Method: rpcclient.MethodCancelRefund, FirstN: 1})
 	spy := &probeSpy{}
-	api, err := rpcclient.New(rpcclient.Config{URL: e.srv.RPCURL, MerchantCode: rpctest.DefaultMerchantCode, SecretKey: rpctest.DefaultSecretKey,
-		Now: e.clock.Now, RequestTimeout: time.Second, Gate: spy})
-	if err != nil {
-		t.Fatal(err)
-	}
-	e.h.api = api
+	e.useGate(t, spy)
 	d := Delivery{Type: tasks.TypeCancelRefund, MaxRetry: tasks.DefaultMaxRetry, TaskID: "p", Payload: payload("P1", initiated)}
-	_, err = e.h.Deliver(context.Background(), d)
+	_, err := e.h.Deliver(context.Background(), d)
 	var rerr *RetryError
 	if !errors.As(err, &rerr) {
 		t.Fatalf("first attempt: %v", err)
