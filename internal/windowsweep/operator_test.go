@@ -36,6 +36,66 @@ func (h *holdOnce) Take(context.Context, string, time.Time) (worker.Turn, error)
 	return worker.Turn{Release: func() {}}, nil
 }
 
+// rig is a queue of the test's own, the real handler (turns playing
+// deadline-first dispatch, if set) against a sandbox, a sweep that runs
+// only when told, and worker servers started on demand.
+type rig struct {
+	q      string
+	sb     *rpctest.Server
+	insp   *asynq.Inspector
+	store  *records.Store
+	sw     *windowsweep.Sweeper
+	client *asynq.Client
+	h      *worker.Handler
+	start  func() *worker.Server // a worker server, started
+}
+
+func newRig(t *testing.T, turns worker.Turns, requestTimeout, shutdownTimeout time.Duration) *rig {
+	t.Helper()
+	r := redistest.New(t)
+	g := &rig{q: r.Queue(t), sb: rpctest.NewServer(rpctest.Config{}), insp: asynq.NewInspector(r.Opt), client: asynq.NewClient(r.Opt)}
+	t.Cleanup(g.sb.Close)
+	t.Cleanup(func() { _ = g.insp.Close() })
+	t.Cleanup(func() { _ = g.client.Close() })
+	api, err := rpcclient.New(rpcclient.Config{URL: g.sb.RPCURL, MerchantCode: rpctest.DefaultMerchantCode, SecretKey: rpctest.DefaultSecretKey, RequestTimeout: requestTimeout})
+	if err != nil {
+		t.Fatal(err)
+	}
+	log := zaptest.NewLogger(t)
+	rc := r.Client()
+	t.Cleanup(func() { _ = rc.Close() })
+	g.store = records.New(rc, g.q, 0)
+	if g.h, err = worker.NewHandler(worker.HandlerConfig{API: api, Memory: g.store, Logger: log, Turns: turns}); err != nil {
+		t.Fatal(err)
+	}
+	g.start = func() *worker.Server {
+		srv, err := worker.NewServer(worker.ServerConfig{Redis: r.Opt, Queue: g.q, Logger: log, ShutdownTimeout: shutdownTimeout, TaskCheckInterval: 50 * time.Millisecond}, g.h)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := srv.Start(); err != nil {
+			t.Fatal(err)
+		}
+		return srv
+	}
+	if g.sw, err = windowsweep.New(windowsweep.Config{Redis: r.Opt, Queue: g.q, Interval: time.Hour, Logger: log}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = g.sw.Close() })
+	return g
+}
+
+// enqueue enqueues ref's cancellation as a raw producer would, with opts.
+func (g *rig) enqueue(t *testing.T, ref string, initiated time.Time, opts ...asynq.Option) string {
+	t.Helper()
+	id := tasks.TaskID(ref, initiated)
+	payload := `{"order_ref":"` + ref + `","refund_initiated_at":"` + initiated.Format(time.RFC3339) + `"}`
+	if _, err := g.client.Enqueue(asynq.NewTask(tasks.TypeCancelRefund, []byte(payload)), append([]asynq.Option{asynq.TaskID(id), asynq.Queue(g.q)}, opts...)...); err != nil {
+		t.Fatal(err)
+	}
+	return id
+}
+
 // The operator's word stands for a MaxRetry 0 task that a hold parked. A
 // raw producer's MaxRetry 0 task is held by deadline-first dispatch:
 // asynq's counter archives it (the record: held, delivery "parked"). The
@@ -45,50 +105,12 @@ func (h *holdOnce) Take(context.Context, string, time.Time) (worker.Turn, error)
 // cancellation. The sweep leaves it archived: no cancel is sent. (Before
 // the record said "queued", the sweep read "parked" and ran it.)
 func TestOperatorArchiveOfAWokenParkedTaskStands(t *testing.T) {
-	r := redistest.New(t)
-	q := r.Queue(t)
-	sb := rpctest.NewServer(rpctest.Config{})
-	t.Cleanup(sb.Close)
-	api, err := rpcclient.New(rpcclient.Config{URL: sb.RPCURL, MerchantCode: rpctest.DefaultMerchantCode, SecretKey: rpctest.DefaultSecretKey, RequestTimeout: time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	log := zaptest.NewLogger(t)
-	insp := asynq.NewInspector(r.Opt)
-	t.Cleanup(func() { _ = insp.Close() })
-	rc := r.Client()
-	t.Cleanup(func() { _ = rc.Close() })
-	store := records.New(rc, q, 0)
-	h, err := worker.NewHandler(worker.HandlerConfig{API: api, Memory: store, Logger: log, Turns: &holdOnce{}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	newServer := func() *worker.Server {
-		srv, err := worker.NewServer(worker.ServerConfig{Redis: r.Opt, Queue: q, Logger: log, ShutdownTimeout: 2 * time.Second, TaskCheckInterval: 50 * time.Millisecond}, h)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := srv.Start(); err != nil {
-			t.Fatal(err)
-		}
-		return srv
-	}
-	sw, err := windowsweep.New(windowsweep.Config{Redis: r.Opt, Queue: q, Interval: time.Hour, Logger: log})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = sw.Close() })
-	client := asynq.NewClient(r.Opt)
-	t.Cleanup(func() { _ = client.Close() })
-
+	g := newRig(t, &holdOnce{}, time.Second, 2*time.Second)
+	q, sb, insp, store, sw := g.q, g.sb, g.insp, g.store, g.sw
 	initiated := time.Now().Add(-10 * time.Minute).UTC().Truncate(time.Second)
 	_ = sb.Seed(rpctest.Refund{OrderRef: "OPH1", InitiatedAt: initiated, RefundID: "RF-OPH1"})
-	id := tasks.TaskID("OPH1", initiated)
-	payload := `{"order_ref":"OPH1","refund_initiated_at":"` + initiated.Format(time.RFC3339) + `"}`
-	if _, err := client.Enqueue(asynq.NewTask(tasks.TypeCancelRefund, []byte(payload)), asynq.TaskID(id), asynq.Queue(q), asynq.MaxRetry(0)); err != nil {
-		t.Fatal(err)
-	}
-	srv := newServer()
+	id := g.enqueue(t, "OPH1", initiated, asynq.MaxRetry(0))
+	srv := g.start()
 	s := &stack{queue: q, sb: sb, insp: insp}
 	s.wait(t, id, 20*time.Second, archived) // held: asynq's counter archived it
 	srv.Shutdown()                          // every worker busy elsewhere, from here
@@ -110,7 +132,7 @@ func TestOperatorArchiveOfAWokenParkedTaskStands(t *testing.T) {
 	if _, err := sw.Sweep(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	srv = newServer()
+	srv = g.start()
 	t.Cleanup(srv.Shutdown)
 	// Let the worker run whatever the sweep handed back: a sweep's move is
 	// visible in asynq's state at once.
@@ -149,50 +171,13 @@ func (h holdID) Take(_ context.Context, id string, _ time.Time) (worker.Turn, er
 // takes an archived task with none for an operator's, whatever its record
 // says ("running" here), and leaves it archived.
 func TestOperatorArchiveAfterAShutdownRequeueStands(t *testing.T) {
-	r := redistest.New(t)
-	q := r.Queue(t)
-	sb := rpctest.NewServer(rpctest.Config{})
-	t.Cleanup(sb.Close)
-	api, err := rpcclient.New(rpcclient.Config{URL: sb.RPCURL, MerchantCode: rpctest.DefaultMerchantCode, SecretKey: rpctest.DefaultSecretKey, RequestTimeout: 20 * time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	log := zaptest.NewLogger(t)
-	insp := asynq.NewInspector(r.Opt)
-	t.Cleanup(func() { _ = insp.Close() })
-	rc := r.Client()
-	t.Cleanup(func() { _ = rc.Close() })
-	store := records.New(rc, q, 0)
-	h, err := worker.NewHandler(worker.HandlerConfig{API: api, Memory: store, Logger: log})
-	if err != nil {
-		t.Fatal(err)
-	}
-	newServer := func() *worker.Server {
-		srv, err := worker.NewServer(worker.ServerConfig{Redis: r.Opt, Queue: q, Logger: log, ShutdownTimeout: 200 * time.Millisecond, TaskCheckInterval: 50 * time.Millisecond}, h)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := srv.Start(); err != nil {
-			t.Fatal(err)
-		}
-		return srv
-	}
-	sw, err := windowsweep.New(windowsweep.Config{Redis: r.Opt, Queue: q, Interval: time.Hour, Logger: log})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = sw.Close() })
-	client := asynq.NewClient(r.Opt)
-	t.Cleanup(func() { _ = client.Close() })
+	g := newRig(t, nil, 20*time.Second, 200*time.Millisecond)
+	q, sb, insp, store, sw := g.q, g.sb, g.insp, g.store, g.sw
 	initiated := time.Now().Add(-10 * time.Minute).UTC().Truncate(time.Second)
 	_ = sb.Seed(rpctest.Refund{OrderRef: "SHD1", InitiatedAt: initiated, RefundID: "RF-SHD1"})
 	_ = sb.SetFaults(rpctest.FaultRule{Method: rpcclient.MethodCancelRefund, Kind: rpctest.FaultHang, FirstN: 1}) // nothing applied
-	id := tasks.TaskID("SHD1", initiated)
-	payload := `{"order_ref":"SHD1","refund_initiated_at":"` + initiated.Format(time.RFC3339) + `"}`
-	if _, err := client.Enqueue(asynq.NewTask(tasks.TypeCancelRefund, []byte(payload)), asynq.TaskID(id), asynq.Queue(q)); err != nil {
-		t.Fatal(err)
-	}
-	srv := newServer()
+	id := g.enqueue(t, "SHD1", initiated)
+	srv := g.start()
 	testutil.Eventually(t, 20*time.Second, "the cancelRefund in flight", func() bool { return sb.InFlight() > 0 })
 	srv.Shutdown() // ShutdownTimeout ends: back to pending
 	info, err := insp.GetTaskInfo(q, id)
@@ -222,7 +207,7 @@ func TestOperatorArchiveAfterAShutdownRequeueStands(t *testing.T) {
 		t.Fatal(err)
 	}
 	if info.State != asynq.TaskStateArchived {
-		srv = newServer()
+		srv = g.start()
 		t.Cleanup(srv.Shutdown)
 		testutil.Eventually(t, 20*time.Second, "the worker to run the handed-back task", func() bool { return applied() > 0 })
 		rf, _ := sb.Refund("SHD1")
@@ -235,45 +220,13 @@ func TestOperatorArchiveAfterAShutdownRequeueStands(t *testing.T) {
 // held MaxRetry 0 task: asynq's counter archives its hold, and it is the
 // very backlog deadline-first orders.
 func TestHeldMaxRetryZeroTaskCountsInTheBacklog(t *testing.T) {
-	r := redistest.New(t)
-	q := r.Queue(t)
-	sb := rpctest.NewServer(rpctest.Config{})
-	t.Cleanup(sb.Close)
-	api, err := rpcclient.New(rpcclient.Config{URL: sb.RPCURL, MerchantCode: rpctest.DefaultMerchantCode, SecretKey: rpctest.DefaultSecretKey, RequestTimeout: time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	log := zaptest.NewLogger(t)
-	insp := asynq.NewInspector(r.Opt)
-	t.Cleanup(func() { _ = insp.Close() })
-	rc := r.Client()
-	t.Cleanup(func() { _ = rc.Close() })
 	initiated := time.Now().Add(-115 * time.Minute).UTC().Truncate(time.Second) // cut-off within 5 minutes
-	id := tasks.TaskID("BL1", initiated)
-	h, err := worker.NewHandler(worker.HandlerConfig{API: api, Memory: records.New(rc, q, 0), Logger: log, Turns: holdID{id: id}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv, err := worker.NewServer(worker.ServerConfig{Redis: r.Opt, Queue: q, Logger: log, ShutdownTimeout: 2 * time.Second, TaskCheckInterval: 50 * time.Millisecond}, h)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := srv.Start(); err != nil {
-		t.Fatal(err)
-	}
+	g := newRig(t, holdID{id: tasks.TaskID("BL1", initiated)}, time.Second, 2*time.Second)
+	q, sb, insp, sw := g.q, g.sb, g.insp, g.sw
+	srv := g.start()
 	t.Cleanup(srv.Shutdown)
-	sw, err := windowsweep.New(windowsweep.Config{Redis: r.Opt, Queue: q, Interval: time.Hour, Logger: log})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = sw.Close() })
-	client := asynq.NewClient(r.Opt)
-	t.Cleanup(func() { _ = client.Close() })
 	_ = sb.Seed(rpctest.Refund{OrderRef: "BL1", InitiatedAt: initiated})
-	payload := `{"order_ref":"BL1","refund_initiated_at":"` + initiated.Format(time.RFC3339) + `"}`
-	if _, err := client.Enqueue(asynq.NewTask(tasks.TypeCancelRefund, []byte(payload)), asynq.TaskID(id), asynq.Queue(q), asynq.MaxRetry(0)); err != nil {
-		t.Fatal(err)
-	}
+	id := g.enqueue(t, "BL1", initiated, asynq.MaxRetry(0))
 	s := &stack{queue: q, sb: sb, insp: insp}
 	s.wait(t, id, 20*time.Second, archived) // held
 	rep, err := sw.Sweep(context.Background())
