@@ -53,6 +53,14 @@ func (c *Client) session(ctx context.Context) (*session, error) {
 	c.mu.Unlock()
 	select {
 	case <-lc.done:
+		if lc.err != nil {
+			if t, ok := startDeadline(ctx); ok && !c.now().Before(t) {
+				// The login (held at the Gate, say) took the caller's time:
+				// its request did not start in time, which the caller may
+				// answer otherwise than a failed login (a last chance).
+				return nil, ErrStartDeadline
+			}
+		}
 		return lc.sess, lc.err
 	case <-ctx.Done():
 		return nil, &TransportError{Method: MethodLogin, Err: ctx.Err(), NotSent: true}

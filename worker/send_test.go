@@ -255,3 +255,50 @@ func TestHeldRetryIsPlacedBeforeTheLead(t *testing.T) {
 			cutoff.Format(time.RFC3339Nano), e.h.policy.LastRetryLead, lead.Format(time.RFC3339Nano))
 	}
 }
+
+// loginHoldGate plays the fleet's throttle for the login: an ordinary
+// login (the session expired; an ordinary attempt needs one) is held at
+// the Gate until its own context ends — vendorbudget's Wait gives up at
+// the login's RequestTimeout — and the fake clock advances by hold
+// meanwhile. Priority requests (and priority logins) go at once.
+type loginHoldGate struct {
+	clock *rpctest.Clock
+	hold  time.Duration
+	held  int
+}
+
+func (g *loginHoldGate) Wait(ctx context.Context, method string) error {
+	if method != rpcclient.MethodLogin || rpcclient.Priority(ctx) {
+		return nil
+	}
+	g.held++
+	g.clock.Set(g.clock.Now().Add(g.hold))
+	return context.DeadlineExceeded
+}
+func (g *loginHoldGate) Done(context.Context, string, error) {}
+
+// An ordinary attempt whose session must be renewed waits on an ordinary
+// login, which the fleet's throttle holds for the login's whole
+// RequestTimeout (15 s). The caller's start deadline (OrdinaryDeadline)
+// bounds its wait: the attempt, begun 18 s before the cut-off, gives way
+// and goes on as the last chance — a priority request with a priority
+// login, which the throttle may not hold — and cancels the refund. (Found
+// by a fourth hostile review: the login's GateError, 3 s before the
+// cut-off, used to end the task window_closed.)
+func TestHeldOrdinaryLoginDoesNotEatTheLastChance(t *testing.T) {
+	e := newEnv(t, "")
+	initiated := t0.Add(-2*time.Hour + DefaultSafetyMargin + 18*time.Second) // cut-off in 18 s
+	cutoff := e.h.policy.Cutoff(initiated)
+	if e.h.policy.LastChance(t0, cutoff) || !e.h.policy.LastChance(t0.Add(15*time.Second), cutoff) {
+		t.Fatal("set-up: t0 must be ordinary, t0+15 s the last chance")
+	}
+	_ = e.srv.Seed(rpctest.Refund{OrderRef: "LH1", InitiatedAt: initiated, RefundID: "RF-LH1"})
+	gate := &loginHoldGate{clock: e.clock, hold: 15 * time.Second}
+	e.useGate(t, gate)
+	d := Delivery{Type: tasks.TypeCancelRefund, MaxRetry: tasks.DefaultMaxRetry, TaskID: "lh", Payload: payload("LH1", initiated)}
+	res := deliverUntilFinal(t, e, d)
+	if r, _ := e.srv.Refund("LH1"); r.Status != rpctest.StatusCanceled {
+		t.Fatalf("refund %s, record %s (%s), %d cancelRefund sent, %d ordinary login(s) held; the attempt ended at %s, %v before the cut-off %s",
+			r.Status, res.Outcome, res.Reason, e.cancels(), gate.held, e.clock.Now().Format(time.RFC3339), cutoff.Sub(e.clock.Now()), cutoff.Format(time.RFC3339))
+	}
+}
