@@ -349,10 +349,14 @@ func (c *Client) callChecked(ctx context.Context, method string, params []any, o
 	}
 	c.log.Debug("session refused; logging in again", zap.String("method", method), zap.Error(err))
 	c.dropSession(sess)
+	refused := err
 	if sess, err = c.session(ctx); err != nil {
-		return err
+		return &ResendError{Refused: refused, Err: err}
 	}
-	return c.do(ctx, method, sess.id, params, out, check)
+	if err = c.do(ctx, method, sess.id, params, out, check); err != nil && !Sent(err) {
+		return &ResendError{Refused: refused, Err: err}
+	}
+	return err
 }
 
 // jsonMediaType is the value of both headers of every request; never

@@ -243,3 +243,29 @@ func startDeadline(ctx context.Context) (time.Time, bool) {
 	t, ok := ctx.Value(startDeadlineKey{}).(time.Time)
 	return t, ok
 }
+
+// ResendError is the error of a request whose first send was refused for
+// its session (Refused: it reached 2Checkout and was not applied) and whose
+// resend, after a new login, was not sent (Err: the login failed, the Gate
+// held it, its start deadline passed). It is Err to errors.Is and As.
+type ResendError struct {
+	Refused error
+	Err     error
+}
+
+func (e *ResendError) Error() string {
+	return fmt.Sprintf("%v (its first send was refused for its session: %v)", e.Err, e.Refused)
+}
+
+// Unwrap answers Err.
+func (e *ResendError) Unwrap() error { return e.Err }
+
+// Sent reports whether a request that ended with err may have reached
+// 2Checkout: not one the Gate or the start deadline held back, nor one its
+// caller's context ended before it left.
+func Sent(err error) bool {
+	var ge *GateError
+	var te *TransportError
+	return !errors.Is(err, ErrStartDeadline) && !errors.As(err, &ge) && !(errors.As(err, &te) && te.NotSent)
+}
+

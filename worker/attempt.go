@@ -143,8 +143,11 @@ func (h *Handler) try(ctx context.Context, d Delivery, p tasks.CancelRefund, c C
 		recorded = true
 		return nil
 	}
+	// refused: a send left and was refused for its session, and its resend
+	// did not leave (rpcclient.ResendError): one cancel was sent.
+	refused := false
 	unsent := func() {
-		if recorded {
+		if recorded && !refused {
 			res.Sent--
 		}
 	}
@@ -174,6 +177,12 @@ func (h *Handler) try(ctx context.Context, d Delivery, p tasks.CancelRefund, c C
 	if err == nil {
 		res.Outcome, res.RefundID = tasks.OutcomeCancelled, refundID
 		return nil
+	}
+	var re *rpcclient.ResendError
+	if refused = recorded && errors.As(err, &re); refused && ctx.Err() != nil {
+		// asynq stopped the attempt before the resend left: the record must
+		// not go on saying "sending" for a cancel 2Checkout refused.
+		h.refusedOnly(ctx, c, res)
 	}
 	if stop != nil {
 		unsent() // stopped before it was sent
@@ -215,6 +224,20 @@ func (h *Handler) try(ctx context.Context, d Delivery, p tasks.CancelRefund, c C
 		}
 	}
 	return h.retryOrGiveUp(ctx, d, p, res, true, err, err)
+}
+
+// refusedOnly records, although asynq stopped the attempt, that its only
+// cancelRefund was refused for its session (never applied): the next
+// delivery must not take the "sending" record for a cancel that may have
+// applied. Fenced like any write; best effort.
+func (h *Handler) refusedOnly(ctx context.Context, c Claim, res *tasks.Result) {
+	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), h.policy.RequestTimeout)
+	defer cancel()
+	rec := *res
+	rec.Outcome, rec.Reason = tasks.OutcomeRetry, "stopped (a shutdown or a timeout) before the resend of a cancelRefund 2Checkout refused for its session: nothing applied"
+	if err := h.mem.Write(wctx, c, &rec, DeliveryRunning, false); err != nil {
+		h.log.Warn("could not record that the only cancelRefund sent was refused", zap.String("task_id", res.TaskID), zap.Error(err))
+	}
 }
 
 // checkRefund is the check before a cancel that follows one that reached

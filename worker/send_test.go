@@ -302,3 +302,95 @@ func TestHeldOrdinaryLoginDoesNotEatTheLastChance(t *testing.T) {
 			r.Status, res.Outcome, res.Reason, e.cancels(), gate.held, e.clock.Now().Format(time.RFC3339), cutoff.Sub(e.clock.Now()), cutoff.Format(time.RFC3339))
 	}
 }
+
+// nthCancelGate runs hook when the n-th request of method asks to go,
+// then answers the context's error if it ended (vendorbudget's Wait does).
+type nthCancelGate struct {
+	method string
+	n      int
+	hook   func()
+}
+
+func (g *nthCancelGate) Wait(ctx context.Context, method string) error {
+	if method == g.method {
+		if g.n--; g.n == 0 && g.hook != nil {
+			g.hook()
+		}
+	}
+	return ctx.Err()
+}
+func (g *nthCancelGate) Done(context.Context, string, error) {}
+
+// A first cancel is refused for its session (2Checkout answered
+// SESSION_EXPIRED: never applied); the client logs in again and its resend
+// waits at the Gate, where a shutdown (a rolling restart) stops it. The
+// record does not go on saying "sending": it says the only cancel sent was
+// refused. The next delivery checks the order (a cancel was sent) and,
+// the task's refund having been settled by someone else and a newer one
+// issued meanwhile, ends superseded, leaving the newer one alone. (Found
+// by a fourth hostile review: it ended unknown.)
+func TestShutdownDuringTheSessionResendLeavesNoFalseSending(t *testing.T) {
+	e := newEnv(t, "")
+	initiated := t0.Add(-time.Hour)
+	_ = e.srv.Seed(rpctest.Refund{OrderRef: "SX1", InitiatedAt: initiated, RefundID: "RF-ours"})
+	gate := &nthCancelGate{method: rpcclient.MethodCancelRefund, n: 2}
+	api, err := rpcclient.New(rpcclient.Config{URL: e.srv.RPCURL, MerchantCode: rpctest.DefaultMerchantCode, SecretKey: rpctest.DefaultSecretKey,
+		Now: e.clock.Now, RequestTimeout: time.Second, Gate: gate})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.h.api = api
+	d := Delivery{Type: tasks.TypeCancelRefund, MaxRetry: tasks.DefaultMaxRetry, TaskID: "sx", Payload: payload("SX1", initiated)}
+	_ = e.srv.SetFaults(rpctest.FaultRule{Kind: rpctest.FaultExpireSession, Method: rpcclient.MethodCancelRefund, FirstN: 1})
+	ctx, cancel := context.WithCancel(context.Background())
+	gate.hook = cancel
+	if res, err := e.h.Deliver(ctx, d); res != nil || !errors.Is(err, context.Canceled) {
+		t.Fatalf("delivery 1: %+v %v; want stopped by the shutdown", res, err)
+	}
+	if n := e.cancels(); n != 1 {
+		t.Fatalf("set-up: %d cancelRefund in the ledger, want the one refused for its session", n)
+	}
+	// Someone else settles this task's refund; a newer one is issued.
+	e.clock.Set(e.clock.Now().Add(time.Minute))
+	_ = e.srv.Seed(rpctest.Refund{OrderRef: "SX1", InitiatedAt: e.clock.Now().Add(-time.Second), RefundID: "RF-newer"})
+	res, err := e.h.Deliver(context.Background(), d)
+	if cur, _ := e.srv.Refund("SX1"); cur.RefundID != "RF-newer" || cur.Status != rpctest.StatusPending {
+		t.Fatalf("the newer refund was touched: %+v", cur)
+	}
+	if res == nil || res.Outcome != tasks.OutcomeSuperseded {
+		var o string
+		if res != nil {
+			o = res.Outcome + " sent=" + fmtInt(res.Sent) + " maybe_applied=" + res.MaybeApplied + " (" + res.Reason + ")"
+		}
+		t.Fatalf("delivery 2: %s %v; the ledger holds %d cancelRefund, answered SESSION_EXPIRED (never applied); want superseded", o, err, e.cancels())
+	}
+}
+
+// Sent counts "the cancelRefund requests sent for the refund". A first
+// cancel goes out and is refused for its session (SESSION_EXPIRED); the
+// client logs in again, and the resend waits at the Gate past its send
+// deadline (sendWithin), so it is not sent. The record counts the one
+// that went out, as the sandbox's ledger does. (Found by a fourth hostile
+// review: it counted none.)
+func TestSessionRefusedCancelThenLateResendIsCountedSent(t *testing.T) {
+	e := newEnv(t, "")
+	initiated := t0.Add(-time.Hour)
+	_ = e.srv.Seed(rpctest.Refund{OrderRef: "SL1", InitiatedAt: initiated, RefundID: "RF-SL1"})
+	gate := &nthGate{method: rpcclient.MethodCancelRefund, n: 2}
+	gate.hook = func() { e.clock.Set(e.clock.Now().Add(sendWithin + time.Second)) } // the resend waited past its send deadline
+	api, err := rpcclient.New(rpcclient.Config{URL: e.srv.RPCURL, MerchantCode: rpctest.DefaultMerchantCode, SecretKey: rpctest.DefaultSecretKey,
+		Now: e.clock.Now, RequestTimeout: time.Second, Gate: gate})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.h.api = api
+	_ = e.srv.SetFaults(rpctest.FaultRule{Kind: rpctest.FaultExpireSession, Method: rpcclient.MethodCancelRefund, FirstN: 1})
+	d := Delivery{Type: tasks.TypeCancelRefund, MaxRetry: tasks.DefaultMaxRetry, TaskID: "sl", Payload: payload("SL1", initiated)}
+	res, err := e.h.Deliver(context.Background(), d)
+	if res == nil {
+		t.Fatalf("delivery: %v", err)
+	}
+	if res.Sent != e.cancels() {
+		t.Fatalf("record sent=%d attempts=%d (%s %v); the ledger holds %d cancelRefund", res.Sent, res.Attempts, res.Outcome, err, e.cancels())
+	}
+}
