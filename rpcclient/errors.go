@@ -268,4 +268,3 @@ func Sent(err error) bool {
 	var te *TransportError
 	return !errors.Is(err, ErrStartDeadline) && !errors.As(err, &ge) && !(errors.As(err, &te) && te.NotSent)
 }
-

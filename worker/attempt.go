@@ -358,11 +358,10 @@ const (
 
 // reached reads how far the failed call whose error is err got.
 func reached(err error) reach {
-	var ge *rpcclient.GateError
 	var te *rpcclient.TransportError
 	var ae *rpcclient.APIError
 	switch {
-	case errors.As(err, &ge) || errors.As(err, &te) && te.NotSent || errors.Is(err, rpcclient.ErrStartDeadline):
+	case !rpcclient.Sent(err):
 		return nothingReached
 	case errors.As(err, &te) && te.Method == rpcclient.MethodLogin, errors.As(err, &ae) && ae.Method == rpcclient.MethodLogin:
 		return loginReached

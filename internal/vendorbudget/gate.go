@@ -160,11 +160,11 @@ func (g *Gate) Done(ctx context.Context, method string, err error) {
 	}
 }
 
-// sent reports whether a request that ended with err reached 2Checkout (or
-// may have): not one its caller cancelled or the client never sent.
+// sent reports whether how a request ended counts as 2Checkout's answer:
+// it may have reached 2Checkout (rpcclient.Sent), and its caller did not
+// cancel it (a shutdown says nothing of 2Checkout).
 func sent(err error) bool {
-	var te *rpcclient.TransportError
-	return !errors.Is(err, rpcclient.ErrStartDeadline) && !(errors.As(err, &te) && te.NotSent) && !errors.Is(err, context.Canceled)
+	return rpcclient.Sent(err) && !errors.Is(err, context.Canceled)
 }
 
 // refusedForLoad reports whether 2Checkout refused the request for load: a
