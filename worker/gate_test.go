@@ -87,12 +87,7 @@ func TestThrottleHeldAttemptDoesNotEatTheLastChance(t *testing.T) {
 	e.useGate(t, gate)
 	d := Delivery{Type: tasks.TypeCancelRefund, TaskID: "th", MaxRetry: tasks.DefaultMaxRetry, Payload: payload("TH1", initiated)}
 	res := deliverUntilFinal(t, e, d)
-	cancels := 0
-	for _, c := range e.srv.Ledger() {
-		if c.Method == rpcclient.MethodCancelRefund {
-			cancels++
-		}
-	}
+	cancels := e.cancels()
 	r, _ := e.srv.Refund("TH1")
 	if r.Status != rpctest.StatusCanceled {
 		t.Fatalf("refund %s, outcome %s (%s), %d cancelRefund sent, held: %v; want cancelled by the last chance before the cut-off %v",
@@ -117,12 +112,7 @@ func TestThrottledCheckDoesNotEatTheLastChance(t *testing.T) {
 	_ = e.srv.SetFaults(rpctest.FaultRule{Method: rpcclient.MethodCancelRefund, Kind: rpctest.FaultStatus, Status: 503, FirstN: 1})
 	d := Delivery{Type: tasks.TypeCancelRefund, TaskID: "tc", MaxRetry: tasks.DefaultMaxRetry, Payload: payload("TC1", initiated)}
 	res := deliverUntilFinal(t, e, d)
-	cancels := 0
-	for _, c := range e.srv.Ledger() {
-		if c.Method == rpcclient.MethodCancelRefund {
-			cancels++
-		}
-	}
+	cancels := e.cancels()
 	r, _ := e.srv.Refund("TC1")
 	if r.Status != rpctest.StatusCanceled {
 		t.Fatalf("refund %s, outcome %s (%s), %d cancelRefund sent (the first answered 503), held: %v; want cancelled by a last chance before the cut-off %v",
@@ -160,12 +150,7 @@ func TestCancelNotStartedAtTheCutoffIsNotCountedSent(t *testing.T) {
 	e.useGate(t, &lateGate{clock: e.clock, method: rpcclient.MethodCancelRefund})
 	d := Delivery{Type: tasks.TypeCancelRefund, TaskID: "ns", MaxRetry: tasks.DefaultMaxRetry, Payload: payload("NS1", initiated)}
 	res, err := e.h.Deliver(context.Background(), d)
-	cancels := 0
-	for _, c := range e.srv.Ledger() {
-		if c.Method == rpcclient.MethodCancelRefund {
-			cancels++
-		}
-	}
+	cancels := e.cancels()
 	if res == nil || !res.Final() {
 		t.Fatalf("%+v %v; want a final record", res, err)
 	}

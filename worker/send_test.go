@@ -34,14 +34,8 @@ func (g *cancelOnGate) Wait(ctx context.Context, method string) error {
 }
 func (g *cancelOnGate) Done(context.Context, string, error) {}
 
-func (e *env) cancels() (n int) {
-	for _, c := range e.srv.Ledger() {
-		if c.Method == rpcclient.MethodCancelRefund {
-			n++
-		}
-	}
-	return n
-}
+// cancels answers how many cancelRefund calls reached the sandbox.
+func (e *env) cancels() int { return len(e.cancelCalls()) }
 
 // A retry (its first cancel answered 429: refused for load, never
 // applied) is shut down (a rolling restart: asynq cancels its context)

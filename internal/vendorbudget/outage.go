@@ -76,9 +76,9 @@ func (g *Gate) release(ctx context.Context, method string, claim int64) {
 
 // hold answers how long a request of method must wait while the method is
 // out (0: it may go — the method is not out, or this request is now its
-// probe: probe, the claim's end in ms, is then set). A request marked rpcclient.WithProbeLast (a task's first
-// cancel) may claim the probe only one ProbeInterval after the last claim
-// lapsed, others at once: a task whose cancel failed already probes again
+// probe: probe, the claim's end in ms, is then set). A request marked
+// rpcclient.WithProbeLast (a task's first cancel) may claim the probe only
+// one ProbeInterval after the last claim lapsed, others at once: a task whose cancel failed already probes again
 // rather than a new task each time, so an outage of N probes leaves a few
 // tasks to check their refunds after it, not N.
 func (g *Gate) hold(ctx context.Context, v *view, method string) (wait time.Duration, probe int64, err error) {

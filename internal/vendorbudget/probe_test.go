@@ -15,14 +15,14 @@ import (
 	"github.com/refundd/refund-canceller/rpcclient/rpctest"
 )
 
-// A cancel admitted as the probe but stopped by its caller's check
-// (rpcclient.CancelRefund's before: a retry finding its refund already
-// settled) sends nothing.
-func TestProbeStoppedByItsCheckGivesTheClaimBack(t *testing.T) {
-	c := newClock()
-	gs, _ := newGates(t, 1, Config{Now: c.Now})
+// cancelRefundOut answers a Gate on now whose fleet holds cancelRefund
+// (out: 20 unavailable answers), and a client on clock c through it to a
+// sandbox holding refunds P1 and P2.
+func cancelRefundOut(t *testing.T, c *clock, now func() time.Time) (*Gate, *rpcclient.Client, *rpctest.Server) {
+	t.Helper()
+	gs, _ := newGates(t, 1, Config{Now: now})
 	g := gs[0]
-	answers(g, "cancelRefund", 20, unavailable) // cancelRefund is out
+	answers(g, "cancelRefund", 20, unavailable)
 	resync(t, g)
 	sb := rpctest.NewServer(rpctest.Config{Now: c.Now})
 	t.Cleanup(sb.Close)
@@ -32,6 +32,15 @@ func TestProbeStoppedByItsCheckGivesTheClaimBack(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return g, api, sb
+}
+
+// A cancel admitted as the probe but stopped by its caller's check
+// (rpcclient.CancelRefund's before: a retry finding its refund already
+// settled) sends nothing.
+func TestProbeStoppedByItsCheckGivesTheClaimBack(t *testing.T) {
+	c := newClock()
+	_, api, sb := cancelRefundOut(t, c, c.Now)
 	// A retry's cancel: the Gate lets it go as the probe; its check (the
 	// worker's getOrder: the refund was settled meanwhile) stops it.
 	stopped := errors.New("the check stopped the cancel")
@@ -41,7 +50,7 @@ func TestProbeStoppedByItsCheckGivesTheClaimBack(t *testing.T) {
 	// Another retry's cancel, 100 ms later (it may wait 100 ms): nothing
 	// probes cancelRefund now, so it should be the probe.
 	c.Advance(100 * time.Millisecond)
-	_, err = api.CancelRefund(withinOn(c, 100*time.Millisecond), "P2", nil)
+	_, err := api.CancelRefund(withinOn(c, 100*time.Millisecond), "P2", nil)
 	sent := 0
 	for _, call := range sb.Ledger() {
 		if call.Method == rpcclient.MethodCancelRefund {
@@ -71,25 +80,14 @@ func TestProbeGrantedPastItsStartDeadlineGivesTheClaimBack(t *testing.T) {
 		}
 		return c.Now()
 	}
-	gs, _ := newGates(t, 1, Config{Now: gateNow})
-	g := gs[0]
-	answers(g, "cancelRefund", 20, unavailable) // cancelRefund is out
-	resync(t, g)
-	sb := rpctest.NewServer(rpctest.Config{Now: c.Now})
-	t.Cleanup(sb.Close)
-	_ = sb.Seed(rpctest.Refund{OrderRef: "P1", InitiatedAt: c.Now().Add(-time.Hour)}, rpctest.Refund{OrderRef: "P2", InitiatedAt: c.Now().Add(-time.Hour)})
-	api, err := rpcclient.New(rpcclient.Config{URL: sb.RPCURL, MerchantCode: rpctest.DefaultMerchantCode, SecretKey: rpctest.DefaultSecretKey,
-		Now: c.Now, RequestTimeout: time.Second, Gate: g})
-	if err != nil {
-		t.Fatal(err)
-	}
+	g, api, sb := cancelRefundOut(t, c, gateNow)
 	// Log in first (not under test).
 	if _, err := api.GetOrder(rpcclient.WithPriority(context.Background()), "P2"); err != nil {
 		t.Fatal(err)
 	}
 	armed.Store(true)
 	ctx := withinOn(c, time.Millisecond)
-	_, err = api.CancelRefund(ctx, "P1", nil)
+	_, err := api.CancelRefund(ctx, "P1", nil)
 	armed.Store(false)
 	if !errors.Is(err, rpcclient.ErrStartDeadline) {
 		t.Fatalf("set-up: first cancel: %v; want ErrStartDeadline (granted by the Gate, late for its start deadline)", err)
@@ -117,18 +115,7 @@ func TestProbeGrantedPastItsStartDeadlineGivesTheClaimBack(t *testing.T) {
 // given back.
 func TestProbeWhoseBeforeHookPanicsLeavesNoEntry(t *testing.T) {
 	c := newClock()
-	gs, _ := newGates(t, 1, Config{Now: c.Now})
-	g := gs[0]
-	answers(g, "cancelRefund", 20, unavailable) // cancelRefund is out
-	resync(t, g)
-	sb := rpctest.NewServer(rpctest.Config{Now: c.Now})
-	t.Cleanup(sb.Close)
-	_ = sb.Seed(rpctest.Refund{OrderRef: "P1", InitiatedAt: c.Now().Add(-time.Hour)})
-	api, err := rpcclient.New(rpcclient.Config{URL: sb.RPCURL, MerchantCode: rpctest.DefaultMerchantCode, SecretKey: rpctest.DefaultSecretKey,
-		Now: c.Now, RequestTimeout: time.Second, Gate: g})
-	if err != nil {
-		t.Fatal(err)
-	}
+	g, api, _ := cancelRefundOut(t, c, c.Now)
 	func() {
 		defer func() { _ = recover() }()
 		_, _ = api.CancelRefund(withinOn(c, time.Minute), "P1", func(context.Context) error { panic("before hook") })

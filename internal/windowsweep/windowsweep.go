@@ -347,10 +347,11 @@ func (s *Sweeper) Sweep(ctx context.Context) (Report, error) { return s.sweep(ct
 // acts.
 func (s *Sweeper) sweep(ctx context.Context, alive func()) (Report, error) {
 	var r Report
-	lists := []struct {
+	type taskList struct {
 		state string
 		list  func(string, ...asynq.ListOption) ([]*asynq.TaskInfo, error)
-	}{
+	}
+	lists := []taskList{
 		{"active", s.insp.ListActiveTasks},
 		{"pending", s.insp.ListPendingTasks},
 		{"scheduled", s.insp.ListScheduledTasks},
@@ -365,10 +366,7 @@ func (s *Sweeper) sweep(ctx context.Context, alive func()) (Report, error) {
 		return r, fmt.Errorf("list groups: %w", err)
 	}
 	for _, g := range groups {
-		lists = append(lists, struct {
-			state string
-			list  func(string, ...asynq.ListOption) ([]*asynq.TaskInfo, error)
-		}{"aggregating (group " + g.Group + ")", func(q string, o ...asynq.ListOption) ([]*asynq.TaskInfo, error) {
+		lists = append(lists, taskList{"aggregating (group " + g.Group + ")", func(q string, o ...asynq.ListOption) ([]*asynq.TaskInfo, error) {
 			return s.insp.ListAggregatingTasks(q, g.Group, o...)
 		}})
 	}
